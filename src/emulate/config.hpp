@@ -1,0 +1,50 @@
+// What `funcie emulate` emulates: one function's configuration, checked as Lambda checks it.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace funcie::emulate {
+
+/// A configuration value a user gave is out of range or malformed; the message says which
+/// and what is allowed.
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct function_config {
+  std::string name;
+  std::string region = "us-east-1";
+  std::string account = "000000000000";
+  std::chrono::milliseconds timeout{3000};  ///< Lambda: 1 s to 900 s.
+  std::chrono::milliseconds init_timeout{10000};
+  unsigned memory_mb = 128;                 ///< Lambda: 128 to 10240.
+  unsigned concurrency = 10;                ///< Execution environments at most.
+  std::string handler = "function.handler";
+  std::map<std::string, std::string> environment;  ///< The function's own variables.
+  std::vector<std::string> command;                 ///< The runtime: CMD [ARGS...].
+
+  /// arn:aws:lambda:REGION:ACCOUNT:function:NAME
+  std::string arn() const;
+};
+
+/// Throws config_error naming the first bad value.
+void validate(const function_config& config);
+
+/// Parses "K=V" into the map; throws config_error for a malformed or reserved key.
+void add_environment(function_config& config, const std::string& assignment);
+
+/// The environment the runtime process starts with: what Lambda sets, then the function's
+/// own variables. `runtime_api` is host:port; `log_stream` names this environment.
+std::vector<std::string> runtime_environment(const function_config& config,
+                                             const std::string& runtime_api,
+                                             const std::string& log_stream);
+
+/// A log stream name as Lambda makes them: "YYYY/MM/DD/[$LATEST]<32 hex>".
+std::string new_log_stream_name();
+
+}  // namespace funcie::emulate

@@ -1,0 +1,152 @@
+#include "emulate/environment.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+
+namespace funcie::emulate {
+
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+namespace {
+
+outcome error_outcome(std::string type, std::string message) {
+  runtime_api::function_error error{type, std::move(message), {}};
+  return outcome{true, runtime_api::format_error(error), "application/json", std::move(type)};
+}
+
+std::string seconds_text(milliseconds d) { return fmt::format("{:.2f}", d.count() / 1000.0); }
+
+}  // namespace
+
+environment::environment(asio::any_io_executor executor, const function_config& config,
+                         unsigned index)
+    : executor_(std::move(executor)), config_(config), index_(index) {}
+
+environment::~environment() { reset(); }
+
+void environment::start() {
+  api_ = std::make_unique<runtime_api::server>(executor_);
+  auto env = runtime_environment(config_, api_->address(), new_log_stream_name());
+  process_ = std::make_unique<process::child>(executor_, config_.command, env);
+  spdlog::debug("environment {}: started runtime pid {} with Runtime API {}", index_,
+                process_->pid(), api_->address());
+  // Watch the process: its exit is posted on a channel that the running invocation races.
+  exit_ = std::make_shared<exit_channel>(executor_, 1);
+  asio::co_spawn(
+      executor_,
+      [exit = exit_, pid = process_->pid(),
+       wait = process_->wait()]() mutable -> asio::awaitable<void> {
+        try {
+          auto status = co_await std::move(wait);
+          spdlog::debug("runtime pid {} ended: {}", pid, status.describe());
+          exit->try_send(boost::system::error_code{}, status);
+        } catch (const std::exception&) {
+          // The environment was reset first; nobody is waiting.
+        }
+      },
+      asio::detached);
+}
+
+void environment::reset() {
+  if (api_) api_->close();
+  if (exit_) exit_->close();
+  process_.reset();  // kills the process group and reaps it
+  api_.reset();
+  exit_.reset();
+}
+
+asio::awaitable<outcome> environment::exited(const std::string& request_id) {
+  auto status = co_await exit_->async_receive(asio::use_awaitable);
+  auto text = status.signal == 0 && status.code == 0
+                  ? std::string("Runtime exited without providing a reason")
+                  : "Runtime exited with error: " + status.describe();
+  co_return error_outcome("Runtime.ExitError",
+                          fmt::format("RequestId: {} Error: {}", request_id, text));
+}
+
+asio::awaitable<outcome> environment::run(runtime_api::invocation invocation) {
+  const auto request_id = invocation.context.request_id;
+  if (!process_ || process_->exited()) {
+    reset();
+    start();
+  }
+  auto api = api_.get();
+
+  // Init: until the runtime first asks for work, bounded by Lambda's init timeout.
+  asio::steady_timer init_timer(executor_, config_.init_timeout);
+  auto ready = co_await (api->wait_ready() || exited(request_id) ||
+                         init_timer.async_wait(asio::use_awaitable));
+  if (ready.index() == 1) {
+    reset();
+    co_return std::get<1>(ready);
+  }
+  if (ready.index() == 2) {
+    reset();
+    co_return error_outcome(
+        "Sandbox.Timedout", fmt::format("RequestId: {} Error: Init phase timed out after {} seconds",
+                                        request_id, seconds_text(config_.init_timeout)));
+  }
+  if (auto& init_error = std::get<0>(ready)) {
+    reset();
+    co_return outcome{true, std::move(init_error->body), "application/json",
+                      std::move(init_error->error_type)};
+  }
+
+  // Invoke: the deadline starts when the runtime takes the event.
+  auto deadline = steady_clock::now() + config_.timeout;
+  invocation.context.deadline_ms =
+      std::chrono::duration_cast<milliseconds>(
+          (std::chrono::system_clock::now() + config_.timeout).time_since_epoch())
+          .count();
+  asio::steady_timer timer(executor_, deadline);
+  auto done = co_await (api->invoke(std::move(invocation)) || exited(request_id) ||
+                        timer.async_wait(asio::use_awaitable));
+  switch (done.index()) {
+    case 0: {
+      auto& r = std::get<0>(done);
+      if (r.outcome == runtime_api::result::kind::success) {
+        co_return outcome{false, std::move(r.body), std::move(r.content_type), {}};
+      }
+      co_return outcome{true, std::move(r.body), "application/json", std::move(r.error_type)};
+    }
+    case 1:
+      reset();
+      co_return std::get<1>(done);
+    default:
+      spdlog::warn("{} Task timed out after {} seconds; resetting environment {}", request_id,
+                   seconds_text(config_.timeout), index_);
+      reset();
+      co_return error_outcome("Sandbox.Timedout",
+                              fmt::format("RequestId: {} Error: Task timed out after {} seconds",
+                                          request_id, seconds_text(config_.timeout)));
+  }
+}
+
+void environment::terminate() {
+  if (process_ && !process_->exited()) process_->signal(SIGTERM);
+}
+
+asio::awaitable<void> environment::shut_down(steady_clock::time_point deadline) {
+  if (!process_ || process_->exited()) {
+    reset();
+    co_return;
+  }
+  try {
+    asio::steady_timer timer(executor_, deadline);
+    co_await (exit_->async_receive(asio::use_awaitable) || timer.async_wait(asio::use_awaitable));
+  } catch (const std::exception&) {
+  }
+  reset();
+}
+
+}  // namespace funcie::emulate

@@ -1,0 +1,60 @@
+// One execution environment: a runtime process with its own Runtime API endpoint, started
+// on first use and reset (process killed, started afresh next time) after a timeout, an
+// exit or an init error, as on Lambda.
+#pragma once
+
+#include "emulate/config.hpp"
+#include "process/child.hpp"
+#include "runtime_api/server.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/experimental/channel.hpp>
+
+#include <memory>
+#include <string>
+
+namespace funcie::emulate {
+
+/// What the caller of Invoke gets back.
+struct outcome {
+  bool function_error = false;  ///< X-Amz-Function-Error: Unhandled
+  std::string body;             ///< The payload, or the error JSON.
+  std::string content_type;
+  std::string error_type;
+};
+
+class environment {
+ public:
+  environment(boost::asio::any_io_executor executor, const function_config& config,
+              unsigned index);
+  ~environment();
+
+  /// Runs one invocation to its end. Sets the deadline (now + timeout) when the runtime
+  /// takes it. Never throws for what the runtime does; throws process::spawn_error when
+  /// the command cannot start at all.
+  boost::asio::awaitable<outcome> run(runtime_api::invocation invocation);
+
+  /// Asks the runtime to stop (SIGTERM).
+  void terminate();
+  /// Waits until `deadline` for the runtime to exit, then kills it.
+  boost::asio::awaitable<void> shut_down(std::chrono::steady_clock::time_point deadline);
+
+  unsigned index() const { return index_; }
+
+ private:
+  using exit_channel = boost::asio::experimental::channel<void(boost::system::error_code,
+                                                               process::exit_status)>;
+  void start();
+  void reset();
+  boost::asio::awaitable<outcome> exited(const std::string& request_id);
+
+  boost::asio::any_io_executor executor_;
+  const function_config& config_;
+  unsigned index_;
+  std::unique_ptr<runtime_api::server> api_;
+  std::unique_ptr<process::child> process_;
+  std::shared_ptr<exit_channel> exit_;
+};
+
+}  // namespace funcie::emulate

@@ -1,0 +1,244 @@
+#include "runtime_api/server.hpp"
+
+#include "http/server.hpp"
+
+#include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+namespace funcie::runtime_api {
+
+namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
+using error_code = boost::system::error_code;
+
+namespace {
+
+template <class... T>
+using channel = asio::experimental::channel<void(error_code, T...)>;
+
+constexpr std::string_view accepted_body = R"({"status":"OK"})";
+
+http::response api_error(unsigned status, std::string_view type, std::string_view message) {
+  return http::make_response(status, format_api_error(type, message), "application/json");
+}
+
+std::string_view header_value(const http::request_header& req, std::string_view name) {
+  auto it = req.find(name);
+  return it == req.end() ? std::string_view{} : std::string_view(it->value());
+}
+
+bool is_json_object(std::string_view body) {
+  error_code ec;
+  auto value = boost::json::parse(body, ec);
+  return !ec && value.is_object();
+}
+
+}  // namespace
+
+struct server::state : std::enable_shared_from_this<server::state> {
+  struct in_flight {
+    std::string request_id;
+    std::shared_ptr<channel<result>> done;
+  };
+
+  explicit state(asio::any_io_executor ex) : executor(ex), ready(ex, 1) {}
+
+  asio::any_io_executor executor;
+  std::unique_ptr<http::server> http;
+  std::shared_ptr<channel<invocation>> waiting;  // the /next the runtime is blocked in
+  std::optional<in_flight> current;
+  std::string last_request_id;
+  std::optional<result> init_error;
+  bool initialized = false;  // the runtime has called /next at least once
+  bool closed = false;
+  channel<> ready;  // a token per /next, so that wait_ready() wakes up
+
+  void finish(result r) {
+    auto done = std::move(current->done);
+    last_request_id = std::move(current->request_id);
+    current.reset();
+    done->try_send(error_code{}, std::move(r));
+  }
+
+  // Status for a POST naming `id` when no invocation with that id is in flight.
+  http::response stale(const std::string& id) const {
+    if (!id.empty() && id == last_request_id) {
+      return api_error(403, "InvalidStateTransition",
+                       "the runtime already answered request " + id);
+    }
+    return api_error(400, "InvalidRequestID", "no invocation in flight has request id " + id);
+  }
+
+  static asio::awaitable<http::response> handle(std::shared_ptr<state> self, http::request& req) {
+    if (!self || self->closed) {
+      co_return api_error(500, "ServiceUnavailable", "the environment is closing");
+    }
+    std::optional<route> r;
+    try {
+      r = parse_route(std::string_view(req.method_string()), std::string_view(req.target()));
+    } catch (const protocol_error& e) {
+      co_return api_error(400, "InvalidRequestID", e.what());
+    }
+    if (!r) {
+      co_return api_error(404, "InvalidRoute", fmt::format("{} {} is not a Runtime API route",
+                                                           std::string_view(req.method_string()),
+                                                           std::string_view(req.target())));
+    }
+    switch (r->kind) {
+      case route_kind::next:
+        co_return co_await self->next();
+      case route_kind::response:
+        co_return self->respond(r->request_id, req);
+      case route_kind::error:
+        co_return self->fail(r->request_id, req);
+      case route_kind::init_error:
+        co_return self->fail_init(req);
+    }
+    co_return api_error(404, "InvalidRoute", "unknown route");
+  }
+
+  asio::awaitable<http::response> next() {
+    if (current) {
+      co_return api_error(403, "InvalidStateTransition",
+                          "the runtime asked for the next invocation before answering request " +
+                              current->request_id);
+    }
+    if (init_error) {
+      co_return api_error(403, "InvalidStateTransition",
+                          "the runtime reported an init error and must exit");
+    }
+    // A runtime that re-polls (its earlier /next connection gave up) replaces the old one.
+    if (waiting) waiting->close();
+    auto mine = std::make_shared<channel<invocation>>(executor, 1);
+    waiting = mine;
+    initialized = true;
+    ready.try_send(error_code{});
+
+    error_code ec;
+    invocation inv = co_await mine->async_receive(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return api_error(500, "ServiceUnavailable", "the environment is closing");
+
+    std::string deadline;
+    auto res = http::make_response(200, std::move(inv.payload), "application/json");
+    for (auto [name, value] : invocation_headers(inv.context, deadline)) res.set(name, value);
+    co_return res;
+  }
+
+  http::response respond(const std::string& id, http::request& req) {
+    if (!current || current->request_id != id) return stale(id);
+    result r;
+    r.outcome = result::kind::success;
+    r.content_type = std::string(header_value(req, "Content-Type"));
+    r.body = std::move(req.body());
+    finish(std::move(r));
+    return http::make_response(202, std::string(accepted_body), "application/json");
+  }
+
+  static result error_result(result::kind kind, http::request& req) {
+    auto type_header = header_value(req, header::function_error_type);
+    auto error = parse_error(req.body(), type_header);
+    result r;
+    r.outcome = kind;
+    r.error_type = error.error_type;
+    r.body = is_json_object(req.body()) ? std::move(req.body()) : format_error(error);
+    return r;
+  }
+
+  http::response fail(const std::string& id, http::request& req) {
+    if (!current || current->request_id != id) return stale(id);
+    finish(error_result(result::kind::function_error, req));
+    return http::make_response(202, std::string(accepted_body), "application/json");
+  }
+
+  http::response fail_init(http::request& req) {
+    if (initialized || init_error) {
+      return api_error(403, "InvalidStateTransition",
+                       "init/error is only accepted before the first /next");
+    }
+    init_error = error_result(result::kind::init_error, req);
+    ready.try_send(error_code{});
+    return http::make_response(202, std::string(accepted_body), "application/json");
+  }
+
+  http::response too_large(const http::request_header& req) {
+    std::optional<route> r;
+    try {
+      r = parse_route(std::string_view(req.method_string()), std::string_view(req.target()));
+    } catch (const protocol_error&) {
+    }
+    if (r && current && current->request_id == r->request_id &&
+        (r->kind == route_kind::response || r->kind == route_kind::error)) {
+      function_error error{"Function.ResponseSizeTooLarge",
+                           fmt::format("Response payload size exceeded maximum allowed payload "
+                                       "size ({} bytes).",
+                                       max_runtime_post_bytes),
+                           {}};
+      result res{result::kind::function_error, format_error(error), {}, error.error_type};
+      finish(std::move(res));
+    }
+    return api_error(413, "RequestEntityTooLarge",
+                     fmt::format("Exceeded maximum allowed payload size ({} bytes).",
+                                 max_runtime_post_bytes));
+  }
+
+  void close() {
+    if (closed) return;
+    closed = true;
+    if (http) http->stop();
+    if (waiting) waiting->close();
+    if (current) current->done->close();
+    ready.close();
+  }
+};
+
+server::server(asio::any_io_executor executor, std::uint16_t port)
+    : state_(std::make_shared<state>(executor)) {
+  std::weak_ptr<state> weak = state_;
+  http::handlers handlers{
+      [weak](http::request& req) -> asio::awaitable<http::response> {
+        return state::handle(weak.lock(), req);
+      },
+      [weak](const http::request_header& req) {
+        auto self = weak.lock();
+        return self ? self->too_large(req)
+                    : api_error(413, "RequestEntityTooLarge", "payload too large");
+      }};
+  state_->http = std::make_unique<http::server>(
+      executor, asio::ip::tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port),
+      http::server_options{max_runtime_post_bytes, 16 * 1024}, std::move(handlers));
+  state_->http->start();
+}
+
+server::~server() { close(); }
+
+std::string server::address() const {
+  return fmt::format("127.0.0.1:{}", state_->http->port());
+}
+
+asio::awaitable<std::optional<result>> server::wait_ready() {
+  auto self = state_;
+  for (;;) {
+    if (self->init_error) co_return self->init_error;
+    if (self->waiting) co_return std::nullopt;
+    co_await self->ready.async_receive(asio::use_awaitable);
+  }
+}
+
+asio::awaitable<result> server::invoke(invocation inv) {
+  auto self = state_;
+  if (!self->waiting || self->current) {
+    throw std::logic_error("runtime_api::server::invoke called while the runtime is not ready");
+  }
+  auto done = std::make_shared<channel<result>>(self->executor, 1);
+  self->current = state::in_flight{inv.context.request_id, done};
+  auto waiting = std::move(self->waiting);
+  waiting->try_send(error_code{}, std::move(inv));
+  co_return co_await done->async_receive(asio::use_awaitable);
+}
+
+void server::close() { state_->close(); }
+
+}  // namespace funcie::runtime_api
