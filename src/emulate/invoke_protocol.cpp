@@ -207,8 +207,9 @@ std::optional<function_ref> parse_invoke_target(std::string_view target) {
 bool is_json(std::string_view bytes) {
   boost::json::basic_parser<validating_handler> parser{boost::json::parse_options{}};
   boost::system::error_code ec;
-  parser.write_some(false, bytes.data(), bytes.size(), ec);
-  return !ec && parser.done();
+  auto used = parser.write_some(false, bytes.data(), bytes.size(), ec);
+  // The parser stops after one complete value: anything left over ("{} {}") is not JSON.
+  return !ec && parser.done() && used == bytes.size();
 }
 
 invocation_type parse_invocation_type(std::string_view value) {
