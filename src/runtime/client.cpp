@@ -1,0 +1,277 @@
+#include "runtime/client.hpp"
+
+#include <fmt/format.h>
+
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+#include <utility>
+
+namespace funcie::runtime {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using boost::system::error_code;
+
+namespace {
+
+// An event may be max_payload_bytes; the headroom keeps a slightly larger one from turning
+// into a protocol error here rather than a clear one from the Runtime API.
+constexpr std::size_t max_body_bytes = runtime_api::max_payload_bytes + 64 * 1024;
+// Client context and Cognito identity ride in headers and can be a few KiB each.
+constexpr std::uint32_t max_header_bytes = 64 * 1024;
+
+std::string_view to_std(beast::string_view s) {
+  return {s.data(), s.size()};
+}
+beast::string_view to_beast(std::string_view s) {
+  return {s.data(), s.size()};
+}
+
+// The Runtime API's own error body: {"errorType": ..., "errorMessage": ...}.
+std::pair<std::string, std::string> parse_api_error(std::string_view body) {
+  error_code ec;
+  const boost::json::value value = boost::json::parse(body, ec);
+  const auto* object = ec ? nullptr : value.if_object();
+  if (object == nullptr) return {};
+  auto text = [&](std::string_view key) {
+    const auto* field = object->if_contains(key);
+    const auto* string = field != nullptr ? field->if_string() : nullptr;
+    return string != nullptr ? std::string(string->data(), string->size()) : std::string();
+  };
+  return {text("errorType"), text("errorMessage")};
+}
+
+}  // namespace
+
+client_error::client_error(client_errc code, const std::string& message,
+                           std::optional<unsigned> http_status, std::string api_error_type,
+                           std::string api_error_message)
+    : std::runtime_error(message),
+      code_(code),
+      http_status_(http_status),
+      api_error_type_(std::move(api_error_type)),
+      api_error_message_(std::move(api_error_message)) {}
+
+bool client_error::is_connection_error() const noexcept {
+  return code_ == client_errc::connect_failed || code_ == client_errc::connection_lost ||
+         code_ == client_errc::timeout;
+}
+
+// The one place where a failure of a call becomes a client_error.
+namespace {
+
+[[noreturn]] void fail(const std::string& host_port, const http::request<http::string_body>& call,
+                       error_code ec) {
+  client_errc code = client_errc::connection_lost;
+  if (ec == beast::error::timeout) {
+    code = client_errc::timeout;
+  } else if (ec.category() == http::make_error_code(http::error::end_of_stream).category() &&
+             ec != http::error::end_of_stream && ec != http::error::partial_message) {
+    code = client_errc::bad_response;  // not HTTP, or over a size limit
+  }
+  throw client_error(
+      code, fmt::format("Runtime API {}: {} {}: {}", host_port, to_std(call.method_string()),
+                        to_std(call.target()), ec.message()));
+}
+
+[[noreturn]] void fail(const std::string& host_port, const http::request<http::string_body>& call,
+                       const http::response<http::string_body>& answer) {
+  auto [type, message] = parse_api_error(answer.body());
+  std::string text =
+      fmt::format("Runtime API {}: {} {}: HTTP {}", host_port, to_std(call.method_string()),
+                  to_std(call.target()), answer.result_int());
+  if (!type.empty() || !message.empty()) text += fmt::format(": {}: {}", type, message);
+  throw client_error(client_errc::http_status, text, answer.result_int(), std::move(type),
+                     std::move(message));
+}
+
+[[noreturn]] void fail_connect(const std::string& host_port, std::string_view why) {
+  throw client_error(client_errc::connect_failed,
+                     fmt::format("Runtime API {}: cannot connect: {}", host_port, why));
+}
+
+[[noreturn]] void fail_protocol(const std::string& host_port, std::string_view why) {
+  throw client_error(client_errc::bad_response,
+                     fmt::format("Runtime API {}: GET next: {}", host_port, why));
+}
+
+}  // namespace
+
+client::client(asio::any_io_executor executor, std::string host_port)
+    : client(std::move(executor), std::move(host_port), options{}) {}
+
+client::client(asio::any_io_executor executor, std::string host_port, options opts)
+    : host_port_(std::move(host_port)),
+      options_(opts),
+      next_target_(runtime_api::route_path(runtime_api::route_kind::next)),
+      resolver_(executor),
+      stream_(executor) {
+  // "host:port", or "[v6 address]:port"; Lambda always gives a port.
+  std::string_view address = host_port_;
+  std::size_t colon = std::string_view::npos;
+  if (address.starts_with('[')) {
+    const std::size_t close = address.find(']');
+    if (close != std::string_view::npos) {
+      host_ = address.substr(1, close - 1);
+      if (address.size() > close + 1 && address[close + 1] == ':') colon = close + 1;
+    }
+  } else {
+    colon = address.rfind(':');
+    host_ = address.substr(0, colon);
+  }
+  if (colon != std::string_view::npos) port_ = address.substr(colon + 1);
+  if (host_.empty() || port_.empty()) fail_connect(host_port_, "the address is not host:port");
+
+  request_.version(11);
+  request_.keep_alive(true);
+  request_.set(http::field::host, to_beast(host_port_));
+  request_.set(http::field::user_agent, "funcie-runtime");
+}
+
+void client::close() noexcept {
+  error_code ignored;
+  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  stream_.socket().close(ignored);
+  buffer_.consume(buffer_.size());
+}
+
+asio::awaitable<void> client::connect() {
+  auto pause = options_.connect_retry_pause;
+  std::string last_error;
+  for (int attempt = 1;; ++attempt) {
+    error_code ec;
+    if (endpoints_.empty()) {
+      endpoints_ = co_await resolver_.async_resolve(host_, port_,
+                                                    asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (!ec) {
+      stream_.expires_after(options_.connect_timeout);
+      co_await stream_.async_connect(endpoints_, asio::redirect_error(asio::use_awaitable, ec));
+      stream_.expires_never();
+      if (!ec) {
+        stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+        co_return;
+      }
+    }
+    endpoints_ = {};  // resolve again: the address may have moved
+    last_error = ec.message();
+    if (attempt >= options_.connect_attempts) break;
+    asio::steady_timer timer(stream_.get_executor(), pause);
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    pause *= 2;
+  }
+  fail_connect(host_port_, last_error);
+}
+
+asio::awaitable<client::response_type> client::exchange(bool bounded) {
+  for (bool resent = false;; resent = true) {
+    const bool reused = stream_.socket().is_open();
+    if (!reused) co_await connect();
+
+    error_code ec;
+    bool answered = false;
+    stream_.expires_after(options_.io_timeout);
+    co_await http::async_write(stream_, request_, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      if (!bounded) stream_.expires_never();
+      http::response_parser<http::string_body> parser;
+      parser.header_limit(max_header_bytes);
+      parser.body_limit(max_body_bytes);
+      co_await http::async_read(stream_, buffer_, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      answered = parser.got_some();
+      if (!ec) {
+        stream_.expires_never();
+        response_type answer = parser.release();
+        if (!answer.keep_alive()) close();
+        if (answer.result_int() / 100 != 2) fail(host_port_, request_, answer);
+        co_return answer;
+      }
+    }
+    stream_.expires_never();
+    close();
+    // A kept-alive connection the server has closed meanwhile fails before any answer
+    // arrives: the server never saw the request, so send it once more on a new connection.
+    if (reused && !resent && !answered && ec != beast::error::timeout) continue;
+    fail(host_port_, request_, ec);
+  }
+}
+
+asio::awaitable<runtime_api::invocation> client::next() {
+  request_.method(http::verb::get);
+  request_.target(to_beast(next_target_));
+  request_.erase(http::field::content_type);
+  request_.erase(to_beast(runtime_api::header::function_error_type));
+  request_.body().clear();
+  request_.prepare_payload();
+
+  response_type answer = co_await exchange(false);
+  runtime_api::invocation invocation;
+  try {
+    invocation.context = runtime_api::parse_invocation_headers(
+        [&answer](std::string_view name) -> std::optional<std::string_view> {
+          const auto field = answer.find(to_beast(name));
+          if (field == answer.end()) return std::nullopt;
+          return to_std(field->value());
+        });
+  } catch (const runtime_api::protocol_error& e) {
+    fail_protocol(host_port_, e.what());
+  }
+  invocation.payload = std::move(answer.body());
+  co_return invocation;
+}
+
+asio::awaitable<void> client::post(std::string target, std::string body,
+                                   std::string_view content_type, std::string_view error_type) {
+  request_.method(http::verb::post);
+  request_.target(to_beast(target));
+  request_.set(http::field::content_type, to_beast(content_type));
+  if (error_type.empty()) {
+    request_.erase(to_beast(runtime_api::header::function_error_type));
+  } else {
+    request_.set(to_beast(runtime_api::header::function_error_type), to_beast(error_type));
+  }
+  request_.body() = std::move(body);
+  request_.prepare_payload();
+  try {
+    co_await exchange(true);
+  } catch (...) {
+    std::string().swap(request_.body());
+    throw;
+  }
+  std::string().swap(request_.body());  // a response may be 6 MiB: do not keep it around
+}
+
+// Arguments of co_await calls are named locals: GCC 12 destroys some temporaries in a
+// co_await full-expression twice.
+asio::awaitable<void> client::post_response(std::string_view request_id, std::string body,
+                                            std::string_view content_type) {
+  std::string target = runtime_api::route_path(runtime_api::route_kind::response, request_id);
+  co_await post(std::move(target), std::move(body), content_type, {});
+}
+
+asio::awaitable<void> client::post_error(std::string_view request_id,
+                                         const runtime_api::function_error& error) {
+  std::string target = runtime_api::route_path(runtime_api::route_kind::error, request_id);
+  std::string body = runtime_api::format_error(error);
+  co_await post(std::move(target), std::move(body), runtime_api::error_content_type,
+                error.error_type);
+}
+
+asio::awaitable<void> client::post_init_error(const runtime_api::function_error& error) {
+  std::string target = runtime_api::route_path(runtime_api::route_kind::init_error);
+  std::string body = runtime_api::format_error(error);
+  co_await post(std::move(target), std::move(body), runtime_api::error_content_type,
+                error.error_type);
+}
+
+}  // namespace funcie::runtime

@@ -1,0 +1,117 @@
+// A client of the Lambda Runtime API (what a runtime calls): one keep-alive HTTP/1.1
+// connection, C++20 coroutines. Used by run_handler and by the `funcie wrap` proxy.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "funcie/runtime_api/protocol.hpp"
+
+namespace funcie::runtime {
+
+/// What went wrong in a call to the Runtime API.
+enum class client_errc {
+  connect_failed,   ///< Nobody accepted a connection (after the connect retries).
+  connection_lost,  ///< The connection broke during the exchange.
+  timeout,          ///< Connecting or a bounded exchange took too long.
+  http_status,      ///< The Runtime API answered with a status other than 2xx.
+  bad_response,     ///< The answer was not HTTP or not the protocol (e.g. no request id).
+};
+
+/// The one exception type client throws; the message names the call and the cause.
+class client_error : public std::runtime_error {
+ public:
+  client_error(client_errc code, const std::string& message,
+               std::optional<unsigned> http_status = std::nullopt, std::string api_error_type = {},
+               std::string api_error_message = {});
+
+  client_errc code() const noexcept { return code_; }
+  /// The HTTP status when the Runtime API answered at all.
+  std::optional<unsigned> http_status() const noexcept { return http_status_; }
+  /// errorType of the Runtime API's JSON error body (e.g. "InvalidStateTransition"); may be empty.
+  const std::string& api_error_type() const noexcept { return api_error_type_; }
+  /// errorMessage of the Runtime API's JSON error body; may be empty.
+  const std::string& api_error_message() const noexcept { return api_error_message_; }
+  /// True when the Runtime API could not be talked to at all (connect, lost, timeout).
+  bool is_connection_error() const noexcept;
+
+ private:
+  client_errc code_;
+  std::optional<unsigned> http_status_;
+  std::string api_error_type_;
+  std::string api_error_message_;
+};
+
+class client {
+ public:
+  struct options {
+    /// Bound of one connect attempt.
+    std::chrono::milliseconds connect_timeout{10'000};
+    /// Bound of a post, from write to the end of the answer. GET /next has none.
+    std::chrono::milliseconds io_timeout{10'000};
+    /// Connect attempts before connect_failed; the pauses between them double from
+    /// connect_retry_pause, so the defaults give up after about 1.3 s.
+    int connect_attempts = 8;
+    std::chrono::milliseconds connect_retry_pause{10};
+  };
+
+  /// `host_port` is the value of AWS_LAMBDA_RUNTIME_API: "host:port" or "[v6]:port".
+  /// Nothing is connected until the first call.
+  client(boost::asio::any_io_executor executor, std::string host_port);
+  client(boost::asio::any_io_executor executor, std::string host_port, options opts);
+
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  /// GET /runtime/invocation/next: waits, without a time limit, for the next invocation.
+  boost::asio::awaitable<runtime_api::invocation> next();
+
+  /// POST /runtime/invocation/{id}/response with `body` as is.
+  boost::asio::awaitable<void> post_response(std::string_view request_id, std::string body,
+                                             std::string_view content_type);
+
+  /// POST /runtime/invocation/{id}/error.
+  boost::asio::awaitable<void> post_error(std::string_view request_id,
+                                          const runtime_api::function_error& error);
+
+  /// POST /runtime/init/error.
+  boost::asio::awaitable<void> post_init_error(const runtime_api::function_error& error);
+
+  /// The address this client talks to, as given.
+  const std::string& host_port() const noexcept { return host_port_; }
+
+ private:
+  using request_type = boost::beast::http::request<boost::beast::http::string_body>;
+  using response_type = boost::beast::http::response<boost::beast::http::string_body>;
+
+  // Sends request_ and returns the 2xx answer; throws client_error for anything else.
+  // `bounded` puts io_timeout on the whole exchange.
+  boost::asio::awaitable<response_type> exchange(bool bounded);
+  boost::asio::awaitable<void> connect();
+  boost::asio::awaitable<void> post(std::string target, std::string body,
+                                    std::string_view content_type, std::string_view error_type);
+  void close() noexcept;
+
+  std::string host_port_;
+  std::string host_;
+  std::string port_;
+  options options_;
+  std::string next_target_;
+  boost::asio::ip::tcp::resolver resolver_;
+  boost::asio::ip::tcp::resolver::results_type endpoints_;
+  boost::beast::tcp_stream stream_;
+  boost::beast::flat_buffer buffer_;
+  request_type request_;  // reused so its header storage is allocated once
+};
+
+}  // namespace funcie::runtime
