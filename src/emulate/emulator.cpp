@@ -39,12 +39,17 @@ void emulator::release(environment* env) {
 asio::awaitable<outcome> emulator::invoke(runtime_api::invocation invocation) {
   if (shutting_down_) throw std::runtime_error("the emulator is shutting down");
   auto* env = co_await acquire();
-  struct releaser {
-    emulator* self;
-    environment* env;
-    ~releaser() { self->release(env); }
-  } guard{this, env};
-  co_return co_await env->run(std::move(invocation));
+  // Released by hand, not by a guard's destructor: when the process stops, the event loop
+  // destroys suspended frames after the emulator is gone, and nothing may touch it then.
+  outcome result;
+  try {
+    result = co_await env->run(std::move(invocation));
+  } catch (...) {
+    release(env);
+    throw;
+  }
+  release(env);
+  co_return result;
 }
 
 asio::awaitable<void> emulator::shut_down(std::chrono::milliseconds grace) {
