@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"funcie: develop AWS Lambda functions live, on your machine, invoked by the cloud"};
   app.require_subcommand(1);
+  app.fallthrough();  // --log-level after the subcommand too
   app.set_version_flag("--version", "funcie 0.1.0");
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
@@ -102,7 +103,8 @@ int main(int argc, char** argv) {
   emulate->add_option("--region", config.region, "The function's region")->capture_default_str();
   emulate->add_option("--handler", config.handler, "The _HANDLER value the runtime sees")
       ->capture_default_str();
-  emulate->add_option("--env", env_assignments, "KEY=VALUE for the function's environment");
+  emulate->add_option("--env", env_assignments, "KEY=VALUE for the function's environment")
+      ->allow_extra_args(false);
   emulate->add_option("command", config.command, "The runtime command, after --")->required();
 
   try {

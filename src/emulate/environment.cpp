@@ -143,7 +143,9 @@ asio::awaitable<void> environment::shut_down(steady_clock::time_point deadline) 
   }
   try {
     asio::steady_timer timer(executor_, deadline);
-    co_await (exit_->async_receive(asio::use_awaitable) || timer.async_wait(asio::use_awaitable));
+    // Wait on the process itself: the exit notice may already be taken by a running
+    // invocation.
+    co_await (process_->wait() || timer.async_wait(asio::use_awaitable));
   } catch (const std::exception&) {
   }
   reset();

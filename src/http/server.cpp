@@ -90,13 +90,13 @@ struct server::state : std::enable_shared_from_this<server::state> {
       boost::system::error_code ec;
       co_await bhttp::async_read_header(socket, buffer, parser,
                                         asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return;  // closed, or not HTTP: nothing to answer
-      // Refuse a body over the limit before reading it, from its declared length.
-      auto length = parser.content_length();
-      if (length && *length > options.body_limit) {
+      // Beast refuses a declared Content-Length over the limit while reading the header:
+      // answer it before reading the body.
+      if (ec == bhttp::error::body_limit) {
         co_await answer_too_large(socket, parser.get().base());
         co_return;
       }
+      if (ec) co_return;  // closed, or not HTTP: nothing to answer
       co_await bhttp::async_read(socket, buffer, parser,
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec == bhttp::error::body_limit) {
