@@ -3,14 +3,14 @@
 #include "emulate/emulator.hpp"
 #include "emulate/invoke_api.hpp"
 
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <fmt/format.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include <csignal>
 #include <cstdio>
@@ -37,11 +37,12 @@ int run_emulate(funcie::emulate::function_config config, const std::string& host
   emulator emu(io.get_executor(), std::move(config));
   std::unique_ptr<invoke_api> api;
   try {
-    api = std::make_unique<invoke_api>(
-        io.get_executor(), emu, asio::ip::tcp::endpoint(asio::ip::make_address(host), port));
+    api = std::make_unique<invoke_api>(io.get_executor(), emu,
+                                       asio::ip::tcp::endpoint(asio::ip::make_address(host), port));
   } catch (const std::exception& e) {
-    fmt::print(stderr, "funcie emulate: {}; is another process using the port? Pick another "
-                       "with --port (0 picks a free one).\n",
+    fmt::print(stderr,
+               "funcie emulate: {}; is another process using the port? Pick another "
+               "with --port (0 picks a free one).\n",
                e.what());
     return exit_failure;
   }
@@ -53,7 +54,8 @@ int run_emulate(funcie::emulate::function_config config, const std::string& host
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int sig) {
     if (ec) return;
-    spdlog::info("{}: stopping the function's runtimes", sig == SIGINT ? "interrupted" : "terminated");
+    spdlog::info("{}: stopping the function's runtimes",
+                 sig == SIGINT ? "interrupted" : "terminated");
     api->stop();
     asio::co_spawn(
         io,
@@ -97,8 +99,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   emulate->add_option("--memory", config.memory_mb, "Memory size in MB (128-10240)")
       ->capture_default_str();
-  emulate->add_option("--concurrency", config.concurrency,
-                      "Execution environments at most, each its own CMD process (1-1000)")
+  emulate
+      ->add_option("--concurrency", config.concurrency,
+                   "Execution environments at most, each its own CMD process (1-1000)")
       ->capture_default_str();
   emulate->add_option("--region", config.region, "The function's region")->capture_default_str();
   emulate->add_option("--handler", config.handler, "The _HANDLER value the runtime sees")

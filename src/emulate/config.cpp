@@ -43,10 +43,9 @@ bool is_valid_key(std::string_view key) {
 }
 
 bool is_valid_name(std::string_view name) {
-  return !name.empty() && name.size() <= 64 &&
-         std::all_of(name.begin(), name.end(), [](char c) {
-           return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
-         });
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
 }
 
 bool is_valid_region(std::string_view region) {
@@ -103,8 +102,8 @@ void add_environment(function_config& config, const std::string& assignment) {
 
 std::string new_log_stream_name() {
   auto now = std::chrono::system_clock::now();
-  return fmt::format("{:%Y/%m/%d}/[$LATEST]{}", fmt::gmtime(std::chrono::system_clock::to_time_t(now)),
-                     util::random_hex(32));
+  return fmt::format("{:%Y/%m/%d}/[$LATEST]{}",
+                     fmt::gmtime(std::chrono::system_clock::to_time_t(now)), util::random_hex(32));
 }
 
 std::vector<std::string> runtime_environment(const function_config& config,

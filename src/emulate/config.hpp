@@ -22,11 +22,11 @@ struct function_config {
   std::string account = "000000000000";
   std::chrono::milliseconds timeout{3000};  ///< Lambda: 1 s to 900 s.
   std::chrono::milliseconds init_timeout{10000};
-  unsigned memory_mb = 128;                 ///< Lambda: 128 to 10240.
-  unsigned concurrency = 10;                ///< Execution environments at most.
+  unsigned memory_mb = 128;   ///< Lambda: 128 to 10240.
+  unsigned concurrency = 10;  ///< Execution environments at most.
   std::string handler = "function.handler";
   std::map<std::string, std::string> environment;  ///< The function's own variables.
-  std::vector<std::string> command;                 ///< The runtime: CMD [ARGS...].
+  std::vector<std::string> command;                ///< The runtime: CMD [ARGS...].
 
   /// arn:aws:lambda:REGION:ACCOUNT:function:NAME
   std::string arn() const;

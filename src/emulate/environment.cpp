@@ -1,12 +1,12 @@
 #include "emulate/environment.hpp"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <csignal>
 
@@ -24,7 +24,9 @@ outcome error_outcome(std::string type, std::string message) {
   return outcome{true, runtime_api::format_error(error), "application/json", std::move(type)};
 }
 
-std::string seconds_text(milliseconds d) { return fmt::format("{:.2f}", d.count() / 1000.0); }
+std::string seconds_text(milliseconds d) {
+  return fmt::format("{:.2f}", d.count() / 1000.0);
+}
 
 }  // namespace
 
@@ -32,7 +34,9 @@ environment::environment(asio::any_io_executor executor, const function_config& 
                          unsigned index)
     : executor_(std::move(executor)), config_(config), index_(index) {}
 
-environment::~environment() { reset(); }
+environment::~environment() {
+  reset();
+}
 
 void environment::start() {
   api_ = std::make_unique<runtime_api::server>(executor_);
@@ -93,8 +97,9 @@ asio::awaitable<outcome> environment::run(runtime_api::invocation invocation) {
   if (ready.index() == 2) {
     reset();
     co_return error_outcome(
-        "Sandbox.Timedout", fmt::format("RequestId: {} Error: Init phase timed out after {} seconds",
-                                        request_id, seconds_text(config_.init_timeout)));
+        "Sandbox.Timedout",
+        fmt::format("RequestId: {} Error: Init phase timed out after {} seconds", request_id,
+                    seconds_text(config_.init_timeout)));
   }
   if (auto& init_error = std::get<0>(ready)) {
     reset();

@@ -26,8 +26,7 @@ struct outcome {
 
 class environment {
  public:
-  environment(boost::asio::any_io_executor executor, const function_config& config,
-              unsigned index);
+  environment(boost::asio::any_io_executor executor, const function_config& config, unsigned index);
   ~environment();
 
   /// Runs one invocation to its end. Sets the deadline (now + timeout) when the runtime
@@ -43,8 +42,8 @@ class environment {
   unsigned index() const { return index_; }
 
  private:
-  using exit_channel = boost::asio::experimental::channel<void(boost::system::error_code,
-                                                               process::exit_status)>;
+  using exit_channel =
+      boost::asio::experimental::channel<void(boost::system::error_code, process::exit_status)>;
   void start();
   void reset();
   boost::asio::awaitable<outcome> exited(const std::string& request_id);

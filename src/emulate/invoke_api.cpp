@@ -3,10 +3,10 @@
 #include "emulate/invoke_protocol.hpp"
 #include "util/ids.hpp"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 
 #include <chrono>
 
@@ -44,8 +44,7 @@ asio::awaitable<outcome> run(emulator& target, runtime_api::invocation inv) {
     co_return co_await target.invoke(std::move(inv));
   } catch (const process::spawn_error& e) {
     runtime_api::function_error error{"Runtime.InvalidEntrypoint", e.what(), {}};
-    co_return outcome{true, runtime_api::format_error(error), "application/json",
-                      error.error_type};
+    co_return outcome{true, runtime_api::format_error(error), "application/json", error.error_type};
   }
 }
 
@@ -68,9 +67,13 @@ invoke_api::invoke_api(asio::any_io_executor executor, emulator& target,
   server_->start();
 }
 
-std::uint16_t invoke_api::port() const { return server_->port(); }
+std::uint16_t invoke_api::port() const {
+  return server_->port();
+}
 
-void invoke_api::stop() { server_->stop(); }
+void invoke_api::stop() {
+  server_->stop();
+}
 
 asio::awaitable<http::response> invoke_api::handle(http::request& req) {
   const auto& config = emulator_.config();

@@ -80,8 +80,9 @@ function_ref parse_function_name(std::string_view raw) {
   if (parts.size() >= 7 && parts[0] == "arn") {
     // arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
     if (parts.size() > 8 || parts[2] != "lambda" || parts[5] != "function") {
-      throw protocol_error("the function ARN is not of the form arn:aws:lambda:REGION:ACCOUNT:"
-                           "function:NAME");
+      throw protocol_error(
+          "the function ARN is not of the form arn:aws:lambda:REGION:ACCOUNT:"
+          "function:NAME");
     }
     ref.region = std::string(parts[3]);
     ref.account = std::string(parts[4]);
@@ -130,13 +131,9 @@ struct validating_handler {
   bool on_string_part(boost::json::string_view, std::size_t, boost::system::error_code&) {
     return true;
   }
-  bool on_string(boost::json::string_view, std::size_t, boost::system::error_code&) {
-    return true;
-  }
+  bool on_string(boost::json::string_view, std::size_t, boost::system::error_code&) { return true; }
   bool on_number_part(boost::json::string_view, boost::system::error_code&) { return true; }
-  bool on_int64(std::int64_t, boost::json::string_view, boost::system::error_code&) {
-    return true;
-  }
+  bool on_int64(std::int64_t, boost::json::string_view, boost::system::error_code&) { return true; }
   bool on_uint64(std::uint64_t, boost::json::string_view, boost::system::error_code&) {
     return true;
   }
@@ -195,7 +192,8 @@ std::optional<function_ref> parse_invoke_target(std::string_view target) {
   for (auto param : split(query, '&')) {
     if (!param.starts_with("Qualifier=")) continue;
     auto qualifier = percent_decode(param.substr(10));
-    if (!is_valid_qualifier(qualifier)) throw protocol_error("the Qualifier parameter is malformed");
+    if (!is_valid_qualifier(qualifier))
+      throw protocol_error("the Qualifier parameter is malformed");
     if (!ref.qualifier.empty() && ref.qualifier != qualifier) {
       throw protocol_error("the qualifier in the function name and the Qualifier parameter differ");
     }

@@ -1,5 +1,6 @@
 #include "http/server.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -7,10 +8,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <spdlog/spdlog.h>
 
 #include <list>
 #include <system_error>
@@ -32,8 +32,7 @@ response make_response(unsigned status, std::string body, std::string_view conte
 }
 
 struct server::state : std::enable_shared_from_this<server::state> {
-  state(asio::any_io_executor ex, const tcp::endpoint& endpoint, server_options opts,
-        handlers h)
+  state(asio::any_io_executor ex, const tcp::endpoint& endpoint, server_options opts, handlers h)
       : acceptor(ex), options(opts), callbacks(std::move(h)) {
     boost::system::error_code ec;
     acceptor.open(endpoint.protocol(), ec);
@@ -56,7 +55,8 @@ struct server::state : std::enable_shared_from_this<server::state> {
     auto self = shared_from_this();
     while (!stopped) {
       boost::system::error_code ec;
-      tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      tcp::socket socket =
+          co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (stopped || ec == asio::error::operation_aborted) co_return;
         spdlog::warn("accept failed: {}", ec.message());
@@ -157,9 +157,13 @@ server::server(asio::any_io_executor executor, const tcp::endpoint& endpoint,
                server_options options, handlers h)
     : state_(std::make_shared<state>(std::move(executor), endpoint, options, std::move(h))) {}
 
-server::~server() { stop(); }
+server::~server() {
+  stop();
+}
 
-std::uint16_t server::port() const { return state_->acceptor.local_endpoint().port(); }
+std::uint16_t server::port() const {
+  return state_->acceptor.local_endpoint().port();
+}
 
 void server::start() {
   asio::co_spawn(state_->acceptor.get_executor(), state_->accept_loop(), asio::detached);

@@ -130,9 +130,13 @@ child::~child() {
   state_->pidfd->cancel(ignored);
 }
 
-int child::pid() const { return state_->pid; }
+int child::pid() const {
+  return state_->pid;
+}
 
-bool child::exited() const { return state_->status.has_value(); }
+bool child::exited() const {
+  return state_->status.has_value();
+}
 
 void child::signal(int sig) {
   if (state_->status) return;
@@ -143,7 +147,9 @@ namespace {
 asio::awaitable<exit_status> wait_for(std::shared_ptr<child::state> self);
 }
 
-asio::awaitable<exit_status> child::wait() { return wait_for(state_); }
+asio::awaitable<exit_status> child::wait() {
+  return wait_for(state_);
+}
 
 namespace {
 // Holds the state, not the child: the wait may outlive the child object.

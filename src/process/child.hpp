@@ -44,7 +44,7 @@ class child {
   /// Sends `sig` to the whole process group (a runtime such as npx has children).
   void signal(int sig);
 
- struct state;
+  struct state;
 
  private:
   std::shared_ptr<state> state_;

@@ -40,7 +40,8 @@ invocation_context parse_invocation_headers(const header_lookup& lookup) {
   context.request_id = std::string(*id);
 
   auto deadline = find(lookup, header::deadline_ms);
-  if (!deadline) throw protocol_error("the /next response has no Lambda-Runtime-Deadline-Ms header");
+  if (!deadline)
+    throw protocol_error("the /next response has no Lambda-Runtime-Deadline-Ms header");
   auto [end, ec] =
       std::from_chars(deadline->data(), deadline->data() + deadline->size(), context.deadline_ms);
   if (ec != std::errc{} || end != deadline->data() + deadline->size() || context.deadline_ms < 0) {

@@ -2,11 +2,11 @@
 
 #include "http/server.hpp"
 
+#include <fmt/format.h>
 #include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
-#include <fmt/format.h>
 
 namespace funcie::runtime_api {
 
@@ -66,8 +66,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
   // Status for a POST naming `id` when no invocation with that id is in flight.
   http::response stale(const std::string& id) const {
     if (!id.empty() && id == last_request_id) {
-      return api_error(403, "InvalidStateTransition",
-                       "the runtime already answered request " + id);
+      return api_error(403, "InvalidStateTransition", "the runtime already answered request " + id);
     }
     return api_error(400, "InvalidRequestID", "no invocation in flight has request id " + id);
   }
@@ -83,9 +82,10 @@ struct server::state : std::enable_shared_from_this<server::state> {
       co_return api_error(400, "InvalidRequestID", e.what());
     }
     if (!r) {
-      co_return api_error(404, "InvalidRoute", fmt::format("{} {} is not a Runtime API route",
-                                                           std::string_view(req.method_string()),
-                                                           std::string_view(req.target())));
+      co_return api_error(
+          404, "InvalidRoute",
+          fmt::format("{} {} is not a Runtime API route", std::string_view(req.method_string()),
+                      std::string_view(req.target())));
     }
     switch (r->kind) {
       case route_kind::next:
@@ -179,9 +179,9 @@ struct server::state : std::enable_shared_from_this<server::state> {
       result res{result::kind::function_error, format_error(error), {}, error.error_type};
       finish(std::move(res));
     }
-    return api_error(413, "RequestEntityTooLarge",
-                     fmt::format("Exceeded maximum allowed payload size ({} bytes).",
-                                 max_runtime_post_bytes));
+    return api_error(
+        413, "RequestEntityTooLarge",
+        fmt::format("Exceeded maximum allowed payload size ({} bytes).", max_runtime_post_bytes));
   }
 
   void close() {
@@ -197,22 +197,24 @@ struct server::state : std::enable_shared_from_this<server::state> {
 server::server(asio::any_io_executor executor, std::uint16_t port)
     : state_(std::make_shared<state>(executor)) {
   std::weak_ptr<state> weak = state_;
-  http::handlers handlers{
-      [weak](http::request& req) -> asio::awaitable<http::response> {
-        return state::handle(weak.lock(), req);
-      },
-      [weak](const http::request_header& req) {
-        auto self = weak.lock();
-        return self ? self->too_large(req)
-                    : api_error(413, "RequestEntityTooLarge", "payload too large");
-      }};
+  http::handlers handlers{[weak](http::request& req) -> asio::awaitable<http::response> {
+                            return state::handle(weak.lock(), req);
+                          },
+                          [weak](const http::request_header& req) {
+                            auto self = weak.lock();
+                            return self ? self->too_large(req)
+                                        : api_error(413, "RequestEntityTooLarge",
+                                                    "payload too large");
+                          }};
   state_->http = std::make_unique<http::server>(
       executor, asio::ip::tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port),
       http::server_options{max_runtime_post_bytes, 16 * 1024}, std::move(handlers));
   state_->http->start();
 }
 
-server::~server() { close(); }
+server::~server() {
+  close();
+}
 
 std::string server::address() const {
   return fmt::format("127.0.0.1:{}", state_->http->port());
@@ -239,6 +241,8 @@ asio::awaitable<result> server::invoke(invocation inv) {
   co_return co_await done->async_receive(asio::use_awaitable);
 }
 
-void server::close() { state_->close(); }
+void server::close() {
+  state_->close();
+}
 
 }  // namespace funcie::runtime_api

@@ -34,8 +34,8 @@ std::string random_hex(std::size_t n) {
 
 std::string new_request_id() {
   auto hex = random_hex(32);
-  hex[12] = '4';                                          // version 4
-  hex[16] = "89ab"[(hex[16] - '0') & 3];                   // RFC 4122 variant
+  hex[12] = '4';                          // version 4
+  hex[16] = "89ab"[(hex[16] - '0') & 3];  // RFC 4122 variant
   return fmt::format("{}-{}-{}-{}-{}", hex.substr(0, 8), hex.substr(8, 4), hex.substr(12, 4),
                      hex.substr(16, 4), hex.substr(20, 12));
 }

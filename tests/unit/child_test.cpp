@@ -1,9 +1,9 @@
 #include "process/child.hpp"
 
+#include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
-#include <gtest/gtest.h>
 
 #include <csignal>
 #include <cstdlib>
@@ -16,7 +16,9 @@ using funcie::process::exit_status;
 
 namespace {
 
-std::vector<std::string> env() { return {"PATH=/usr/bin:/bin"}; }
+std::vector<std::string> env() {
+  return {"PATH=/usr/bin:/bin"};
+}
 
 exit_status run_to_end(const std::vector<std::string>& argv) {
   asio::io_context io;

@@ -22,7 +22,9 @@ bool has(const std::vector<std::string>& env, const std::string& entry) {
 
 }  // namespace
 
-TEST(EmulateConfig, DefaultsAreValid) { EXPECT_NO_THROW(validate(valid())); }
+TEST(EmulateConfig, DefaultsAreValid) {
+  EXPECT_NO_THROW(validate(valid()));
+}
 
 TEST(EmulateConfig, OutOfRangeValuesNameTheFlag) {
   auto expect_error = [](function_config config, const std::string& flag) {

@@ -11,7 +11,8 @@ TEST(InvokeProtocol, AcceptsEveryFormOfFunctionName) {
   EXPECT_EQ(plain->qualifier, "");
 
   auto arn = parse_invoke_target(
-      "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aeu-west-1%3A123456789012%3Afunction%3Amy-fn%3Aprod/"
+      "/2015-03-31/functions/"
+      "arn%3Aaws%3Alambda%3Aeu-west-1%3A123456789012%3Afunction%3Amy-fn%3Aprod/"
       "invocations");
   ASSERT_TRUE(arn);
   EXPECT_EQ(arn->name, "my-fn");
@@ -41,13 +42,12 @@ TEST(InvokeProtocol, OtherPathsAreNotTheInvokeRoute) {
 }
 
 TEST(InvokeProtocol, MalformedNamesAreRefusedWithAReason) {
-  for (const char* bad : {"/2015-03-31/functions/bad%20name/invocations",
-                          "/2015-03-31/functions/%zz/invocations",
-                          "/2015-03-31/functions/abc%4/invocations",
-                          "/2015-03-31/functions/a:b:c/invocations",
-                          "/2015-03-31/functions/arn:aws:s3:r:a:function:f/invocations",
-                          "/2015-03-31/functions/f:1/invocations?Qualifier=2",
-                          "/2015-03-31/functions/f/invocations?Qualifier=a%20b"}) {
+  for (const char* bad :
+       {"/2015-03-31/functions/bad%20name/invocations", "/2015-03-31/functions/%zz/invocations",
+        "/2015-03-31/functions/abc%4/invocations", "/2015-03-31/functions/a:b:c/invocations",
+        "/2015-03-31/functions/arn:aws:s3:r:a:function:f/invocations",
+        "/2015-03-31/functions/f:1/invocations?Qualifier=2",
+        "/2015-03-31/functions/f/invocations?Qualifier=a%20b"}) {
     EXPECT_THROW(parse_invoke_target(bad), protocol_error) << bad;
   }
   std::string long_name(65, 'a');
@@ -56,8 +56,8 @@ TEST(InvokeProtocol, MalformedNamesAreRefusedWithAReason) {
 }
 
 TEST(InvokeProtocol, JsonCheckAgreesWithTheStandard) {
-  for (const char* good : {"{}", "[]", "\"s\"", "1", "-0.5e3", "true", "null", " {\"a\": [1, {}]} ",
-                           "\"\\u00e9\""}) {
+  for (const char* good :
+       {"{}", "[]", "\"s\"", "1", "-0.5e3", "true", "null", " {\"a\": [1, {}]} ", "\"\\u00e9\""}) {
     EXPECT_TRUE(is_json(good)) << good;
   }
   for (const char* bad : {"", "{", "{}}", "{'a':1}", "01", "nul", "[1,]", "{} {}", "\"\\x\""}) {

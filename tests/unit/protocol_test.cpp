@@ -23,7 +23,8 @@ TEST(RuntimeApiProtocol, ParsesEveryContextHeader) {
       {"Lambda-Runtime-Aws-Request-Id", "8476a536-e9f4-11e8-9739-2dfe598c3fcd"},
       {"Lambda-Runtime-Deadline-Ms", "1542409706888"},
       {"Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-2:123456789012:function:f"},
-      {"Lambda-Runtime-Trace-Id", "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419"},
+      {"Lambda-Runtime-Trace-Id",
+       "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419"},
       {"Lambda-Runtime-Client-Context", R"({"custom":{"a":1}})"},
       {"Lambda-Runtime-Cognito-Identity", R"({"cognitoIdentityId":"x"})"},
       {"Lambda-Runtime-Aws-Tenant-Id", "tenant-7"},
@@ -38,8 +39,13 @@ TEST(RuntimeApiProtocol, ParsesEveryContextHeader) {
 }
 
 TEST(RuntimeApiProtocol, HeadersRoundTripThroughTheServerSide) {
-  rt::invocation_context sent{"id-1", 1700000000123, "arn:aws:lambda:eu-west-1:1:function:g",
-                              "Root=1-a-b", "", R"({"id":"c"})", ""};
+  rt::invocation_context sent{"id-1",
+                              1700000000123,
+                              "arn:aws:lambda:eu-west-1:1:function:g",
+                              "Root=1-a-b",
+                              "",
+                              R"({"id":"c"})",
+                              ""};
   std::string deadline;
   auto headers = rt::invocation_headers(sent, deadline);
   std::map<std::string, std::string, std::less<>> map;
@@ -54,13 +60,13 @@ TEST(RuntimeApiProtocol, RefusesMissingOrMalformedRequiredHeaders) {
   EXPECT_THROW(rt::parse_invocation_headers(lookup_in({{"Lambda-Runtime-Aws-Request-Id", "a"}})),
                rt::protocol_error);
   for (const char* bad : {"", "-5", "12x", "1.5", "99999999999999999999999"}) {
-    EXPECT_THROW(rt::parse_invocation_headers(lookup_in(
-                     {{"Lambda-Runtime-Aws-Request-Id", "a"}, {"Lambda-Runtime-Deadline-Ms", bad}})),
+    EXPECT_THROW(rt::parse_invocation_headers(lookup_in({{"Lambda-Runtime-Aws-Request-Id", "a"},
+                                                         {"Lambda-Runtime-Deadline-Ms", bad}})),
                  rt::protocol_error)
         << bad;
   }
-  EXPECT_THROW(rt::parse_invocation_headers(lookup_in(
-                   {{"Lambda-Runtime-Aws-Request-Id", "a b\r\n"}, {"Lambda-Runtime-Deadline-Ms", "1"}})),
+  EXPECT_THROW(rt::parse_invocation_headers(lookup_in({{"Lambda-Runtime-Aws-Request-Id", "a b\r\n"},
+                                                       {"Lambda-Runtime-Deadline-Ms", "1"}})),
                rt::protocol_error);
 }
 

@@ -48,12 +48,12 @@ inline constexpr std::string_view error_content_type = "application/vnd.aws.lamb
 /// Everything Lambda tells a runtime about one invocation besides the event itself.
 struct invocation_context {
   std::string request_id;
-  std::int64_t deadline_ms = 0;   ///< Unix time in milliseconds when the invocation times out.
-  std::string function_arn;       ///< The ARN the caller invoked (may carry a qualifier).
-  std::string trace_id;           ///< X-Ray header value; empty when tracing is off.
-  std::string client_context;     ///< JSON text from a mobile SDK caller; empty when absent.
-  std::string cognito_identity;   ///< JSON text; empty when absent.
-  std::string tenant_id;          ///< Tenant of a multi-tenant function; empty when absent.
+  std::int64_t deadline_ms = 0;  ///< Unix time in milliseconds when the invocation times out.
+  std::string function_arn;      ///< The ARN the caller invoked (may carry a qualifier).
+  std::string trace_id;          ///< X-Ray header value; empty when tracing is off.
+  std::string client_context;    ///< JSON text from a mobile SDK caller; empty when absent.
+  std::string cognito_identity;  ///< JSON text; empty when absent.
+  std::string tenant_id;         ///< Tenant of a multi-tenant function; empty when absent.
 
   bool operator==(const invocation_context&) const = default;
 };

@@ -79,3 +79,27 @@ export async function childPids(pid) {
   }
   return out;
 }
+
+/**
+ * True while a process with this pid exists and is not a zombie. Use it rather than alive()
+ * for grandchildren: an orphan that was killed stays a zombie until PID 1 reaps it, and in
+ * some containers PID 1 never does.
+ */
+export async function running(pid) {
+  const { readFile } = await import('node:fs/promises');
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Resolves true once running(pid) is false, or false if it is still running after `ms`. */
+export async function ended(pid, ms = 2000) {
+  for (const until = Date.now() + ms; ;) {
+    if (!(await running(pid))) return true;
+    if (Date.now() >= until) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
