@@ -229,7 +229,7 @@ std::string decode_client_context(std::string_view base64) {
 std::string format_service_error(const service_error& error) {
   boost::json::object body;
   body["Type"] = "User";
-  body["message"] = error.message;
+  body["message"] = runtime_api::valid_utf8(error.message);
   return boost::json::serialize(body);
 }
 

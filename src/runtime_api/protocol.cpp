@@ -22,6 +22,38 @@ std::optional<std::string_view> find(const header_lookup& lookup, std::string_vi
 
 }  // namespace
 
+std::string valid_utf8(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  std::size_t i = 0;
+  while (i < in.size()) {
+    auto c = static_cast<unsigned char>(in[i]);
+    std::size_t len = c < 0x80           ? 1
+                      : (c >> 5) == 0x6  ? 2
+                      : (c >> 4) == 0xE  ? 3
+                      : (c >> 3) == 0x1E ? 4
+                                         : 0;
+    bool ok = len != 0 && i + len <= in.size();
+    for (std::size_t k = 1; ok && k < len; ++k) {
+      ok = (static_cast<unsigned char>(in[i + k]) & 0xC0) == 0x80;
+    }
+    if (ok && len > 1) {
+      auto c1 = static_cast<unsigned char>(in[i + 1]);
+      if (len == 2) ok = c >= 0xC2;
+      if (len == 3) ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
+      if (len == 4) ok = c <= 0xF4 && !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
+    }
+    if (ok) {
+      out.append(in.substr(i, len));
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
+}
+
 bool is_valid_request_id(std::string_view id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {
@@ -125,10 +157,10 @@ std::string route_path(route_kind kind, std::string_view request_id) {
 
 std::string format_error(const function_error& error) {
   boost::json::array trace;
-  for (const auto& line : error.stack_trace) trace.emplace_back(line);
+  for (const auto& line : error.stack_trace) trace.emplace_back(valid_utf8(line));
   boost::json::object body;
-  body["errorMessage"] = error.error_message;
-  body["errorType"] = error.error_type;
+  body["errorMessage"] = valid_utf8(error.error_message);
+  body["errorType"] = valid_utf8(error.error_type);
   body["stackTrace"] = std::move(trace);
   return boost::json::serialize(body);
 }
@@ -156,8 +188,8 @@ function_error parse_error(std::string_view body, std::string_view type_header) 
 
 std::string format_api_error(std::string_view error_type, std::string_view message) {
   boost::json::object body;
-  body["errorMessage"] = message;
-  body["errorType"] = error_type;
+  body["errorMessage"] = valid_utf8(message);
+  body["errorType"] = valid_utf8(error_type);
   return boost::json::serialize(body);
 }
 

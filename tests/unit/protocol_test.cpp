@@ -118,3 +118,13 @@ TEST(RuntimeApiProtocol, ErrorBodiesRoundTripAndBadOnesStillYieldAnError) {
   EXPECT_EQ(odd.error_type, "H");
   EXPECT_TRUE(odd.stack_trace.empty());
 }
+
+TEST(RuntimeApiProtocol, ErrorBodiesAreValidJsonWhateverBytesTheyCarry) {
+  // Found by fuzz_runtime_http_request: an error type holding byte 0xC9.
+  rt::function_error error{"Bad\xC9Type", "cut \xE2\x82", {"ok \xE2\x82\xAC", "\xFF"}};
+  auto parsed = rt::parse_error(rt::format_error(error), "fallback");
+  EXPECT_EQ(parsed.error_type, "Bad\xEF\xBF\xBDType") << "must parse, not fall back";
+  EXPECT_EQ(parsed.stack_trace.at(0), "ok \xE2\x82\xAC") << "valid UTF-8 is kept";
+  EXPECT_EQ(rt::valid_utf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD") << "overlong encodings refused";
+  EXPECT_EQ(rt::valid_utf8("\xED\xA0\x80").substr(0, 3), "\xEF\xBF\xBD") << "no surrogates";
+}

@@ -104,7 +104,11 @@ std::optional<route> parse_route(std::string_view method, std::string_view targe
 /// The path of a route, for a client: "/2018-06-01/runtime/invocation/<id>/response" etc.
 std::string route_path(route_kind kind, std::string_view request_id = {});
 
-/// Serializes an error body as Lambda's runtimes do.
+/// `in` with every byte that is not part of valid UTF-8 replaced by U+FFFD: JSON text must
+/// be UTF-8, and error types and messages come from outside.
+std::string valid_utf8(std::string_view in);
+
+/// Serializes an error body as Lambda's runtimes do (always valid JSON).
 std::string format_error(const function_error& error);
 
 /// Reads an error body posted by a runtime. Lenient as Lambda is: a body that is not a
