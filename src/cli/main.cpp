@@ -46,11 +46,8 @@ int run_emulate(funcie::emulate::function_config config, const std::string& host
                e.what());
     return exit_failure;
   }
-  // One line on stdout that scripts can read: where to send invocations.
-  fmt::print("funcie emulate: function {} listening on http://{}:{} (Lambda Invoke API)\n",
-             emu.config().name, host, api->port());
-  std::fflush(stdout);
-
+  // Ctrl-C is handled before anyone is told where we listen, so that a stop sent right
+  // after the line is never lost.
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int sig) {
     if (ec) return;
@@ -65,6 +62,11 @@ int run_emulate(funcie::emulate::function_config config, const std::string& host
         },
         asio::detached);
   });
+  // One line on stdout that scripts can read: where to send invocations.
+  fmt::print("funcie emulate: function {} listening on http://{}:{} (Lambda Invoke API)\n",
+             emu.config().name, host, api->port());
+  std::fflush(stdout);
+
   io.run();
   return 0;
 }

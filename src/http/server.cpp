@@ -71,6 +71,9 @@ struct server::state : std::enable_shared_from_this<server::state> {
     auto self = shared_from_this();
     auto it = open.insert(open.end(), &socket);
     beast::flat_buffer buffer;
+    // Beast sizes each read from the free capacity: without room, a 6 MB body arrives 512
+    // bytes per recv (measured: 8.8 ms against 1.2 ms per 1 MB invocation).
+    buffer.reserve(64 * 1024);
     try {
       co_await serve_requests(socket, buffer);
     } catch (const std::exception& e) {

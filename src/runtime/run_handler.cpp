@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -95,12 +96,20 @@ invocation_request to_request(runtime_api::invocation invocation) {
   return request;
 }
 
+// glibc's setenv never frees a value it replaces, and a warm environment runs millions of
+// invocations with a new trace id each: own the "NAME=value" entry and putenv it instead.
 void set_trace_env(const std::string& trace_id) {
+  static std::unique_ptr<char[]> entry;
   if (trace_id.empty()) {
     ::unsetenv(trace_env);
-  } else {
-    ::setenv(trace_env, trace_id.c_str(), 1);
+    entry.reset();
+    return;
   }
+  const std::string text = std::string(trace_env) + "=" + trace_id;
+  auto next = std::make_unique<char[]>(text.size() + 1);
+  std::memcpy(next.get(), text.c_str(), text.size() + 1);
+  ::putenv(next.get());  // the environment now points at `next`; the old entry is unused
+  entry = std::move(next);
 }
 
 }  // namespace
