@@ -23,11 +23,6 @@ http::response service_failure(const service_error& error) {
   return res;
 }
 
-std::string_view header(const http::request& req, std::string_view name) {
-  auto it = req.find(name);
-  return it == req.end() ? std::string_view{} : std::string_view(it->value());
-}
-
 void log_outcome(const std::string& request_id, std::chrono::steady_clock::time_point start,
                  const outcome& result) {
   auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start);
@@ -106,8 +101,8 @@ asio::awaitable<http::response> invoke_api::handle(http::request& req) {
   runtime_api::invocation inv;
   invocation_type type;
   try {
-    type = parse_invocation_type(header(req, "X-Amz-Invocation-Type"));
-    if (auto context = header(req, "X-Amz-Client-Context"); !context.empty()) {
+    type = parse_invocation_type(http::header_value(req, "X-Amz-Invocation-Type"));
+    if (auto context = http::header_value(req, "X-Amz-Client-Context"); !context.empty()) {
       inv.context.client_context = decode_client_context(context);
     }
   } catch (const protocol_error& e) {
@@ -125,7 +120,7 @@ asio::awaitable<http::response> invoke_api::handle(http::request& req) {
   inv.context.request_id = util::new_request_id();
   inv.context.function_arn = config.arn();
   if (!ref->qualifier.empty()) inv.context.function_arn += ":" + ref->qualifier;
-  auto trace = header(req, "X-Amzn-Trace-Id");
+  auto trace = http::header_value(req, "X-Amzn-Trace-Id");
   inv.context.trace_id = trace.empty() ? util::new_trace_id() : std::string(trace);
   auto request_id = inv.context.request_id;
   auto start = std::chrono::steady_clock::now();

@@ -22,6 +22,11 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using asio::ip::tcp;
 
+std::string_view header_value(const request_header& req, std::string_view name) {
+  auto it = req.find(name);
+  return it == req.end() ? std::string_view{} : std::string_view(it->value());
+}
+
 response make_response(unsigned status, std::string body, std::string_view content_type,
                        unsigned version) {
   response res{static_cast<bhttp::status>(status), version};

@@ -33,6 +33,9 @@ struct handlers {
   std::function<response(const request_header&)> too_large;
 };
 
+/// The value of header `name`, or empty when absent.
+std::string_view header_value(const request_header& req, std::string_view name);
+
 /// Builds a response with the common headers set.
 response make_response(unsigned status, std::string body, std::string_view content_type,
                        unsigned version = 11);

@@ -25,11 +25,6 @@ http::response api_error(unsigned status, std::string_view type, std::string_vie
   return http::make_response(status, format_api_error(type, message), "application/json");
 }
 
-std::string_view header_value(const http::request_header& req, std::string_view name) {
-  auto it = req.find(name);
-  return it == req.end() ? std::string_view{} : std::string_view(it->value());
-}
-
 bool is_json_object(std::string_view body) {
   error_code ec;
   auto value = boost::json::parse(body, ec);
@@ -131,14 +126,14 @@ struct server::state : std::enable_shared_from_this<server::state> {
     if (!current || current->request_id != id) return stale(id);
     result r;
     r.outcome = result::kind::success;
-    r.content_type = std::string(header_value(req, "Content-Type"));
+    r.content_type = std::string(http::header_value(req, "Content-Type"));
     r.body = std::move(req.body());
     finish(std::move(r));
     return http::make_response(202, std::string(accepted_body), "application/json");
   }
 
   static result error_result(result::kind kind, http::request& req) {
-    auto type_header = header_value(req, header::function_error_type);
+    auto type_header = http::header_value(req, header::function_error_type);
     auto error = parse_error(req.body(), type_header);
     result r;
     r.outcome = kind;
