@@ -1,0 +1,100 @@
+// The tunnel's envelope: what the forwarder (cloud side) and the consumer (local side) say
+// to each other, the same on every backend. Version 1; docs/PROTOCOL.md is the reference.
+// Pure functions only: the fuzzers link this alone.
+//
+// Wire form of every message:
+//   "funcie/1 <kind>\n"   kind: request | response | notice
+//   <header: one JSON object, no raw newline>"\n"
+//   <body: raw bytes, untouched (the event, the response payload or the error JSON)>
+#pragma once
+
+#include <funcie/runtime_api/protocol.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace funcie::tunnel {
+
+/// The major version this build speaks. A message with another major is refused.
+inline constexpr int protocol_version = 1;
+/// Largest header accepted (the JSON line); bodies are bounded by Lambda's limits.
+inline constexpr std::size_t max_header_bytes = 64 * 1024;
+/// Largest body accepted: a response may be up to what the Runtime API accepts.
+inline constexpr std::size_t max_body_bytes = runtime_api::max_runtime_post_bytes;
+
+/// An app name: 1..64 characters of [A-Za-z0-9-_.] (every Lambda function name is one).
+/// It becomes part of broker key names, so nothing else is allowed.
+bool is_valid_app(std::string_view app);
+/// An envelope id or consumer session id: 32 lowercase hex digits.
+bool is_valid_id(std::string_view id);
+
+/// The function as it runs in the cloud: what the consumer restores as the handler's
+/// environment (AWS_LAMBDA_FUNCTION_NAME, _VERSION, _MEMORY_SIZE, AWS_REGION,
+/// AWS_LAMBDA_LOG_GROUP_NAME, AWS_LAMBDA_LOG_STREAM_NAME). Empty/0 when unknown.
+struct function_info {
+  std::string name;
+  std::string version;
+  unsigned memory_mb = 0;
+  std::string region;
+  std::string log_group;
+  std::string log_stream;
+
+  bool operator==(const function_info&) const = default;
+};
+
+/// Forwarder -> consumer: one invocation to run.
+struct request {
+  std::string id;   ///< Unique per forwarded attempt (not the Lambda request id, which
+                    ///< Lambda reuses when it retries an async invocation).
+  std::string app;  ///< The tunnel this was sent on; a consumer drops foreign ones.
+  std::int64_t sent_ms = 0;  ///< Forwarder's Unix time in ms when sent (for logs only).
+  runtime_api::invocation_context context;
+  function_info function;
+  std::string payload;  ///< The event, byte for byte.
+
+  bool operator==(const request&) const = default;
+};
+
+/// Consumer -> forwarder: the outcome of one request.
+struct response {
+  enum class outcome { success, error };
+  std::string id;        ///< The request's id.
+  std::string app;
+  std::string consumer;  ///< Session id of the consumer that ran it.
+  outcome result = outcome::success;
+  std::string content_type;  ///< Of a success payload; may be empty.
+  std::string error_type;    ///< Of an error (e.g. "TypeError", "Funcie.ConsumerLeft").
+  /// A success payload byte for byte, or the error as Lambda's JSON error object.
+  std::string body;
+
+  bool operator==(const response&) const = default;
+};
+
+/// A small announcement that a request is waiting (Redis pub/sub carries these, so that a
+/// 6 MB event never passes through a subscriber's output buffer).
+struct notice {
+  std::string id;
+  std::string app;
+
+  bool operator==(const notice&) const = default;
+};
+
+enum class message_kind { request, response, notice };
+
+std::string encode(const request& message);
+std::string encode(const response& message);
+std::string encode(const notice& message);
+
+/// The kind named in the first line; throws runtime_api::protocol_error when the bytes do
+/// not start like an envelope or carry another major version.
+message_kind peek_kind(std::string_view bytes);
+
+/// Each decoder checks everything (kind, version, sizes, field types, ids, app name,
+/// request id, UTF-8 of the header) and throws runtime_api::protocol_error with a message
+/// safe to log (it never quotes the body). Unknown header fields are ignored.
+request decode_request(std::string_view bytes);
+response decode_response(std::string_view bytes);
+notice decode_notice(std::string_view bytes);
+
+}  // namespace funcie::tunnel

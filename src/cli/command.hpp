@@ -1,0 +1,31 @@
+// One file per subcommand: each adds its options to the app and returns what runs it once
+// the command line is parsed. main.cpp holds only what all subcommands share.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace funcie::cli {
+
+inline constexpr int exit_ok = 0;
+inline constexpr int exit_failure = 1;
+inline constexpr int exit_usage = 2;
+
+struct command {
+  CLI::App* app = nullptr;
+  /// Called after parsing when this subcommand was chosen; returns the exit code.
+  std::function<int()> run;
+};
+
+command add_emulate(CLI::App& app);
+command add_wrap(CLI::App& app);
+command add_connect(CLI::App& app);
+command add_status(CLI::App& app);
+
+/// Runs `body` and turns an escaping exception into one line on stderr, "funcie NAME: ...",
+/// and exit_failure, so that no subcommand ends with an uncaught exception.
+int run_guarded(const char* name, const std::function<int()>& body);
+
+}  // namespace funcie::cli
