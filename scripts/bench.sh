@@ -4,12 +4,13 @@
 #   bash scripts/bench.sh                 every benchmark with its defaults
 #   bash scripts/bench.sh --rounds 9      arguments go to every benchmark (see bench/README.md)
 #
-# Environment: FUNCIE_JOBS (parallel build jobs, default 2).
+# Environment: FUNCIE_JOBS (parallel build jobs, default 2); FUNCIE_BENCHMARKS (which ones,
+# default "funcie_bench_emulate funcie_bench_tunnel"; the tunnel one takes no arguments).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 jobs=${FUNCIE_JOBS:-2}
-benchmarks=(funcie_bench_emulate)
+benchmarks=(${FUNCIE_BENCHMARKS:-funcie_bench_emulate funcie_bench_tunnel})
 
 # An existing build/ keeps its generator; a new one uses Ninja. Benchmarks of a Debug or
 # sanitizer build would measure the wrong thing, so the build type is set either way.

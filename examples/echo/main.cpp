@@ -4,6 +4,8 @@
 //   {"context": true}       returns the invocation context and Lambda environment as JSON
 //   {"exit": N}             ends the process with status N in the middle of the invocation
 //   {"sleep_ms": N}         sleeps N ms, then echoes
+//   {"where": true}         returns {"where": LABEL}, LABEL being the first argument
+//                           ("echo" without one): tells which copy of the function answered
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -24,6 +26,8 @@ using funcie::runtime::invocation_response;
 // Hooks are tiny objects; anything bigger (or not an object) is echoed without parsing, so
 // benchmarks measure the runtime rather than a JSON parser.
 constexpr std::size_t max_hook_bytes = 256;
+
+std::string label = "echo";
 
 boost::json::value env_value(const char* name) {
   const char* value = std::getenv(name);
@@ -74,6 +78,10 @@ invocation_response handle(const invocation_request& request) {
   if (key == "exit" && value.is_int64()) {
     std::_Exit(static_cast<int>(value.get_int64()));
   }
+  if (key == "where" && value.is_bool() && value.get_bool()) {
+    return invocation_response::success(
+        boost::json::serialize(boost::json::object{{"where", label}}));
+  }
   if (key == "sleep_ms" && value.is_int64()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(value.get_int64()));
   }
@@ -82,6 +90,7 @@ invocation_response handle(const invocation_request& request) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1) label = argv[1];
   funcie::runtime::run_handler(handle);
 }

@@ -24,8 +24,8 @@ using runner = std::function<boost::asio::awaitable<runtime_api::result>(const t
 
 struct consumer_options {
   tunnel::backend_options backend;
-  std::chrono::milliseconds reconnect_min{100};  ///< First pause before a new session.
-  std::chrono::milliseconds reconnect_max{5000}; ///< Pauses double up to this.
+  std::chrono::milliseconds reconnect_min{100};   ///< First pause before a new session.
+  std::chrono::milliseconds reconnect_max{5000};  ///< Pauses double up to this.
   /// Called (on the event loop) each time a session is open: for the "serving" line.
   std::function<void(const std::string& session_id, bool first)> on_session;
   /// Makes each new session; empty: tunnel::make_consumer_session(executor, backend).

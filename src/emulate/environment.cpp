@@ -8,7 +8,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <csignal>
+#include <cstdint>
 
 namespace funcie::emulate {
 
@@ -107,12 +109,31 @@ asio::awaitable<outcome> environment::run(runtime_api::invocation invocation) {
                       std::move(init_error->error_type)};
   }
 
-  // Invoke: the deadline starts when the runtime takes the event.
+  // Invoke: the deadline starts when the runtime takes the event, unless the invocation
+  // already carries one (forwarded from the cloud): that one is kept, untouched.
+  const bool forwarded_deadline = invocation.context.deadline_ms != 0;
   auto deadline = steady_clock::now() + config_.timeout;
-  invocation.context.deadline_ms =
-      std::chrono::duration_cast<milliseconds>(
-          (std::chrono::system_clock::now() + config_.timeout).time_since_epoch())
-          .count();
+  if (forwarded_deadline) {
+    const auto now_ms = std::chrono::duration_cast<milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    const auto left = milliseconds(std::max<std::int64_t>(
+        0, invocation.context.deadline_ms - static_cast<std::int64_t>(now_ms)));
+    if (left.count() == 0) {
+      // Already past its deadline: the runtime never sees it and stays ready.
+      co_return error_outcome(
+          "Sandbox.Timedout",
+          fmt::format("RequestId: {} Error: Task timed out: its deadline passed before it "
+                      "could start",
+                      request_id));
+    }
+    deadline = steady_clock::now() + left;
+  } else {
+    invocation.context.deadline_ms =
+        std::chrono::duration_cast<milliseconds>(
+            (std::chrono::system_clock::now() + config_.timeout).time_since_epoch())
+            .count();
+  }
   asio::steady_timer timer(executor_, deadline);
   auto done = co_await (api->invoke(std::move(invocation)) || exited(request_id) ||
                         timer.async_wait(asio::use_awaitable));
@@ -128,6 +149,14 @@ asio::awaitable<outcome> environment::run(runtime_api::invocation invocation) {
       reset();
       co_return std::get<1>(done);
     default:
+      if (forwarded_deadline) {
+        spdlog::warn("{} Task timed out at its deadline; resetting environment {}", request_id,
+                     index_);
+        reset();
+        co_return error_outcome(
+            "Sandbox.Timedout",
+            fmt::format("RequestId: {} Error: Task timed out at its deadline", request_id));
+      }
       spdlog::warn("{} Task timed out after {} seconds; resetting environment {}", request_id,
                    seconds_text(config_.timeout), index_);
       reset();

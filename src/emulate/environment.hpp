@@ -30,8 +30,9 @@ class environment {
   ~environment();
 
   /// Runs one invocation to its end. Sets the deadline (now + timeout) when the runtime
-  /// takes it. Never throws for what the runtime does; throws process::spawn_error when
-  /// the command cannot start at all.
+  /// takes it, unless the invocation carries one (context.deadline_ms != 0, forwarded from
+  /// the cloud): that one is kept and the invocation times out at it. Never throws for what the
+  /// runtime does; throws process::spawn_error when the command cannot start at all.
   boost::asio::awaitable<outcome> run(runtime_api::invocation invocation);
 
   /// Asks the runtime to stop (SIGTERM).

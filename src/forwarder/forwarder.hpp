@@ -39,8 +39,8 @@ struct forwarder_config {
 /// FUNCIE_CONNECT_TIMEOUT_MS, FUNCIE_DEADLINE_MARGIN_MS, FUNCIE_CA_FILE, FUNCIE_TLS_VERIFY
 /// and Lambda's own variables through `getenv`. `app` overrides FUNCIE_APP when not empty.
 /// Throws config_error.
-forwarder_config config_from_environment(
-    const std::function<const char*(const char*)>& getenv, std::string_view app = {});
+forwarder_config config_from_environment(const std::function<const char*(const char*)>& getenv,
+                                         std::string_view app = {});
 
 class forwarder {
  public:

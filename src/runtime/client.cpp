@@ -12,6 +12,7 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
+#include <charconv>
 #include <utility>
 
 namespace funcie::runtime {
@@ -137,6 +138,14 @@ client::client(asio::any_io_executor executor, std::string host_port, options op
   }
   if (colon != std::string_view::npos) port_ = address.substr(colon + 1);
   if (host_.empty() || port_.empty()) fail_connect(host_port_, "the address is not host:port");
+  error_code not_literal;
+  const auto ip = asio::ip::make_address(host_, not_literal);
+  unsigned port = 0;
+  const auto [end, port_ec] = std::from_chars(port_.data(), port_.data() + port_.size(), port);
+  if (!not_literal && port_ec == std::errc() && end == port_.data() + port_.size() && port > 0 &&
+      port <= 65535) {
+    literal_.emplace(ip, static_cast<std::uint16_t>(port));
+  }
 
   request_.version(11);
   request_.keep_alive(true);
@@ -156,13 +165,17 @@ asio::awaitable<void> client::connect() {
   std::string last_error;
   for (int attempt = 1;; ++attempt) {
     error_code ec;
-    if (endpoints_.empty()) {
+    if (endpoints_.empty() && !literal_) {
       endpoints_ = co_await resolver_.async_resolve(host_, port_,
                                                     asio::redirect_error(asio::use_awaitable, ec));
     }
     if (!ec) {
       stream_.expires_after(options_.connect_timeout);
-      co_await stream_.async_connect(endpoints_, asio::redirect_error(asio::use_awaitable, ec));
+      if (literal_) {
+        co_await stream_.async_connect(*literal_, asio::redirect_error(asio::use_awaitable, ec));
+      } else {
+        co_await stream_.async_connect(endpoints_, asio::redirect_error(asio::use_awaitable, ec));
+      }
       stream_.expires_never();
       if (!ec) {
         stream_.socket().set_option(asio::ip::tcp::no_delay(true), ec);
@@ -268,17 +281,24 @@ asio::awaitable<void> client::post_response(std::string_view request_id, std::st
 
 asio::awaitable<void> client::post_error(std::string_view request_id,
                                          const runtime_api::function_error& error) {
-  std::string target = runtime_api::route_path(runtime_api::route_kind::error, request_id);
   std::string body = runtime_api::format_error(error);
-  co_await post(std::move(target), std::move(body), runtime_api::error_content_type,
-                error.error_type);
+  co_await post_error_body(request_id, std::move(body), error.error_type);
 }
 
 asio::awaitable<void> client::post_init_error(const runtime_api::function_error& error) {
-  std::string target = runtime_api::route_path(runtime_api::route_kind::init_error);
   std::string body = runtime_api::format_error(error);
-  co_await post(std::move(target), std::move(body), runtime_api::error_content_type,
-                error.error_type);
+  co_await post_init_error_body(std::move(body), error.error_type);
+}
+
+asio::awaitable<void> client::post_error_body(std::string_view request_id, std::string body,
+                                              std::string_view error_type) {
+  std::string target = runtime_api::route_path(runtime_api::route_kind::error, request_id);
+  co_await post(std::move(target), std::move(body), runtime_api::error_content_type, error_type);
+}
+
+asio::awaitable<void> client::post_init_error_body(std::string body, std::string_view error_type) {
+  std::string target = runtime_api::route_path(runtime_api::route_kind::init_error);
+  co_await post(std::move(target), std::move(body), runtime_api::error_content_type, error_type);
 }
 
 }  // namespace funcie::runtime

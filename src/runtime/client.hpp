@@ -87,6 +87,14 @@ class client {
   /// POST /runtime/init/error.
   boost::asio::awaitable<void> post_init_error(const runtime_api::function_error& error);
 
+  /// POST /runtime/invocation/{id}/error with `body` as is (an error JSON another runtime
+  /// posted) and `error_type` in Lambda-Runtime-Function-Error-Type: for proxies.
+  boost::asio::awaitable<void> post_error_body(std::string_view request_id, std::string body,
+                                               std::string_view error_type);
+
+  /// POST /runtime/init/error with `body` as is and `error_type` in the header.
+  boost::asio::awaitable<void> post_init_error_body(std::string body, std::string_view error_type);
+
   /// The address this client talks to, as given.
   const std::string& host_port() const noexcept { return host_port_; }
 
@@ -109,6 +117,9 @@ class client {
   std::string next_target_;
   boost::asio::ip::tcp::resolver resolver_;
   boost::asio::ip::tcp::resolver::results_type endpoints_;
+  // Set when host_ is an IP address (as Lambda gives it): connects without a resolver, whose
+  // first use starts a thread and costs a runtime's start about a millisecond.
+  std::optional<boost::asio::ip::tcp::endpoint> literal_;
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
   request_type request_;  // reused so its header storage is allocated once

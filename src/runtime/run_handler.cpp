@@ -1,5 +1,6 @@
 // The runtime loop of runtime.hpp on top of runtime::client: one io_context on the calling
-// thread, the handler called synchronously between /next and the post of its result.
+// thread, the handler called synchronously between /next and the post of its result. The
+// loop takes an optional hook (loop.hpp) that funcie::start uses to forward invocations.
 #include <cxxabi.h>
 #include <fmt/format.h>
 
@@ -17,6 +18,7 @@
 #include "funcie/runtime/runtime.hpp"
 #include "funcie/runtime_api/protocol.hpp"
 #include "runtime/client.hpp"
+#include "runtime/loop.hpp"
 
 namespace funcie::runtime {
 
@@ -63,6 +65,8 @@ std::string current_exception_type() {
       abi::__cxa_demangle(type->name(), nullptr, nullptr, &status));
   return status == 0 && name ? std::string(name.get()) : std::string(type->name());
 }
+
+}  // namespace
 
 // The handler never takes the process down: whatever it throws becomes a function error.
 invocation_response call_handler(const handler_function& handler,
@@ -112,8 +116,6 @@ void set_trace_env(const std::string& trace_id) {
   entry = std::move(next);
 }
 
-}  // namespace
-
 // Moves the payload out of a response, so a 6 MiB result is posted without a copy.
 struct response_access {
   static std::string take_payload(invocation_response& response) {
@@ -137,18 +139,33 @@ runtime_api::function_error error_of(const invocation_response& response) {
           .stack_trace = {}};
 }
 
+}  // namespace
+
+runtime_api::result to_result(invocation_response response) {
+  runtime_api::result result;
+  if (response.is_success() &&
+      response.get_payload().size() <= runtime_api::max_runtime_post_bytes) {
+    result.outcome = runtime_api::result::kind::success;
+    result.body = response_access::take_payload(response);
+    result.content_type = response.get_content_type();
+  } else {
+    runtime_api::function_error error = error_of(response);
+    result.outcome = runtime_api::result::kind::function_error;
+    result.body = runtime_api::format_error(error);
+    result.error_type = std::move(error.error_type);
+  }
+  return result;
+}
+
 // Arguments of co_await calls are named locals: GCC 12 destroys some temporaries in a
 // co_await full-expression twice.
 asio::awaitable<void> post_result(client& api, const std::string& request_id,
-                                  invocation_response response) {
+                                  runtime_api::result result) {
   try {
-    if (response.is_success() &&
-        response.get_payload().size() <= runtime_api::max_runtime_post_bytes) {
-      std::string payload = response_access::take_payload(response);
-      co_await api.post_response(request_id, std::move(payload), response.get_content_type());
+    if (result.outcome == runtime_api::result::kind::success) {
+      co_await api.post_response(request_id, std::move(result.body), result.content_type);
     } else {
-      const runtime_api::function_error error = error_of(response);
-      co_await api.post_error(request_id, error);
+      co_await api.post_error_body(request_id, std::move(result.body), result.error_type);
     }
   } catch (const client_error& e) {
     // The Runtime API refused this one result (say, the invocation already timed out): the
@@ -158,14 +175,21 @@ asio::awaitable<void> post_result(client& api, const std::string& request_id,
   }
 }
 
+namespace {
+
 asio::awaitable<void> serve(client& api, const handler_function& handler,
-                            std::size_t max_invocations) {
+                            std::size_t max_invocations, invocation_hook hook) {
   for (std::size_t handled = 0; max_invocations == 0 || handled < max_invocations; ++handled) {
     runtime_api::invocation invocation = co_await api.next();
-    const invocation_request request = to_request(std::move(invocation));
-    set_trace_env(request.xray_trace_id);
-    invocation_response response = call_handler(handler, request);
-    co_await post_result(api, request.request_id, std::move(response));
+    const std::string request_id = invocation.context.request_id;
+    std::optional<runtime_api::result> result;
+    if (hook) result = co_await hook(invocation);
+    if (!result) {
+      const invocation_request request = to_request(std::move(invocation));
+      set_trace_env(request.xray_trace_id);
+      result = to_result(call_handler(handler, request));
+    }
+    co_await post_result(api, request_id, std::move(*result));
   }
 }
 
@@ -178,7 +202,8 @@ void run_on_this_thread(const std::string& address, Work work) {
   std::exception_ptr failure;
   try {
     api.emplace(io.get_executor(), address);
-    asio::co_spawn(io, work(*api), [&failure](std::exception_ptr e) { failure = std::move(e); });
+    asio::co_spawn(io, work(*api, io.get_executor()),
+                   [&failure](std::exception_ptr e) { failure = std::move(e); });
     io.run();
     if (failure) std::rethrow_exception(failure);
   } catch (const client_error& e) {
@@ -199,12 +224,18 @@ std::optional<std::string> runtime_api_address(const std::string& configured) {
 
 }  // namespace
 
-void run_handler(const handler_function& handler, const run_options& options) {
+void run_loop(const handler_function& handler, const run_options& options,
+              const hook_factory& make_hook) {
   const auto address = runtime_api_address(options.runtime_api);
   if (!address) return;
-  run_on_this_thread(*address, [&handler, &options](client& api) {
-    return serve(api, handler, options.max_invocations);
+  run_on_this_thread(*address, [&](client& api, asio::any_io_executor executor) {
+    invocation_hook hook = make_hook ? make_hook(std::move(executor)) : invocation_hook();
+    return serve(api, handler, options.max_invocations, std::move(hook));
   });
+}
+
+void run_handler(const handler_function& handler, const run_options& options) {
+  run_loop(handler, options, {});
 }
 
 void run_handler(const handler_function& handler) {
@@ -218,7 +249,9 @@ void report_init_error(std::string error_type, std::string error_message) {
                                     .error_message = std::move(error_message),
                                     .stack_trace = {}};
   try {
-    run_on_this_thread(*address, [&error](client& api) { return api.post_init_error(error); });
+    run_on_this_thread(*address, [&error](client& api, const asio::any_io_executor&) {
+      return api.post_init_error(error);
+    });
   } catch (const std::exception& e) {
     say(fmt::format("could not report the init error: {}", e.what()));
   }

@@ -166,8 +166,8 @@ INSTANTIATE_TEST_SUITE_P(
             "too big",
             "funcie/1 request\n" + good_header + "\n" + std::string(rt::max_payload_bytes + 1, 'x'),
             "6 MiB"}),
-    [](const auto& info) {
-      std::string n = info.param.name;
+    [](const auto& test_info) {
+      std::string n = test_info.param.name;
       for (auto& ch : n) {
         if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
       }

@@ -1,0 +1,43 @@
+// Key names of the Redis backend (docs/tunnel.md, "Who claims a request"). Every key of app
+// A starts with "funcie:{A}:" so that one Redis Cluster slot holds them all. Pure.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace funcie::redis_backend {
+
+class app_keys {
+ public:
+  /// `app` must be valid (tunnel::is_valid_app): it has no braces, so the tag is exact.
+  explicit app_keys(std::string_view app) : prefix_("funcie:{") {
+    prefix_.append(app);
+    prefix_.append("}:");
+  }
+
+  /// The pub/sub channel of notices.
+  std::string channel() const { return prefix_ + "requests"; }
+  /// Sorted set: session id -> expiry (server time, ms).
+  std::string consumers() const { return prefix_ + "consumers"; }
+  /// String with TTL: a session's info; the session is alive while it exists.
+  std::string consumer(std::string_view session) const { return join("consumer:", session); }
+  /// String with TTL: a request's envelope until claimed or its deadline.
+  std::string req(std::string_view id) const { return join("req:", id); }
+  /// String with TTL: who runs request `id` (a session id or "cloud").
+  std::string claim(std::string_view id) const { return join("claim:", id); }
+  /// List with TTL: the response envelope.
+  std::string resp(std::string_view id) const { return join("resp:", id); }
+
+  const std::string& prefix() const { return prefix_; }
+
+ private:
+  std::string join(std::string_view kind, std::string_view id) const {
+    std::string key;
+    key.reserve(prefix_.size() + kind.size() + id.size());
+    key.append(prefix_).append(kind).append(id);
+    return key;
+  }
+  std::string prefix_;
+};
+
+}  // namespace funcie::redis_backend

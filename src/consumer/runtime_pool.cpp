@@ -1,0 +1,106 @@
+#include "consumer/runtime_pool.hpp"
+
+#include "process/child.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace funcie::consumer {
+
+namespace asio = boost::asio;
+
+namespace {
+
+runtime_api::result error_result(std::string type, std::string message) {
+  runtime_api::result r;
+  r.outcome = runtime_api::result::kind::function_error;
+  r.body = runtime_api::format_error(runtime_api::function_error{type, std::move(message), {}});
+  r.error_type = std::move(type);
+  return r;
+}
+
+/// Field `index` (0-based) of "arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]".
+std::string arn_field(std::string_view arn, std::size_t index) {
+  for (std::size_t i = 0; i < index; ++i) {
+    auto colon = arn.find(':');
+    if (colon == std::string_view::npos) return {};
+    arn.remove_prefix(colon + 1);
+  }
+  return std::string(arn.substr(0, arn.find(':')));
+}
+
+}  // namespace
+
+emulate::function_config config_for(const runtime_pool_options& options,
+                                    const tunnel::request& first) {
+  const auto& fn = first.function;
+  emulate::function_config config;
+  config.name = fn.name.empty() ? options.app : fn.name;
+  config.region = fn.region;
+  if (config.region.empty()) config.region = arn_field(first.context.function_arn, 3);
+  if (config.region.empty()) config.region = "us-east-1";
+  if (auto account = arn_field(first.context.function_arn, 4); !account.empty()) {
+    config.account = account;
+  }
+  if (fn.memory_mb != 0) config.memory_mb = fn.memory_mb;
+  // Forwarded invocations carry the cloud's deadline; this only bounds one that does not.
+  config.timeout = std::chrono::seconds(900);
+  config.concurrency = options.concurrency;
+  config.command = options.command;
+  config.environment = options.environment;
+  // What the cloud said overrides emulate's defaults for these (set after Lambda's own).
+  if (!fn.version.empty()) config.environment["AWS_LAMBDA_FUNCTION_VERSION"] = fn.version;
+  if (!fn.log_group.empty()) config.environment["AWS_LAMBDA_LOG_GROUP_NAME"] = fn.log_group;
+  if (!fn.log_stream.empty()) config.environment["AWS_LAMBDA_LOG_STREAM_NAME"] = fn.log_stream;
+  return config;
+}
+
+runtime_pool::runtime_pool(asio::any_io_executor executor, runtime_pool_options options)
+    : executor_(std::move(executor)), options_(std::move(options)) {}
+
+runtime_pool::~runtime_pool() = default;
+
+asio::awaitable<runtime_api::result> runtime_pool::run(const tunnel::request& req) {
+  if (shutting_down_) {
+    co_return error_result("Funcie.ConsumerLeft", "the local runtimes are shutting down");
+  }
+  if (!emulator_) {
+    auto config = config_for(options_, req);
+    spdlog::debug("starting execution environments for function {} ({} MB, {})", config.name,
+                  config.memory_mb, config.region);
+    emulator_ = std::make_unique<emulate::emulator>(executor_, std::move(config));
+  } else if (req.function != tunnel::function_info{} &&
+             req.function.name != emulator_->config().name) {
+    spdlog::debug("request for function {} runs in the environments made for {}", req.function.name,
+                  emulator_->config().name);
+  }
+  runtime_api::invocation inv{req.context, req.payload};
+  emulate::outcome out;
+  try {
+    out = co_await emulator_->invoke(std::move(inv));
+  } catch (const process::spawn_error& e) {
+    co_return error_result("Runtime.InvalidEntrypoint", e.what());
+  } catch (const std::exception& e) {
+    if (shutting_down_) {
+      co_return error_result("Funcie.ConsumerLeft", "the local runtimes are shutting down");
+    }
+    throw;
+  }
+  runtime_api::result r;
+  r.outcome = out.function_error ? runtime_api::result::kind::function_error
+                                 : runtime_api::result::kind::success;
+  r.body = std::move(out.body);
+  r.content_type = out.function_error ? std::string() : std::move(out.content_type);
+  r.error_type = std::move(out.error_type);
+  co_return r;
+}
+
+runner runtime_pool::as_runner() {
+  return [this](const tunnel::request& req) { return run(req); };
+}
+
+asio::awaitable<void> runtime_pool::shut_down(std::chrono::milliseconds grace) {
+  shutting_down_ = true;
+  if (emulator_) co_await emulator_->shut_down(grace);
+}
+
+}  // namespace funcie::consumer

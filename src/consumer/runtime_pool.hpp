@@ -1,0 +1,63 @@
+// Runs claimed requests in local execution environments: the developer's CMD, each process
+// with its own local Runtime API, through src/emulate's pool. The forwarded context reaches
+// the runtime untouched (request id, the cloud's deadline, function ARN, trace id, client
+// context, cognito identity, tenant id) and the function's description from the cloud
+// becomes its environment (name, version, memory size, region, log group and stream).
+#pragma once
+
+#include "consumer/consumer.hpp"
+#include "emulate/config.hpp"
+#include "emulate/emulator.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace funcie::consumer {
+
+struct runtime_pool_options {
+  std::vector<std::string> command;  ///< CMD [ARGS...]
+  unsigned concurrency = 10;         ///< Execution environments at most (1..1000).
+  std::string app;                   ///< The tunnel's app: the function name when none came.
+  /// The developer's own variables for the runtime (emulate's --env), checked by
+  /// emulate::add_environment.
+  std::map<std::string, std::string> environment;
+};
+
+/// The function_config of the environments for requests describing `function` (empty
+/// fields get emulate's defaults). Exposed for tests.
+emulate::function_config config_for(const runtime_pool_options& options,
+                                    const tunnel::request& first);
+
+class runtime_pool {
+ public:
+  runtime_pool(boost::asio::any_io_executor executor, runtime_pool_options options);
+  ~runtime_pool();
+  runtime_pool(const runtime_pool&) = delete;
+  runtime_pool& operator=(const runtime_pool&) = delete;
+
+  /// Runs `req` in a free environment (made on first use from the first request's
+  /// function description). Never throws: a command that cannot start gives
+  /// Runtime.InvalidEntrypoint, a pool that is shutting down Funcie.ConsumerLeft.
+  boost::asio::awaitable<runtime_api::result> run(const tunnel::request& req);
+
+  /// A runner for consumer::consumer that calls run(); the pool must outlive it.
+  runner as_runner();
+
+  /// Stops every runtime: SIGTERM, then SIGKILL after `grace`. Later runs fail at once.
+  boost::asio::awaitable<void> shut_down(std::chrono::milliseconds grace);
+
+ private:
+  boost::asio::any_io_executor executor_;
+  runtime_pool_options options_;
+  std::unique_ptr<emulate::emulator> emulator_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace funcie::consumer

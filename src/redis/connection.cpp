@@ -1,0 +1,786 @@
+// One Redis connection: a writer coroutine sends queued commands in call order (batched into
+// one gather write), a reader coroutine feeds hiredis's RESP reader and completes requests in
+// FIFO order. Each request has a steady_timer used as its completion event: cancel() wakes
+// the waiting execute(); an expiry is the command's timeout.
+#include "redis/connection.hpp"
+
+#include <hiredis/hiredis.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <set>
+#include <utility>
+
+namespace funcie::redis {
+
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+struct reader_deleter {
+  void operator()(redisReader* r) const noexcept { redisReaderFree(r); }
+};
+using reader_ptr = std::unique_ptr<redisReader, reader_deleter>;
+
+/// Arguments up to this size are copied next to the RESP framing; larger ones are sent from
+/// the caller's memory.
+constexpr std::size_t inline_argument_limit = 1024;
+/// Size of each socket read fed to the RESP reader.
+constexpr std::size_t read_chunk = 64 * 1024;
+/// A bulk string still missing more than read_chunk bytes is read in steps of at most this.
+constexpr std::size_t max_bulk_step = 64 * 1024 * 1024;
+/// Most requests in one gather write.
+constexpr std::size_t max_batch = 512;
+/// Elements reserved up front for an array (the count comes from the peer).
+constexpr int max_reserved_elements = 1024;
+
+// hiredis builds our reply tree directly (no redisReply to convert and free): a top-level
+// object is allocated, a nested one lives in its parent's `elements`. hiredis only holds the
+// pointer of an element while that element is being filled, before any later sibling is
+// appended, so the vector may grow. Nothing here may throw into C: failures return nullptr,
+// which the reader reports as an error.
+void* attach(const redisReadTask* task, reply&& value) noexcept {
+  try {
+    if (task->parent != nullptr) {
+      auto* parent = static_cast<reply*>(task->parent->obj);
+      parent->elements.push_back(std::move(value));
+      return &parent->elements.back();
+    }
+    return new reply(std::move(value));
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+void* create_string(const redisReadTask* task, char* str, std::size_t len) noexcept {
+  try {
+    reply r;
+    r.type = task->type == REDIS_REPLY_ERROR    ? reply::kind::error
+             : task->type == REDIS_REPLY_STATUS ? reply::kind::status
+                                                : reply::kind::string;
+    r.str.assign(str, len);
+    return attach(task, std::move(r));
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+void* create_array(const redisReadTask* task, int elements) noexcept {
+  try {
+    reply r;
+    r.type = reply::kind::array;
+    r.elements.reserve(static_cast<std::size_t>(std::clamp(elements, 0, max_reserved_elements)));
+    return attach(task, std::move(r));
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+void* create_integer(const redisReadTask* task, long long value) noexcept {
+  reply r;
+  r.type = reply::kind::integer;
+  r.integer = value;
+  return attach(task, std::move(r));
+}
+
+void* create_nil(const redisReadTask* task) noexcept {
+  return attach(task, reply{});
+}
+
+void free_object(void* object) noexcept {
+  delete static_cast<reply*>(object);  // hiredis frees top-level objects only
+}
+
+redisReplyObjectFunctions reply_functions = {create_string, create_array, create_integer,
+                                             create_nil, free_object};
+
+/// Bytes still missing of a bulk string the reader is in the middle of (0 when none): read
+/// them at once rather than in read_chunk steps, so a 6 MB value is buffered by one growth.
+std::size_t missing_bulk_bytes(const redisReader& r) {
+  if (r.buf == nullptr || r.pos >= r.len || r.buf[r.pos] != '$') return 0;
+  const char* p = r.buf + r.pos;
+  std::size_t available = r.len - r.pos;
+  std::size_t i = 1;
+  unsigned long long length = 0;
+  for (; i < available && i < 20 && p[i] >= '0' && p[i] <= '9'; ++i) {
+    length = length * 10 + static_cast<unsigned long long>(p[i] - '0');
+  }
+  if (i == 1 || i + 1 >= available || p[i] != '\r' || p[i + 1] != '\n') return 0;
+  unsigned long long total = i + 2 + length + 2;
+  return total > available ? static_cast<std::size_t>(total - available) : 0;
+}
+
+std::string upper(std::string_view text) {
+  std::string out(text.substr(0, 64));
+  for (char& c : out) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
+  return out;
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+std::string format_ms(std::chrono::milliseconds ms) {
+  return std::to_string(ms.count()) + " ms";
+}
+
+enum class pubsub_command { none, subscribe, psubscribe, unsubscribe, punsubscribe };
+
+pubsub_command classify(std::string_view upper_name) {
+  if (upper_name == "SUBSCRIBE") return pubsub_command::subscribe;
+  if (upper_name == "PSUBSCRIBE") return pubsub_command::psubscribe;
+  if (upper_name == "UNSUBSCRIBE") return pubsub_command::unsubscribe;
+  if (upper_name == "PUNSUBSCRIBE") return pubsub_command::punsubscribe;
+  return pubsub_command::none;
+}
+
+// ["subscribe"|"unsubscribe"|"psubscribe"|"punsubscribe", name, count]
+std::optional<pubsub_command> confirmation_kind(const reply& r) {
+  if (r.type != reply::kind::array || r.elements.size() != 3) return std::nullopt;
+  if (r.elements[0].type != reply::kind::string && r.elements[0].type != reply::kind::status) {
+    return std::nullopt;
+  }
+  if (r.elements[2].type != reply::kind::integer) return std::nullopt;
+  auto kind = classify(upper(r.elements[0].str));
+  if (kind == pubsub_command::none) return std::nullopt;
+  return kind;
+}
+
+struct request {
+  explicit request(const asio::any_io_executor& executor)
+      : event(executor, asio::steady_timer::time_point::max()) {}
+
+  enum class state { queued, writing, written };
+
+  std::string command;  ///< Upper-case command name, for messages.
+  pubsub_command pubsub = pubsub_command::none;
+  /// (Un)subscribe confirmations still expected; -1: "all", decided at the first one.
+  long long confirmations = 0;
+  std::string frame;  ///< RESP framing and the small arguments.
+  std::vector<asio::const_buffer> buffers;
+  asio::steady_timer event;
+  state st = state::queued;
+  bool replied = false;
+  bool done = false;
+  bool abandoned = false;
+  std::optional<reply> result;
+  std::optional<error> failure;
+};
+
+using request_ptr = std::shared_ptr<request>;
+
+struct attempt_state {
+  explicit attempt_state(const asio::any_io_executor& executor) : resolver(executor) {}
+  tcp::resolver resolver;
+  bool timed_out = false;
+  bool finished = false;
+  const char* phase = "resolving the host";
+};
+
+}  // namespace
+
+struct connection::impl : std::enable_shared_from_this<impl> {
+  impl(asio::any_io_executor ex, const connect_options& o)
+      : executor(std::move(ex)),
+        options(o),
+        name(describe(o.server)),
+        socket(executor),
+        message_event(executor, asio::steady_timer::time_point::max()) {}
+
+  asio::any_io_executor executor;
+  connect_options options;
+  std::string name;
+  tcp::socket socket;
+  std::unique_ptr<ssl::context> tls_context;
+  std::unique_ptr<ssl::stream<tcp::socket&>> tls;
+  reader_ptr reader;
+
+  std::deque<request_ptr> write_queue;
+  std::deque<request_ptr> pending;  ///< Sent (or being sent), in order, awaiting replies.
+  bool writer_active = false;
+  bool open = true;
+  errc close_code = errc::io;
+  std::string close_cause;
+
+  long long subscriptions = 0;  ///< As the server last counted them.
+  std::set<std::string> channels;
+  std::set<std::string> patterns;
+  std::deque<message> messages;  ///< Unbounded: a slow receiver grows it.
+  asio::steady_timer message_event;
+
+  std::string prefix() const { return "Redis at " + name + ": "; }
+
+  /// Closes the socket and fails every outstanding request with `code` and `cause`.
+  void fail(errc code, const std::string& cause) noexcept {
+    if (!open) return;
+    open = false;
+    close_code = code;
+    close_cause = cause;
+    error_code ignored;
+    socket.close(ignored);
+    error failure(code, prefix() + cause);
+    auto fail_all = [&](std::deque<request_ptr>& queue) {
+      for (auto& r : queue) {
+        if (r->done) continue;
+        r->failure = failure;
+        finish(*r);
+      }
+      queue.clear();
+    };
+    fail_all(pending);
+    fail_all(write_queue);
+    message_event.cancel();
+  }
+
+  static void finish(request& r) noexcept {
+    r.done = true;
+    r.event.cancel();
+  }
+
+  error closed_error() const {
+    return error(errc::io, prefix() + "the connection is closed (" + close_cause + ")");
+  }
+
+  request_ptr enqueue(const std::vector<std::string_view>& args) {
+    if (args.empty()) throw std::invalid_argument("redis::connection::execute: no command");
+    if (!open) throw closed_error();
+    auto r = std::make_shared<request>(executor);
+    r->command = upper(args[0]);
+    r->pubsub = classify(r->command);
+    if (r->pubsub != pubsub_command::none) {
+      r->confirmations = args.size() > 1 ? static_cast<long long>(args.size() - 1) : -1;
+    }
+
+    // Pieces: framing and small arguments are appended to `frame`; a large argument is a
+    // buffer of its own pointing at the caller's bytes.
+    struct piece {
+      const char* external;  // nullptr: frame[offset, offset+size)
+      std::size_t offset;
+      std::size_t size;
+    };
+    std::vector<piece> pieces;
+    std::size_t frame_size = 16;
+    for (auto a : args) frame_size += 32 + (a.size() <= inline_argument_limit ? a.size() : 0);
+    r->frame.reserve(frame_size);
+    std::size_t start = 0;
+    r->frame += '*';
+    r->frame += std::to_string(args.size());
+    r->frame += "\r\n";
+    for (auto a : args) {
+      r->frame += '$';
+      r->frame += std::to_string(a.size());
+      r->frame += "\r\n";
+      if (a.size() <= inline_argument_limit) {
+        r->frame += a;
+      } else {
+        pieces.push_back({nullptr, start, r->frame.size() - start});
+        pieces.push_back({a.data(), 0, a.size()});
+        start = r->frame.size();
+      }
+      r->frame += "\r\n";
+    }
+    pieces.push_back({nullptr, start, r->frame.size() - start});
+    for (const auto& p : pieces) {
+      if (p.size == 0) continue;
+      r->buffers.push_back(p.external ? asio::buffer(p.external, p.size)
+                                      : asio::buffer(r->frame.data() + p.offset, p.size));
+    }
+
+    write_queue.push_back(r);
+    if (!writer_active) {
+      writer_active = true;
+      asio::co_spawn(executor, write_loop(shared_from_this()), asio::detached);
+    }
+    return r;
+  }
+
+  /// The caller stopped waiting for `r` (its coroutine was cancelled).
+  void abandon(const request_ptr& r) {
+    switch (r->st) {
+      case request::state::queued: {
+        auto it = std::find(write_queue.begin(), write_queue.end(), r);
+        if (it != write_queue.end()) write_queue.erase(it);
+        r->abandoned = true;
+        break;
+      }
+      case request::state::writing:
+        // Its bytes are being sent from the caller's memory, which is going away.
+        fail(errc::io,
+             "the connection was closed: " + r->command + " was cancelled while it was being sent");
+        break;
+      case request::state::written:
+        r->abandoned = true;  // the reader drops its reply: the pipeline stays in step
+        break;
+    }
+  }
+
+  static asio::awaitable<void> write_loop(std::shared_ptr<impl> self) {
+    try {
+      co_await self->write_batches();
+    } catch (const std::exception& e) {
+      self->fail(errc::io, std::string("cannot send: ") + e.what());
+    }
+    self->writer_active = false;
+  }
+
+  asio::awaitable<void> write_batches() {
+    std::vector<asio::const_buffer> buffers;
+    std::vector<request_ptr> batch;
+    while (open && !write_queue.empty()) {
+      buffers.clear();
+      batch.clear();
+      while (!write_queue.empty() && batch.size() < max_batch) {
+        request_ptr r = std::move(write_queue.front());
+        write_queue.pop_front();
+        r->st = request::state::writing;
+        pending.push_back(r);
+        buffers.insert(buffers.end(), r->buffers.begin(), r->buffers.end());
+        batch.push_back(std::move(r));
+      }
+      error_code ec;
+      if (tls) {
+        co_await asio::async_write(*tls, buffers, asio::redirect_error(asio::use_awaitable, ec));
+      } else {
+        co_await asio::async_write(socket, buffers, asio::redirect_error(asio::use_awaitable, ec));
+      }
+      for (auto& r : batch) {
+        r->st = request::state::written;
+        if (r->replied && !r->done) finish(*r);  // the reply overtook the write's completion
+      }
+      if (ec) {
+        fail(errc::io, "cannot send: " + ec.message());
+        co_return;
+      }
+    }
+  }
+
+  static asio::awaitable<void> read_loop(std::shared_ptr<impl> self) {
+    try {
+      co_await self->read_replies();
+    } catch (const std::exception& e) {
+      self->fail(errc::io, std::string("cannot read: ") + e.what());
+    }
+  }
+
+  asio::awaitable<void> read_replies() {
+    std::vector<char> buffer(read_chunk);
+    while (open) {
+      error_code ec;
+      std::size_t n = 0;
+      std::unique_ptr<char[]> big;
+      asio::mutable_buffer target = asio::buffer(buffer);
+      if (std::size_t missing = missing_bulk_bytes(*reader); missing > read_chunk) {
+        missing = std::min(missing, max_bulk_step);
+        big.reset(new char[missing]);
+        target = asio::buffer(big.get(), missing);
+        if (tls) {
+          n = co_await asio::async_read(*tls, target,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+        } else {
+          n = co_await asio::async_read(socket, target,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+        }
+      } else if (tls) {
+        n = co_await tls->async_read_some(target, asio::redirect_error(asio::use_awaitable, ec));
+      } else {
+        n = co_await socket.async_read_some(target, asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (!open) co_return;
+      if (ec) {
+        if (ec == asio::error::eof || ec == ssl::error::stream_truncated ||
+            ec == asio::error::connection_reset) {
+          fail(errc::io, "the server closed the connection");
+        } else {
+          fail(errc::io, "cannot read: " + ec.message());
+        }
+        co_return;
+      }
+      if (redisReaderFeed(reader.get(), static_cast<const char*>(target.data()), n) != REDIS_OK) {
+        fail(errc::protocol, "cannot buffer the reply");
+        co_return;
+      }
+      big.reset();
+      for (;;) {
+        void* raw = nullptr;
+        if (redisReaderGetReply(reader.get(), &raw) != REDIS_OK) {
+          fail(errc::protocol,
+               std::string("the server sent bytes that are not RESP (") + reader->errstr + ")");
+          co_return;
+        }
+        if (raw == nullptr) break;
+        std::unique_ptr<reply> owned(static_cast<reply*>(raw));
+        dispatch(std::move(*owned));
+        if (!open) co_return;
+      }
+    }
+  }
+
+  void dispatch(reply r) {
+    if (subscriptions > 0 && r.type == reply::kind::array && !r.elements.empty() &&
+        r.elements[0].type == reply::kind::string) {
+      const auto& kind = r.elements[0].str;
+      if (r.elements.size() == 3 && lower(kind) == "message") {
+        messages.push_back({std::move(r.elements[1].str), std::move(r.elements[2].str)});
+        message_event.cancel();
+        return;
+      }
+      if (r.elements.size() == 4 && lower(kind) == "pmessage") {
+        messages.push_back({std::move(r.elements[2].str), std::move(r.elements[3].str)});
+        message_event.cancel();
+        return;
+      }
+    }
+    if (pending.empty()) {
+      fail(errc::protocol, "the server sent a reply nobody asked for");
+      return;
+    }
+    request& front = *pending.front();
+    if (front.pubsub != pubsub_command::none) {
+      if (auto kind = confirmation_kind(r)) {
+        if (front.confirmations < 0) {
+          // (P)UNSUBSCRIBE without arguments: one confirmation per name, at least one.
+          std::size_t names =
+              front.pubsub == pubsub_command::punsubscribe ? patterns.size() : channels.size();
+          front.confirmations = static_cast<long long>(std::max<std::size_t>(1, names));
+        }
+        subscriptions = r.elements[2].integer;
+        const std::string& target = r.elements[1].str;
+        switch (*kind) {
+          case pubsub_command::subscribe:
+            channels.insert(target);
+            break;
+          case pubsub_command::psubscribe:
+            patterns.insert(target);
+            break;
+          case pubsub_command::unsubscribe:
+            channels.erase(target);
+            break;
+          case pubsub_command::punsubscribe:
+            patterns.erase(target);
+            break;
+          case pubsub_command::none:
+            break;
+        }
+        if (--front.confirmations > 0) return;
+      }
+    }
+    request_ptr done = std::move(pending.front());
+    pending.pop_front();
+    if (done->abandoned || done->done) return;
+    done->result = std::move(r);
+    done->replied = true;
+    if (done->st == request::state::written) finish(*done);
+  }
+
+  /// Waits for `r`; throws its failure, errc::timeout after `timeout`, or operation_aborted
+  /// when the caller is cancelled.
+  static asio::awaitable<reply> await_reply(std::shared_ptr<impl> self, request_ptr r,
+                                            std::optional<std::chrono::milliseconds> timeout) {
+    if (!r->done) {
+      if (timeout) r->event.expires_after(*timeout);
+      error_code ec;
+      co_await r->event.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (!r->done) {
+        if (!ec) {
+          std::string cause = r->command + " got no reply within " + format_ms(*timeout) +
+                              "; the connection is closed";
+          self->fail(errc::io, "the connection was closed after " + r->command +
+                                   " got no reply within " + format_ms(*timeout));
+          throw error(errc::timeout, self->prefix() + cause);
+        }
+        self->abandon(r);
+        throw boost::system::system_error(asio::error::operation_aborted);
+      }
+    }
+    if (r->failure) throw *r->failure;
+    co_return std::move(*r->result);
+  }
+
+  // --- connect ---------------------------------------------------------------------------
+
+  [[noreturn]] void throw_connect_failed(const std::string& cause) {
+    throw error(errc::connect_failed, "cannot connect to Redis at " + name + ": " + cause);
+  }
+
+  asio::awaitable<void> open_transport(std::shared_ptr<attempt_state> attempt) {
+    const endpoint& server = options.server;
+    std::vector<tcp::endpoint> endpoints;
+    error_code ec;
+    auto address = asio::ip::make_address(server.host, ec);
+    if (!ec) {
+      endpoints.emplace_back(address, server.port);
+    } else {
+      std::string service = std::to_string(server.port);
+      auto results = co_await attempt->resolver.async_resolve(
+          server.host, service, tcp::resolver::numeric_service,
+          asio::redirect_error(asio::use_awaitable, ec));
+      if (attempt->timed_out) co_return;
+      if (ec) throw_connect_failed("cannot resolve the host: " + ec.message());
+      for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+      if (endpoints.empty()) throw_connect_failed("the host has no address");
+    }
+
+    attempt->phase = "connecting";
+    error_code last;
+    bool connected = false;
+    for (const auto& e : endpoints) {
+      if (attempt->timed_out) co_return;
+      socket.close(ec);
+      socket.open(e.protocol(), ec);
+      if (ec) {
+        last = ec;
+        continue;
+      }
+      co_await socket.async_connect(e, asio::redirect_error(asio::use_awaitable, ec));
+      if (attempt->timed_out) co_return;
+      if (!ec) {
+        connected = true;
+        break;
+      }
+      last = ec;
+    }
+    if (!connected) throw_connect_failed(last.message());
+    socket.set_option(tcp::no_delay(true), ec);
+
+    if (server.tls) {
+      attempt->phase = "in the TLS handshake";
+      tls_context = std::make_unique<ssl::context>(ssl::context::tls_client);
+      tls_context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                               ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                               ssl::context::no_tlsv1_1);
+      if (options.verify) {
+        tls_context->set_verify_mode(ssl::verify_peer);
+        if (!options.ca_file.empty()) {
+          tls_context->load_verify_file(options.ca_file, ec);
+          if (ec) {
+            throw_connect_failed("cannot read the CA file " + options.ca_file + ": " +
+                                 ec.message());
+          }
+        } else {
+          tls_context->set_default_verify_paths(ec);
+          if (ec) throw_connect_failed("cannot load the system's CA certificates: " + ec.message());
+        }
+      } else {
+        tls_context->set_verify_mode(ssl::verify_none);
+      }
+      tls = std::make_unique<ssl::stream<tcp::socket&>>(socket, *tls_context);
+      if (options.verify) tls->set_verify_callback(ssl::host_name_verification(server.host));
+      error_code not_ip;
+      asio::ip::make_address(server.host, not_ip);
+      if (not_ip) {  // SNI takes names only
+        SSL_ctrl(tls->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                 const_cast<char*>(server.host.c_str()));
+      }
+      co_await tls->async_handshake(ssl::stream_base::client,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+      if (attempt->timed_out) co_return;
+      if (ec) {
+        long verify_result = SSL_get_verify_result(tls->native_handle());
+        std::string text = ec.message();
+        if (verify_result != X509_V_OK) {
+          throw_connect_failed("TLS certificate verification failed: " +
+                               std::string(X509_verify_cert_error_string(verify_result)));
+        }
+        if (text.find("certificate verify failed") != std::string::npos) {
+          throw_connect_failed(
+              "TLS certificate verification failed: the certificate does not match "
+              "the host name " +
+              server.host);
+        }
+        if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
+          throw_connect_failed(
+              "TLS handshake failed: the server closed the connection (is it a TLS port?)");
+        }
+        throw_connect_failed("TLS handshake failed: " + text);
+      }
+    }
+  }
+
+  asio::awaitable<void> hello(std::shared_ptr<attempt_state> attempt) {
+    const endpoint& server = options.server;
+    attempt->phase = "waiting for the server's answer to AUTH, SELECT or CLIENT SETNAME";
+    request_ptr auth, select, setname;
+    if (!server.password.empty()) {
+      std::vector<std::string_view> args;
+      args.emplace_back("AUTH");
+      if (!server.user.empty()) args.emplace_back(server.user);
+      args.emplace_back(server.password);
+      auth = enqueue(args);
+    }
+    std::string db = std::to_string(server.db);
+    if (server.db != 0) {
+      std::vector<std::string_view> args{"SELECT", db};
+      select = enqueue(args);
+    }
+    if (!options.client_name.empty()) {
+      std::vector<std::string_view> args{"CLIENT", "SETNAME", options.client_name};
+      setname = enqueue(args);
+    }
+    std::optional<std::chrono::milliseconds> no_timeout;
+    if (auth) {
+      reply r = co_await await_reply(shared_from_this(), auth, no_timeout);
+      if (r.is_error()) {
+        throw error(errc::auth_failed,
+                    "Redis at " + name + " refused the credentials for user " +
+                        (server.user.empty() ? std::string("default") : server.user) + ": " +
+                        r.str);
+      }
+    }
+    if (select) {
+      reply r = co_await await_reply(shared_from_this(), select, no_timeout);
+      if (r.is_error()) {
+        throw error(errc::auth_failed, "Redis at " + name + " refused SELECT " + db + ": " + r.str);
+      }
+    }
+    if (setname) {
+      reply r = co_await await_reply(shared_from_this(), setname, no_timeout);
+      if (r.is_error()) {
+        throw error(errc::connect_failed, "Redis at " + name + " refused CLIENT SETNAME: " + r.str);
+      }
+    }
+  }
+
+  asio::awaitable<void> establish(std::shared_ptr<attempt_state> attempt) {
+    co_await open_transport(attempt);
+    if (attempt->timed_out) co_return;
+    reader.reset(redisReaderCreateWithFunctions(&reply_functions));
+    if (!reader) throw std::bad_alloc();
+    asio::co_spawn(executor, read_loop(shared_from_this()), asio::detached);
+    co_await hello(attempt);
+  }
+};
+
+asio::awaitable<std::unique_ptr<connection>> connection::connect(asio::any_io_executor executor,
+                                                                 const connect_options& options) {
+  auto self = std::make_shared<impl>(executor, options);
+  auto attempt = std::make_shared<attempt_state>(executor);
+  const auto timeout = options.connect_timeout;
+  auto timed_out_message = [self, attempt, timeout] {
+    return "cannot connect to Redis at " + self->name + ": timed out after " + format_ms(timeout) +
+           " (" + attempt->phase + ")";
+  };
+
+  asio::steady_timer watchdog(executor, timeout);
+  watchdog.async_wait([self, attempt](error_code ec) {
+    if (ec || attempt->finished) return;
+    attempt->timed_out = true;
+    attempt->resolver.cancel();
+    self->fail(errc::connect_failed, "timed out");
+  });
+
+  std::optional<error> failure;
+  try {
+    co_await self->establish(attempt);
+  } catch (const error& e) {
+    failure = e;
+  } catch (const boost::system::system_error& e) {
+    failure = error(errc::connect_failed,
+                    "cannot connect to Redis at " + self->name + ": " + e.code().message());
+  }
+  attempt->finished = true;
+  watchdog.cancel();
+  if (attempt->timed_out) {
+    failure = error(errc::connect_failed, timed_out_message());
+  } else if (!failure && !self->open) {
+    failure = error(errc::connect_failed,
+                    "cannot connect to Redis at " + self->name + ": " + self->close_cause);
+  }
+  if (failure) {
+    std::string cause = self->close_cause;  // why the connection broke, when it did
+    self->fail(errc::connect_failed, "connect failed");
+    if (failure->code() == errc::io || failure->code() == errc::protocol ||
+        failure->code() == errc::timeout) {
+      throw error(errc::connect_failed, "cannot connect to Redis at " + self->name + ": " +
+                                            (cause.empty() ? std::string(failure->what()) : cause));
+    }
+    throw *failure;
+  }
+  co_return std::unique_ptr<connection>(new connection(std::move(self)));
+}
+
+connection::connection(std::shared_ptr<impl> state) : impl_(std::move(state)) {}
+
+connection::~connection() {
+  close();
+}
+
+asio::awaitable<reply> connection::execute(std::vector<std::string_view> args,
+                                           std::optional<std::chrono::milliseconds> timeout) {
+  auto self = impl_;
+  request_ptr r = self->enqueue(args);
+  reply result = co_await impl::await_reply(self, r, timeout);
+  co_return result;
+}
+
+asio::awaitable<reply> connection::execute_checked(
+    std::vector<std::string_view> args, std::optional<std::chrono::milliseconds> timeout) {
+  auto self = impl_;
+  std::string command = args.empty() ? std::string() : upper(args[0]);
+  reply result = co_await execute(std::move(args), timeout);
+  if (result.is_error()) {
+    throw error(errc::server, self->prefix() + command + " failed: " + result.str);
+  }
+  co_return result;
+}
+
+asio::awaitable<void> connection::subscribe(std::string_view channel) {
+  std::vector<std::string_view> args{"SUBSCRIBE", channel};
+  co_await execute_checked(std::move(args));
+}
+
+asio::awaitable<message> connection::receive() {
+  auto self = impl_;
+  for (;;) {
+    if (!self->messages.empty()) {
+      message m = std::move(self->messages.front());
+      self->messages.pop_front();
+      co_return m;
+    }
+    if (!self->open) throw self->closed_error();
+    error_code ec;
+    co_await self->message_event.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (self->messages.empty() && self->open) {
+      asio::cancellation_state state = co_await asio::this_coro::cancellation_state;
+      if (state.cancelled() != asio::cancellation_type::none) {
+        throw boost::system::system_error(asio::error::operation_aborted);
+      }
+    }
+  }
+}
+
+void connection::close() noexcept {
+  if (impl_) impl_->fail(errc::io, "the connection was closed");
+}
+
+bool connection::is_open() const noexcept {
+  return impl_ && impl_->open;
+}
+
+const std::string& connection::server_name() const noexcept {
+  return impl_->name;
+}
+
+}  // namespace funcie::redis

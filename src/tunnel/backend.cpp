@@ -1,0 +1,89 @@
+// Backends are picked by the scheme of their URL. Only Redis exists today.
+#include "tunnel/backend.hpp"
+
+#include "backend/redis/redis_backend.hpp"
+#include "redis/url.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace funcie::tunnel {
+
+namespace {
+
+std::string scheme_of(std::string_view url) {
+  const auto end = url.find("://");
+  if (end == std::string_view::npos) return {};
+  std::string scheme(url.substr(0, end));
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return scheme;
+}
+
+bool is_redis(const std::string& scheme) {
+  return scheme == "redis" || scheme == "rediss";
+}
+
+// The app name and everything else of the options are checked by the backend itself.
+void check(const backend_options& options) {
+  if (options.url.empty()) throw backend_config_error("no backend URL; use redis:// or rediss://");
+  const std::string scheme = scheme_of(options.url);
+  if (scheme.empty()) {
+    throw backend_config_error("the backend URL has no scheme; use redis:// or rediss://");
+  }
+  if (!is_redis(scheme)) {
+    // The scheme is shown only when it is short and plain: it is not a secret, but a URL
+    // typed without its scheme could start with one.
+    const bool plain = scheme.size() <= 16 && std::all_of(scheme.begin(), scheme.end(), [](char c) {
+                         return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' ||
+                                c == '-' || c == '.';
+                       });
+    throw backend_config_error(
+        fmt::format("unsupported backend URL scheme '{}'; use redis:// or "
+                    "rediss://",
+                    plain ? scheme : std::string("?")));
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<forwarder_backend> make_forwarder_backend(boost::asio::any_io_executor executor,
+                                                          const backend_options& options) {
+  check(options);
+  return std::make_unique<redis_backend::redis_forwarder_backend>(std::move(executor), options);
+}
+
+std::unique_ptr<consumer_session> make_consumer_session(boost::asio::any_io_executor executor,
+                                                        const backend_options& options) {
+  check(options);
+  return std::make_unique<redis_backend::redis_consumer_session>(std::move(executor), options);
+}
+
+boost::asio::awaitable<std::vector<consumer_info>> list_consumers(
+    boost::asio::any_io_executor executor, const backend_options& options) {
+  check(options);
+  co_return co_await redis_backend::list_consumers(std::move(executor), options);
+}
+
+std::string redact_url(std::string_view url) {
+  const std::string scheme = scheme_of(url);
+  if (is_redis(scheme)) return redis::redact(url);
+  if (scheme.empty()) return "(not a URL)";
+  // Any other URL: hide what stands between the user name and '@' in the authority.
+  const auto authority_begin = url.find("://") + 3;
+  auto authority_end = url.find_first_of("/?#", authority_begin);
+  if (authority_end == std::string_view::npos) authority_end = url.size();
+  const std::string_view authority = url.substr(authority_begin, authority_end - authority_begin);
+  const auto at = authority.rfind('@');
+  if (at == std::string_view::npos) return std::string(url);
+  const auto colon = authority.substr(0, at).find(':');
+  if (colon == std::string_view::npos) return std::string(url);
+  std::string out(url.substr(0, authority_begin + colon + 1));
+  out += "****";
+  out += url.substr(authority_begin + at);
+  return out;
+}
+
+}  // namespace funcie::tunnel

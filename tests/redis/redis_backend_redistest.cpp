@@ -1,0 +1,698 @@
+// The Redis tunnel backend against a real redis-server: what a user of the forwarder and of
+// `funcie connect` would notice (docs/tunnel.md, and the brief's "Semantics every backend
+// must keep").
+#include "backend/redis/keys.hpp"
+#include "backend/redis/scripts.hpp"
+#include "redis/connection.hpp"
+#include "redis/redis_server.hpp"
+#include "tunnel/backend.hpp"
+#include "util/ids.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+
+namespace funcie {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+using kind = tunnel::forward_outcome::kind;
+
+constexpr std::string_view app = "test-app";
+
+double ms_since(steady::time_point start) {
+  return std::chrono::duration<double, std::milli>(steady::now() - start).count();
+}
+
+asio::awaitable<void> sleep_for(milliseconds d) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, d);
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+std::string binary(std::size_t size, unsigned seed) {
+  std::string out(size, '\0');
+  for (std::size_t i = 0; i < size; ++i) out[i] = static_cast<char>((i * 31 + seed) & 0xFF);
+  return out;
+}
+
+tunnel::request make_request(std::string payload) {
+  tunnel::request req;
+  req.id = util::random_hex(32);
+  req.app = std::string(app);
+  req.sent_ms = 1;
+  req.context.request_id = util::new_request_id();
+  req.context.deadline_ms = 4102444800000;
+  req.context.function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:test-app";
+  req.function.name = "test-app";
+  req.payload = std::move(payload);
+  return req;
+}
+
+/// What a local handler did, as the test sees it.
+struct handler_log {
+  std::vector<std::string> handled;  ///< Request ids, in the order claimed.
+  bool ended = false;
+  std::string end_reason;
+};
+
+enum class answer_mode { echo, reverse, hold };
+
+/// A local consumer: claims requests and answers each (or holds it, never answering).
+asio::awaitable<void> serve(tunnel::consumer_session* session, std::shared_ptr<handler_log> log,
+                            answer_mode mode) {
+  while (true) {
+    tunnel::request req;
+    try {
+      req = co_await session->next();
+    } catch (const tunnel::backend_error& e) {
+      log->ended = true;
+      log->end_reason = e.what();
+      co_return;
+    }
+    log->handled.push_back(req.id);
+    if (mode == answer_mode::hold) continue;
+    tunnel::response answer;
+    answer.id = req.id;
+    answer.app = req.app;
+    answer.consumer = session->id();
+    answer.content_type = "application/octet-stream";
+    answer.body = req.payload;
+    if (mode == answer_mode::reverse) std::reverse(answer.body.begin(), answer.body.end());
+    co_await session->respond(answer);
+  }
+}
+
+class RedisBackend : public ::testing::Test {
+ protected:
+  asio::io_context io;  // first: outlives everything that uses it
+  test::redis_server server;
+
+  tunnel::backend_options options(milliseconds heartbeat = 600ms) const {
+    tunnel::backend_options o;
+    o.url = server.url();
+    o.app = std::string(app);
+    o.timing.heartbeat = heartbeat;
+    return o;
+  }
+
+  /// Runs a test body (a coroutine) on the io_context until it completes.
+  template <class Body>
+  void run(Body&& body, std::chrono::seconds limit = 60s) {
+    bool done = false;
+    std::exception_ptr error;
+    asio::co_spawn(io, body(), [&](std::exception_ptr e) {
+      done = true;
+      error = e;
+    });
+    const auto deadline = steady::now() + limit;
+    while (!done && steady::now() < deadline) io.run_one_for(100ms);
+    ASSERT_TRUE(done) << "the test body did not finish in " << limit.count() << " s";
+    if (error) std::rethrow_exception(error);
+  }
+
+  asio::awaitable<std::unique_ptr<tunnel::consumer_session>> open_session(
+      const tunnel::backend_options& o) {
+    auto session = tunnel::make_consumer_session(io.get_executor(), o);
+    co_await session->open();
+    co_return session;
+  }
+
+  std::shared_ptr<handler_log> start_serving(tunnel::consumer_session& session, answer_mode mode) {
+    auto log = std::make_shared<handler_log>();
+    asio::co_spawn(io, serve(&session, log, mode), asio::detached);
+    return log;
+  }
+
+  asio::awaitable<std::shared_ptr<redis::connection>> raw_connection() {
+    redis::connect_options c;
+    c.server = redis::parse_url(server.url());
+    auto conn = co_await redis::connection::connect(io.get_executor(), c);
+    co_return std::shared_ptr<redis::connection>(std::move(conn));
+  }
+};
+
+TEST_F(RedisBackend, NoConsumerMeansNotTakenAtOnce) {
+  run([&]() -> asio::awaitable<void> {
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    const auto req = make_request("{}");
+    auto first = co_await forwarder->forward(req, steady::now() + 10s);
+    EXPECT_EQ(first.outcome, kind::not_taken);
+    EXPECT_EQ(first.reason, "no consumer");
+    std::vector<double> costs;
+    for (int i = 0; i < 200; ++i) {
+      const auto again = make_request(binary(100 * 1024, 1));  // presence-only check
+      const auto start = steady::now();
+      auto out = co_await forwarder->forward(again, steady::now() + 10s);
+      costs.push_back(ms_since(start));
+      EXPECT_EQ(out.outcome, kind::not_taken);
+    }
+    std::sort(costs.begin(), costs.end());
+    std::printf(
+        "[ figures  ] not_taken (no consumer, 100 KiB event): median %.3f ms, p99 %.3f ms\n",
+        costs[costs.size() / 2], costs[costs.size() * 99 / 100]);
+    EXPECT_LT(costs[costs.size() / 2], 5.0);
+    // Nothing was stored for a request nobody took.
+    EXPECT_EQ(server.cli({"DBSIZE"}), "0\n");
+  });
+}
+
+TEST_F(RedisBackend, AConsumerAnswersByteForByteUpToSixMegabytesBothWays) {
+  run([&]() -> asio::awaitable<void> {
+    auto session = co_await open_session(options());
+    auto log = start_serving(*session, answer_mode::reverse);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{256},
+                             std::size_t{64 * 1024 + 1}, std::size_t{6 * 1024 * 1024}}) {
+      const auto req = make_request(binary(size, static_cast<unsigned>(size)));
+      const auto start = steady::now();
+      auto out = co_await forwarder->forward(req, steady::now() + 20s);
+      const double took = ms_since(start);
+      EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
+      if (out.outcome != kind::answered) co_return;
+      std::string expected = req.payload;
+      std::reverse(expected.begin(), expected.end());
+      EXPECT_TRUE(out.answer.body == expected) << "payload of " << size << " bytes differs";
+      EXPECT_EQ(out.answer.content_type, "application/octet-stream");
+      EXPECT_EQ(out.answer.consumer, session->id());
+      if (size == 6 * 1024 * 1024) {
+        auto raw = co_await raw_connection();
+        const auto raw_start = steady::now();
+        std::vector<std::string_view> set{"SET", "raw", req.payload};
+        co_await raw->execute_checked(set);
+        std::vector<std::string_view> get{"GET", "raw"};
+        co_await raw->execute_checked(get);
+        const double raw_took = ms_since(raw_start);
+        raw->close();
+        std::printf(
+            "[ figures  ] 6 MiB request + 6 MiB response forwarded: %.1f ms; raw SET+GET of 6 MiB "
+            "%.1f ms (%.1fx)\n",
+            took, raw_took, took / raw_took);
+      }
+    }
+    EXPECT_EQ(log->handled.size(), 5u);
+    co_await session->close();
+  });
+}
+
+TEST_F(RedisBackend, TwoSessionsClaimEachRequestExactlyOnce) {
+  run([&]() -> asio::awaitable<void> {
+    auto a = co_await open_session(options());
+    auto b = co_await open_session(options());
+    auto log_a = start_serving(*a, answer_mode::echo);
+    auto log_b = start_serving(*b, answer_mode::echo);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    int done = 0;
+    std::map<std::string, std::string> answered_by;
+    for (int i = 0; i < 50; ++i) {
+      asio::co_spawn(
+          io,
+          [&, i]() -> asio::awaitable<void> {
+            const auto req = make_request("event " + std::to_string(i));
+            auto out = co_await forwarder->forward(req, steady::now() + 10s);
+            EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
+            EXPECT_EQ(out.answer.body, req.payload);
+            answered_by[req.id] = out.answer.consumer;
+            ++done;
+          },
+          asio::detached);
+    }
+    while (done < 50) co_await sleep_for(5ms);
+    EXPECT_EQ(answered_by.size(), 50u);
+    EXPECT_EQ(log_a->handled.size() + log_b->handled.size(), 50u);
+    std::set<std::string> all(log_a->handled.begin(), log_a->handled.end());
+    all.insert(log_b->handled.begin(), log_b->handled.end());
+    EXPECT_EQ(all.size(), 50u) << "a request ran twice";
+    std::printf("[ figures  ] 50 requests split %zu / %zu between two sessions\n",
+                log_a->handled.size(), log_b->handled.size());
+    co_await a->close();
+    co_await b->close();
+  });
+}
+
+TEST_F(RedisBackend, AKilledConsumerHasWhatItHeldFailedWithinTheDefaultHeartbeatBound) {
+  run([&]() -> asio::awaitable<void> {
+    const auto o = options(3000ms);  // the default bound
+    auto session = co_await open_session(o);
+    auto log = start_serving(*session, answer_mode::hold);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
+    std::optional<tunnel::forward_outcome> outcome;
+    steady::time_point finished;
+    const auto req = make_request("held");
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          outcome = co_await forwarder->forward(req, steady::now() + 30s);
+          finished = steady::now();
+        },
+        asio::detached);
+    while (log->handled.empty()) co_await sleep_for(5ms);
+    co_await sleep_for(300ms);  // somewhere between two heartbeats
+    const auto killed = steady::now();
+    session.reset();  // connections closed, no goodbye: like a kill -9
+    while (!outcome) co_await sleep_for(5ms);
+    const double bound = std::chrono::duration<double, std::milli>(finished - killed).count();
+    EXPECT_EQ(outcome->outcome, kind::failed);
+    EXPECT_EQ(outcome->error_type, "Funcie.ConsumerLost") << outcome->message;
+    EXPECT_LT(bound, 3300.0);
+    std::printf("[ figures  ] killed consumer: its request failed %.0f ms after the kill\n", bound);
+    // The next invocation runs in the cloud at once: the subscription died with it.
+    const auto start = steady::now();
+    auto next = co_await forwarder->forward(make_request("next"), steady::now() + 10s);
+    EXPECT_EQ(next.outcome, kind::not_taken);
+    EXPECT_LT(ms_since(start), 50.0);
+  });
+}
+
+TEST_F(RedisBackend, AStoppedButSubscribedConsumerLetsTheOfferRunInTheCloudAfterTheBound) {
+  run([&]() -> asio::awaitable<void> {
+    const auto o = options(600ms);
+    const redis_backend::app_keys keys(app);
+    // A consumer frozen right after it joined: subscribed, present, never claims.
+    const std::string frozen = util::random_hex(32);
+    auto sub = co_await raw_connection();
+    co_await sub->subscribe(keys.channel());
+    auto cmd = co_await raw_connection();
+    const std::string expiry =
+        std::to_string(std::chrono::duration_cast<milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch() + 60s)
+                           .count());
+    const std::string consumers = keys.consumers();
+    const std::string consumer_key = keys.consumer(frozen);
+    std::vector<std::string_view> zadd{"ZADD", consumers, expiry, frozen};
+    co_await cmd->execute_checked(zadd);
+    std::vector<std::string_view> set{"SET", consumer_key, "{}", "PX", "60000"};
+    co_await cmd->execute_checked(set);
+
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
+    const auto req = make_request("frozen");
+    const auto start = steady::now();
+    auto out = co_await forwarder->forward(req, steady::now() + 10s);
+    const double took = ms_since(start);
+    EXPECT_EQ(out.outcome, kind::not_taken) << out.message;
+    EXPECT_GE(took, 550.0);
+    EXPECT_LT(took, 1200.0);  // the bound plus one wait slice, plus a loaded machine
+    std::printf("[ figures  ] offer to a frozen consumer ran in the cloud after %.0f ms\n", took);
+
+    // Thawed, the consumer tries to claim the notice it had buffered: refused.
+    const std::string claim_key = keys.claim(req.id);
+    const std::string req_key = keys.req(req.id);
+    const auto& claim = redis_backend::all_scripts().claim;
+    std::vector<std::string_view> eval{"EVAL",    claim.text, "3",   consumer_key,
+                                       claim_key, req_key,    frozen};
+    auto claimed = co_await cmd->execute_checked(eval);
+    EXPECT_EQ(claimed.type, redis::reply::kind::integer);
+    EXPECT_EQ(claimed.integer, 0);
+    std::vector<std::string_view> get{"GET", claim_key};
+    auto owner = co_await cmd->execute_checked(get);
+    EXPECT_EQ(owner.str, "cloud");
+    sub->close();
+    cmd->close();
+  });
+}
+
+TEST_F(RedisBackend, ASlowHandlerGetsATimeoutAtGiveUpAt) {
+  run([&]() -> asio::awaitable<void> {
+    auto session = co_await open_session(options());
+    auto log = start_serving(*session, answer_mode::hold);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    const auto start = steady::now();
+    auto out = co_await forwarder->forward(make_request("slow"), start + 800ms);
+    const double took = ms_since(start);
+    EXPECT_EQ(out.outcome, kind::failed);
+    EXPECT_EQ(out.error_type, "Funcie.Timeout");
+    EXPECT_NE(out.message.find("did not answer in time"), std::string::npos);
+    EXPECT_GE(took, 800.0);
+    EXPECT_LT(took, 900.0);
+    EXPECT_EQ(log->handled.size(), 1u);
+    co_await session->close();
+  });
+}
+
+TEST_F(RedisBackend, RedisDownMeansTheCloudFastThenNoCostUntilTheBackoffEndsThenResumes) {
+  run([&]() -> asio::awaitable<void> {
+    auto session = co_await open_session(options());
+    auto log = start_serving(*session, answer_mode::echo);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    auto warm = co_await forwarder->forward(make_request("warm"), steady::now() + 10s);
+    EXPECT_EQ(warm.outcome, kind::answered);
+
+    server.stop();
+    auto start = steady::now();
+    auto down = co_await forwarder->forward(make_request("down"), steady::now() + 10s);
+    const double first_cost = ms_since(start);
+    EXPECT_EQ(down.outcome, kind::not_taken);
+    EXPECT_LT(first_cost, 200.0);
+    start = steady::now();
+    auto again = co_await forwarder->forward(make_request("again"), steady::now() + 10s);
+    const double backoff_cost = ms_since(start);
+    EXPECT_EQ(again.outcome, kind::not_taken);
+    EXPECT_NE(again.reason.find("backing off"), std::string::npos) << again.reason;
+    EXPECT_LT(backoff_cost, 1.0);
+    std::printf("[ figures  ] Redis down: first invocation %.3f ms, then %.4f ms each\n",
+                first_cost, backoff_cost);
+    while (!log->ended) co_await sleep_for(5ms);  // the consumer noticed too
+
+    server.restart();
+    session = co_await open_session(options());
+    log = start_serving(*session, answer_mode::echo);
+    co_await sleep_for(1100ms);  // the first backoff is 1 s
+    auto back = co_await forwarder->forward(make_request("back"), steady::now() + 10s);
+    EXPECT_EQ(back.outcome, kind::answered) << back.reason << back.message;
+    co_await session->close();
+  });
+}
+
+TEST_F(RedisBackend, AConnectionThatDiedWhileFrozenIsReopenedOnceAndTheRequestForwarded) {
+  run([&]() -> asio::awaitable<void> {
+    auto session = co_await open_session(options());
+    auto log = start_serving(*session, answer_mode::echo);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    auto warm = co_await forwarder->forward(make_request("warm"), steady::now() + 10s);
+    EXPECT_EQ(warm.outcome, kind::answered);
+    // What a Lambda freeze does to idle sockets: the server side is gone, ours looks open.
+    const std::string clients = server.cli({"CLIENT", "LIST"});
+    std::size_t killed = 0;
+    for (std::size_t at = clients.find("id="); at != std::string::npos;
+         at = clients.find("\nid=", at + 1)) {
+      const auto line_end = clients.find('\n', at + 1);
+      const std::string line = clients.substr(at, line_end - at);
+      if (line.find("name=funcie-forwarder") == std::string::npos) continue;
+      const auto id_begin = line.find("id=") + 3;
+      server.cli(
+          {"CLIENT", "KILL", "ID", line.substr(id_begin, line.find(' ', id_begin) - id_begin)});
+      ++killed;
+    }
+    EXPECT_GE(killed, 2u);  // the command connection and an idle blocking one
+    const auto req = make_request("after the freeze");
+    auto out = co_await forwarder->forward(req, steady::now() + 10s);
+    EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
+    EXPECT_EQ(out.answer.body, req.payload);
+    co_await session->close();
+  });
+}
+
+TEST_F(RedisBackend, ABlackholedRedisCostsAtMostTheConnectTimeout) {
+  run([&]() -> asio::awaitable<void> {
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    server.freeze();
+    const auto start = steady::now();
+    auto out = co_await forwarder->forward(make_request("frozen"), steady::now() + 10s);
+    const double took = ms_since(start);
+    server.thaw();
+    EXPECT_EQ(out.outcome, kind::not_taken);
+    // The TCP handshake succeeds (the kernel accepts), so what bounds it is connect_timeout.
+    EXPECT_LT(took, 400.0);
+    std::printf("[ figures  ] blackholed Redis: %.0f ms, then backoff\n", took);
+  });
+}
+
+TEST_F(RedisBackend, RedisLostWhileAConsumerHoldsTheRequestIsBrokerLost) {
+  run([&]() -> asio::awaitable<void> {
+    auto session = co_await open_session(options());
+    auto log = start_serving(*session, answer_mode::hold);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    std::optional<tunnel::forward_outcome> outcome;
+    const auto req = make_request("held");
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          outcome = co_await forwarder->forward(req, steady::now() + 10s);
+        },
+        asio::detached);
+    while (log->handled.empty()) co_await sleep_for(5ms);
+    const auto start = steady::now();
+    server.kill();
+    while (!outcome) co_await sleep_for(5ms);
+    EXPECT_EQ(outcome->outcome, kind::failed);
+    EXPECT_EQ(outcome->error_type, "Funcie.BrokerLost") << outcome->message;
+    EXPECT_LT(ms_since(start), 1000.0);
+  });
+}
+
+TEST_F(RedisBackend, GarbageAndForgedMessagesAreDroppedAndTheRightAnswerStillArrives) {
+  run([&]() -> asio::awaitable<void> {
+    const redis_backend::app_keys keys(app);
+    auto session = co_await open_session(options());
+    auto raw = co_await raw_connection();
+    const std::string channel = keys.channel();
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    std::optional<tunnel::forward_outcome> outcome;
+    const auto req = make_request("the real event");
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          outcome = co_await forwarder->forward(req, steady::now() + 10s);
+        },
+        asio::detached);
+    // Garbage on the channel first, then a notice for another app and one for nothing.
+    const std::vector<std::string> garbages{
+        "not an envelope",
+        "funcie/1 notice\n{\"id\":1}\n",
+        "funcie/9 notice\n{}\n",
+        binary(1000, 7),
+        tunnel::encode(tunnel::notice{util::random_hex(32), "other-app"}),
+        tunnel::encode(tunnel::notice{util::random_hex(32), std::string(app)})};
+    for (const auto& garbage : garbages) {
+      std::vector<std::string_view> publish{"PUBLISH", channel, garbage};
+      co_await raw->execute_checked(publish);
+    }
+    auto claimed = co_await session->next();  // skips all of the above
+    EXPECT_EQ(claimed.id, req.id);
+    EXPECT_EQ(claimed.payload, req.payload);
+
+    // Forged and broken responses ahead of the real one.
+    tunnel::response forged;
+    forged.id = util::random_hex(32);
+    forged.app = std::string(app);
+    forged.consumer = session->id();
+    forged.body = "forged: other id";
+    tunnel::response foreign = forged;
+    foreign.id = req.id;
+    foreign.app = "other-app";
+    foreign.body = "forged: other app";
+    tunnel::response impostor = forged;
+    impostor.id = req.id;
+    impostor.consumer = util::random_hex(32);
+    impostor.body = "forged: not the session that claimed it";
+    const std::string resp_key = keys.resp(req.id);
+    std::vector<std::string> pushes{"garbage", binary(5000, 3), tunnel::encode(forged),
+                                    tunnel::encode(foreign)};
+    for (const auto& bytes : pushes) {
+      std::vector<std::string_view> rpush{"RPUSH", resp_key, bytes};
+      co_await raw->execute_checked(rpush);
+    }
+    co_await sleep_for(250ms);  // the forwarder has learnt who owns it by now
+    const std::string impostor_bytes = tunnel::encode(impostor);
+    std::vector<std::string_view> rpush{"RPUSH", resp_key, impostor_bytes};
+    co_await raw->execute_checked(rpush);
+    co_await sleep_for(50ms);
+
+    tunnel::response real;
+    real.id = req.id;
+    real.app = std::string(app);
+    real.consumer = session->id();
+    real.body = "the real answer";
+    co_await session->respond(real);
+    while (!outcome) co_await sleep_for(5ms);
+    EXPECT_EQ(outcome->outcome, kind::answered) << outcome->reason << outcome->message;
+    EXPECT_EQ(outcome->answer.body, "the real answer");
+    raw->close();
+    co_await session->close();
+  });
+}
+
+TEST_F(RedisBackend, ARequestOfferedBeforeASessionOpenedIsNeverSeenByIt) {
+  run([&]() -> asio::awaitable<void> {
+    const redis_backend::app_keys keys(app);
+    auto raw = co_await raw_connection();
+    // An offer made while nobody listened (as a forwarder racing the session's start would).
+    const auto old = make_request("old");
+    const std::string old_key = keys.req(old.id);
+    const std::string old_envelope = tunnel::encode(old);
+    const std::string old_notice = tunnel::encode(tunnel::notice{old.id, std::string(app)});
+    const std::string channel = keys.channel();
+    std::vector<std::string_view> set{"SET", old_key, old_envelope, "PX", "10000"};
+    co_await raw->execute_checked(set);
+    std::vector<std::string_view> publish{"PUBLISH", channel, old_notice};
+    co_await raw->execute_checked(publish);
+
+    auto session = co_await open_session(options());
+    auto log = start_serving(*session, answer_mode::echo);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    const auto fresh = make_request("new");
+    auto out = co_await forwarder->forward(fresh, steady::now() + 10s);
+    EXPECT_EQ(out.outcome, kind::answered);
+    co_await sleep_for(200ms);
+    EXPECT_EQ(log->handled, std::vector<std::string>{fresh.id});
+    std::vector<std::string_view> exists{"EXISTS", old_key};
+    auto still = co_await raw->execute_checked(exists);
+    EXPECT_EQ(still.integer, 1) << "the old request was claimed";
+    raw->close();
+    co_await session->close();
+  });
+}
+
+TEST_F(RedisBackend, SixtyFourConcurrentForwardsThroughOneSessionAreAllAnswered) {
+  run([&]() -> asio::awaitable<void> {
+    auto session = co_await open_session(options());
+    auto log = start_serving(*session, answer_mode::echo);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    constexpr int in_flight = 64;
+    constexpr int rounds = 10;
+    int done = 0;
+    int answered = 0;
+    const auto start = steady::now();
+    for (int i = 0; i < in_flight; ++i) {
+      asio::co_spawn(
+          io,
+          [&, i]() -> asio::awaitable<void> {
+            for (int r = 0; r < rounds; ++r) {
+              const auto req = make_request("concurrent " + std::to_string(i));
+              auto out = co_await forwarder->forward(req, steady::now() + 20s);
+              if (out.outcome == kind::answered && out.answer.body == req.payload) ++answered;
+            }
+            ++done;
+          },
+          asio::detached);
+    }
+    while (done < in_flight) co_await sleep_for(2ms);
+    const double took = ms_since(start);
+    EXPECT_EQ(answered, in_flight * rounds);
+    std::printf("[ figures  ] 64 in flight: %d forwarded in %.0f ms (%.0f/s)\n", in_flight * rounds,
+                took, in_flight * rounds * 1000.0 / took);
+    co_await session->close();
+  });
+}
+
+TEST_F(RedisBackend, RoundTripIsAFewRedisRoundTrips) {
+  run([&]() -> asio::awaitable<void> {
+    auto raw = co_await raw_connection();
+    std::vector<double> pings;
+    for (int i = 0; i < 300; ++i) {
+      const auto start = steady::now();
+      std::vector<std::string_view> ping{"PING"};
+      co_await raw->execute_checked(ping);
+      pings.push_back(ms_since(start));
+    }
+    auto session = co_await open_session(options());
+    auto log = start_serving(*session, answer_mode::echo);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    std::vector<double> trips;
+    for (int i = 0; i < 300; ++i) {
+      const auto req = make_request("{\"n\":1}");
+      const auto start = steady::now();
+      auto out = co_await forwarder->forward(req, steady::now() + 10s);
+      trips.push_back(ms_since(start));
+      EXPECT_EQ(out.outcome, kind::answered);
+    }
+    std::sort(pings.begin(), pings.end());
+    std::sort(trips.begin(), trips.end());
+    std::printf(
+        "[ figures  ] PING median %.3f ms; forwarded round trip median %.3f ms, p99 %.3f ms "
+        "(%.1fx / %.1fx PING)\n",
+        pings[150], trips[150], trips[297], trips[150] / pings[150], trips[297] / pings[150]);
+    raw->close();
+    co_await session->close();
+  });
+}
+
+TEST_F(RedisBackend, StatusShowsASessionUntilItLeavesAndALeaveIsSeenAtOnce) {
+  run([&]() -> asio::awaitable<void> {
+    const auto o = options();
+    auto session = co_await open_session(o);
+    session->set_in_flight(3);
+    co_await sleep_for(250ms);  // a heartbeat or two
+    auto listed = co_await tunnel::list_consumers(io.get_executor(), o);
+    EXPECT_EQ(listed.size(), 1u);
+    if (listed.size() == 1) {
+      EXPECT_EQ(listed[0].session, session->id());
+      EXPECT_EQ(listed[0].pid, static_cast<std::int64_t>(::getpid()));
+      EXPECT_FALSE(listed[0].host.empty());
+      EXPECT_EQ(listed[0].in_flight, 3);
+      EXPECT_GT(listed[0].since_ms, 0);
+      EXPECT_GE(listed[0].heartbeat_age_ms, 0);
+      EXPECT_LT(listed[0].heartbeat_age_ms, 300);
+    }
+    co_await session->close();
+    listed = co_await tunnel::list_consumers(io.get_executor(), o);
+    EXPECT_TRUE(listed.empty());
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
+    auto out = co_await forwarder->forward(make_request("after"), steady::now() + 10s);
+    EXPECT_EQ(out.outcome, kind::not_taken);
+    EXPECT_EQ(out.reason, "no consumer");
+  });
+}
+
+TEST_F(RedisBackend, ASessionWhosePresenceLapsedIsOverAndSaysSo) {
+  run([&]() -> asio::awaitable<void> {
+    const redis_backend::app_keys keys(app);
+    auto session = co_await open_session(options());
+    auto log = start_serving(*session, answer_mode::echo);
+    auto raw = co_await raw_connection();
+    const std::string key = keys.consumer(session->id());
+    std::vector<std::string_view> del{"DEL", key};  // what a stop longer than the bound does
+    co_await raw->execute_checked(del);
+    const auto start = steady::now();
+    while (!log->ended && ms_since(start) < 2000) co_await sleep_for(5ms);
+    EXPECT_TRUE(log->ended);
+    EXPECT_NE(log->end_reason.find("expired"), std::string::npos) << log->end_reason;
+    EXPECT_LT(ms_since(start), 500.0);
+    raw->close();
+  });
+}
+
+TEST_F(RedisBackend, ScriptsSurviveAFlushedScriptCache) {
+  run([&]() -> asio::awaitable<void> {
+    auto session = co_await open_session(options());
+    auto log = start_serving(*session, answer_mode::echo);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    server.cli({"SCRIPT", "FLUSH"});
+    auto out = co_await forwarder->forward(make_request("x"), steady::now() + 10s);
+    EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
+    co_await session->close();
+  });
+}
+
+TEST_F(RedisBackend, ErrorsNameTheServerWithoutItsPassword) {
+  test::redis_server_options secured_options;
+  secured_options.requirepass = "hunter2";
+  test::redis_server secured(secured_options);
+  run([&]() -> asio::awaitable<void> {
+    auto o = options();
+    o.url = "redis://:wrong-password@127.0.0.1:" + std::to_string(secured.port());
+    auto session = tunnel::make_consumer_session(io.get_executor(), o);
+    std::string message;
+    try {
+      co_await session->open();
+    } catch (const tunnel::backend_error& e) {
+      message = e.what();
+    }
+    EXPECT_NE(message.find("127.0.0.1"), std::string::npos) << message;
+    EXPECT_EQ(message.find("wrong-password"), std::string::npos) << message;
+
+    o.url = secured.url();
+    auto good = co_await open_session(o);
+    auto log = start_serving(*good, answer_mode::echo);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
+    auto out = co_await forwarder->forward(make_request("auth"), steady::now() + 10s);
+    EXPECT_EQ(out.outcome, kind::answered);
+    co_await good->close();
+  });
+}
+
+}  // namespace
+}  // namespace funcie
