@@ -30,6 +30,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -79,6 +82,26 @@ std::vector<std::string> inherited_env() {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
   return env;
+}
+
+// Children write their per-invocation lines to stderr; the figures should not drown in them.
+// Spawns with fd 2 pointing at /dev/null, then puts ours back.
+template <typename... Args>
+std::unique_ptr<process::child> spawn_quiet(Args&&... args) {
+  const int saved = ::dup(2);
+  const int devnull = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  ::dup2(devnull, 2);
+  std::unique_ptr<process::child> c;
+  try {
+    c = std::make_unique<process::child>(std::forward<Args>(args)...);
+  } catch (...) {
+    ::dup2(saved, 2);
+    throw;
+  }
+  ::dup2(saved, 2);
+  ::close(saved);
+  ::close(devnull);
+  return c;
 }
 
 long rss_kb(int pid) {
@@ -208,7 +231,9 @@ asio::awaitable<void> measure_wrap(figures& f, const std::string& backend) {
     env.push_back("FUNCIE_BACKEND=" + backend);
     const bool last = round == 14;
     const auto t0 = clock_type::now();
-    process::child wrap(ex, {FUNCIE_BENCH_CLI, "wrap", "--", FUNCIE_BENCH_ECHO}, env);
+    const std::vector<std::string> argv{FUNCIE_BENCH_CLI, "wrap", "--", FUNCIE_BENCH_ECHO};
+    auto wrap_process = spawn_quiet(ex, argv, env);
+    auto& wrap = *wrap_process;
     if (auto init_error = co_await lambda.wait_ready()) {
       throw std::runtime_error("funcie wrap failed to start: " + init_error->body);
     }
@@ -240,10 +265,10 @@ asio::awaitable<void> measure_wrap(figures& f, const std::string& backend) {
 asio::awaitable<void> run(figures& f) {
   auto ex = co_await asio::this_coro::executor;
   const int port = free_port();
-  process::child redis_server(ex,
-                              {"redis-server", "--bind", "127.0.0.1", "--port",
-                               std::to_string(port), "--save", "", "--appendonly", "no"},
-                              inherited_env());
+  const std::vector<std::string> redis_argv{
+      "redis-server", "--bind", "127.0.0.1", "--port",   std::to_string(port), "--save", "",
+      "--appendonly", "no",     "--logfile", "/dev/null"};
+  process::child redis_server(ex, redis_argv, inherited_env());
   const std::string url = "redis://127.0.0.1:" + std::to_string(port);
   redis::connect_options copts;
   copts.server = redis::parse_url(url);
@@ -294,10 +319,11 @@ asio::awaitable<void> run(figures& f) {
   f.no_consumer = co_await time_forward(fwd, 3000, 1024, false);
 
   auto env = inherited_env();
-  process::child consumer(ex,
-                          {FUNCIE_BENCH_CLI, "--log-level", "warn", "connect", "--backend", url,
-                           "--app", "bench", "--concurrency", "64", "--", FUNCIE_BENCH_ECHO},
-                          env);
+  const std::vector<std::string> connect_argv{
+      FUNCIE_BENCH_CLI, "--log-level", "warn",          "connect", "--backend", url,
+      "--app",          "bench",       "--concurrency", "64",      "--",        FUNCIE_BENCH_ECHO};
+  auto consumer_process = spawn_quiet(ex, connect_argv, env);
+  auto& consumer = *consumer_process;
   co_await wait_for_consumer(*r, "bench");
   co_await time_forward(fwd, 200, 1024, true);  // warm-up: starts the first environment
   f.forwarded = co_await time_forward(fwd, 3000, 1024, true);

@@ -55,8 +55,8 @@ class error : public std::runtime_error {
 
 struct connect_options {
   endpoint server;
-  std::string ca_file;   ///< TLS: trust this PEM bundle instead of the system store.
-  bool verify = true;    ///< TLS: verify certificate chain and host name.
+  std::string ca_file;  ///< TLS: trust this PEM bundle instead of the system store.
+  bool verify = true;   ///< TLS: verify certificate chain and host name.
   std::chrono::milliseconds connect_timeout{200};  ///< Whole connect incl. TLS and AUTH.
   std::string client_name;  ///< CLIENT SETNAME when not empty (shown by CLIENT LIST).
 };

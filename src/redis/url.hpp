@@ -15,8 +15,8 @@ class url_error : public std::invalid_argument {
 };
 
 struct endpoint {
-  bool tls = false;      ///< rediss://
-  std::string host;      ///< Name or address; IPv6 given as [::1] is stored without brackets.
+  bool tls = false;  ///< rediss://
+  std::string host;  ///< Name or address; IPv6 given as [::1] is stored without brackets.
   std::uint16_t port = 6379;
   std::string user;      ///< ACL user; empty: "default" (AUTH with the password only).
   std::string password;  ///< Empty: no AUTH. Percent-decoded.

@@ -48,7 +48,7 @@ struct backend_options {
   std::string url;  ///< redis://..., rediss://... (sqs://... later)
   std::string app;  ///< Checked with is_valid_app.
   tunnel_timing timing;
-  std::string ca_file;  ///< TLS: a CA bundle to trust instead of the system's (PEM).
+  std::string ca_file;     ///< TLS: a CA bundle to trust instead of the system's (PEM).
   bool tls_verify = true;  ///< TLS: verify the broker's certificate and host name.
 };
 
@@ -88,8 +88,8 @@ struct consumer_info {
   std::string session;  ///< The session id.
   std::string host;     ///< Host name of the machine running it.
   std::int64_t pid = 0;
-  std::int64_t since_ms = 0;  ///< Unix ms when the session started.
-  std::int64_t in_flight = 0; ///< Requests it holds, as of its last heartbeat.
+  std::int64_t since_ms = 0;          ///< Unix ms when the session started.
+  std::int64_t in_flight = 0;         ///< Requests it holds, as of its last heartbeat.
   std::int64_t heartbeat_age_ms = 0;  ///< How long ago it last said it is alive.
 };
 

@@ -34,20 +34,20 @@ async function withTunnel({ server = () => redis, cloudArgs = [], cloudEnv = {},
 }
 
 /** Starts an invocation that sleeps locally; resolves once the consumer logged that it runs. */
-async function startSlowInvocation(em, local, ms = 20000) {
+async function startSlowInvocation(em, local, app, ms = 20000) {
   const mark = local.length();
   const started = Date.now();
   const result = em.invoke({ sleep_ms: ms });
-  await eventually(async () => (await redis.cli('--scan', '--pattern', '*:claim:*')).trim(), { what: 'a claimed request' });
+  await eventually(async () => (await redis.cli('--scan', '--pattern', `funcie:{${app}}:claim:*`)).trim(), { what: 'a claimed request' });
   return { result, started, mark };
 }
 
 for (const signal of ['SIGKILL', 'SIGSTOP']) {
   test(`a consumer ${signal === 'SIGKILL' ? 'killed' : 'stopped'} mid-request fails it within the 3 s heartbeat bound; the next invocation runs in the cloud`, async () => {
-    await withTunnel({}, async ({ em, connect }) => {
+    await withTunnel({}, async ({ app, em, connect }) => {
       const local = await connect();
       assert.equal(await where(em), 'local');
-      const { result } = await startSlowInvocation(em, local);
+      const { result } = await startSlowInvocation(em, local, app);
       const cut = Date.now();
       process.kill(local.pid, signal);
       const r = await result;
@@ -68,9 +68,9 @@ for (const signal of ['SIGKILL', 'SIGSTOP']) {
 }
 
 test('Ctrl-C on the consumer fails its in-flight requests at once', async () => {
-  await withTunnel({}, async ({ em, connect }) => {
+  await withTunnel({}, async ({ app, em, connect }) => {
     const local = await connect();
-    const { result } = await startSlowInvocation(em, local);
+    const { result } = await startSlowInvocation(em, local, app);
     const cut = Date.now();
     local.child.kill('SIGINT');
     const r = await result;

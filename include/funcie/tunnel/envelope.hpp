@@ -45,9 +45,9 @@ struct function_info {
 
 /// Forwarder -> consumer: one invocation to run.
 struct request {
-  std::string id;   ///< Unique per forwarded attempt (not the Lambda request id, which
-                    ///< Lambda reuses when it retries an async invocation).
-  std::string app;  ///< The tunnel this was sent on; a consumer drops foreign ones.
+  std::string id;            ///< Unique per forwarded attempt (not the Lambda request id, which
+                             ///< Lambda reuses when it retries an async invocation).
+  std::string app;           ///< The tunnel this was sent on; a consumer drops foreign ones.
   std::int64_t sent_ms = 0;  ///< Forwarder's Unix time in ms when sent (for logs only).
   runtime_api::invocation_context context;
   function_info function;
@@ -59,7 +59,7 @@ struct request {
 /// Consumer -> forwarder: the outcome of one request.
 struct response {
   enum class outcome { success, error };
-  std::string id;        ///< The request's id.
+  std::string id;  ///< The request's id.
   std::string app;
   std::string consumer;  ///< Session id of the consumer that ran it.
   outcome result = outcome::success;

@@ -115,18 +115,19 @@ export async function startRedis({ port, password, user, tls = false, args = [] 
 
 /** Collects a child's output and lets a test wait for a line. */
 function watch(child) {
-  const out = { stdout: '', stderr: '' };
+  const out = { stdout: '', stderr: '', all: '' };  // all: both, in arrival order
   const waiters = [];
   const check = () => {
     for (let i = waiters.length - 1; i >= 0; --i) {
       const w = waiters[i];
-      const m = (out.stdout + out.stderr).slice(w.from).match(w.re);
+      const m = out.all.slice(w.from).match(w.re);
       if (m) { waiters.splice(i, 1); clearTimeout(w.timer); w.resolve(m); }
     }
   };
   for (const stream of ['stdout', 'stderr']) {
     child[stream].on('data', (d) => {
       out[stream] += d;
+      out.all += d;
       if (process.env.FUNCIE_TEST_VERBOSE) process.stderr.write(d);
       check();
     });
@@ -148,7 +149,7 @@ function watch(child) {
         check();
       });
     },
-    length: () => out.stdout.length + out.stderr.length,
+    length: () => out.all.length,
   };
 }
 
