@@ -224,11 +224,14 @@ asio::awaitable<std::optional<runtime_api::result>> forwarder::forward(
       case tunnel::forward_outcome::kind::answered: {
         const auto took =
             std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - steady_now);
-        spdlog::info("{}: answered by consumer {} in {} ms{}", request_id, outcome.answer.consumer,
-                     took.count(),
-                     outcome.answer.result == tunnel::response::outcome::success
-                         ? std::string()
-                         : " with error " + outcome.answer.error_type);
+        // One line per forwarded invocation is too chatty for the function's log at info.
+        if (spdlog::should_log(spdlog::level::debug)) {
+          spdlog::debug("{}: answered by consumer {} in {} ms{}", request_id,
+                        outcome.answer.consumer, took.count(),
+                        outcome.answer.result == tunnel::response::outcome::success
+                            ? std::string()
+                            : " with error " + outcome.answer.error_type);
+        }
         co_return to_result(outcome);
       }
       case tunnel::forward_outcome::kind::failed:

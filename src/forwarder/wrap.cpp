@@ -16,6 +16,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <exception>
@@ -171,6 +173,11 @@ void report_config_error(asio::io_context& io, runtime::client& upstream,
 }  // namespace
 
 int run_wrap(const wrap_options& options) {
+  // A 6 MB event and its answer pass through several buffers. glibc would raise its mmap
+  // threshold past them after the first one is freed and then keep them in the heap: wrap
+  // would stay 6 MB bigger for the rest of the environment's life. A fixed threshold keeps
+  // every buffer over 1 MiB in its own mapping, returned to the system when freed.
+  ::mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
   try {
     asio::io_context io(1);
     runtime::client::options client_options;
@@ -199,7 +206,14 @@ int run_wrap(const wrap_options& options) {
       fmt::print(stderr, "funcie wrap: {}\n", e.what());
       runtime_api::function_error error{
           .error_type = "Runtime.InvalidEntrypoint", .error_message = e.what(), .stack_trace = {}};
-      asio::co_spawn(io, upstream.post_init_error(error), asio::detached);
+      // As a runtime does after an init error: report it, then wait for Lambda to stop the
+      // environment. Exiting at once would race the report (the service may see the exit
+      // first and call it Runtime.ExitError).
+      asio::signal_set stop_signals(io, SIGINT, SIGTERM);
+      stop_signals.async_wait([&io](boost::system::error_code, int) { io.stop(); });
+      asio::co_spawn(io, upstream.post_init_error(error), [&io](std::exception_ptr failed) {
+        if (failed) io.stop();  // nobody to report to: exit now
+      });
       io.run();
       return exit_failure;
     }

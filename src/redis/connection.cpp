@@ -111,18 +111,32 @@ void free_object(void* object) noexcept {
 redisReplyObjectFunctions reply_functions = {create_string, create_array, create_integer,
                                              create_nil, free_object};
 
+reader_ptr make_reader() {
+  reader_ptr r(redisReaderCreateWithFunctions(&reply_functions));
+  if (!r) throw std::bad_alloc();
+  return r;
+}
+
 /// Bytes still missing of a bulk string the reader is in the middle of (0 when none): read
 /// them at once rather than in read_chunk steps, so a 6 MB value is buffered by one growth.
 std::size_t missing_bulk_bytes(const redisReader& r) {
-  if (r.buf == nullptr || r.pos >= r.len || r.buf[r.pos] != '$') return 0;
+  if (r.buf == nullptr || r.pos >= r.len) return 0;
+  // hiredis consumes the type byte before it finds the bulk incomplete: the reader then
+  // stands on the length digits of a string task. A '$' at pos is a bulk not started yet.
+  std::size_t type_bytes = 0;
+  if (r.buf[r.pos] == '$') {
+    type_bytes = 1;
+  } else if (r.ridx < 0 || r.rstack[r.ridx].type != REDIS_REPLY_STRING) {
+    return 0;
+  }
   const char* p = r.buf + r.pos;
   std::size_t available = r.len - r.pos;
-  std::size_t i = 1;
+  std::size_t i = type_bytes;
   unsigned long long length = 0;
   for (; i < available && i < 20 && p[i] >= '0' && p[i] <= '9'; ++i) {
     length = length * 10 + static_cast<unsigned long long>(p[i] - '0');
   }
-  if (i == 1 || i + 1 >= available || p[i] != '\r' || p[i + 1] != '\n') return 0;
+  if (i == type_bytes || i + 1 >= available || p[i] != '\r' || p[i + 1] != '\n') return 0;
   unsigned long long total = i + 2 + length + 2;
   return total > available ? static_cast<std::size_t>(total - available) : 0;
 }
@@ -422,6 +436,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
         fail(errc::protocol, "cannot buffer the reply");
         co_return;
       }
+      const bool fed_big = big != nullptr;
       big.reset();
       for (;;) {
         void* raw = nullptr;
@@ -435,6 +450,10 @@ struct connection::impl : std::enable_shared_from_this<impl> {
         dispatch(std::move(*owned));
         if (!open) co_return;
       }
+      // hiredis keeps its buffer's capacity until the next read: after a large bulk string
+      // (a 6 MB envelope) that is megabytes held while the connection idles. A reader with
+      // nothing buffered and no reply half-parsed is replaced by a fresh one.
+      if (fed_big && reader->len == 0 && reader->ridx == -1) reader = make_reader();
     }
   }
 
@@ -666,8 +685,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
   asio::awaitable<void> establish(std::shared_ptr<attempt_state> attempt) {
     co_await open_transport(attempt);
     if (attempt->timed_out) co_return;
-    reader.reset(redisReaderCreateWithFunctions(&reply_functions));
-    if (!reader) throw std::bad_alloc();
+    reader = make_reader();
     asio::co_spawn(executor, read_loop(shared_from_this()), asio::detached);
     co_await hello(attempt);
   }

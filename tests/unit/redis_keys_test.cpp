@@ -26,6 +26,10 @@ TEST(RedisKeys, AllKeysOfAnAppShareOneHashTag) {
 TEST(RedisScripts, Sha1IsWhatScriptLoadAnswers) {
   EXPECT_EQ(redis_backend::sha1_hex(""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
   EXPECT_EQ(redis_backend::sha1_hex("abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+  EXPECT_EQ(redis_backend::sha1_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+  EXPECT_EQ(redis_backend::sha1_hex(std::string(1000, 'a')),
+            "291e9a6c66994949b57ba5e650361e98fc36b1ba");
   const auto& all = redis_backend::all_scripts();
   EXPECT_EQ(all.offer.sha, redis_backend::sha1_hex(all.offer.text));
   EXPECT_EQ(all.offer.sha.size(), 40u);

@@ -276,8 +276,14 @@ asio::awaitable<got_connection> get_blocking(std::shared_ptr<forwarder_state> s)
   }
   std::string error;
   std::shared_ptr<redis::connection> conn;
+  // The offer just went through, so the broker is reachable: a busy one (20 x 6 MB in
+  // flight) may take longer than the first-contact bound to greet a new connection, and
+  // failing here would fail an invocation a consumer may already run.
+  auto options = s->connect;
+  options.connect_timeout =
+      std::max(options.connect_timeout, s->options.timing.command_timeout * 2);
   try {
-    conn = co_await open_connection(s->executor, s->connect);
+    conn = co_await open_connection(s->executor, options);
   } catch (const std::exception& e) {
     error = e.what();
   }
