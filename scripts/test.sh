@@ -109,7 +109,7 @@ step_release() {
 }
 
 step_asan() {
-  section "asan: AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/, unit and integration tests"
+  section "asan: AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/, unit, Redis and integration tests"
   configure build-asan -DCMAKE_BUILD_TYPE=Debug -DFUNCIE_SANITIZE=ON -DFUNCIE_BENCH=OFF
   cmake --build build-asan -j "$jobs"
   # Sanitizer reports go to files (printed below) rather than into the tests' output, so a

@@ -56,8 +56,10 @@ struct server::state : std::enable_shared_from_this<server::state> {
   std::list<tcp::socket*> open;  // connections to close on stop()
   bool stopped = false;
 
-  asio::awaitable<void> accept_loop() {
-    auto self = shared_from_this();
+  // Coroutines start later than co_spawn is called: each takes its reference to the state
+  // as a parameter (copied into the frame at once), so a server destroyed before they first
+  // run is not used after it is freed.
+  asio::awaitable<void> accept_loop(std::shared_ptr<state> /*keep_alive*/) {
     while (!stopped) {
       boost::system::error_code ec;
       tcp::socket socket =
@@ -68,12 +70,12 @@ struct server::state : std::enable_shared_from_this<server::state> {
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
-      asio::co_spawn(acceptor.get_executor(), serve(std::move(socket)), asio::detached);
+      asio::co_spawn(acceptor.get_executor(), serve(shared_from_this(), std::move(socket)),
+                     asio::detached);
     }
   }
 
-  asio::awaitable<void> serve(tcp::socket socket) {
-    auto self = shared_from_this();
+  asio::awaitable<void> serve(std::shared_ptr<state> /*keep_alive*/, tcp::socket socket) {
     auto it = open.insert(open.end(), &socket);
     beast::flat_buffer buffer;
     // Beast sizes each read from the free capacity: without room, a 6 MB body arrives 512
@@ -174,7 +176,7 @@ std::uint16_t server::port() const {
 }
 
 void server::start() {
-  asio::co_spawn(state_->acceptor.get_executor(), state_->accept_loop(), asio::detached);
+  asio::co_spawn(state_->acceptor.get_executor(), state_->accept_loop(state_), asio::detached);
 }
 
 void server::stop() {
