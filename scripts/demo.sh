@@ -66,7 +66,7 @@ invoke() {  # one readable line: step, who answered, status, body
   body=${body%$'\n'*}
   local message
   message=$(node -e 'try{console.log(JSON.parse(process.argv[1]).message)}catch{console.log(process.argv[1])}' "$body")
-  printf '%s%d.%s %-44s -> HTTP %s  %s\n' "$bold" "$step" "$off" "$1" "$status" "$message"
+  printf '%s%d.%s %-48s -> HTTP %s  %s\n' "$bold" "$step" "$off" "$1" "$status" "$message"
 }
 
 say "Invoking it with an API Gateway event, the way the cloud would"
