@@ -383,7 +383,9 @@ TEST(Consumer, OpenFailuresAreRetriedWithDoublingBackoff) {
   harness h(milliseconds(50), milliseconds(150));
   h.broker->open_failures = 4;
   h.run(scripted_runner(), [&](harness& t) -> asio::awaitable<void> {
-    EXPECT_TRUE(co_await harness::until([&] { return !t.broker->sessions.empty(); }));
+    // Until the session is announced (opened), not merely made: stopping in between would
+    // race the announcement this test counts.
+    EXPECT_TRUE(co_await harness::until([&] { return !t.session_calls.empty(); }));
     co_await t.subject->stop();
     EXPECT_TRUE(co_await harness::until([&] { return t.run_returned; }, milliseconds(500)));
   });
