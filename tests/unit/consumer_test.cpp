@@ -302,7 +302,7 @@ TEST(Consumer, StopAnswersWhatItHoldsAtOnceAndCloses) {
     co_await sleep_for(milliseconds(600));
   });
   auto& s = *h.broker->sessions[0];
-  EXPECT_LT(stop_took, milliseconds(100));
+  EXPECT_LT(stop_took, milliseconds(300));  // at once: the runners need 400 ms more
   ASSERT_EQ(s.responses.size(), 3u);
   for (const auto& r : s.responses) {
     EXPECT_EQ(r.result, tunnel::response::outcome::error);
@@ -395,7 +395,7 @@ TEST(Consumer, OpenFailuresAreRetriedWithDoublingBackoff) {
   for (int i = 0; i < 4; ++i) {
     auto gap = std::chrono::duration_cast<milliseconds>(at[i + 1] - at[i]).count();
     EXPECT_GE(gap, expected[i] * 0.9 - 1) << "pause " << i;
-    EXPECT_LT(gap, expected[i] * 1.1 + 60) << "pause " << i;
+    EXPECT_LT(gap, expected[i] * 1.1 + 150) << "pause " << i;  // slack for a loaded CI
   }
   ASSERT_EQ(h.session_calls.size(), 1u);
   EXPECT_TRUE(h.session_calls[0].second);
@@ -426,7 +426,8 @@ TEST(Consumer, StopWhileWaitingForTheBrokerReturns) {
   h.run(scripted_runner(), [&](harness& t) -> asio::awaitable<void> {
     EXPECT_TRUE(co_await harness::until([&] { return !t.broker->open_attempts.empty(); }));
     co_await t.subject->stop();
-    EXPECT_TRUE(co_await harness::until([&] { return t.run_returned; }, milliseconds(100)));
+    // Well before the next attempt (1 s away): stop does not wait out the backoff.
+    EXPECT_TRUE(co_await harness::until([&] { return t.run_returned; }, milliseconds(500)));
   });
   EXPECT_TRUE(h.run_returned);
   EXPECT_TRUE(h.broker->sessions.empty());
