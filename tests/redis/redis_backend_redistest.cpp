@@ -1,6 +1,7 @@
 // The Redis tunnel backend against a real redis-server: what a user of the forwarder and of
 // `funcie connect` would notice (docs/tunnel.md, and the brief's "Semantics every backend
 // must keep").
+#include "../support/async.hpp"
 #include "backend/redis/keys.hpp"
 #include "backend/redis/scripts.hpp"
 #include "redis/connection.hpp"
@@ -38,10 +39,7 @@ double ms_since(steady::time_point start) {
   return std::chrono::duration<double, std::milli>(steady::now() - start).count();
 }
 
-asio::awaitable<void> sleep_for(milliseconds d) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, d);
-  co_await timer.async_wait(asio::use_awaitable);
-}
+using funcie::test::sleep_for;
 
 std::string binary(std::size_t size, unsigned seed) {
   std::string out(size, '\0');

@@ -1,6 +1,7 @@
 // redis::connection against a real redis-server: binary values of 6 MB, pipelining, error
 // replies, AUTH/ACL, SELECT, TLS verification, connect timeouts, a server that goes away,
 // command timeouts and subscriber mode.
+#include "../support/async.hpp"
 #include "redis/connection.hpp"
 #include "redis/redis_server.hpp"
 
@@ -29,23 +30,10 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 
 void run(const std::function<asio::awaitable<void>(asio::io_context&)>& test) {
-  asio::io_context ctx;
-  std::exception_ptr failure;
-  bool finished = false;
-  asio::co_spawn(ctx, test(ctx), [&](std::exception_ptr e) {
-    failure = e;
-    finished = true;
-    ctx.stop();
-  });
-  ctx.run_for(60s);
-  ASSERT_TRUE(finished) << "the test did not finish within 60 s";
-  if (failure) std::rethrow_exception(failure);
+  funcie::test::run_async(test, 60s);
 }
 
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor, d);
-  co_await t.async_wait(asio::use_awaitable);
-}
+using funcie::test::sleep_for;
 
 rd::connect_options options_for(const redis_server& server, int db = 0) {
   rd::connect_options o;

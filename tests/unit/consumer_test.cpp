@@ -1,6 +1,7 @@
 // The consumer's session loop against a fake tunnel::consumer_session: responses, many in
 // flight, clean leave, lost sessions and backoff, runner failures.
 #include "consumer/consumer.hpp"
+#include "../support/async.hpp"
 #include "tunnel/backend.hpp"
 
 #include <gtest/gtest.h>
@@ -37,10 +38,7 @@ std::string hex_id(unsigned n) {
   return buffer;
 }
 
-asio::awaitable<void> sleep_for(milliseconds d) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, d);
-  co_await timer.async_wait(asio::use_awaitable);
-}
+using funcie::test::sleep_for;
 
 /// What the test sees of one fake session.
 struct session_record {

@@ -1,6 +1,7 @@
 // redis::connection against a fake server written here (127.0.0.1 port 0, same io_context):
 // reply conversion, bytes that are not RESP, a peer that closes or never answers, command
 // timeouts, cancelled callers, subscriber-mode routing and the connect timeout.
+#include "../support/async.hpp"
 #include "redis/connection.hpp"
 
 #include <gtest/gtest.h>
@@ -33,23 +34,10 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 
 void run(const std::function<asio::awaitable<void>(asio::io_context&)>& test) {
-  asio::io_context ctx;
-  std::exception_ptr failure;
-  bool finished = false;
-  asio::co_spawn(ctx, test(ctx), [&](std::exception_ptr e) {
-    failure = e;
-    finished = true;
-    ctx.stop();
-  });
-  ctx.run_for(30s);
-  ASSERT_TRUE(finished) << "the test did not finish within 30 s";
-  if (failure) std::rethrow_exception(failure);
+  funcie::test::run_async(test, 30s);
 }
 
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor, d);
-  co_await t.async_wait(asio::use_awaitable);
-}
+using funcie::test::sleep_for;
 
 // --- a fake Redis ---------------------------------------------------------------------------
 
