@@ -11,6 +11,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <utility>
 
@@ -162,6 +163,7 @@ forwarder_config config_from_environment(const getenv_function& getenv, std::str
                     quoted(backend.ca_file)));
   }
   backend.tls_verify = boolean(getenv, "FUNCIE_TLS_VERIFY", true);
+  config.forward_credentials = boolean(getenv, "FUNCIE_FORWARD_CREDENTIALS", false);
   return config;
 }
 
@@ -212,6 +214,19 @@ asio::awaitable<std::optional<runtime_api::result>> forwarder::forward(
     req.sent_ms = now_ms;
     req.context = invocation.context;
     req.function = config_.function;
+    req.answer_by_ms = now_ms + left_ms;
+    if (config_.forward_credentials) {
+      // Read at each request: Lambda's credentials are fixed for an environment's life, but
+      // a wrapper may refresh them.
+      auto var = [](const char* name) {
+        const char* v = std::getenv(name);
+        return std::string(v ? v : "");
+      };
+      req.credentials.access_key_id = var("AWS_ACCESS_KEY_ID");
+      req.credentials.secret_access_key = var("AWS_SECRET_ACCESS_KEY");
+      req.credentials.session_token = var("AWS_SESSION_TOKEN");
+      if (req.credentials.secret_access_key.empty()) req.credentials = {};
+    }
     req.payload = invocation.payload;
     const auto give_up_at = steady_now + milliseconds(left_ms);
 

@@ -31,6 +31,9 @@ struct forwarder_config {
   std::chrono::milliseconds deadline_margin{500};
   /// The function as Lambda describes it in the environment (AWS_LAMBDA_FUNCTION_NAME...).
   tunnel::function_info function;
+  /// FUNCIE_FORWARD_CREDENTIALS=1: the function's AWS credentials travel with each request
+  /// (a consumer still uses them only with --forward-credentials).
+  bool forward_credentials = false;
 
   bool enabled() const { return !backend.url.empty(); }
 };

@@ -173,8 +173,16 @@ std::string encode(const request& m) {
   put(function, "log_group", m.function.log_group);
   put(function, "log_stream", m.function.log_stream);
   json::object header{{"id", text(m.id)}, {"app", text(m.app)}, {"sent_ms", m.sent_ms}};
+  if (m.answer_by_ms != 0) header["answer_by_ms"] = m.answer_by_ms;
   header["context"] = std::move(context);
   header["function"] = std::move(function);
+  if (!m.credentials.empty()) {
+    json::object credentials;
+    put(credentials, "access_key_id", m.credentials.access_key_id);
+    put(credentials, "secret_access_key", m.credentials.secret_access_key);
+    put(credentials, "session_token", m.credentials.session_token);
+    header["credentials"] = std::move(credentials);
+  }
   return assemble(message_kind::request, header, m.payload);
 }
 
@@ -231,6 +239,7 @@ request decode_request(std::string_view bytes) {
   request m;
   read_id_and_app(h, m.id, m.app);
   m.sent_ms = get_int(h, "sent_ms", 0, std::numeric_limits<std::int64_t>::max());
+  m.answer_by_ms = get_int(h, "answer_by_ms", 0, std::numeric_limits<std::int64_t>::max());
   const auto& c = get_object(h, "context");
   m.context.request_id = get_string(c, "request_id", true);
   if (!runtime_api::is_valid_request_id(m.context.request_id)) {
@@ -249,6 +258,13 @@ request decode_request(std::string_view bytes) {
   m.function.region = get_string(f, "region");
   m.function.log_group = get_string(f, "log_group");
   m.function.log_stream = get_string(f, "log_stream");
+  const auto& k = get_object(h, "credentials");
+  m.credentials.access_key_id = get_string(k, "access_key_id");
+  m.credentials.secret_access_key = get_string(k, "secret_access_key");
+  m.credentials.session_token = get_string(k, "session_token");
+  if (!m.credentials.empty() && m.credentials.secret_access_key.empty()) {
+    throw protocol_error("the request's credentials have a key id but no secret key");
+  }
   m.payload = std::string(body);
   return m;
 }

@@ -43,15 +43,31 @@ struct function_info {
   bool operator==(const function_info&) const = default;
 };
 
+/// The function's AWS credentials (its role's), sent only when the function opts in with
+/// FUNCIE_FORWARD_CREDENTIALS=1; a consumer uses them only with --forward-credentials.
+struct aws_credentials {
+  std::string access_key_id;
+  std::string secret_access_key;
+  std::string session_token;
+
+  bool empty() const { return access_key_id.empty(); }
+  bool operator==(const aws_credentials&) const = default;
+};
+
 /// Forwarder -> consumer: one invocation to run.
 struct request {
   std::string id;            ///< Unique per forwarded attempt (not the Lambda request id, which
                              ///< Lambda reuses when it retries an async invocation).
   std::string app;           ///< The tunnel this was sent on; a consumer drops foreign ones.
   std::int64_t sent_ms = 0;  ///< Forwarder's Unix time in ms when sent (for logs only).
+  /// Forwarder's Unix time in ms after which it stops waiting and answers the caller itself
+  /// (the deadline minus its margin); 0 when unknown. A consumer holding a failed result
+  /// (--hold) answers before it.
+  std::int64_t answer_by_ms = 0;
   runtime_api::invocation_context context;
   function_info function;
-  std::string payload;  ///< The event, byte for byte.
+  aws_credentials credentials;  ///< Empty unless the function opted in.
+  std::string payload;          ///< The event, byte for byte.
 
   bool operator==(const request&) const = default;
 };

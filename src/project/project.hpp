@@ -1,0 +1,56 @@
+// funcie.toml: a project's functions for `funcie connect` with no command. docs/local.md
+// describes the file; load_project checks every key and value and names the file, line and
+// key of the first problem.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace funcie::project {
+
+/// The file cannot be read, is not TOML, or has an unknown key or a bad value. what() is
+/// "FILE:LINE:COLUMN: what is wrong; what to do" (no line when there is none).
+class project_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// One function to serve: from the command line, or one [functions.NAME] table with the
+/// top-level keys as defaults.
+struct function_spec {
+  std::string name;                   ///< The table's NAME; the app for the command line.
+  std::string app;                    ///< The tunnel (default: name).
+  std::string backend;                ///< Broker URL.
+  std::vector<std::string> command;   ///< CMD [ARGS...]; a TOML string runs as sh -c 'exec ...'.
+  std::string directory;              ///< Working directory of CMD (absolute); empty: current.
+  std::vector<std::string> watch;     ///< Paths to watch (absolute, must exist).
+  std::map<std::string, std::string> environment;  ///< The handler's own variables.
+  unsigned concurrency = 10;          ///< 1..1000
+  bool hold = false;
+  bool forward_credentials = false;
+  std::chrono::milliseconds heartbeat{3000};  ///< 300..300000 ms
+  std::string ca_file;                ///< rediss:// CA bundle (absolute), may be empty.
+  bool tls_verify = true;
+};
+
+struct project {
+  std::string path;  ///< The file it came from (absolute).
+  std::vector<function_spec> functions;  ///< In the file's order; at least one.
+};
+
+/// funcie.toml in `start` or its nearest parent that has one; nullopt when none has.
+std::optional<std::string> find_project(const std::string& start);
+
+/// Reads and checks `path`. Relative paths in the file (directory, watch, ca_file) are
+/// relative to the file's directory; `watch` and `ca_file` must exist, `directory` too.
+project load_project(const std::string& path);
+
+/// The same, from text (for tests and the fuzzer); `path` names it in errors and anchors
+/// relative paths.
+project parse_project(const std::string& text, const std::string& path);
+
+}  // namespace funcie::project
