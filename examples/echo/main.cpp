@@ -4,6 +4,7 @@
 //   {"context": true}       returns the invocation context and Lambda environment as JSON
 //   {"exit": N}             ends the process with status N in the middle of the invocation
 //   {"sleep_ms": N}         sleeps N ms, then echoes
+//   {"log": "<text>"}       writes <text> to stdout and "<text> (on stderr)" to stderr, echoes
 //   {"where": true}         returns {"where": LABEL}, LABEL being the first argument
 //                           ("echo" without one): tells which copy of the function answered
 #include <boost/json/object.hpp>
@@ -11,6 +12,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -39,7 +41,8 @@ std::string describe_context(const invocation_request& request) {
   for (const char* name :
        {"AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_REGION", "AWS_LAMBDA_LOG_GROUP_NAME",
-        "AWS_LAMBDA_LOG_STREAM_NAME", "_X_AMZN_TRACE_ID"}) {
+        "AWS_LAMBDA_LOG_STREAM_NAME", "_X_AMZN_TRACE_ID", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"}) {
     env[name] = env_value(name);
   }
   const auto deadline_ms =
@@ -81,6 +84,12 @@ invocation_response handle(const invocation_request& request) {
   if (key == "where" && value.is_bool() && value.get_bool()) {
     return invocation_response::success(
         boost::json::serialize(boost::json::object{{"where", label}}));
+  }
+  if (key == "log" && value.is_string()) {
+    std::printf("%s\n", std::string(value.get_string()).c_str());
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s (on stderr)\n", std::string(value.get_string()).c_str());
+    std::fflush(stderr);
   }
   if (key == "sleep_ms" && value.is_int64()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(value.get_int64()));

@@ -1,25 +1,31 @@
-// funcie connect: joins an app's tunnel and runs the invocations it receives in the
-// developer's own runtime (CMD), each execution environment with a local Runtime API.
+// funcie connect: joins one app's tunnel (a command after --) or every function of a
+// funcie.toml project, and runs the invocations it receives in the developer's own runtimes
+// on this machine. docs/local.md is the design and the manual.
 #include "cli/command.hpp"
-#include "consumer/consumer.hpp"
-#include "consumer/runtime_pool.hpp"
+#include "console/console.hpp"
+#include "consumer/served_function.hpp"
 #include "emulate/config.hpp"
+#include "project/project.hpp"
 #include "tunnel/backend.hpp"
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <termios.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <stdexcept>
@@ -29,6 +35,7 @@ namespace funcie::cli {
 namespace {
 
 namespace asio = boost::asio;
+namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
 struct connect_options {
@@ -39,118 +46,308 @@ struct connect_options {
   std::string ca_file;
   bool tls_insecure = false;
   std::vector<std::string> env_assignments;
+  std::vector<std::string> watch;
+  bool hold = false;
+  bool verbose = false;
+  bool forward_credentials = false;
+  std::string config;
+  std::vector<std::string> only;
   std::vector<std::string> command;
 };
 
-/// "HH:MM:SS.mmm", local time.
-std::string clock_text() {
-  auto now = std::chrono::system_clock::now();
-  auto ms = std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
-  return fmt::format("{:%H:%M:%S}.{:03}", fmt::localtime(std::chrono::system_clock::to_time_t(now)),
-                     ms);
-}
+/// Which options the user gave (on the command line or through their variable): those win
+/// over the project file.
+struct given_options {
+  bool backend, app, concurrency, heartbeat, ca_file, tls_insecure, hold, forward_credentials;
+};
 
-/// The one line per invocation on stderr.
-void log_invocation(const tunnel::request& req, milliseconds took,
-                    const runtime_api::result* result) {
-  auto id = req.context.request_id.substr(0, 8);
-  if (result && result->outcome == runtime_api::result::kind::success) {
-    fmt::print(stderr, "{} {} {}ms ok\n", clock_text(), id, took.count());
-  } else {
-    fmt::print(stderr, "{} {} {}ms error {}\n", clock_text(), id, took.count(),
-               result ? result->error_type : std::string("Funcie.ConsumerError"));
+/// Bad flags or project: one line, exit 2.
+class usage_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+std::string absolute_existing(const std::string& path, const char* what) {
+  std::error_code ec;
+  auto full = fs::absolute(path, ec);
+  if (ec || !fs::exists(full, ec)) {
+    throw usage_error(fmt::format("{}: '{}' does not exist", what, path));
   }
-  std::fflush(stderr);
+  return full.lexically_normal().string();
 }
 
-int run_connect(const connect_options& o, tunnel::backend_options backend,
-                consumer::runtime_pool_options pool_options) {
+/// The checks every function gets, from the command line or from a project file.
+void check_spec(const project::function_spec& spec) {
+  if (spec.backend.empty()) {
+    throw usage_error(
+        "no broker: give --backend URL (or FUNCIE_BACKEND), e.g. --backend "
+        "redis://localhost:6379");
+  }
+  if (spec.app.empty()) {
+    throw usage_error(
+        "no app: give --app NAME (or FUNCIE_APP), the name the function forwards to");
+  }
+  if (!tunnel::is_valid_app(spec.app)) {
+    throw usage_error("--app must be 1 to 64 letters, digits, '-', '_' or '.' (got '" +
+                      spec.app.substr(0, 80) + "')");
+  }
+  if (spec.concurrency < 1 || spec.concurrency > 1000) {
+    throw usage_error("--concurrency must be between 1 and 1000");
+  }
+  if (spec.heartbeat.count() < 300 || spec.heartbeat.count() > 300000) {
+    throw usage_error("--heartbeat-ms must be between 300 and 300000 (default 3000)");
+  }
+  if (!spec.ca_file.empty() && !std::ifstream(spec.ca_file).good()) {
+    throw usage_error("--ca-file: cannot read '" + spec.ca_file + "'");
+  }
+  // The backend checks its URL and options when a session is made, before any I/O: one
+  // made here and dropped checks them up front.
+  tunnel::backend_options backend;
+  backend.url = spec.backend;
+  backend.app = spec.app;
+  backend.timing.heartbeat = spec.heartbeat;
+  backend.ca_file = spec.ca_file;
+  backend.tls_verify = spec.tls_verify;
+  asio::io_context probe;
+  tunnel::make_consumer_session(probe.get_executor(), backend);
+}
+
+/// The functions to serve: the one on the command line, or the project's.
+std::vector<project::function_spec> specs_for(const connect_options& o, const given_options& g) {
+  emulate::function_config env_check;
+  for (const auto& assignment : o.env_assignments) {
+    emulate::add_environment(env_check, assignment);
+  }
+  std::vector<std::string> watch;
+  for (const auto& path : o.watch) watch.push_back(absolute_existing(path, "--watch"));
+  std::string ca_file = o.ca_file.empty() ? std::string() : absolute_existing(o.ca_file, "--ca-file");
+
+  auto variable = [](const char* name) {
+    const char* value = std::getenv(name);
+    return std::string(value != nullptr ? value : "");
+  };
+  std::vector<project::function_spec> specs;
+  if (!o.command.empty()) {
+    if (!o.config.empty() || !o.only.empty()) {
+      throw usage_error("--config and --only read a project file: give them without a command");
+    }
+    project::function_spec spec;
+    spec.app = g.app ? o.app : variable("FUNCIE_APP");
+    spec.name = spec.app;
+    spec.backend = g.backend ? o.backend : variable("FUNCIE_BACKEND");
+    spec.command = o.command;
+    spec.watch = watch;
+    spec.environment = env_check.environment;
+    spec.concurrency = o.concurrency;
+    spec.hold = o.hold;
+    spec.forward_credentials = o.forward_credentials;
+    spec.heartbeat = milliseconds(o.heartbeat_ms);
+    spec.ca_file = ca_file;
+    spec.tls_verify = !o.tls_insecure;
+    specs.push_back(std::move(spec));
+  } else {
+    std::string path = o.config;
+    if (path.empty()) {
+      std::error_code ec;
+      auto found = project::find_project(fs::current_path(ec).string());
+      if (!found) {
+        throw usage_error(
+            "no runtime command and no funcie.toml here or above: give the command after "
+            "'--' (funcie connect --backend URL --app NAME -- ./bootstrap) or write a "
+            "funcie.toml (docs/local.md)");
+      }
+      path = *found;
+    }
+    auto project = project::load_project(path);
+    if (g.app) {
+      throw usage_error(
+          "--app names the function of a command given after '--'; to serve some of a "
+          "project's functions, use --only NAME");
+    }
+    for (const auto& name : o.only) {
+      bool known = false;
+      std::string names;
+      for (const auto& f : project.functions) {
+        known = known || f.name == name;
+        names += (names.empty() ? "" : ", ") + f.name;
+      }
+      if (!known) {
+        throw usage_error(fmt::format("--only {}: {} has no such function (it has {})", name,
+                                      project.path, names));
+      }
+    }
+    for (auto& spec : project.functions) {
+      if (!o.only.empty() && std::find(o.only.begin(), o.only.end(), spec.name) == o.only.end()) {
+        continue;
+      }
+      if (g.backend) spec.backend = o.backend;
+      if (spec.backend.empty()) spec.backend = variable("FUNCIE_BACKEND");
+      if (g.concurrency) spec.concurrency = o.concurrency;
+      if (g.heartbeat) spec.heartbeat = milliseconds(o.heartbeat_ms);
+      if (g.ca_file) spec.ca_file = ca_file;
+      if (g.tls_insecure) spec.tls_verify = !o.tls_insecure;
+      if (g.hold) spec.hold = o.hold;
+      if (g.forward_credentials) spec.forward_credentials = o.forward_credentials;
+      for (const auto& [key, value] : env_check.environment) spec.environment[key] = value;
+      spec.watch.insert(spec.watch.end(), watch.begin(), watch.end());
+      specs.push_back(std::move(spec));
+    }
+  }
+  for (const auto& spec : specs) check_spec(spec);
+  return specs;
+}
+
+/// Single keys on the terminal ('r' reloads) while funcie connect is in the foreground:
+/// canonical mode and echo off, signals (Ctrl-C) kept; restored on exit.
+class key_reader {
+ public:
+  key_reader(asio::io_context& io, std::function<void(char)> on_key) {
+    if (::isatty(STDIN_FILENO) == 0 || ::tcgetpgrp(STDIN_FILENO) != ::getpgrp()) return;
+    if (::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+    termios raw = saved_;
+    raw.c_lflag &= static_cast<tcflag_t>(~(ICANON | ECHO));
+    raw.c_cc[VMIN] = 1;
+    raw.c_cc[VTIME] = 0;
+    if (::tcsetattr(STDIN_FILENO, TCSANOW, &raw) != 0) return;
+    active_ = true;
+    int fd = ::dup(STDIN_FILENO);
+    if (fd < 0) return;
+    input_ = std::make_shared<asio::posix::stream_descriptor>(io, fd);
+    asio::co_spawn(
+        io,
+        [input = input_, on_key = std::move(on_key)]() -> asio::awaitable<void> {
+          char buffer[64];
+          for (;;) {
+            std::size_t n = 0;
+            try {
+              n = co_await input->async_read_some(asio::buffer(buffer), asio::use_awaitable);
+            } catch (const std::exception&) {
+              co_return;  // closed, or the terminal went away
+            }
+            for (std::size_t i = 0; i < n; ++i) on_key(buffer[i]);
+          }
+        },
+        asio::detached);
+  }
+  ~key_reader() { restore(); }
+  key_reader(const key_reader&) = delete;
+  key_reader& operator=(const key_reader&) = delete;
+
+  bool active() const { return active_; }
+  void restore() {
+    if (input_) {
+      boost::system::error_code ignored;
+      input_->close(ignored);
+      input_.reset();
+    }
+    if (active_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
+    active_ = false;
+  }
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+  std::shared_ptr<asio::posix::stream_descriptor> input_;
+};
+
+int run_connect(std::vector<project::function_spec> specs, bool verbose) {
   asio::io_context io;
   auto executor = io.get_executor();
-  const auto url = tunnel::redact_url(backend.url);
+  console::console out(stderr, console::wants_colour(stderr));
+  const bool several = specs.size() > 1;
 
-  bool leaving = false;
-  consumer::runtime_pool pool(executor, std::move(pool_options));
-  consumer::runner run =
-      [&pool, &leaving](const tunnel::request& req) -> asio::awaitable<runtime_api::result> {
-    auto start = std::chrono::steady_clock::now();
-    runtime_api::result result;
-    std::exception_ptr failure;
-    try {
-      result = co_await pool.run(req);
-    } catch (...) {
-      failure = std::current_exception();
+  for (const auto& spec : specs) {
+    if (spec.forward_credentials) {
+      out.warn(several ? spec.name : std::string(),
+               "--forward-credentials: requests that carry the function's AWS credentials run "
+               "as the function's role on this machine, with everything that role may do");
     }
-    auto took = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
-    // After leaving, the caller already got Funcie.ConsumerLeft: this result goes nowhere.
-    if (!leaving) log_invocation(req, took, failure ? nullptr : &result);
-    if (failure) std::rethrow_exception(failure);
-    co_return result;
-  };
+  }
 
-  consumer::consumer_options options;
-  options.backend = std::move(backend);
-  options.on_session = [&o, url](const std::string& session, bool first) {
-    if (first) {
-      fmt::print("funcie connect: serving app {} through {} (session {})\n", o.app, url,
-                 session.substr(0, 8));
-    } else {
-      fmt::print("funcie connect: reconnected to {} (session {})\n", url, session.substr(0, 8));
-    }
-    std::fflush(stdout);
+  std::vector<std::unique_ptr<consumer::served_function>> served;
+  for (auto& spec : specs) {
+    consumer::served_options options;
+    options.out = &out;
+    options.show_name = several;
+    options.verbose = verbose;
+    const auto url = tunnel::redact_url(spec.backend);
+    options.on_session = [app = spec.app, url](const std::string& session, bool first) {
+      if (first) {
+        fmt::print("funcie connect: serving app {} through {} (session {})\n", app, url,
+                   session.substr(0, 8));
+      } else {
+        fmt::print("funcie connect: reconnected app {} to {} (session {})\n", app, url,
+                   session.substr(0, 8));
+      }
+      std::fflush(stdout);
+    };
+    options.spec = std::move(spec);
+    served.push_back(std::make_unique<consumer::served_function>(executor, std::move(options)));
+  }
+
+  auto reload_all = [&](const std::string& why) {
+    for (auto& f : served) f->reload(why);
   };
-  consumer::consumer tunnel_consumer(executor, std::move(options), std::move(run));
+  key_reader keys(io, [&](char key) {
+    if (key == 'r' || key == 'R') reload_all("r pressed");
+  });
+  out.info({}, fmt::format("pid {}: {}Ctrl-C leaves", ::getpid(),
+                           keys.active() ? "r reloads, " : "kill -HUP reloads, "));
 
   int exit_code = exit_ok;
+  bool leaving = false;
   auto leave = [&]() {
     if (leaving) return;
     leaving = true;
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
-          try {
-            co_await tunnel_consumer.stop();
-          } catch (const std::exception& e) {
-            spdlog::warn("leaving the tunnel: {}", e.what());
-          }
-          co_await pool.shut_down(milliseconds(2000));
+          for (auto& f : served) co_await f->stop();
           io.stop();
         },
         asio::detached);
   };
 
   // Ctrl-C is handled before anything starts; a second one exits at once.
-  asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec,
                                                                       int sig) {
     if (ec) return;
+    signals.async_wait(on_signal);
+    if (sig == SIGHUP) {
+      if (!leaving) reload_all("SIGHUP");
+      return;
+    }
     if (leaving) {
+      keys.restore();
       fmt::print(stderr, "funcie connect: interrupted again; exiting at once\n");
       std::fflush(stderr);
       std::_Exit(128 + sig);
     }
-    spdlog::info("{}: leaving the tunnel and stopping the runtimes",
-                 sig == SIGINT ? "interrupted" : "terminated");
-    signals.async_wait(on_signal);
+    out.info({}, fmt::format("{}: leaving the tunnel and stopping the runtimes",
+                             sig == SIGINT ? "interrupted" : "terminated"));
     leave();
   };
   signals.async_wait(on_signal);
 
-  asio::co_spawn(io, tunnel_consumer.run(), [&](std::exception_ptr e) {
-    if (!e) return;  // stopped: leave() finishes the work
-    try {
-      std::rethrow_exception(e);
-    } catch (const tunnel::backend_config_error& error) {
-      fmt::print(stderr, "funcie connect: {}\n", error.what());
-      exit_code = exit_usage;
-    } catch (const std::exception& error) {
-      fmt::print(stderr, "funcie connect: {}\n", error.what());
-      exit_code = exit_failure;
-    }
-    leave();
-  });
+  for (auto& f : served) {
+    asio::co_spawn(io, f->run(), [&, name = f->spec().name](std::exception_ptr e) {
+      if (!e) return;  // stopped: leave() finishes the work
+      try {
+        std::rethrow_exception(e);
+      } catch (const tunnel::backend_config_error& error) {
+        fmt::print(stderr, "funcie connect: {}: {}\n", name, error.what());
+        exit_code = exit_usage;
+      } catch (const std::exception& error) {
+        fmt::print(stderr, "funcie connect: {}: {}\n", name, error.what());
+        exit_code = exit_failure;
+      }
+      leave();
+    });
+  }
 
   io.run();
+  keys.restore();
   return exit_code;
 }
 
@@ -161,78 +358,62 @@ command add_connect(CLI::App& app) {
   auto* sub = app.add_subcommand(
       "connect",
       "Joins an app's tunnel and runs the invocations forwarded from the cloud in CMD, the "
-      "function's runtime on this machine, through a local Lambda Runtime API");
+      "function's runtime on this machine, through a local Lambda Runtime API. Without CMD, "
+      "serves every function of funcie.toml");
+  // FUNCIE_BACKEND and FUNCIE_APP are read by hand: on the command line --backend wins over
+  // a project file, the variable only fills in what the file leaves out.
   sub->add_option("--backend", o->backend,
-                  "The broker URL: redis://[user:password@]host[:port][/db] or rediss://...")
-      ->envname("FUNCIE_BACKEND");
-  sub->add_option("--app", o->app, "The app (tunnel) name the function forwards to")
-      ->envname("FUNCIE_APP");
-  sub->add_option("--concurrency", o->concurrency,
-                  "Execution environments at most, each its own CMD process (1-1000)")
-      ->capture_default_str();
-  sub->add_option("--heartbeat-ms", o->heartbeat_ms,
-                  "Within this bound a vanished consumer has what it holds failed (ms)")
-      ->capture_default_str();
-  sub->add_option("--ca-file", o->ca_file, "TLS: a CA bundle (PEM) to trust for rediss://");
-  sub->add_flag("--tls-insecure", o->tls_insecure,
-                "TLS: do not verify the broker's certificate (tests only)");
+                  "The broker URL: redis://[user:password@]host[:port][/db] or rediss://... "
+                  "(default: FUNCIE_BACKEND)");
+  sub->add_option("--app", o->app,
+                  "The app (tunnel) name the function forwards to (default: FUNCIE_APP)");
+  auto* concurrency =
+      sub->add_option("--concurrency", o->concurrency,
+                      "Execution environments at most, each its own CMD process (1-1000)")
+          ->capture_default_str();
+  auto* heartbeat =
+      sub->add_option("--heartbeat-ms", o->heartbeat_ms,
+                      "Within this bound a vanished consumer has what it holds failed (ms)")
+          ->capture_default_str();
+  auto* ca_file =
+      sub->add_option("--ca-file", o->ca_file, "TLS: a CA bundle (PEM) to trust for rediss://");
+  auto* tls_insecure = sub->add_flag("--tls-insecure", o->tls_insecure,
+                                     "TLS: do not verify the broker's certificate (tests only)");
   sub->add_option("--env", o->env_assignments, "KEY=VALUE for the runtime's environment")
+      ->allow_extra_args(false);
+  sub->add_option("--watch", o->watch,
+                  "Restart the runtimes when a file under PATH changes (repeatable)")
+      ->allow_extra_args(false);
+  auto* hold = sub->add_flag(
+      "--hold", o->hold,
+      "A failed or crashed invocation waits for a reload and runs again, until it succeeds or "
+      "its deadline nears");
+  sub->add_flag("--verbose,-v", o->verbose, "Show each event and response, pretty-printed");
+  auto* forward = sub->add_flag(
+      "--forward-credentials", o->forward_credentials,
+      "Give the handler the function's AWS credentials when the function sends them "
+      "(FUNCIE_FORWARD_CREDENTIALS=1 in the function)");
+  sub->add_option("--config,-c", o->config, "The project file (default: funcie.toml here or above)");
+  sub->add_option("--only", o->only, "Serve only this function of the project (repeatable)")
       ->allow_extra_args(false);
   sub->add_option("command", o->command, "The runtime command, after --");
 
-  return {sub, [o]() -> int {
+  return {sub, [=]() -> int {
             return run_guarded("connect", [&]() -> int {
-              tunnel::backend_options backend;
-              consumer::runtime_pool_options pool;
+              given_options g{!o->backend.empty(), !o->app.empty(),
+                              concurrency->count() > 0,
+                              heartbeat->count() > 0,
+                              ca_file->count() > 0,
+                              tls_insecure->count() > 0,
+                              hold->count() > 0,
+                              forward->count() > 0};
+              std::vector<project::function_spec> specs;
               try {
-                if (o->backend.empty()) {
-                  throw std::invalid_argument(
-                      "no broker: give --backend URL (or FUNCIE_BACKEND), e.g. "
-                      "--backend redis://localhost:6379");
-                }
-                if (o->app.empty()) {
-                  throw std::invalid_argument(
-                      "no app: give --app NAME (or FUNCIE_APP), the name the function "
-                      "forwards to");
-                }
-                if (!tunnel::is_valid_app(o->app)) {
-                  throw std::invalid_argument(
-                      "--app must be 1 to 64 letters, digits, '-', '_' or '.' (got '" +
-                      o->app.substr(0, 80) + "')");
-                }
-                if (o->concurrency < 1 || o->concurrency > 1000) {
-                  throw std::invalid_argument("--concurrency must be between 1 and 1000");
-                }
-                if (o->heartbeat_ms < 300 || o->heartbeat_ms > 300000) {
-                  throw std::invalid_argument(
-                      "--heartbeat-ms must be between 300 and 300000 (default 3000)");
-                }
-                if (o->command.empty()) {
-                  throw std::invalid_argument(
-                      "no runtime command: give it after '--', e.g. funcie connect --app "
-                      "orders -- ./bootstrap");
-                }
-                if (!o->ca_file.empty() && !std::ifstream(o->ca_file).good()) {
-                  throw std::invalid_argument("--ca-file: cannot read '" + o->ca_file + "'");
-                }
-                emulate::function_config env_check;
-                for (const auto& assignment : o->env_assignments) {
-                  emulate::add_environment(env_check, assignment);
-                }
-                backend.url = o->backend;
-                backend.app = o->app;
-                backend.timing.heartbeat = milliseconds(o->heartbeat_ms);
-                backend.ca_file = o->ca_file;
-                backend.tls_verify = !o->tls_insecure;
-                // The backend checks its URL and options when a session is made, before
-                // any I/O: one made here and dropped checks them up front.
-                asio::io_context probe;
-                tunnel::make_consumer_session(probe.get_executor(), backend);
-                pool.command = o->command;
-                pool.concurrency = o->concurrency;
-                pool.app = o->app;
-                pool.environment = std::move(env_check.environment);
-              } catch (const std::invalid_argument& e) {
+                specs = specs_for(*o, g);
+              } catch (const usage_error& e) {
+                fmt::print(stderr, "funcie connect: {}\n", e.what());
+                return exit_usage;
+              } catch (const project::project_error& e) {
                 fmt::print(stderr, "funcie connect: {}\n", e.what());
                 return exit_usage;
               } catch (const tunnel::backend_config_error& e) {
@@ -242,7 +423,7 @@ command add_connect(CLI::App& app) {
                 fmt::print(stderr, "funcie connect: {}\n", e.what());
                 return exit_usage;
               }
-              return run_connect(*o, std::move(backend), std::move(pool));
+              return run_connect(std::move(specs), o->verbose);
             });
           }};
 }

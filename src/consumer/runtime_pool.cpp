@@ -30,6 +30,16 @@ std::string arn_field(std::string_view arn, std::size_t index) {
 
 }  // namespace
 
+const std::vector<std::string>& developer_aws_variables() {
+  static const std::vector<std::string> names = {
+      "AWS_PROFILE",           "AWS_DEFAULT_PROFILE",   "AWS_ACCESS_KEY_ID",
+      "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",     "AWS_CONFIG_FILE",
+      "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL",
+      "AWS_SDK_LOAD_CONFIG",
+  };
+  return names;
+}
+
 emulate::function_config config_for(const runtime_pool_options& options,
                                     const tunnel::request& first) {
   const auto& fn = first.function;
@@ -51,6 +61,18 @@ emulate::function_config config_for(const runtime_pool_options& options,
   if (!fn.version.empty()) config.environment["AWS_LAMBDA_FUNCTION_VERSION"] = fn.version;
   if (!fn.log_group.empty()) config.environment["AWS_LAMBDA_LOG_GROUP_NAME"] = fn.log_group;
   if (!fn.log_stream.empty()) config.environment["AWS_LAMBDA_LOG_STREAM_NAME"] = fn.log_stream;
+  config.working_directory = options.working_directory;
+  config.output = options.output;
+  if (options.forward_credentials && !first.credentials.empty()) {
+    // The function's role, as Lambda gives it: the developer's own settings stay out.
+    config.environment["AWS_ACCESS_KEY_ID"] = first.credentials.access_key_id;
+    config.environment["AWS_SECRET_ACCESS_KEY"] = first.credentials.secret_access_key;
+    if (!first.credentials.session_token.empty()) {
+      config.environment["AWS_SESSION_TOKEN"] = first.credentials.session_token;
+    }
+  } else {
+    config.inherit_environment = developer_aws_variables();
+  }
   return config;
 }
 
@@ -92,6 +114,10 @@ asio::awaitable<runtime_api::result> runtime_pool::run(const tunnel::request& re
   r.content_type = out.function_error ? std::string() : std::move(out.content_type);
   r.error_type = std::move(out.error_type);
   co_return r;
+}
+
+void runtime_pool::restart() {
+  if (emulator_) emulator_->restart();
 }
 
 runner runtime_pool::as_runner() {

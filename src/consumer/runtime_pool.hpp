@@ -13,6 +13,8 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
+#include <functional>
+#include <string_view>
 #include <map>
 #include <memory>
 #include <optional>
@@ -28,7 +30,19 @@ struct runtime_pool_options {
   /// The developer's own variables for the runtime (emulate's --env), checked by
   /// emulate::add_environment.
   std::map<std::string, std::string> environment;
+  /// Working directory of CMD; empty: funcie's own.
+  std::string working_directory;
+  /// Each line CMD writes (environment index from 0, stream 1 or 2); empty: CMD inherits
+  /// funcie's stdout and stderr.
+  std::function<void(unsigned environment, int stream, std::string_view line)> output;
+  /// Give the handler the function's AWS credentials when a request carries them;
+  /// otherwise it gets the developer's own AWS settings (developer_aws_variables).
+  bool forward_credentials = false;
 };
+
+/// The developer's AWS settings a local handler inherits from funcie connect's environment
+/// (profile, keys, config files, endpoints), so that it calls AWS as the developer.
+const std::vector<std::string>& developer_aws_variables();
 
 /// The function_config of the environments for requests describing `function` (empty
 /// fields get emulate's defaults). Exposed for tests.
@@ -49,6 +63,10 @@ class runtime_pool {
 
   /// A runner for consumer::consumer that calls run(); the pool must outlive it.
   runner as_runner();
+
+  /// A reload: every runtime restarts (idle ones now, busy ones when their invocation
+  /// ends), so the next invocation runs the code as it is now.
+  void restart();
 
   /// Stops every runtime: SIGTERM, then SIGKILL after `grace`. Later runs fail at once.
   boost::asio::awaitable<void> shut_down(std::chrono::milliseconds grace);

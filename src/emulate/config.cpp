@@ -82,6 +82,13 @@ void validate(const function_config& config) {
   if (config.command.empty()) {
     throw config_error("no runtime command: give it after '--', e.g. -- ./bootstrap");
   }
+  if (!config.working_directory.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(config.working_directory, ec)) {
+      throw config_error("the working directory '" + config.working_directory +
+                         "' is not a directory");
+    }
+  }
 }
 
 void add_environment(function_config& config, const std::string& assignment) {
@@ -115,6 +122,11 @@ std::vector<std::string> runtime_environment(const function_config& config,
   };
   std::error_code ec;
   auto task_root = std::filesystem::current_path(ec).string();
+  if (!config.working_directory.empty()) {
+    auto root = std::filesystem::absolute(config.working_directory, ec).lexically_normal();
+    task_root = ec ? config.working_directory : root.string();
+    if (task_root.size() > 1 && task_root.back() == '/') task_root.pop_back();
+  }
   std::map<std::string, std::string> env = {
       {"AWS_LAMBDA_RUNTIME_API", runtime_api},
       {"AWS_LAMBDA_FUNCTION_NAME", config.name},
@@ -135,6 +147,13 @@ std::vector<std::string> runtime_environment(const function_config& config,
       {"HOME", inherited("HOME", "/tmp")},
   };
   if (const char* ld = std::getenv("LD_LIBRARY_PATH")) env["LD_LIBRARY_PATH"] = ld;
+  for (const auto& name : config.inherit_environment) {
+    // The Runtime API address is funcie's to give: never one funcie itself was given.
+    if (name.empty() || name.find('=') != std::string::npos || name == "AWS_LAMBDA_RUNTIME_API") {
+      continue;
+    }
+    if (const char* value = std::getenv(name.c_str())) env[name] = value;
+  }
   for (const auto& [key, value] : config.environment) env[key] = value;
   std::vector<std::string> out;
   out.reserve(env.size());

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace funcie::emulate {
@@ -27,19 +29,33 @@ struct function_config {
   std::string handler = "function.handler";
   std::map<std::string, std::string> environment;  ///< The function's own variables.
   std::vector<std::string> command;                ///< The runtime: CMD [ARGS...].
+  /// Names of variables copied from funcie's own environment when set there: after
+  /// Lambda's variables (they win over them, except AWS_LAMBDA_RUNTIME_API), before the
+  /// function's own. Not subject to add_environment's reserved keys: it is how a local
+  /// handler gets the developer's AWS_PROFILE, AWS_ACCESS_KEY_ID...
+  std::vector<std::string> inherit_environment;
+  /// Empty: the runtime inherits funcie's stdout and stderr. Set: each line the runtime
+  /// writes (without its '\n'), with the environment's index (from 0) and the stream (1
+  /// stdout, 2 stderr), on the emulator's executor. Copied into each runtime process.
+  std::function<void(unsigned environment_index, int stream, std::string_view line)> output;
+  /// Empty: funcie's current directory. Set: the runtime's working directory, where a
+  /// relative command is found, and LAMBDA_TASK_ROOT / LAMBDA_RUNTIME_DIR.
+  std::string working_directory;
 
   /// arn:aws:lambda:REGION:ACCOUNT:function:NAME
   std::string arn() const;
 };
 
-/// Throws config_error naming the first bad value.
+/// Throws config_error naming the first bad value (a working_directory that is not a
+/// directory included).
 void validate(const function_config& config);
 
 /// Parses "K=V" into the map; throws config_error for a malformed or reserved key.
 void add_environment(function_config& config, const std::string& assignment);
 
-/// The environment the runtime process starts with: what Lambda sets, then the function's
-/// own variables. `runtime_api` is host:port; `log_stream` names this environment.
+/// The environment the runtime process starts with: what Lambda sets, then the variables
+/// named in inherit_environment that funcie has, then the function's own variables.
+/// `runtime_api` is host:port; `log_stream` names this environment.
 std::vector<std::string> runtime_environment(const function_config& config,
                                              const std::string& runtime_api,
                                              const std::string& log_stream);

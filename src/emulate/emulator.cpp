@@ -1,17 +1,54 @@
 #include "emulate/emulator.hpp"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <exception>
+#include <utility>
 
 namespace funcie::emulate {
 
 namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+using std::chrono::milliseconds;
+
+// One invocation waiting for an environment. release() hands one over by setting `env`
+// (from then on it belongs to this waiter, whatever else happens) and then wakes it; the
+// channel only wakes, so an environment can never be lost in a channel nobody reads.
+struct emulator::waiter {
+  explicit waiter(const asio::any_io_executor& executor) : wake(executor, 1) {}
+  asio::experimental::channel<void(boost::system::error_code)> wake;
+  environment* env = nullptr;
+};
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool take(std::vector<environment*>& list, environment* env) {
+  auto it = std::find(list.begin(), list.end(), env);
+  if (it == list.end()) return false;
+  list.erase(it);
+  return true;
+}
+
+}  // namespace
 
 emulator::emulator(asio::any_io_executor executor, function_config config)
     : executor_(std::move(executor)), config_(std::move(config)) {}
 
 emulator::~emulator() = default;
 
-asio::awaitable<environment*> emulator::acquire() {
+asio::awaitable<environment*> emulator::acquire(std::int64_t deadline_ms) {
   if (!idle_.empty()) {
     auto* env = idle_.back();
     idle_.pop_back();
@@ -22,23 +59,76 @@ asio::awaitable<environment*> emulator::acquire() {
         executor_, config_, static_cast<unsigned>(environments_.size())));
     co_return environments_.back().get();
   }
-  auto slot = std::make_shared<slot_channel>(executor_, 1);
-  waiting_.push_back(slot);
-  co_return co_await slot->async_receive(asio::use_awaitable);
+  auto self = std::make_shared<waiter>(executor_);
+  waiting_.push_back(self);
+  std::exception_ptr failure;  // cancelled, or the emulator is shutting down
+  try {
+    if (deadline_ms != 0) {
+      const auto left = milliseconds(std::max<std::int64_t>(0, deadline_ms - now_ms()));
+      asio::steady_timer timer(executor_, left);
+      co_await (self->wake.async_receive(asio::use_awaitable) ||
+                timer.async_wait(asio::use_awaitable));
+    } else {
+      co_await self->wake.async_receive(asio::use_awaitable);
+    }
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (auto* env = std::exchange(self->env, nullptr)) {
+    // Handed over, even if the deadline passed in the same instant: it runs.
+    if (!failure) co_return env;
+    release(env);  // given up after the hand-over: on to the next one
+    std::rethrow_exception(failure);
+  }
+  auto it = std::find(waiting_.begin(), waiting_.end(), self);
+  if (it != waiting_.end()) waiting_.erase(it);
+  if (failure) std::rethrow_exception(failure);
+  co_return nullptr;  // the deadline passed
 }
 
 void emulator::release(environment* env) {
-  while (!waiting_.empty()) {
-    auto slot = std::move(waiting_.front());
+  if (take(stale_, env)) {
+    spdlog::debug("environment {}: reset after its invocation (reload)", env->index());
+    env->stop();
+  }
+  if (!waiting_.empty()) {
+    auto next = std::move(waiting_.front());
     waiting_.pop_front();
-    if (slot->try_send(boost::system::error_code{}, env)) return;
+    next->env = env;
+    next->wake.try_send(boost::system::error_code{});
+    return;
   }
   idle_.push_back(env);
 }
 
+void emulator::restart() {
+  ++generation_;
+  for (auto* env : idle_) env->stop();
+  for (auto& env : environments_) {
+    auto* e = env.get();
+    const bool idle = std::find(idle_.begin(), idle_.end(), e) != idle_.end();
+    if (!idle && std::find(stale_.begin(), stale_.end(), e) == stale_.end()) stale_.push_back(e);
+  }
+  spdlog::debug("reload {}: {} idle runtimes stopped, {} busy ones restart when done", generation_,
+                idle_.size(), stale_.size());
+}
+
 asio::awaitable<outcome> emulator::invoke(runtime_api::invocation invocation) {
   if (shutting_down_) throw std::runtime_error("the emulator is shutting down");
-  auto* env = co_await acquire();
+  const auto request_id = invocation.context.request_id;
+  auto* env = co_await acquire(invocation.context.deadline_ms);
+  if (!env) {
+    runtime_api::function_error error{
+        "Sandbox.Timedout",
+        fmt::format("RequestId: {} Error: Task timed out: its deadline passed while it waited "
+                    "for a free execution environment (all {} busy)",
+                    request_id, environments_.size()),
+        {}};
+    co_return outcome{true, runtime_api::format_error(error), "application/json",
+                      "Sandbox.Timedout"};
+  }
+  // Handed over before a reload but not started yet: nothing runs in it, reset it now.
+  if (take(stale_, env)) env->stop();
   // Released by hand, not by a guard's destructor: when the process stops, the event loop
   // destroys suspended frames after the emulator is gone, and nothing may touch it then.
   outcome result;
@@ -54,7 +144,7 @@ asio::awaitable<outcome> emulator::invoke(runtime_api::invocation invocation) {
 
 asio::awaitable<void> emulator::shut_down(std::chrono::milliseconds grace) {
   shutting_down_ = true;
-  for (auto& slot : waiting_) slot->close();
+  for (auto& w : waiting_) w->wake.close();
   waiting_.clear();
   for (auto& env : environments_) env->terminate();
   auto deadline = std::chrono::steady_clock::now() + grace;

@@ -43,7 +43,15 @@ environment::~environment() {
 void environment::start() {
   api_ = std::make_unique<runtime_api::server>(executor_);
   auto env = runtime_environment(config_, api_->address(), new_log_stream_name());
-  process_ = std::make_unique<process::child>(executor_, config_.command, env);
+  process::child_options options;
+  options.working_directory = config_.working_directory;
+  if (config_.output) {
+    // A copy of the function, not a reference to config_: the child's readers keep it.
+    options.on_line = [output = config_.output, index = index_](int stream, std::string_view line) {
+      output(index, stream, line);
+    };
+  }
+  process_ = std::make_unique<process::child>(executor_, config_.command, env, std::move(options));
   spdlog::debug("environment {}: started runtime pid {} with Runtime API {}", index_,
                 process_->pid(), api_->address());
   // Watch the process: its exit is posted on a channel that the running invocation races.

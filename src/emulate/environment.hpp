@@ -37,6 +37,9 @@ class environment {
 
   /// Asks the runtime to stop (SIGTERM).
   void terminate();
+  /// Kills the runtime now (SIGKILL to its process group) and forgets it: the next run()
+  /// starts it afresh. Only while no run() is in progress (the emulator's idle ones).
+  void stop() { reset(); }
   /// Waits until `deadline` for the runtime to exit, then kills it.
   boost::asio::awaitable<void> shut_down(std::chrono::steady_clock::time_point deadline);
 

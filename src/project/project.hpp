@@ -45,8 +45,8 @@ struct project {
 /// funcie.toml in `start` or its nearest parent that has one; nullopt when none has.
 std::optional<std::string> find_project(const std::string& start);
 
-/// Reads and checks `path`. Relative paths in the file (directory, watch, ca_file) are
-/// relative to the file's directory; `watch` and `ca_file` must exist, `directory` too.
+/// Reads and checks `path`. Relative paths in the file are relative to the file's directory
+/// (`dir`, `ca_file`) or to the function's `dir` (`watch`); all must exist.
 project load_project(const std::string& path);
 
 /// The same, from text (for tests and the fuzzer); `path` names it in errors and anchors

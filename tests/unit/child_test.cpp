@@ -5,9 +5,15 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string_view>
 #include <thread>
 
 namespace asio = boost::asio;
@@ -87,4 +93,163 @@ TEST(Child, DestroyingKillsTheWholeProcessGroup) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_FALSE(alive(grandchild)) << "a runtime's own children go with it";
+}
+
+// --- output capture and working directory ------------------------------------------------
+
+namespace {
+
+using funcie::process::child_options;
+
+struct line {
+  int stream;
+  std::string text;
+  bool operator==(const line&) const = default;
+};
+
+std::ostream& operator<<(std::ostream& os, const line& l) {
+  return os << l.stream << ":" << l.text.substr(0, 40) << (l.text.size() > 40 ? "..." : "") << " ("
+            << l.text.size() << " bytes)";
+}
+
+child_options capture(std::vector<line>& into) {
+  child_options options;
+  options.on_line = [&into](int stream, std::string_view text) {
+    into.push_back({stream, std::string(text)});
+  };
+  return options;
+}
+
+// Runs argv to its end and until both pipes are drained (io.run() returns when the readers
+// have seen EOF).
+std::vector<line> lines_of(const std::vector<std::string>& argv, child_options options = {}) {
+  std::vector<line> lines;
+  auto with = capture(lines);
+  with.working_directory = options.working_directory;
+  asio::io_context io;
+  child c(io.get_executor(), argv, env(), std::move(with));
+  auto status = asio::co_spawn(io, c.wait(), asio::use_future);
+  io.run();
+  status.get();
+  return lines;
+}
+
+}  // namespace
+
+TEST(ChildOutput, DeliversEachLineOfStdoutAndStderr) {
+  auto lines = lines_of({"sh", "-c", "echo one; echo two >&2; echo; printf 'three\\nfour'"});
+  std::vector<line> out, err;
+  for (auto& l : lines) (l.stream == 1 ? out : err).push_back(l);
+  EXPECT_EQ(out, (std::vector<line>{{1, "one"}, {1, ""}, {1, "three"}, {1, "four"}}));
+  EXPECT_EQ(err, (std::vector<line>{{2, "two"}}));
+}
+
+TEST(ChildOutput, ALongLineComesInPieces) {
+  // 40000 'x', then a line of exactly 16 KiB, then 16 KiB without a newline at EOF.
+  auto lines = lines_of({"sh", "-c",
+                         "head -c 40000 /dev/zero | tr '\\0' x; echo; "
+                         "head -c 16384 /dev/zero | tr '\\0' y; echo; "
+                         "head -c 16384 /dev/zero | tr '\\0' z"});
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines[0].text, std::string(16384, 'x'));
+  EXPECT_EQ(lines[1].text, std::string(16384, 'x'));
+  EXPECT_EQ(lines[2].text, std::string(40000 - 2 * 16384, 'x'));
+  EXPECT_EQ(lines[3].text, std::string(16384, 'y')) << "a line of exactly 16 KiB is one line";
+  EXPECT_EQ(lines[4].text, std::string(16384, 'z'));
+}
+
+TEST(ChildOutput, ManyLinesArriveInOrder) {
+  auto lines =
+      lines_of({"sh", "-c", "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done"});
+  ASSERT_EQ(lines.size(), 3000u);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    ASSERT_EQ(lines[i].text, "line-" + std::to_string(i));
+  }
+}
+
+TEST(ChildOutput, StdinIsDevNullWhenCapturing) {
+  auto lines = lines_of({"sh", "-c", "if read x; then echo read:$x; else echo eof; fi"});
+  EXPECT_EQ(lines, (std::vector<line>{{1, "eof"}}));
+}
+
+TEST(ChildOutput, DestroyingDeliversWhatIsWrittenThenNeverCallsAgain) {
+  asio::io_context io;
+  auto file = testing::TempDir() + "child_output_daemon.pid";
+  std::remove(file.c_str());
+  auto lines = std::make_shared<std::vector<line>>();
+  child_options options;
+  options.on_line = [lines](int stream, std::string_view text) {
+    lines->push_back({stream, std::string(text)});
+  };
+  {
+    // A grandchild in its own session keeps writing to the pipe after the group is killed.
+    child c(io.get_executor(),
+            {"sh", "-c",
+             "setsid sh -c 'while true; do echo daemon >&2; sleep 0.01; done' & echo $! > " + file +
+                 "; printf 'last words'; sleep 60"},
+            env(), std::move(options));
+    io.run_for(std::chrono::milliseconds(300));
+  }
+  ASSERT_FALSE(lines->empty());
+  EXPECT_EQ(std::count(lines->begin(), lines->end(), line{1, "last words"}), 1)
+      << "the partial line is delivered when the child is destroyed";
+  const auto seen = lines->size();
+  io.restart();
+  io.run_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(lines->size(), seen) << "no call after the child is gone";
+  EXPECT_TRUE(io.stopped()) << "the readers ended although the pipe is still open";
+  pid_t daemon = 0;
+  std::ifstream(file) >> daemon;
+  if (daemon > 0) kill(daemon, SIGKILL);
+}
+
+TEST(ChildOutput, TheHandlerMayDestroyTheChild) {
+  asio::io_context io;
+  std::optional<child> c;
+  int calls = 0;
+  child_options options;
+  options.on_line = [&](int, std::string_view) {
+    ++calls;
+    c.reset();
+  };
+  c.emplace(io.get_executor(), std::vector<std::string>{"sh", "-c", "echo a; echo b; sleep 60"},
+            env(), std::move(options));
+  io.run_for(std::chrono::seconds(5));
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(c.has_value());
+  EXPECT_TRUE(io.stopped());
+}
+
+TEST(ChildOutput, WithoutAHandlerTheOutputIsInherited) {
+  // Nothing to read: io.run() returns as soon as the child has been waited for.
+  EXPECT_EQ(run_to_end({"sh", "-c", "echo inherited-output-is-fine"}).describe(), "exit status 0");
+}
+
+TEST(ChildWorkingDirectory, RunsThereAndFindsARelativeCommandThere) {
+  auto dir = testing::TempDir() + "child_cwd_" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream script(dir + "/bootstrap");
+    script << "#!/bin/sh\npwd\n";
+  }
+  std::filesystem::permissions(dir + "/bootstrap", std::filesystem::perms::owner_all);
+  child_options options;
+  options.working_directory = dir;
+  auto lines = lines_of({"./bootstrap"}, options);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(std::filesystem::canonical(lines[0].text), std::filesystem::canonical(dir));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ChildWorkingDirectory, AMissingOneIsASpawnErrorNamingIt) {
+  asio::io_context io;
+  child_options options;
+  options.working_directory = "/nonexistent/funcie-dir";
+  try {
+    child c(io.get_executor(), {"true"}, env(), std::move(options));
+    FAIL() << "started in a missing directory";
+  } catch (const funcie::process::spawn_error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/funcie-dir"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("No such file"), std::string::npos) << e.what();
+  }
 }

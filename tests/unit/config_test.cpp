@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 
 using namespace funcie::emulate;
 
@@ -101,4 +102,59 @@ TEST(EmulateConfig, LogStreamNamesLookLikeLambdas) {
   ASSERT_EQ(name.size(), std::string("2026/11/23/[$LATEST]").size() + 32);
   EXPECT_EQ(name.substr(10, 10), "/[$LATEST]");
   EXPECT_NE(new_log_stream_name(), name);
+}
+
+TEST(EmulateConfig, InheritedVariablesComeFromFunciesOwnEnvironment) {
+  setenv("AWS_PROFILE", "developer", 1);
+  setenv("AWS_ACCESS_KEY_ID", "AKIADEVELOPER", 1);
+  setenv("FUNCIE_TEST_REGION", "ap-south-1", 1);
+  setenv("AWS_LAMBDA_RUNTIME_API", "10.0.0.1:9001", 1);
+  unsetenv("FUNCIE_TEST_UNSET");
+  auto c = valid();
+  c.inherit_environment = {"AWS_PROFILE",       "AWS_ACCESS_KEY_ID",      "FUNCIE_TEST_UNSET",
+                           "AWS_REGION",        "AWS_LAMBDA_RUNTIME_API", "BAD=NAME",
+                           "FUNCIE_TEST_REGION"};
+  setenv("AWS_REGION", "sa-east-1", 1);
+  add_environment(c, "FUNCIE_TEST_REGION=from-the-function");
+  auto env = runtime_environment(c, "127.0.0.1:4000", "stream");
+  EXPECT_TRUE(has(env, "AWS_PROFILE=developer")) << "no reserved-key rule for inherited names";
+  EXPECT_TRUE(has(env, "AWS_ACCESS_KEY_ID=AKIADEVELOPER"));
+  EXPECT_TRUE(has(env, "AWS_REGION=sa-east-1")) << "inherited after Lambda's own";
+  EXPECT_TRUE(has(env, "FUNCIE_TEST_REGION=from-the-function")) << "the function's own win";
+  EXPECT_TRUE(has(env, "AWS_LAMBDA_RUNTIME_API=127.0.0.1:4000")) << "always funcie's";
+  EXPECT_FALSE(std::any_of(env.begin(), env.end(), [](const std::string& e) {
+    return e.rfind("FUNCIE_TEST_UNSET", 0) == 0 || e.rfind("BAD", 0) == 0;
+  }));
+  unsetenv("AWS_REGION");
+  unsetenv("AWS_PROFILE");
+  unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_LAMBDA_RUNTIME_API");
+  unsetenv("FUNCIE_TEST_REGION");
+}
+
+TEST(EmulateConfig, WorkingDirectoryIsTheTaskRoot) {
+  auto c = valid();
+  auto env = runtime_environment(c, "127.0.0.1:4000", "stream");
+  auto cwd = std::filesystem::current_path().string();
+  EXPECT_TRUE(has(env, "LAMBDA_TASK_ROOT=" + cwd)) << "unchanged without one";
+  c.working_directory = "/tmp/./funcie-app/";
+  env = runtime_environment(c, "127.0.0.1:4000", "stream");
+  EXPECT_TRUE(has(env, "LAMBDA_TASK_ROOT=/tmp/funcie-app"));
+  EXPECT_TRUE(has(env, "LAMBDA_RUNTIME_DIR=/tmp/funcie-app"));
+  c.working_directory = "relative/app";
+  env = runtime_environment(c, "127.0.0.1:4000", "stream");
+  EXPECT_TRUE(has(env, "LAMBDA_TASK_ROOT=" + cwd + "/relative/app")) << "made absolute";
+}
+
+TEST(EmulateConfig, AWorkingDirectoryMustExist) {
+  auto c = valid();
+  c.working_directory = "/nonexistent/funcie-app";
+  try {
+    validate(c);
+    ADD_FAILURE() << "accepted a missing working directory";
+  } catch (const config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/funcie-app"), std::string::npos);
+  }
+  c.working_directory = std::filesystem::temp_directory_path().string();
+  EXPECT_NO_THROW(validate(c));
 }

@@ -155,11 +155,15 @@ function watch(child) {
 
 /**
  * Starts `funcie connect --backend URL --app APP ARGS -- COMMAND` (default: the echo
- * function labelled "local") and resolves once it serves. Returns
+ * function labelled "local"), or `funcie connect ARGS` in `cwd` with `project`, and
+ * resolves once it serves (the first app, for a project). Returns
  * { child, pid, session, out, waitFor(re), stop(signal) }.
  */
-export async function startConnect({ url, app, args = [], command = [echoBin, 'local'], env = {}, waitServing = true }) {
-  const child = spawn(funcieBin, ['connect', '--backend', url, '--app', app, ...args, '--', ...command], {
+export async function startConnect({ url, app, args = [], command = [echoBin, 'local'], env = {}, waitServing = true, cwd, project = false }) {
+  // project: `funcie connect ARGS` alone, reading funcie.toml from cwd.
+  const argv = project ? ['connect', ...args] : ['connect', '--backend', url, '--app', app, ...args, '--', ...command];
+  const child = spawn(funcieBin, argv, {
+    cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,0 +1,281 @@
+#include "console/console.hpp"
+
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <ctime>
+#include <utility>
+
+namespace funcie::console {
+namespace {
+
+// SGR codes.
+constexpr std::string_view reset = "\x1b[0m";
+constexpr std::string_view dim = "\x1b[2m";
+constexpr std::string_view red = "\x1b[31m";
+constexpr std::string_view green = "\x1b[32m";
+constexpr std::string_view yellow = "\x1b[33m";
+constexpr std::string_view dim_yellow = "\x1b[2;33m";
+
+constexpr std::size_t request_id_width = 8;
+constexpr std::size_t trigger_width = 33;
+constexpr std::size_t max_trigger_chars = 60;
+constexpr std::size_t duration_width = 6;
+constexpr std::size_t max_function_width = 24;
+constexpr std::size_t max_error_type_chars = 60;
+constexpr std::size_t max_error_message_chars = 100;
+/// Blocks under a line start below its function column: "HH:MM:SS.mmm ".
+constexpr std::size_t block_indent = 13;
+
+std::string pad_right(std::string text, std::size_t width) {
+  const std::size_t has = display_width(text);
+  if (has < width) text.append(width - has, ' ');
+  return text;
+}
+
+std::string pad_left(const std::string& text, std::size_t width) {
+  const std::size_t has = display_width(text);
+  return has < width ? std::string(width - has, ' ') + text : text;
+}
+
+std::string duration_text(std::chrono::milliseconds took) {
+  const long long ms = std::max<long long>(0, took.count());
+  if (ms < 1'000) return fmt::format("{}ms", ms);
+  if (ms < 10'000) return fmt::format("{:.2f}s", static_cast<double>(ms) / 1000.0);
+  if (ms < 100'000) return fmt::format("{:.1f}s", static_cast<double>(ms) / 1000.0);
+  if (ms < 3'600'000) return fmt::format("{}m{:02}s", ms / 60'000, ms / 1'000 % 60);
+  return fmt::format("{}h{:02}m", ms / 3'600'000, ms / 60'000 % 60);
+}
+
+std::string_view outcome_word(outcome result) {
+  switch (result) {
+    case outcome::ok:
+      return "ok";
+    case outcome::error:
+      return "error";
+    case outcome::held:
+      return "held";
+    case outcome::timeout:
+      return "timeout";
+  }
+  return "?";
+}
+
+std::string_view outcome_colour(outcome result) {
+  switch (result) {
+    case outcome::ok:
+      return green;
+    case outcome::held:
+      return yellow;
+    case outcome::error:
+    case outcome::timeout:
+      break;
+  }
+  return red;
+}
+
+/// The first line of `text` that is not blank, without its line end.
+std::string_view first_line(std::string_view text) {
+  while (!text.empty()) {
+    const auto end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find_first_not_of(" \t") != std::string_view::npos) return line;
+    if (end == std::string_view::npos) break;
+    text.remove_prefix(end + 1);
+  }
+  return {};
+}
+
+std::string one_line(std::string_view text, std::size_t max_chars) {
+  return shorten(printable(text), max_chars);
+}
+
+/// The first `n` characters of `text` made printable (a prefix, not an abbreviation: no "…").
+std::string head(std::string_view text, std::size_t n) {
+  const std::string shown = printable(text);
+  std::size_t end = 0;
+  for (std::size_t chars = 0; chars < n && end < shown.size(); ++chars) {
+    ++end;  // printable() output is valid UTF-8: skip the continuation bytes
+    while (end < shown.size() && (static_cast<unsigned char>(shown[end]) & 0xC0u) == 0x80u) ++end;
+  }
+  return shown.substr(0, end);
+}
+
+/// "Type: message" for errors and timeouts, the type alone when held.
+std::string error_text(const invocation_line& line) {
+  const std::string type = one_line(first_line(line.error_type), max_error_type_chars);
+  const std::string message = one_line(first_line(line.error_message), max_error_message_chars);
+  if (line.result == outcome::ok) return {};
+  if (line.result == outcome::held && !type.empty()) return type;
+  if (type.empty()) return message;
+  if (message.empty()) return type;
+  return type + ": " + message;
+}
+
+/// Splits `text` into lines, without a last empty one for a final "\n".
+template <typename Each>
+void for_each_line(std::string_view text, Each each) {
+  while (!text.empty()) {
+    const auto end = text.find('\n');
+    each(text.substr(0, end));
+    if (end == std::string_view::npos) break;
+    text.remove_prefix(end + 1);
+  }
+}
+
+}  // namespace
+
+bool wants_colour(std::FILE* stream) {
+  const auto env = [](const char* name) -> std::string_view {
+    const char* value = std::getenv(name);
+    return value != nullptr ? value : "";
+  };
+  const std::string_view force = env("FORCE_COLOR");
+  if (!force.empty()) return force != "0" && force != "false";
+  if (stream == nullptr) return false;
+  if (!env("NO_COLOR").empty()) return false;
+  if (env("TERM") == "dumb") return false;
+  const int fd = ::fileno(stream);
+  return fd >= 0 && ::isatty(fd) == 1;
+}
+
+std::string local_time_of_day() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm local{};
+  ::localtime_r(&seconds, &local);
+  return fmt::format("{:02}:{:02}:{:02}.{:03}", local.tm_hour, local.tm_min, local.tm_sec,
+                     std::max<long long>(0, ms));
+}
+
+console::console(std::FILE* out, bool colour, clock time_of_day)
+    : out_(out), colour_(colour), clock_(std::move(time_of_day)) {}
+
+void console::align_functions(std::size_t width) {
+  function_width_ = std::max(function_width_, std::min(width, max_function_width));
+}
+
+std::string console::paint(std::string_view code, std::string_view text) const {
+  if (!colour_ || text.empty()) return std::string(text);
+  std::string painted;
+  painted.reserve(code.size() + text.size() + reset.size());
+  painted.append(code).append(text).append(reset);
+  return painted;
+}
+
+std::string console::start_of_line() {
+  return paint(dim, printable(clock_ ? clock_() : std::string())) + " ";
+}
+
+std::string console::function_column(std::string_view function) {
+  if (function.empty()) return {};
+  std::string name = one_line(function, max_function_width);
+  align_functions(display_width(name));
+  return pad_right(std::move(name), function_width_) + " ";
+}
+
+void console::invocation(const invocation_line& line) {
+  std::string text = start_of_line();
+  text += function_column(line.function);
+  text += pad_right(head(line.request_id, request_id_width), request_id_width) + " ";
+
+  std::string what = printable(line.what.source);
+  if (const std::string detail = printable(line.what.detail); !detail.empty()) {
+    if (!what.empty()) what += ' ';
+    what += detail;
+  }
+  text += pad_right(shorten(what, max_trigger_chars), trigger_width) + " ";
+  text += pad_left(duration_text(line.took), duration_width) + " ";
+  text += paint(outcome_colour(line.result), outcome_word(line.result));
+
+  if (line.status != 0) {
+    const std::string status = std::to_string(line.status);
+    text += " ";
+    text += line.status >= 500   ? paint(red, status)
+            : line.status >= 400 ? paint(yellow, status)
+                                 : status;
+  }
+  if (const std::string error = error_text(line); !error.empty()) text += " " + error;
+  if (const std::string note = printable(line.note); !note.empty()) text += " (" + note + ")";
+  text += '\n';
+  write(text);
+}
+
+void console::handler_output(std::string_view prefix, std::string_view line, bool from_stderr) {
+  std::string label;
+  if (!prefix.empty()) {
+    label = printable(prefix);
+    if (label.front() != '[' || label.back() != ']') label = "[" + label + "]";
+    label = paint(from_stderr ? dim_yellow : dim, label);
+  }
+  if (line.ends_with('\n')) line.remove_suffix(1);
+  std::string text;
+  const auto add = [&](std::string_view part) {
+    if (part.ends_with('\r')) part.remove_suffix(1);
+    const std::string shown = printable(strip_escape_sequences(part), keep::tabs);
+    text += label;
+    if (!label.empty() && !shown.empty()) text += ' ';
+    text += shown;
+    text += '\n';
+  };
+  if (line.empty()) {
+    add(line);
+  } else {
+    for_each_line(line, add);
+  }
+  write(text);
+}
+
+void console::notice(std::string_view function, std::string_view mark, std::string_view code,
+                     std::string_view text) {
+  std::string out = start_of_line();
+  out += function_column(function);
+  std::string body(mark);
+  body += ' ';
+  body += printable(text, keep::nothing);
+  out += code.empty() ? body : paint(code, body);
+  out += '\n';
+  write(out);
+}
+
+void console::info(std::string_view function, std::string_view text) {
+  notice(function, "•", {}, text);
+}
+
+void console::warn(std::string_view function, std::string_view text) {
+  notice(function, "▲", yellow, text);
+}
+
+void console::payload_block(std::string_view title, std::string_view pretty) {
+  const std::string indent(block_indent, ' ');
+  std::string text = indent + paint(dim, printable(title)) + "\n";
+  const std::string body = printable(pretty, keep::tabs_and_newlines);
+  if (body.empty()) {
+    text += indent + "  " + paint(dim, "(empty)") + "\n";
+  } else {
+    for_each_line(body, [&](std::string_view part) {
+      text += indent;
+      text += "  ";
+      text += part;
+      text += '\n';
+    });
+  }
+  write(text);
+}
+
+void console::write(const std::string& text) {
+  if (out_ == nullptr) return;
+  // One call per line or block: stdio locks the stream for its duration, so nothing else
+  // written to it can land in the middle. A failed write (closed terminal) is not an error
+  // of the invocation; there is nowhere left to report it.
+  if (std::fwrite(text.data(), 1, text.size(), out_) != text.size()) std::clearerr(out_);
+  std::fflush(out_);
+}
+
+}  // namespace funcie::console
