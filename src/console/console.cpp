@@ -105,12 +105,11 @@ std::string head(std::string_view text, std::size_t n) {
   return shown.substr(0, end);
 }
 
-/// "Type: message" for errors and timeouts, the type alone when held.
+/// "Type: message" for errors, timeouts and held failures.
 std::string error_text(const invocation_line& line) {
   const std::string type = one_line(first_line(line.error_type), max_error_type_chars);
   const std::string message = one_line(first_line(line.error_message), max_error_message_chars);
   if (line.result == outcome::ok) return {};
-  if (line.result == outcome::held && !type.empty()) return type;
   if (type.empty()) return message;
   if (message.empty()) return type;
   return type + ": " + message;

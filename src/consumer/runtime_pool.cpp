@@ -30,12 +30,14 @@ std::string arn_field(std::string_view arn, std::size_t index) {
 
 }  // namespace
 
-const std::vector<std::string>& developer_aws_variables() {
+const std::vector<std::string>& developer_variables() {
   static const std::vector<std::string> names = {
       "AWS_PROFILE",           "AWS_DEFAULT_PROFILE",   "AWS_ACCESS_KEY_ID",
       "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",     "AWS_CONFIG_FILE",
       "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL",
       "AWS_SDK_LOAD_CONFIG",
+      // Not AWS settings, but a sanitized local runtime should report where its build says.
+      "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
   };
   return names;
 }
@@ -52,8 +54,12 @@ emulate::function_config config_for(const runtime_pool_options& options,
     config.account = account;
   }
   if (fn.memory_mb != 0) config.memory_mb = fn.memory_mb;
+  if (!fn.handler.empty()) config.handler = fn.handler;
   // Forwarded invocations carry the cloud's deadline; this only bounds one that does not.
   config.timeout = std::chrono::seconds(900);
+  // Not Lambda's 10 s: a runtime started under a debugger may wait at its start (node
+  // --inspect-brk, gdbserver) for as long as the developer takes to attach.
+  config.init_timeout = std::chrono::seconds(900);
   config.concurrency = options.concurrency;
   config.command = options.command;
   config.environment = options.environment;
@@ -71,7 +77,7 @@ emulate::function_config config_for(const runtime_pool_options& options,
       config.environment["AWS_SESSION_TOKEN"] = first.credentials.session_token;
     }
   } else {
-    config.inherit_environment = developer_aws_variables();
+    config.inherit_environment = developer_variables();
   }
   return config;
 }
@@ -98,7 +104,10 @@ asio::awaitable<runtime_api::result> runtime_pool::run(const tunnel::request& re
   runtime_api::invocation inv{req.context, req.payload};
   emulate::outcome out;
   try {
-    out = co_await emulator_->invoke(std::move(inv));
+    // A request still queued when the forwarder is about to stop waiting never runs: its
+    // caller has an answer (this one, in time to arrive first).
+    const std::int64_t start_by = req.answer_by_ms != 0 ? req.answer_by_ms - 250 : 0;
+    out = co_await emulator_->invoke(std::move(inv), start_by);
   } catch (const process::spawn_error& e) {
     co_return error_result("Runtime.InvalidEntrypoint", e.what());
   } catch (const std::exception& e) {

@@ -36,13 +36,14 @@ struct runtime_pool_options {
   /// funcie's stdout and stderr.
   std::function<void(unsigned environment, int stream, std::string_view line)> output;
   /// Give the handler the function's AWS credentials when a request carries them;
-  /// otherwise it gets the developer's own AWS settings (developer_aws_variables).
+  /// otherwise it gets the developer's own AWS settings (developer_variables).
   bool forward_credentials = false;
 };
 
-/// The developer's AWS settings a local handler inherits from funcie connect's environment
-/// (profile, keys, config files, endpoints), so that it calls AWS as the developer.
-const std::vector<std::string>& developer_aws_variables();
+/// What a local handler inherits from funcie connect's environment: the developer's AWS
+/// settings (profile, keys, config files, endpoint), so that it calls AWS as the developer,
+/// and the sanitizers' options.
+const std::vector<std::string>& developer_variables();
 
 /// The function_config of the environments for requests describing `function` (empty
 /// fields get emulate's defaults). Exposed for tests.

@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
 
 #include <unistd.h>
@@ -47,6 +48,23 @@ bool is_success(const runtime_api::result& r) {
 
 std::string seconds_text(std::int64_t ms) {
   return fmt::format("{:.1f} s", static_cast<double>(ms) / 1000.0);
+}
+
+/// "src/app.js changed", "src/app.js and 2 more changed": files that still exist first (an
+/// editor's temporary files are gone by now), relative to the working directory when under it.
+std::string describe_change(const std::vector<std::string>& changed) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> shown;
+  std::error_code ec;
+  const auto here = fs::current_path(ec);
+  for (const auto& path : changed) {
+    if (!fs::exists(path, ec)) continue;
+    auto relative = fs::path(path).lexically_relative(here);
+    shown.push_back(!relative.empty() && *relative.begin() != ".." ? relative.string() : path);
+  }
+  if (shown.empty()) shown = changed;
+  if (shown.size() == 1) return shown.front() + " changed";
+  return fmt::format("{} and {} more changed", shown.front(), shown.size() - 1);
 }
 
 }  // namespace
@@ -243,10 +261,7 @@ served_function::served_function(asio::any_io_executor executor, served_options 
         [weak](std::vector<std::string> changed) {
           auto self = weak.lock();
           if (!self || self->stopping || changed.empty()) return;
-          auto why = changed.size() == 1
-                         ? fmt::format("{} changed", changed.front())
-                         : fmt::format("{} and {} more changed", changed.front(),
-                                       changed.size() - 1);
+          auto why = describe_change(changed);
           reload_state(self, why);
         });
   }

@@ -113,15 +113,16 @@ void emulator::restart() {
                 idle_.size(), stale_.size());
 }
 
-asio::awaitable<outcome> emulator::invoke(runtime_api::invocation invocation) {
+asio::awaitable<outcome> emulator::invoke(runtime_api::invocation invocation,
+                                          std::int64_t start_by_ms) {
   if (shutting_down_) throw std::runtime_error("the emulator is shutting down");
   const auto request_id = invocation.context.request_id;
-  auto* env = co_await acquire(invocation.context.deadline_ms);
+  auto* env = co_await acquire(start_by_ms != 0 ? start_by_ms : invocation.context.deadline_ms);
   if (!env) {
     runtime_api::function_error error{
         "Sandbox.Timedout",
-        fmt::format("RequestId: {} Error: Task timed out: its deadline passed while it waited "
-                    "for a free execution environment (all {} busy)",
+        fmt::format("RequestId: {} Error: Task timed out: it waited for a free execution "
+                    "environment until its deadline (all {} busy; more with --concurrency)",
                     request_id, environments_.size()),
         {}};
     co_return outcome{true, runtime_api::format_error(error), "application/json",

@@ -30,8 +30,12 @@ class emulator {
   /// an idle one (most recently used first), a new one while fewer than `concurrency`
   /// exist, else the first to be released, in FIFO order. When the invocation carries a
   /// deadline (context.deadline_ms != 0) and it passes while waiting, the outcome is
-  /// Sandbox.Timedout and nothing runs. Throws when the emulator shuts down meanwhile.
-  boost::asio::awaitable<outcome> invoke(runtime_api::invocation invocation);
+  /// Sandbox.Timedout and nothing runs. `start_by_ms` (Unix ms, 0: the deadline) bounds the
+  /// wait instead: funcie connect passes the forwarder's limit, after which the caller has
+  /// its answer and running the request would only repeat its side effects for nobody.
+  /// Throws when the emulator shuts down meanwhile.
+  boost::asio::awaitable<outcome> invoke(runtime_api::invocation invocation,
+                                         std::int64_t start_by_ms = 0);
 
   /// A reload: every idle environment's runtime is killed now (the next invocation starts
   /// it afresh); a busy one finishes its invocation and is reset when it is released,

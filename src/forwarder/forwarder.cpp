@@ -130,6 +130,7 @@ forwarder_config config_from_environment(const getenv_function& getenv, std::str
   function.region = value_of(getenv, "AWS_REGION");
   function.log_group = value_of(getenv, "AWS_LAMBDA_LOG_GROUP_NAME");
   function.log_stream = value_of(getenv, "AWS_LAMBDA_LOG_STREAM_NAME");
+  function.handler = value_of(getenv, "_HANDLER");
 
   const std::string_view app_env = value_of(getenv, "FUNCIE_APP");
   const char* app_source = !app.empty()       ? "the app name"

@@ -172,6 +172,7 @@ std::string encode(const request& m) {
   put(function, "region", m.function.region);
   put(function, "log_group", m.function.log_group);
   put(function, "log_stream", m.function.log_stream);
+  put(function, "handler", m.function.handler);
   json::object header{{"id", text(m.id)}, {"app", text(m.app)}, {"sent_ms", m.sent_ms}};
   if (m.answer_by_ms != 0) header["answer_by_ms"] = m.answer_by_ms;
   header["context"] = std::move(context);
@@ -258,6 +259,7 @@ request decode_request(std::string_view bytes) {
   m.function.region = get_string(f, "region");
   m.function.log_group = get_string(f, "log_group");
   m.function.log_stream = get_string(f, "log_stream");
+  m.function.handler = get_string(f, "handler");
   const auto& k = get_object(h, "credentials");
   m.credentials.access_key_id = get_string(k, "access_key_id");
   m.credentials.secret_access_key = get_string(k, "secret_access_key");

@@ -138,8 +138,12 @@ test('echo: every context field and the environment match what was sent and conf
   assert.ok(seen.remaining_ms > (timeoutS - 1) * 1000, `remaining ${seen.remaining_ms}: deadline too early`);
 
   assert.deepEqual(Object.keys(seen.env).sort(), [
-    'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', 'AWS_LAMBDA_FUNCTION_NAME', 'AWS_LAMBDA_FUNCTION_VERSION',
-    'AWS_LAMBDA_LOG_GROUP_NAME', 'AWS_LAMBDA_LOG_STREAM_NAME', 'AWS_REGION', '_X_AMZN_TRACE_ID']);
+    'AWS_ACCESS_KEY_ID', 'AWS_LAMBDA_FUNCTION_MEMORY_SIZE', 'AWS_LAMBDA_FUNCTION_NAME', 'AWS_LAMBDA_FUNCTION_VERSION',
+    'AWS_LAMBDA_LOG_GROUP_NAME', 'AWS_LAMBDA_LOG_STREAM_NAME', 'AWS_PROFILE', 'AWS_REGION',
+    'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', '_X_AMZN_TRACE_ID']);
+  // The emulator passes none of the caller's AWS settings to the function.
+  assert.equal(seen.env.AWS_ACCESS_KEY_ID, null);
+  assert.equal(seen.env.AWS_PROFILE, null);
   assert.equal(seen.env.AWS_LAMBDA_FUNCTION_NAME, 'ctx-cpp');
   assert.equal(seen.env.AWS_LAMBDA_FUNCTION_VERSION, '$LATEST');
   assert.equal(seen.env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE, '1024');

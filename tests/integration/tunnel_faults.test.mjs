@@ -114,7 +114,7 @@ test('a consumer that comes back never sees a request made before it reconnected
     await sleep(3500); // its session has lapsed by now
     const mark = local.length();
     process.kill(local.pid, 'SIGCONT');
-    await local.waitFor(/reconnected to \S+ \(session [0-9a-f]{8}\)/, { from: mark });
+    await local.waitFor(/reconnected app \S+ to \S+ \(session [0-9a-f]{8}\)/, { from: mark });
     assert.equal(await where(em), 'local');
     const fresh = await em.invoke({ context: true });
     const freshId = JSON.parse(fresh.body).request_id;
@@ -141,7 +141,7 @@ test('Redis stopped: the function answers from the cloud without paying a connec
       assert.ok(rest[Math.floor(rest.length / 2)] < 50, `later invocations took ${rest.join(', ')} ms`);
       const mark = local.length();
       await own.restart();
-      await local.waitFor(/reconnected to/, { from: mark, ms: 15000 });
+      await local.waitFor(/reconnected app \S+ to/, { from: mark, ms: 15000 });
       await eventually(async () => (await where(em)) === 'local', { ms: 15000, every: 200, what: 'forwarding to resume' });
     });
   } finally {

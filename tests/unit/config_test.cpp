@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 using namespace funcie::emulate;
 
@@ -20,6 +24,39 @@ function_config valid() {
 bool has(const std::vector<std::string>& env, const std::string& entry) {
   return std::find(env.begin(), env.end(), entry) != env.end();
 }
+
+// Sets or unsets variables of this process for one test and puts them back after it: other
+// tests (runtime_pool's) start runtimes that inherit the developer's AWS variables.
+class scoped_environment {
+ public:
+  scoped_environment() = default;
+  scoped_environment(const scoped_environment&) = delete;
+  scoped_environment& operator=(const scoped_environment&) = delete;
+  ~scoped_environment() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+      if (it->second) {
+        setenv(it->first.c_str(), it->second->c_str(), 1);
+      } else {
+        unsetenv(it->first.c_str());
+      }
+    }
+  }
+  void set(const std::string& name, const std::string& value) {
+    save(name);
+    setenv(name.c_str(), value.c_str(), 1);
+  }
+  void unset(const std::string& name) {
+    save(name);
+    unsetenv(name.c_str());
+  }
+
+ private:
+  void save(const std::string& name) {
+    const char* old = std::getenv(name.c_str());
+    saved_.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
+  }
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
 
 }  // namespace
 
@@ -69,8 +106,9 @@ TEST(EmulateConfig, EnvironmentAssignments) {
 }
 
 TEST(EmulateConfig, RuntimeSeesLambdasVariablesAndItsOwn) {
-  setenv("AWS_SECRET_ACCESS_KEY", "caller-secret", 1);
-  setenv("AWS_ACCESS_KEY_ID", "AKIACALLER", 1);
+  scoped_environment vars;
+  vars.set("AWS_SECRET_ACCESS_KEY", "caller-secret");
+  vars.set("AWS_ACCESS_KEY_ID", "AKIACALLER");
   auto c = valid();
   c.memory_mb = 512;
   c.region = "eu-central-1";
@@ -105,16 +143,17 @@ TEST(EmulateConfig, LogStreamNamesLookLikeLambdas) {
 }
 
 TEST(EmulateConfig, InheritedVariablesComeFromFunciesOwnEnvironment) {
-  setenv("AWS_PROFILE", "developer", 1);
-  setenv("AWS_ACCESS_KEY_ID", "AKIADEVELOPER", 1);
-  setenv("FUNCIE_TEST_REGION", "ap-south-1", 1);
-  setenv("AWS_LAMBDA_RUNTIME_API", "10.0.0.1:9001", 1);
-  unsetenv("FUNCIE_TEST_UNSET");
+  scoped_environment vars;
+  vars.set("AWS_PROFILE", "developer");
+  vars.set("AWS_ACCESS_KEY_ID", "AKIADEVELOPER");
+  vars.set("FUNCIE_TEST_REGION", "ap-south-1");
+  vars.set("AWS_LAMBDA_RUNTIME_API", "10.0.0.1:9001");
+  vars.set("AWS_REGION", "sa-east-1");
+  vars.unset("FUNCIE_TEST_UNSET");
   auto c = valid();
   c.inherit_environment = {"AWS_PROFILE",       "AWS_ACCESS_KEY_ID",      "FUNCIE_TEST_UNSET",
                            "AWS_REGION",        "AWS_LAMBDA_RUNTIME_API", "BAD=NAME",
                            "FUNCIE_TEST_REGION"};
-  setenv("AWS_REGION", "sa-east-1", 1);
   add_environment(c, "FUNCIE_TEST_REGION=from-the-function");
   auto env = runtime_environment(c, "127.0.0.1:4000", "stream");
   EXPECT_TRUE(has(env, "AWS_PROFILE=developer")) << "no reserved-key rule for inherited names";
@@ -125,11 +164,6 @@ TEST(EmulateConfig, InheritedVariablesComeFromFunciesOwnEnvironment) {
   EXPECT_FALSE(std::any_of(env.begin(), env.end(), [](const std::string& e) {
     return e.rfind("FUNCIE_TEST_UNSET", 0) == 0 || e.rfind("BAD", 0) == 0;
   }));
-  unsetenv("AWS_REGION");
-  unsetenv("AWS_PROFILE");
-  unsetenv("AWS_ACCESS_KEY_ID");
-  unsetenv("AWS_LAMBDA_RUNTIME_API");
-  unsetenv("FUNCIE_TEST_REGION");
 }
 
 TEST(EmulateConfig, WorkingDirectoryIsTheTaskRoot) {

@@ -121,7 +121,8 @@ TEST(Console, InvocationLinesWithoutColour) {
             "12:04:31.207 orders 3f2a9c1e API Gateway v2 GET /orders/7        38ms ok 200\n"
             "12:04:31.207 orders 8b01d77a SQS 3 records                        4ms error "
             "TypeError: x is undefined\n"
-            "12:04:31.207 orders 8b01d77a SQS 3 records                      120ms held TypeError "
+            "12:04:31.207 orders 8b01d77a SQS 3 records                      120ms held TypeError: "
+            "x is undefined "
             "(r or save to run again, 41.2 s left)\n");
 }
 
@@ -150,7 +151,7 @@ TEST(Console, InvocationLineWithColour) {
             "\x1b[2m12:04:31.207\x1b[0m orders 3f2a9c1e API Gateway v2 GET /orders/7        38ms "
             "\x1b[31merror\x1b[0m \x1b[31m502\x1b[0m Error\n"
             "\x1b[2m12:04:31.207\x1b[0m orders 8b01d77a SQS 3 records                        4ms "
-            "\x1b[33mheld\x1b[0m TypeError\n"
+            "\x1b[33mheld\x1b[0m TypeError: x is undefined\n"
             "\x1b[2m12:04:31.207\x1b[0m orders 8b01d77a SQS 3 records                      3.00s "
             "\x1b[31mtimeout\x1b[0m \x1b[33m404\x1b[0m Sandbox.Timedout: Task timed out after "
             "3.00 seconds\n");

@@ -239,9 +239,9 @@ TEST_F(Emulator, AWaitEndsAtTheInvocationsDeadline) {
         auto waited = std::chrono::steady_clock::now() - begin;
         EXPECT_TRUE(timed_out.function_error);
         EXPECT_EQ(timed_out.error_type, "Sandbox.Timedout");
-        EXPECT_NE(timed_out.body.find("RequestId: req-2 Error: Task timed out: its deadline "
-                                      "passed while it waited for a free execution environment "
-                                      "(all 1 busy)"),
+        EXPECT_NE(timed_out.body.find("RequestId: req-2 Error: Task timed out: it waited for a "
+                                      "free execution environment until its deadline (all 1 "
+                                      "busy; more with --concurrency)"),
                   std::string::npos)
             << timed_out.body;
         EXPECT_GE(waited, milliseconds(250));

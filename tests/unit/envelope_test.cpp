@@ -29,7 +29,8 @@ tn::request full_request() {
                 512,
                 "eu-west-1",
                 "/aws/lambda/orders-api",
-                "2026/11/23/[42]0123456789abcdef0123456789abcdef"};
+                "2026/11/23/[42]0123456789abcdef0123456789abcdef",
+                "index.handler"};
   r.payload = R"({"body":"hi"})";
   return r;
 }

@@ -87,7 +87,8 @@ TEST(ForwarderConfig, DefaultsAndLambdaVariables) {
                                                .memory_mb = 512,
                                                .region = "eu-west-1",
                                                .log_group = "/aws/lambda/orders-api",
-                                               .log_stream = "2024/01/01/[$LATEST]abc"};
+                                               .log_stream = "2024/01/01/[$LATEST]abc",
+                                               .handler = ""};
   EXPECT_EQ(config.function, expected);
 }
 

@@ -70,7 +70,8 @@ struct fixture {
                        .memory_mb = 256,
                        .region = "eu-west-1",
                        .log_group = "/aws/lambda/orders-api",
-                       .log_stream = "stream"};
+                       .log_stream = "stream",
+                       .handler = "index.handler"};
     auto owned = std::make_unique<fake_backend>();
     backend = owned.get();
     fwd.emplace(config, std::move(owned));

@@ -31,7 +31,7 @@ bool is_valid_id(std::string_view id);
 
 /// The function as it runs in the cloud: what the consumer restores as the handler's
 /// environment (AWS_LAMBDA_FUNCTION_NAME, _VERSION, _MEMORY_SIZE, AWS_REGION,
-/// AWS_LAMBDA_LOG_GROUP_NAME, AWS_LAMBDA_LOG_STREAM_NAME). Empty/0 when unknown.
+/// AWS_LAMBDA_LOG_GROUP_NAME, AWS_LAMBDA_LOG_STREAM_NAME, _HANDLER). Empty/0 when unknown.
 struct function_info {
   std::string name;
   std::string version;
@@ -39,6 +39,7 @@ struct function_info {
   std::string region;
   std::string log_group;
   std::string log_stream;
+  std::string handler;  ///< _HANDLER: what a managed runtime loads ("index.handler").
 
   bool operator==(const function_info&) const = default;
 };
