@@ -84,8 +84,7 @@ void check_spec(const project::function_spec& spec) {
         "redis://localhost:6379");
   }
   if (spec.app.empty()) {
-    throw usage_error(
-        "no app: give --app NAME (or FUNCIE_APP), the name the function forwards to");
+    throw usage_error("no app: give --app NAME (or FUNCIE_APP), the name the function forwards to");
   }
   if (!tunnel::is_valid_app(spec.app)) {
     throw usage_error("--app must be 1 to 64 letters, digits, '-', '_' or '.' (got '" +
@@ -120,7 +119,8 @@ std::vector<project::function_spec> specs_for(const connect_options& o, const gi
   }
   std::vector<std::string> watch;
   for (const auto& path : o.watch) watch.push_back(absolute_existing(path, "--watch"));
-  std::string ca_file = o.ca_file.empty() ? std::string() : absolute_existing(o.ca_file, "--ca-file");
+  std::string ca_file =
+      o.ca_file.empty() ? std::string() : absolute_existing(o.ca_file, "--ca-file");
 
   auto variable = [](const char* name) {
     const char* value = std::getenv(name);
@@ -389,24 +389,22 @@ command add_connect(CLI::App& app) {
       "A failed or crashed invocation waits for a reload and runs again, until it succeeds or "
       "its deadline nears");
   sub->add_flag("--verbose,-v", o->verbose, "Show each event and response, pretty-printed");
-  auto* forward = sub->add_flag(
-      "--forward-credentials", o->forward_credentials,
-      "Give the handler the function's AWS credentials when the function sends them "
-      "(FUNCIE_FORWARD_CREDENTIALS=1 in the function)");
-  sub->add_option("--config,-c", o->config, "The project file (default: funcie.toml here or above)");
+  auto* forward =
+      sub->add_flag("--forward-credentials", o->forward_credentials,
+                    "Give the handler the function's AWS credentials when the function sends them "
+                    "(FUNCIE_FORWARD_CREDENTIALS=1 in the function)");
+  sub->add_option("--config,-c", o->config,
+                  "The project file (default: funcie.toml here or above)");
   sub->add_option("--only", o->only, "Serve only this function of the project (repeatable)")
       ->allow_extra_args(false);
   sub->add_option("command", o->command, "The runtime command, after --");
 
   return {sub, [=]() -> int {
             return run_guarded("connect", [&]() -> int {
-              given_options g{!o->backend.empty(), !o->app.empty(),
-                              concurrency->count() > 0,
-                              heartbeat->count() > 0,
-                              ca_file->count() > 0,
-                              tls_insecure->count() > 0,
-                              hold->count() > 0,
-                              forward->count() > 0};
+              given_options g{!o->backend.empty(),      !o->app.empty(),
+                              concurrency->count() > 0, heartbeat->count() > 0,
+                              ca_file->count() > 0,     tls_insecure->count() > 0,
+                              hold->count() > 0,        forward->count() > 0};
               std::vector<project::function_spec> specs;
               try {
                 specs = specs_for(*o, g);

@@ -32,12 +32,20 @@ std::string arn_field(std::string_view arn, std::size_t index) {
 
 const std::vector<std::string>& developer_variables() {
   static const std::vector<std::string> names = {
-      "AWS_PROFILE",           "AWS_DEFAULT_PROFILE",   "AWS_ACCESS_KEY_ID",
-      "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",     "AWS_CONFIG_FILE",
-      "AWS_SHARED_CREDENTIALS_FILE", "AWS_CA_BUNDLE", "AWS_ENDPOINT_URL",
+      "AWS_PROFILE",
+      "AWS_DEFAULT_PROFILE",
+      "AWS_ACCESS_KEY_ID",
+      "AWS_SECRET_ACCESS_KEY",
+      "AWS_SESSION_TOKEN",
+      "AWS_CONFIG_FILE",
+      "AWS_SHARED_CREDENTIALS_FILE",
+      "AWS_CA_BUNDLE",
+      "AWS_ENDPOINT_URL",
       "AWS_SDK_LOAD_CONFIG",
       // Not AWS settings, but a sanitized local runtime should report where its build says.
-      "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+      "ASAN_OPTIONS",
+      "UBSAN_OPTIONS",
+      "LSAN_OPTIONS",
   };
   return names;
 }

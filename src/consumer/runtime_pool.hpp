@@ -14,11 +14,11 @@
 
 #include <chrono>
 #include <functional>
-#include <string_view>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace funcie::consumer {

@@ -256,14 +256,14 @@ served_function::served_function(asio::any_io_executor executor, served_options 
       });
 
   if (!s.options.spec.watch.empty()) {
-    s.file_watcher = std::make_unique<watcher>(
-        executor, s.options.spec.watch, watch_debounce,
-        [weak](std::vector<std::string> changed) {
-          auto self = weak.lock();
-          if (!self || self->stopping || changed.empty()) return;
-          auto why = describe_change(changed);
-          reload_state(self, why);
-        });
+    s.file_watcher = std::make_unique<watcher>(executor, s.options.spec.watch, watch_debounce,
+                                               [weak](std::vector<std::string> changed) {
+                                                 auto self = weak.lock();
+                                                 if (!self || self->stopping || changed.empty())
+                                                   return;
+                                                 auto why = describe_change(changed);
+                                                 reload_state(self, why);
+                                               });
   }
 }
 

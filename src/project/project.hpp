@@ -22,23 +22,23 @@ class project_error : public std::runtime_error {
 /// One function to serve: from the command line, or one [functions.NAME] table with the
 /// top-level keys as defaults.
 struct function_spec {
-  std::string name;                   ///< The table's NAME; the app for the command line.
-  std::string app;                    ///< The tunnel (default: name).
-  std::string backend;                ///< Broker URL.
-  std::vector<std::string> command;   ///< CMD [ARGS...]; a TOML string runs as sh -c 'exec ...'.
-  std::string directory;              ///< Working directory of CMD (absolute); empty: current.
-  std::vector<std::string> watch;     ///< Paths to watch (absolute, must exist).
+  std::string name;                  ///< The table's NAME; the app for the command line.
+  std::string app;                   ///< The tunnel (default: name).
+  std::string backend;               ///< Broker URL.
+  std::vector<std::string> command;  ///< CMD [ARGS...]; a TOML string runs as sh -c 'exec ...'.
+  std::string directory;             ///< Working directory of CMD (absolute); empty: current.
+  std::vector<std::string> watch;    ///< Paths to watch (absolute, must exist).
   std::map<std::string, std::string> environment;  ///< The handler's own variables.
-  unsigned concurrency = 10;          ///< 1..1000
+  unsigned concurrency = 10;                       ///< 1..1000
   bool hold = false;
   bool forward_credentials = false;
   std::chrono::milliseconds heartbeat{3000};  ///< 300..300000 ms
-  std::string ca_file;                ///< rediss:// CA bundle (absolute), may be empty.
+  std::string ca_file;                        ///< rediss:// CA bundle (absolute), may be empty.
   bool tls_verify = true;
 };
 
 struct project {
-  std::string path;  ///< The file it came from (absolute).
+  std::string path;                      ///< The file it came from (absolute).
   std::vector<function_spec> functions;  ///< In the file's order; at least one.
 };
 
