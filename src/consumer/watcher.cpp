@@ -44,7 +44,9 @@ bool ignored(std::string_view name) {
   auto ends_with = [&](std::string_view suffix) {
     return name.size() >= suffix.size() && name.substr(name.size() - suffix.size()) == suffix;
   };
-  return name == ".git" || name == "4913" || name.substr(0, 2) == ".#" || ends_with(".swp") ||
+  // node_modules: thousands of watches for files a reload would not pick up anyway (an
+  // install is followed by a save or r); __pycache__: Python writes it on import.
+  return name == ".git" || name == "node_modules" || name == "__pycache__" || name == "4913" || name.substr(0, 2) == ".#" || ends_with(".swp") ||
          ends_with(".swx") || ends_with(".swo") || ends_with("~");
 }
 
