@@ -46,8 +46,9 @@ bool ignored(std::string_view name) {
   };
   // node_modules: thousands of watches for files a reload would not pick up anyway (an
   // install is followed by a save or r); __pycache__: Python writes it on import.
-  return name == ".git" || name == "node_modules" || name == "__pycache__" || name == "4913" || name.substr(0, 2) == ".#" || ends_with(".swp") ||
-         ends_with(".swx") || ends_with(".swo") || ends_with("~");
+  return name == ".git" || name == "node_modules" || name == "__pycache__" || name == "4913" ||
+         name.substr(0, 2) == ".#" || ends_with(".swp") || ends_with(".swx") || ends_with(".swo") ||
+         ends_with("~");
 }
 
 std::string join(const std::string& dir, std::string_view name) {
