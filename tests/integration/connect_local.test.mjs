@@ -265,6 +265,26 @@ test('on a terminal: coloured lines, the trigger and status, handler output pref
   pty.child.kill('SIGINT');
 });
 
+test('on a terminal with --hold: the r key runs a held request again', async (t) => {
+  const app = nextApp();
+  const em = await startCloud({ url: redis.url, app, args: ['--timeout', '30'] });
+  t.after(() => em.stop());
+  const p = nodeProject(t);
+  p.write({ version: 1, behaviour: 'mode' });
+  p.setMode('throw');
+  const pty = connectInPty(t, ['--backend', redis.url, '--app', app, '--hold', '--', ...ric()], { cwd: p.src });
+  await pty.waitFor(/r reloads/);
+  const pending = em.invoke({ n: 9 });
+  await pty.waitFor(/held[^\n]*TypeError: not fixed yet[^\n]*press r/);
+  p.setMode('ok');
+  pty.child.stdin.write('r');
+  const r = parse(await pending);
+  assert.equal(r.error, null, JSON.stringify(r.body));
+  assert.equal(r.body.n, 9);
+  await pty.waitFor(/reloaded \(r pressed\): running 1 held request\(s\) again/);
+  pty.child.kill('SIGINT');
+});
+
 test('piped: plain lines, the trigger, the handler\'s output prefixed per environment, --verbose payloads', async (t) => {
   const { em, local } = await tunnel(t, { connect: { args: ['--verbose'] } });
   const event = readFileSync(path.join(repoRoot, 'examples/events/apigw-http-get.json'), 'utf8');
