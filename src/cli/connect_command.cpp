@@ -41,8 +41,9 @@ using std::chrono::milliseconds;
 struct connect_options {
   std::string backend;
   std::string app;
-  unsigned concurrency = 10;
-  long heartbeat_ms = 3000;
+  // A flag not given leaves a function's own value: the same defaults as a spec's.
+  unsigned concurrency = project::function_spec{}.concurrency;
+  long heartbeat_ms = static_cast<long>(project::function_spec{}.heartbeat.count());
   std::string ca_file;
   bool tls_insecure = false;
   std::vector<std::string> env_assignments;
@@ -126,6 +127,19 @@ std::vector<project::function_spec> specs_for(const connect_options& o, const gi
     const char* value = std::getenv(name);
     return std::string(value != nullptr ? value : "");
   };
+  // What the command line gives wins over the spec's own (its defaults are the flags').
+  auto apply_flags = [&](project::function_spec& spec) {
+    if (g.backend) spec.backend = o.backend;
+    if (spec.backend.empty()) spec.backend = variable("FUNCIE_BACKEND");
+    if (g.concurrency) spec.concurrency = o.concurrency;
+    if (g.heartbeat) spec.heartbeat = milliseconds(o.heartbeat_ms);
+    if (g.ca_file) spec.ca_file = ca_file;
+    if (g.tls_insecure) spec.tls_verify = !o.tls_insecure;
+    if (g.hold) spec.hold = o.hold;
+    if (g.forward_credentials) spec.forward_credentials = o.forward_credentials;
+    for (const auto& [key, value] : env_check.environment) spec.environment[key] = value;
+    spec.watch.insert(spec.watch.end(), watch.begin(), watch.end());
+  };
   std::vector<project::function_spec> specs;
   if (!o.command.empty()) {
     if (!o.config.empty() || !o.only.empty()) {
@@ -134,16 +148,8 @@ std::vector<project::function_spec> specs_for(const connect_options& o, const gi
     project::function_spec spec;
     spec.app = g.app ? o.app : variable("FUNCIE_APP");
     spec.name = spec.app;
-    spec.backend = g.backend ? o.backend : variable("FUNCIE_BACKEND");
     spec.command = o.command;
-    spec.watch = watch;
-    spec.environment = env_check.environment;
-    spec.concurrency = o.concurrency;
-    spec.hold = o.hold;
-    spec.forward_credentials = o.forward_credentials;
-    spec.heartbeat = milliseconds(o.heartbeat_ms);
-    spec.ca_file = ca_file;
-    spec.tls_verify = !o.tls_insecure;
+    apply_flags(spec);
     specs.push_back(std::move(spec));
   } else {
     std::string path = o.config;
@@ -180,16 +186,7 @@ std::vector<project::function_spec> specs_for(const connect_options& o, const gi
       if (!o.only.empty() && std::find(o.only.begin(), o.only.end(), spec.name) == o.only.end()) {
         continue;
       }
-      if (g.backend) spec.backend = o.backend;
-      if (spec.backend.empty()) spec.backend = variable("FUNCIE_BACKEND");
-      if (g.concurrency) spec.concurrency = o.concurrency;
-      if (g.heartbeat) spec.heartbeat = milliseconds(o.heartbeat_ms);
-      if (g.ca_file) spec.ca_file = ca_file;
-      if (g.tls_insecure) spec.tls_verify = !o.tls_insecure;
-      if (g.hold) spec.hold = o.hold;
-      if (g.forward_credentials) spec.forward_credentials = o.forward_credentials;
-      for (const auto& [key, value] : env_check.environment) spec.environment[key] = value;
-      spec.watch.insert(spec.watch.end(), watch.begin(), watch.end());
+      apply_flags(spec);
       specs.push_back(std::move(spec));
     }
   }
@@ -405,21 +402,22 @@ command add_connect(CLI::App& app) {
                               concurrency->count() > 0, heartbeat->count() > 0,
                               ca_file->count() > 0,     tls_insecure->count() > 0,
                               hold->count() > 0,        forward->count() > 0};
+              // A bad flag, project file, backend URL or environment: one line, exit 2.
+              auto usage = [](const std::exception& e) {
+                fmt::print(stderr, "funcie connect: {}\n", e.what());
+                return exit_usage;
+              };
               std::vector<project::function_spec> specs;
               try {
                 specs = specs_for(*o, g);
               } catch (const usage_error& e) {
-                fmt::print(stderr, "funcie connect: {}\n", e.what());
-                return exit_usage;
+                return usage(e);
               } catch (const project::project_error& e) {
-                fmt::print(stderr, "funcie connect: {}\n", e.what());
-                return exit_usage;
+                return usage(e);
               } catch (const tunnel::backend_config_error& e) {
-                fmt::print(stderr, "funcie connect: {}\n", e.what());
-                return exit_usage;
+                return usage(e);
               } catch (const emulate::config_error& e) {
-                fmt::print(stderr, "funcie connect: {}\n", e.what());
-                return exit_usage;
+                return usage(e);
               }
               return run_connect(std::move(specs), o->verbose);
             });

@@ -1,6 +1,7 @@
 // funcie status: which consumers are connected to an app's tunnel right now.
 #include "cli/command.hpp"
 #include "tunnel/backend.hpp"
+#include "util/clock.hpp"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -44,9 +45,7 @@ void print_table(const std::string& app, const std::vector<tunnel::consumer_info
     fmt::print("no consumer is connected to app {}\n", app);
     return;
   }
-  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const auto now_ms = util::unix_ms_now();
   std::size_t host_width = 4;
   for (const auto& c : consumers) host_width = std::max(host_width, c.host.size());
   fmt::print("{:<8}  {:<{}}  {:>7}  {:<32}  {:>9}  {}\n", "SESSION", "HOST", host_width, "PID",

@@ -74,8 +74,6 @@ class console {
   /// 24), so that columns line up from the first line. Names seen widen it too.
   void align_functions(std::size_t width);
 
-  bool colour() const { return colour_; }
-
  private:
   std::string paint(std::string_view code, std::string_view text) const;
   std::string start_of_line();

@@ -114,7 +114,7 @@ asio::awaitable<runtime_api::result> runtime_pool::run(const tunnel::request& re
   try {
     // A request still queued when the forwarder is about to stop waiting never runs: its
     // caller has an answer (this one, in time to arrive first).
-    const std::int64_t start_by = req.answer_by_ms != 0 ? req.answer_by_ms - 250 : 0;
+    const std::int64_t start_by = req.answer_by_ms != 0 ? req.answer_by_ms - answer_transit_ms : 0;
     out = co_await emulator_->invoke(std::move(inv), start_by);
   } catch (const process::spawn_error& e) {
     co_return error_result("Runtime.InvalidEntrypoint", e.what());

@@ -13,6 +13,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -39,6 +40,10 @@ struct runtime_pool_options {
   /// otherwise it gets the developer's own AWS settings (developer_variables).
   bool forward_credentials = false;
 };
+
+/// Time kept for an answer's way back to the forwarder: a request still queued, or a failed
+/// one held (--hold), is answered this long before the forwarder stops waiting.
+inline constexpr std::int64_t answer_transit_ms = 250;
 
 /// What a local handler inherits from funcie connect's environment: the developer's AWS
 /// settings (profile, keys, config files, endpoint), so that it calls AWS as the developer,

@@ -2,6 +2,7 @@
 
 #include "console/trigger.hpp"
 #include "consumer/watcher.hpp"
+#include "util/clock.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -25,14 +26,6 @@ namespace {
 
 /// Debounce of --watch: the last event of a burst (a build, a git checkout) counts.
 constexpr milliseconds watch_debounce{200};
-/// Time kept for the answer's way back when holding until the forwarder's limit.
-constexpr std::int64_t answer_transit_ms = 250;
-
-std::int64_t unix_ms_now() {
-  return std::chrono::duration_cast<milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 /// When the forwarder stops waiting (Unix ms): its own figure, else the deadline minus its
 /// default margin; 0 when the request carries neither.
@@ -138,7 +131,7 @@ struct served_function::state {
   /// 5 s, at least 1 s before the forwarder's limit): a paused debugger is about to lose it.
   std::shared_ptr<asio::steady_timer> arm_deadline_warning(const tunnel::request& req) {
     const auto limit = forwarder_limit_ms(req);
-    const auto left = limit - unix_ms_now();
+    const auto left = limit - util::unix_ms_now();
     if (limit == 0 || left <= 1000) return nullptr;
     const auto ahead = std::clamp<std::int64_t>(left / 4, 1000, 5000);
     auto timer = std::make_shared<asio::steady_timer>(executor, milliseconds(left - ahead));
@@ -148,7 +141,7 @@ struct served_function::state {
                  fmt::format("{} still running, {} before the cloud stops waiting for it: a "
                              "handler paused in a debugger will be answered Funcie.Timeout "
                              "(raise the function's timeout while debugging)",
-                             id.substr(0, 8), seconds_text(limit - unix_ms_now())));
+                             id.substr(0, 8), seconds_text(limit - util::unix_ms_now())));
     });
     return timer;
   }
@@ -158,10 +151,9 @@ namespace {
 
 using state_ptr = std::shared_ptr<served_function::state>;
 
-asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& arrived) {
-  const tunnel::request* req = &arrived;
-  tunnel::request without_credentials;
-  if (!arrived.credentials.empty() && !s->options.spec.forward_credentials) {
+asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& req) {
+  // Credentials without --forward-credentials: the pool never uses them (config_for).
+  if (!req.credentials.empty() && !s->options.spec.forward_credentials) {
     if (!s->warned_credentials) {
       s->warned_credentials = true;
       s->out().warn(s->label(),
@@ -169,17 +161,14 @@ asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& a
                     "in the function): they are dropped here. Give --forward-credentials to run "
                     "the handler as the function's role, or unset it in the function");
     }
-    without_credentials = arrived;
-    without_credentials.credentials = {};
-    req = &without_credentials;
   }
-  const auto what = console::guess_trigger(req->payload);
-  if (s->options.verbose) s->out().payload_block("event", console::pretty_payload(req->payload));
+  const auto what = console::guess_trigger(req.payload);
+  if (s->options.verbose) s->out().payload_block("event", console::pretty_payload(req.payload));
 
   for (;;) {
     const auto started = steady_clock::now();
-    auto warning = s->arm_deadline_warning(*req);
-    runtime_api::result result = co_await s->pool.run(*req);
+    auto warning = s->arm_deadline_warning(req);
+    runtime_api::result result = co_await s->pool.run(req);
     if (warning) warning->cancel();
     const auto took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - started);
     if (s->stopping) co_return result;  // the caller got Funcie.ConsumerLeft already
@@ -187,10 +176,10 @@ asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& a
     const bool timed_out = result.error_type == "Sandbox.Timedout";
     const bool holdable = !is_success(result) && s->options.spec.hold && !timed_out &&
                           result.error_type != "Funcie.ConsumerLeft";
-    const auto limit = forwarder_limit_ms(*req);
-    const auto hold_for = limit == 0 ? 0 : limit - answer_transit_ms - unix_ms_now();
+    const auto limit = forwarder_limit_ms(req);
+    const auto hold_for = limit == 0 ? 0 : limit - answer_transit_ms - util::unix_ms_now();
     if (holdable && hold_for > 0) {
-      s->line(*req, what, took, result, console::outcome::held,
+      s->line(req, what, took, result, console::outcome::held,
               fmt::format("{} to run it again; {} left", s->reload_hint(), seconds_text(hold_for)));
       if (s->options.verbose) {
         s->out().payload_block("error", console::pretty_payload(result.body));
@@ -203,14 +192,14 @@ asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& a
       s->holds.erase(&timer);
       if (s->stopping) co_return result;
       if (s->generation != seen) continue;  // reloaded: the same request runs again
-      s->line(*req, what, took, result, console::outcome::error,
+      s->line(req, what, took, result, console::outcome::error,
               "held until the cloud's deadline neared; the caller gets this error");
       co_return result;
     }
     const auto kind = is_success(result) ? console::outcome::ok
                       : timed_out        ? console::outcome::timeout
                                          : console::outcome::error;
-    s->line(*req, what, took, result, kind, {});
+    s->line(req, what, took, result, kind, {});
     if (s->options.verbose) {
       s->out().payload_block(is_success(result) ? "response" : "error",
                              console::pretty_payload(result.body));
@@ -271,10 +260,6 @@ served_function::~served_function() = default;
 
 const project::function_spec& served_function::spec() const {
   return state_->options.spec;
-}
-
-std::size_t served_function::held() const {
-  return state_->holds.size();
 }
 
 void served_function::reload(const std::string& why) {

@@ -47,9 +47,6 @@ class served_function {
 
   const project::function_spec& spec() const;
 
-  /// Requests held after a failure, waiting for a reload (--hold).
-  std::size_t held() const;
-
   struct state;
 
  private:

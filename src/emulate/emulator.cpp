@@ -1,5 +1,7 @@
 #include "emulate/emulator.hpp"
 
+#include "util/clock.hpp"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -27,12 +29,6 @@ struct emulator::waiter {
 };
 
 namespace {
-
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 bool take(std::vector<environment*>& list, environment* env) {
   auto it = std::find(list.begin(), list.end(), env);
@@ -64,7 +60,7 @@ asio::awaitable<environment*> emulator::acquire(std::int64_t deadline_ms) {
   std::exception_ptr failure;  // cancelled, or the emulator is shutting down
   try {
     if (deadline_ms != 0) {
-      const auto left = milliseconds(std::max<std::int64_t>(0, deadline_ms - now_ms()));
+      const auto left = milliseconds(std::max<std::int64_t>(0, deadline_ms - util::unix_ms_now()));
       asio::steady_timer timer(executor_, left);
       co_await (self->wake.async_receive(asio::use_awaitable) ||
                 timer.async_wait(asio::use_awaitable));

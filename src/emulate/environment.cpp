@@ -1,5 +1,7 @@
 #include "emulate/environment.hpp"
 
+#include "util/clock.hpp"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
@@ -122,11 +124,8 @@ asio::awaitable<outcome> environment::run(runtime_api::invocation invocation) {
   const bool forwarded_deadline = invocation.context.deadline_ms != 0;
   auto deadline = steady_clock::now() + config_.timeout;
   if (forwarded_deadline) {
-    const auto now_ms = std::chrono::duration_cast<milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-    const auto left = milliseconds(std::max<std::int64_t>(
-        0, invocation.context.deadline_ms - static_cast<std::int64_t>(now_ms)));
+    const auto left = milliseconds(
+        std::max<std::int64_t>(0, invocation.context.deadline_ms - util::unix_ms_now()));
     if (left.count() == 0) {
       // Already past its deadline: the runtime never sees it and stays ready.
       co_return error_outcome(

@@ -1,5 +1,6 @@
 #include "forwarder/forwarder.hpp"
 
+#include "util/clock.hpp"
 #include "util/ids.hpp"
 
 #include <fmt/format.h>
@@ -84,12 +85,6 @@ std::string backend_url(const getenv_function& getenv) {
                     tunnel::redact_url(url)));
   }
   return std::string(url);
-}
-
-std::int64_t unix_ms_now() {
-  return std::chrono::duration_cast<milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 runtime_api::result error_result(std::string type, std::string message) {
@@ -196,7 +191,7 @@ asio::awaitable<std::optional<runtime_api::result>> forwarder::forward(
   const std::string& request_id = invocation.context.request_id;
   bool offered = false;
   try {
-    const std::int64_t now_ms = unix_ms_now();
+    const std::int64_t now_ms = util::unix_ms_now();
     const auto steady_now = std::chrono::steady_clock::now();
     const std::int64_t left_ms =
         invocation.context.deadline_ms - config_.deadline_margin.count() - now_ms;

@@ -1,4 +1,5 @@
 #include "emulate/config.hpp"
+#include "../support/env.hpp"
 
 #include <gtest/gtest.h>
 
@@ -11,6 +12,7 @@
 #include <vector>
 
 using namespace funcie::emulate;
+using funcie::test::scoped_env;
 
 namespace {
 
@@ -24,39 +26,6 @@ function_config valid() {
 bool has(const std::vector<std::string>& env, const std::string& entry) {
   return std::find(env.begin(), env.end(), entry) != env.end();
 }
-
-// Sets or unsets variables of this process for one test and puts them back after it: other
-// tests (runtime_pool's) start runtimes that inherit the developer's AWS variables.
-class scoped_environment {
- public:
-  scoped_environment() = default;
-  scoped_environment(const scoped_environment&) = delete;
-  scoped_environment& operator=(const scoped_environment&) = delete;
-  ~scoped_environment() {
-    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
-      if (it->second) {
-        setenv(it->first.c_str(), it->second->c_str(), 1);
-      } else {
-        unsetenv(it->first.c_str());
-      }
-    }
-  }
-  void set(const std::string& name, const std::string& value) {
-    save(name);
-    setenv(name.c_str(), value.c_str(), 1);
-  }
-  void unset(const std::string& name) {
-    save(name);
-    unsetenv(name.c_str());
-  }
-
- private:
-  void save(const std::string& name) {
-    const char* old = std::getenv(name.c_str());
-    saved_.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
-  }
-  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
-};
 
 }  // namespace
 
@@ -106,9 +75,8 @@ TEST(EmulateConfig, EnvironmentAssignments) {
 }
 
 TEST(EmulateConfig, RuntimeSeesLambdasVariablesAndItsOwn) {
-  scoped_environment vars;
-  vars.set("AWS_SECRET_ACCESS_KEY", "caller-secret");
-  vars.set("AWS_ACCESS_KEY_ID", "AKIACALLER");
+  const scoped_env secret("AWS_SECRET_ACCESS_KEY", "caller-secret");
+  const scoped_env key("AWS_ACCESS_KEY_ID", "AKIACALLER");
   auto c = valid();
   c.memory_mb = 512;
   c.region = "eu-central-1";
@@ -143,13 +111,12 @@ TEST(EmulateConfig, LogStreamNamesLookLikeLambdas) {
 }
 
 TEST(EmulateConfig, InheritedVariablesComeFromFunciesOwnEnvironment) {
-  scoped_environment vars;
-  vars.set("AWS_PROFILE", "developer");
-  vars.set("AWS_ACCESS_KEY_ID", "AKIADEVELOPER");
-  vars.set("FUNCIE_TEST_REGION", "ap-south-1");
-  vars.set("AWS_LAMBDA_RUNTIME_API", "10.0.0.1:9001");
-  vars.set("AWS_REGION", "sa-east-1");
-  vars.unset("FUNCIE_TEST_UNSET");
+  const scoped_env profile("AWS_PROFILE", "developer");
+  const scoped_env key("AWS_ACCESS_KEY_ID", "AKIADEVELOPER");
+  const scoped_env test_region("FUNCIE_TEST_REGION", "ap-south-1");
+  const scoped_env runtime_api("AWS_LAMBDA_RUNTIME_API", "10.0.0.1:9001");
+  const scoped_env region("AWS_REGION", "sa-east-1");
+  const scoped_env unset("FUNCIE_TEST_UNSET", nullptr);
   auto c = valid();
   c.inherit_environment = {"AWS_PROFILE",       "AWS_ACCESS_KEY_ID",      "FUNCIE_TEST_UNSET",
                            "AWS_REGION",        "AWS_LAMBDA_RUNTIME_API", "BAD=NAME",

@@ -1,4 +1,5 @@
 #include "console/console.hpp"
+#include "../support/env.hpp"
 
 #include <gtest/gtest.h>
 
@@ -15,6 +16,7 @@
 #include <vector>
 
 using namespace funcie::console;
+using funcie::test::scoped_env;
 using namespace std::chrono_literals;
 
 namespace {
@@ -45,32 +47,6 @@ class capture {
 std::string fixed_clock() {
   return "12:04:31.207";
 }
-
-/// Sets an environment variable for one test, and puts back what was there.
-class scoped_env {
- public:
-  scoped_env(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value != nullptr) {
-      ::setenv(name, value, 1);
-    } else {
-      ::unsetenv(name);
-    }
-  }
-  ~scoped_env() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  scoped_env(const scoped_env&) = delete;
-  scoped_env& operator=(const scoped_env&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 invocation_line api_call() {
   invocation_line line;

@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "../support/env.hpp"
 #include "funcie/runtime/runtime.hpp"
 #include "funcie/runtime_api/protocol.hpp"
 #include "runtime/client.hpp"
@@ -45,6 +46,7 @@ using funcie::runtime::client_error;
 using funcie::runtime::invocation_request;
 using funcie::runtime::invocation_response;
 using funcie::runtime::run_options;
+using funcie::test::scoped_env;
 
 constexpr std::string_view invocation_prefix = "/2018-06-01/runtime/invocation/";
 
@@ -230,32 +232,6 @@ T with_client(const std::string& address, const std::function<asio::awaitable<T>
   io.run();
   return result.get();
 }
-
-/// Sets an environment variable for one test and puts the old value back.
-class scoped_env {
- public:
-  scoped_env(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value != nullptr) {
-      ::setenv(name, value, 1);
-    } else {
-      ::unsetenv(name);
-    }
-  }
-  ~scoped_env() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-  scoped_env(const scoped_env&) = delete;
-  scoped_env& operator=(const scoped_env&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 funcie::runtime_api::function_error parse_error_body(const std::string& body) {
   return funcie::runtime_api::parse_error(body, "");

@@ -2,6 +2,7 @@
 // Runtime API headers and the Lambda environment it was given, so the forwarded context is
 // seen as the developer's runtime sees it. Also: the cloud's deadline is kept and enforced.
 #include "consumer/runtime_pool.hpp"
+#include "../support/env.hpp"
 
 #include <gtest/gtest.h>
 
@@ -131,9 +132,9 @@ std::map<std::string, std::string> lines_of(const std::string& body) {
 TEST_F(RuntimePool, RestoresTheForwardedContextAndFunction) {
   // The developer's own keys would be inherited (developer_variables): none here, so that
   // a key in the handler's environment could only have come with the request.
-  for (const char* name : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}) {
-    ::unsetenv(name);
-  }
+  const test::scoped_env key("AWS_ACCESS_KEY_ID", nullptr);
+  const test::scoped_env secret("AWS_SECRET_ACCESS_KEY", nullptr);
+  const test::scoped_env token("AWS_SESSION_TOKEN", nullptr);
   const auto deadline = now_ms() + 60000;
   auto req = request("{}", deadline);
   auto r = run(req);

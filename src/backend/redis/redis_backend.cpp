@@ -4,6 +4,7 @@
 #include "backend/redis/scripts.hpp"
 #include "redis/connection.hpp"
 #include "redis/url.hpp"
+#include "util/clock.hpp"
 #include "util/ids.hpp"
 
 #include <fmt/format.h>
@@ -43,12 +44,6 @@ constexpr std::string_view response_ttl_ms = "60000";
 constexpr std::size_t max_idle_blocking = 64;
 /// Responses read at once when the owner is found gone (one may have been sent just before).
 constexpr int max_late_responses = 16;
-
-std::int64_t unix_ms() {
-  return std::chrono::duration_cast<milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 /// Checks what every backend object needs before any I/O; throws backend_config_error.
 redis::connect_options connect_options_for(const tunnel::backend_options& options,
@@ -753,7 +748,7 @@ asio::awaitable<void> redis_consumer_session::open() {
   if (s->opened || s->stopped) {
     throw tunnel::backend_error("a consumer session can be opened once; make a new one");
   }
-  s->since_ms = unix_ms();
+  s->since_ms = util::unix_ms_now();
   std::string error;
   try {
     s->subscriber = co_await open_connection(s->executor, s->connect);
