@@ -3,7 +3,7 @@
 #   deps     scripts/deps.sh: Debian packages and the npm peers
 #   format   scripts/format.sh --check
 #   release  RelWithDebInfo build in build/, every ctest (unit, integration, ...)
-#   asan     ASan+UBSan build in build-asan/, the unit, Redis and integration tests
+#   asan     ASan+UBSan build in build-asan/, the unit, Redis, SQS and integration tests
 #   fuzz     libFuzzer build in build-fuzz/ (clang), each target from its seed corpus
 #
 #   bash scripts/test.sh                 everything, in that order
@@ -121,7 +121,7 @@ step_asan() {
   local ok=1
   ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:strict_string_checks=1:check_initialization_order=1:log_path=$logs/asan" \
   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan" \
-    run_ctest build-asan build-asan/ctest.log -L 'unit|redis|integration' || ok=0
+    run_ctest build-asan build-asan/ctest.log -L 'unit|redis|sqs|integration' || ok=0
   if compgen -G "$logs/*" >/dev/null; then
     echo "sanitizer reports (in $logs):"
     for report in "$logs"/*; do

@@ -1,0 +1,80 @@
+// The SQS backend's message bodies (docs/sqs.md, "Messages"): one text format for every
+// kind, envelope pieces as raw text when SQS accepts them and base64 otherwise. Pure (no
+// I/O) and fuzzed: bodies come from a queue anyone with access can write to.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace funcie::sqs_backend {
+
+/// A body that is not a funcie-sqs message, or one that breaks its rules. The message
+/// names the problem and never quotes the body.
+class message_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class message_kind { offer, part, ff, claim, alive, response, ping, pong };
+
+std::string_view to_string(message_kind kind);
+
+/// Most pieces an envelope may be cut into: 6 MiB in base64 on the smallest queue (1 KiB).
+inline constexpr std::uint32_t max_pieces = 16384;
+
+struct message {
+  message_kind kind = message_kind::offer;
+  std::string app;      ///< [A-Za-z0-9._-]{1,64}
+  std::string id;       ///< 32 lowercase hex: the request's envelope id, or a probe's id
+  std::string session;  ///< 32 lowercase hex for claim, alive, response, pong; else empty
+  std::uint32_t part = 0;   ///< Piece index, < count
+  std::uint32_t count = 1;  ///< Pieces of the envelope, 1..max_pieces
+  std::int64_t claim_by_ms = 0;  ///< offer: Unix ms by which a claim must be stored
+  std::int64_t expires_ms = 0;   ///< Unix ms after which the message means nothing
+  std::int64_t sent_ms = 0;      ///< ff: when the forwarder sent it
+  std::string data;              ///< The piece's bytes (decoded), or a pong's JSON
+};
+
+/// The body for `m`: data as raw text when it is valid UTF-8 of characters SQS accepts
+/// (#x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF), else base64.
+std::string encode(const message& m);
+
+/// Checks everything (magic, version, kind, header fields by kind, ids, app, part < count,
+/// base64) and returns the message. Throws message_error.
+message decode(std::string_view body);
+
+/// True when `bytes` can go raw in an SQS body (see encode).
+bool is_sqs_text(std::string_view bytes);
+
+/// Cuts `envelope` into pieces whose encoded bodies each fit in `max_body_bytes` (>= 1024;
+/// the header's size is taken into account), raw text pieces cut on character boundaries.
+/// Each returned message is `proto` with part, count and data set (part 0 keeps
+/// proto.kind; for an offer, parts 1.. become `part`). Throws message_error when it would
+/// take more than max_pieces.
+std::vector<message> split(const message& proto, std::string_view envelope,
+                           std::size_t max_body_bytes);
+
+/// Collects the pieces of one envelope. Pieces may come in any order and more than once.
+class reassembly {
+ public:
+  /// Adds a piece; returns the whole envelope once every piece is in. Throws message_error
+  /// when a piece contradicts earlier ones (another count or id) or the total would exceed
+  /// `max_bytes`.
+  std::optional<std::string> add(const message& piece, std::size_t max_bytes);
+  std::uint32_t received() const { return static_cast<std::uint32_t>(pieces_.size()); }
+  std::uint32_t count() const { return count_; }
+
+ private:
+  std::uint32_t count_ = 0;
+  std::string id_;
+  std::size_t bytes_ = 0;
+  std::map<std::uint32_t, std::string> pieces_;
+};
+
+}  // namespace funcie::sqs_backend
