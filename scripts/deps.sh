@@ -14,8 +14,9 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libcli11-dev libspdlog-dev
   libfmt-dev libhiredis-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev libinih-dev
-  # test peers: Redis, curl for the bash runtime, and what aws-lambda-ric builds itself with
-  redis-server curl ca-certificates autoconf automake libtool python3 procps
+  # test peers: Redis, curl for the bash runtime, openssl for test certificates, and what
+  # aws-lambda-ric builds itself with
+  redis-server curl openssl ca-certificates autoconf automake libtool python3 procps
   # the debugging test (gdb under funcie connect); script(1) of bsdutils runs the pty test
   gdb bsdutils
 )

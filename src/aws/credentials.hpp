@@ -46,10 +46,26 @@ class credentials_error : public std::runtime_error {
 /// Reads an environment variable; returns nullptr when unset (std::getenv's contract).
 using getenv_fn = std::function<const char*(const char*)>;
 
+/// Bounds of the sources that run something or ask a server.
+struct credential_options {
+  /// How long credential_process may run (it may be a tool that logs in through the
+  /// browser; the AWS CLI sets no bound at all).
+  std::chrono::milliseconds process_timeout{60000};
+  /// Each request to the container endpoint or the instance metadata service. Short, so
+  /// that a laptop without those is not slowed (AWS SDKs use 1 s too).
+  std::chrono::milliseconds metadata_timeout{1000};
+  /// While cached credentials are inside the 5-minute margin but still valid, the chain is
+  /// walked again at most this often (a source that only hands out short-lived ones is not
+  /// asked before every request).
+  std::chrono::milliseconds min_refresh_interval{10000};
+};
+
 /// The chain above. Thread-compatible; use it from one executor.
 class credential_provider {
  public:
   credential_provider(boost::asio::any_io_executor executor, getenv_fn getenv);
+  credential_provider(boost::asio::any_io_executor executor, getenv_fn getenv,
+                      credential_options options);
   ~credential_provider();
   credential_provider(const credential_provider&) = delete;
   credential_provider& operator=(const credential_provider&) = delete;

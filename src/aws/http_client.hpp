@@ -22,11 +22,16 @@ namespace funcie::aws {
 class http_error : public std::runtime_error {
  public:
   enum class kind { connect, tls, io, timeout };
-  http_error(kind k, const std::string& message) : std::runtime_error(message), kind_(k) {}
+  http_error(kind k, const std::string& message, std::string detail = {})
+      : std::runtime_error(message), kind_(k), detail_(std::move(detail)) {}
   kind cause() const { return kind_; }
+  /// The cause alone, without the endpoint ("connection refused"), for callers that name
+  /// the endpoint themselves; what() when not set.
+  std::string detail() const { return detail_.empty() ? std::string(what()) : detail_; }
 
  private:
   kind kind_;
+  std::string detail_;
 };
 
 /// An endpoint URL is malformed ("http://host:port" or "https://host[:port]", no path but "/").

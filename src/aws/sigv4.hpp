@@ -15,9 +15,14 @@ struct credentials;
 
 struct signing_input {
   std::string method;  ///< "POST"
-  std::string host;    ///< The Host header's value: "sqs.eu-west-1.amazonaws.com" or "127.0.0.1:4566"
-  std::string path;    ///< The request target's path as sent ("/" for SQS), not yet encoded
-  std::string query;   ///< The query string as sent, without '?'; may be empty
+  std::string host;  ///< The Host header's value: "sqs.eu-west-1.amazonaws.com" or "127.0.0.1:4566"
+  /// The request target's path as sent ("/" for SQS). sign() normalizes it (empty, "." and
+  /// ".." segments) and URI-encodes each segment, as AWS SDKs do for every service but S3:
+  /// "/a b" signs as "/a%20b", and "/a%20b" as "/a%2520b".
+  std::string path;
+  /// The query string as sent, without '?'; may be empty. Parameters are decoded and
+  /// encoded again, so "a b" and "a%20b" sign alike; '+' is a plus, not a space.
+  std::string query;
   /// Headers to sign besides host and x-amz-date (content-type, x-amz-target...). Names in
   /// any case; values are trimmed and inner runs of spaces collapsed as SigV4 says.
   std::vector<std::pair<std::string, std::string>> headers;

@@ -26,7 +26,15 @@ namespace funcie::aws {
 /// on ...: the role or user needs that permission on the queue"). Never a secret.
 class sqs_error : public std::runtime_error {
  public:
-  enum class kind { queue_missing, access_denied, throttled, invalid, server, transport, credentials };
+  enum class kind {
+    queue_missing,
+    access_denied,
+    throttled,
+    invalid,
+    server,
+    transport,
+    credentials
+  };
   sqs_error(kind k, std::string code, const std::string& message)
       : std::runtime_error(message), kind_(k), code_(std::move(code)) {}
   kind cause() const { return kind_; }

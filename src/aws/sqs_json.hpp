@@ -37,16 +37,20 @@ std::string send_message(std::string_view queue_url, std::string_view body);
 std::string receive_message(std::string_view queue_url, int max_messages, int wait_seconds,
                             int visibility_timeout);
 std::string delete_message(std::string_view queue_url, std::string_view receipt_handle);
-std::string change_message_visibility(std::string_view queue_url,
-                                      std::string_view receipt_handle, int seconds);
+std::string change_message_visibility(std::string_view queue_url, std::string_view receipt_handle,
+                                      int seconds);
 /// owner_account may be empty.
 std::string get_queue_url(std::string_view queue_name, std::string_view owner_account);
-std::string get_queue_attributes(std::string_view queue_url,
-                                 const std::vector<std::string>& names);
+std::string get_queue_attributes(std::string_view queue_url, const std::vector<std::string>& names);
 
 // Response bodies. An empty body is what some servers send for an empty receive: it parses
 // as no messages. Throw parse_error.
 std::string parse_send_message(std::string_view body);  ///< MessageId
+/// MessageId, after checking the MD5OfMessageBody SQS answers (when it does) against the body
+/// that was sent: a mismatch is a parse_error (corrupted in transit).
+std::string parse_send_message(std::string_view body, std::string_view sent_body);
+/// Each message's MD5OfBody, when there, is checked against its body: a mismatch is a
+/// parse_error (corrupted in transit).
 std::vector<received_message> parse_receive_message(std::string_view body);
 std::string parse_get_queue_url(std::string_view body);  ///< QueueUrl
 std::map<std::string, std::string> parse_get_queue_attributes(std::string_view body);

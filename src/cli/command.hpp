@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace funcie::cli {
@@ -23,9 +24,14 @@ command add_emulate(CLI::App& app);
 command add_wrap(CLI::App& app);
 command add_connect(CLI::App& app);
 command add_status(CLI::App& app);
+command add_proxy(CLI::App& app);
 
 /// Runs `body` and turns an escaping exception into one line on stderr, "funcie NAME: ...",
 /// and exit_failure, so that no subcommand ends with an uncaught exception.
 int run_guarded(const char* name, const std::function<int()>& body);
+
+/// AWS_LAMBDA_RUNTIME_API, for a subcommand that runs inside Lambda (wrap, proxy); nullopt
+/// after saying on stderr that `funcie NAME` runs inside Lambda and it is not set.
+std::optional<std::string> lambda_runtime_api(const char* name);
 
 }  // namespace funcie::cli

@@ -46,6 +46,8 @@ struct connect_options {
   long heartbeat_ms = static_cast<long>(project::function_spec{}.heartbeat.count());
   std::string ca_file;
   bool tls_insecure = false;
+  std::string request_queue;
+  std::string response_queue;
   std::vector<std::string> env_assignments;
   std::vector<std::string> watch;
   bool hold = false;
@@ -108,6 +110,8 @@ void check_spec(const project::function_spec& spec) {
   backend.timing.heartbeat = spec.heartbeat;
   backend.ca_file = spec.ca_file;
   backend.tls_verify = spec.tls_verify;
+  backend.sqs.request_queue_url = spec.request_queue;
+  backend.sqs.response_queue_url = spec.response_queue;
   asio::io_context probe;
   tunnel::make_consumer_session(probe.get_executor(), backend);
 }
@@ -135,6 +139,8 @@ std::vector<project::function_spec> specs_for(const connect_options& o, const gi
     if (g.heartbeat) spec.heartbeat = milliseconds(o.heartbeat_ms);
     if (g.ca_file) spec.ca_file = ca_file;
     if (g.tls_insecure) spec.tls_verify = !o.tls_insecure;
+    if (!o.request_queue.empty()) spec.request_queue = o.request_queue;
+    if (!o.response_queue.empty()) spec.response_queue = o.response_queue;
     if (g.hold) spec.hold = o.hold;
     if (g.forward_credentials) spec.forward_credentials = o.forward_credentials;
     for (const auto& [key, value] : env_check.environment) spec.environment[key] = value;
@@ -360,8 +366,12 @@ command add_connect(CLI::App& app) {
   // FUNCIE_BACKEND and FUNCIE_APP are read by hand: on the command line --backend wins over
   // a project file, the variable only fills in what the file leaves out.
   sub->add_option("--backend", o->backend,
-                  "The broker URL: redis://[user:password@]host[:port][/db] or rediss://... "
-                  "(default: FUNCIE_BACKEND)");
+                  "The broker URL: redis://[user:password@]host[:port][/db], rediss://... or "
+                  "sqs:// (default: FUNCIE_BACKEND)");
+  sub->add_option("--request-queue", o->request_queue,
+                  "sqs://: the request queue's URL (default: FUNCIE_REQUEST_QUEUE_URL)");
+  sub->add_option("--response-queue", o->response_queue,
+                  "sqs://: the response queue's URL (default: FUNCIE_RESPONSE_QUEUE_URL)");
   sub->add_option("--app", o->app,
                   "The app (tunnel) name the function forwards to (default: FUNCIE_APP)");
   auto* concurrency =

@@ -1,13 +1,17 @@
 // funcie: one binary, one subcommand per job (src/cli/*_command.cpp).
 #include "cli/command.hpp"
 
+#include <funcie/runtime_api/protocol.hpp>
+
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <string_view>
 
 namespace funcie::cli {
 
@@ -20,9 +24,25 @@ int run_guarded(const char* name, const std::function<int()>& body) {
   }
 }
 
+std::optional<std::string> lambda_runtime_api(const char* name) {
+  const char* api = std::getenv(std::string(runtime_api::runtime_api_env).c_str());
+  if (api != nullptr && *api != '\0') return std::string(api);
+  fmt::print(stderr, "funcie {} runs inside Lambda (or funcie emulate): {} is not set\n", name,
+             runtime_api::runtime_api_env);
+  return std::nullopt;
+}
+
 }  // namespace funcie::cli
 
 namespace {
+
+// Deployed as a function's `bootstrap` (the binary renamed, as Lambda's custom runtimes
+// name their entry point), funcie with no arguments is `funcie proxy`.
+bool runs_as_bootstrap(int argc, const char* const* argv) {
+  if (argc != 1 || argv[0] == nullptr) return false;
+  const std::string_view path(argv[0]);
+  return path.substr(path.rfind('/') + 1) == "bootstrap";
+}
 
 void setup_logging(const std::string& level) {
   auto logger = spdlog::stderr_color_mt("funcie");
@@ -44,9 +64,20 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
-  const command commands[] = {add_emulate(app), add_wrap(app), add_connect(app), add_status(app)};
+  const command commands[] = {add_emulate(app), add_wrap(app), add_proxy(app), add_connect(app),
+                              add_status(app)};
+  // After the subcommands, which would inherit it.
+  app.footer(
+      "Named `bootstrap` and run with no arguments (a custom runtime's entry point in a Lambda "
+      "function's zip), funcie runs `funcie proxy`.");
+  const char* const as_proxy[] = {argv[0], "proxy", nullptr};
+  const char* const* args = argv;
+  if (runs_as_bootstrap(argc, args)) {
+    argc = 2;
+    args = as_proxy;
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(argc, args);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }

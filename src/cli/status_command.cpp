@@ -83,12 +83,19 @@ command add_status(CLI::App& app) {
     std::string ca_file;
     bool tls_insecure = false;
     bool json = false;
+    std::string request_queue;
+    std::string response_queue;
   };
   auto o = std::make_shared<options>();
   auto* sub = app.add_subcommand("status", "Shows the consumers connected to an app's tunnel");
   sub->add_option("--backend", o->backend,
-                  "The broker URL: redis://[user:password@]host[:port][/db] or rediss://...")
+                  "The broker URL: redis://[user:password@]host[:port][/db], rediss://... or "
+                  "sqs://")
       ->envname("FUNCIE_BACKEND");
+  sub->add_option("--request-queue", o->request_queue,
+                  "sqs://: the request queue's URL (default: FUNCIE_REQUEST_QUEUE_URL)");
+  sub->add_option("--response-queue", o->response_queue,
+                  "sqs://: the response queue's URL (default: FUNCIE_RESPONSE_QUEUE_URL)");
   sub->add_option("--app", o->app, "The app (tunnel) name")->envname("FUNCIE_APP");
   sub->add_option("--ca-file", o->ca_file, "TLS: a CA bundle (PEM) to trust for rediss://");
   sub->add_flag("--tls-insecure", o->tls_insecure,
@@ -114,6 +121,8 @@ command add_status(CLI::App& app) {
               backend.app = o->app;
               backend.ca_file = o->ca_file;
               backend.tls_verify = !o->tls_insecure;
+              backend.sqs.request_queue_url = o->request_queue;
+              backend.sqs.response_queue_url = o->response_queue;
 
               asio::io_context io;
               std::vector<tunnel::consumer_info> consumers;

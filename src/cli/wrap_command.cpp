@@ -3,13 +3,8 @@
 #include "cli/command.hpp"
 #include "forwarder/wrap.hpp"
 
-#include <funcie/runtime_api/protocol.hpp>
-
-#include <fmt/format.h>
-
-#include <cstdio>
-#include <cstdlib>
 #include <memory>
+#include <utility>
 
 namespace funcie::cli {
 
@@ -25,14 +20,9 @@ command add_wrap(CLI::App& app) {
   wrap->add_option("command", options->command, "The runtime command, after --")->required();
 
   return {wrap, [options]() -> int {
-            const char* upstream = std::getenv(std::string(runtime_api::runtime_api_env).c_str());
-            if (upstream == nullptr || *upstream == '\0') {
-              fmt::print(stderr,
-                         "funcie wrap runs inside Lambda (or funcie emulate): {} is not set\n",
-                         runtime_api::runtime_api_env);
-              return exit_usage;
-            }
-            options->upstream = upstream;
+            auto upstream = lambda_runtime_api("wrap");
+            if (!upstream) return exit_usage;
+            options->upstream = std::move(*upstream);
             return forwarder::run_wrap(*options);
           }};
 }

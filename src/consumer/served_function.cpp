@@ -229,6 +229,8 @@ served_function::served_function(asio::any_io_executor executor, served_options 
 
   consumer_options c;
   c.backend.url = s.options.spec.backend;
+  c.backend.sqs.request_queue_url = s.options.spec.request_queue;
+  c.backend.sqs.response_queue_url = s.options.spec.response_queue;
   c.backend.app = s.options.spec.app;
   c.backend.timing.heartbeat = s.options.spec.heartbeat;
   c.backend.ca_file = s.options.spec.ca_file;

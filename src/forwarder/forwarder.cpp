@@ -68,21 +68,18 @@ bool boolean(const getenv_function& getenv, const char* name, bool fallback) {
                                  fallback ? "true" : "false", quoted(text)));
 }
 
-// "scheme://rest": the backend checks the rest when it is made; the password never shows.
+// The URL's scheme and form are checked here (tunnel::check_backend_url), so a bad one is
+// an init error; the password never shows.
 std::string backend_url(const getenv_function& getenv) {
   const std::string_view url = value_of(getenv, "FUNCIE_BACKEND");
   if (url.empty()) return {};
-  const auto sep = url.find("://");
-  const bool scheme_ok =
-      sep != std::string_view::npos && sep > 0 && sep + 3 < url.size() &&
-      std::all_of(url.begin(), url.begin() + static_cast<std::ptrdiff_t>(sep), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '-' || c == '.';
-      });
-  if (!scheme_ok) {
+  try {
+    tunnel::check_backend_url(url);
+  } catch (const tunnel::backend_config_error& e) {
     throw config_error(
-        fmt::format("FUNCIE_BACKEND must be the broker's URL, like redis://host:6379 or "
-                    "rediss://user:password@host:6380, not {}",
-                    tunnel::redact_url(url)));
+        fmt::format("FUNCIE_BACKEND must be the broker's URL, like redis://host:6379, "
+                    "rediss://user:password@host:6380 or sqs://, not {}: {}",
+                    tunnel::redact_url(url), e.what()));
   }
   return std::string(url);
 }

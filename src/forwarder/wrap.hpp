@@ -17,13 +17,10 @@ struct wrap_options {
   std::string app;
 };
 
-/// Exit code of a bad configuration (FUNCIE_* variables): also reported to Lambda as the
-/// init error "Funcie.ConfigError".
-inline constexpr int wrap_exit_config = 2;
-
 /// Runs the proxy until CMD exits (returns its exit status, 128+N for signal N), a SIGTERM
-/// or SIGINT (passed on to CMD) ends it, or the real Runtime API goes away (returns 1).
-/// Never throws.
+/// or SIGINT (passed on to CMD) ends it, or the real Runtime API goes away (returns 1). A bad
+/// FUNCIE_* value is the init error "Funcie.ConfigError" and exit_config
+/// (forwarder/cloud_runtime.hpp). Never throws.
 int run_wrap(const wrap_options& options);
 
 }  // namespace funcie::forwarder

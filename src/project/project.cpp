@@ -2,7 +2,7 @@
 // ("Project file", "Reference") is the manual; this is the schema as implemented:
 //
 //   # Top level: defaults for every function (each may be overridden in a function).
-//   backend = "redis://localhost:6379"  # redis:// or rediss:// URL; may be left to
+//   backend = "redis://localhost:6379"  # redis://, rediss:// or sqs:// URL; may be left to
 //                                       # FUNCIE_BACKEND / --backend (passwords stay out)
 //   concurrency = 10                    # integer 1..1000
 //   hold = false                        # boolean
@@ -11,6 +11,8 @@
 //   ca_file = "certs/ca.pem"            # relative to the file's directory, must be a file;
 //                                       # "" (the default): the system's CAs
 //   tls_verify = true                   # boolean
+//   request_queue = "https://sqs..."    # sqs:// only: the queues' URLs (default: the
+//   response_queue = "https://sqs..."   # FUNCIE_REQUEST/RESPONSE_QUEUE_URL variables)
 //
 //   [functions.NAME]                    # NAME: 1 to 64 of [A-Za-z0-9._-]; at least one
 //   app = "NAME"                        # default NAME; same rule; unique across functions
@@ -29,7 +31,7 @@
 #include "project/project.hpp"
 
 #include "emulate/config.hpp"
-#include "redis/url.hpp"
+#include "tunnel/backend.hpp"
 
 #include <funcie/tunnel/envelope.hpp>
 
@@ -60,14 +62,15 @@ constexpr std::string_view file_name = "funcie.toml";
 constexpr std::array<std::string_view, 5> function_only_keys = {"app", "command", "dir", "watch",
                                                                 "env"};
 /// All the keys of a level, for suggestions: the defaults are allowed in both.
-constexpr std::array<std::string_view, 8> top_level_keys = {
-    "backend",      "concurrency", "hold",       "forward_credentials",
-    "heartbeat_ms", "ca_file",     "tls_verify", "functions"};
-constexpr std::array<std::string_view, 12> function_keys = {
-    "app",          "command", "dir",
-    "watch",        "env",     "backend",
-    "concurrency",  "hold",    "forward_credentials",
-    "heartbeat_ms", "ca_file", "tls_verify"};
+constexpr std::array<std::string_view, 10> top_level_keys = {
+    "backend", "concurrency", "hold",          "forward_credentials", "heartbeat_ms",
+    "ca_file", "tls_verify",  "request_queue", "response_queue",      "functions"};
+constexpr std::array<std::string_view, 14> function_keys = {
+    "app",           "command",       "dir",
+    "watch",         "env",           "backend",
+    "concurrency",   "hold",          "forward_credentials",
+    "heartbeat_ms",  "ca_file",       "tls_verify",
+    "request_queue", "response_queue"};
 
 /// The file being read, for messages and relative paths.
 struct source_file {
@@ -256,7 +259,7 @@ const std::string& read_string(const source_file& file, std::string_view key,
 /// The broker URL. Checked here so the error has a line; never shown (it may hold a
 /// password). The schemes are those tunnel::make_consumer_session knows.
 std::string read_backend(const source_file& file, const toml::node& node) {
-  constexpr std::string_view example = "e.g. backend = \"redis://localhost:6379\"";
+  constexpr std::string_view example = "e.g. backend = \"redis://localhost:6379\" or \"sqs://\"";
   const auto* value = node.as_string();
   if (value == nullptr) {
     fail(file, node.source(),
@@ -267,19 +270,10 @@ std::string read_backend(const source_file& file, const toml::node& node) {
     fail(file, node.source(),
          fmt::format("'backend' is empty: give the broker's URL, {}", example));
   }
-  const auto colon = url.find("://");
-  std::string scheme = colon == std::string::npos ? std::string() : url.substr(0, colon);
-  std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-  });
-  if (scheme != "redis" && scheme != "rediss") {
-    fail(file, node.source(),
-         fmt::format("'backend' must be a redis:// or rediss:// URL, {}", example));
-  }
   try {
-    redis::parse_url(url);
-  } catch (const redis::url_error& error) {
-    // url_error's message never holds the password.
+    tunnel::check_backend_url(url);
+  } catch (const tunnel::backend_config_error& error) {
+    // Never holds the password.
     fail(file, node.source(), fmt::format("'backend': {}", error.what()));
   }
   return url;
@@ -341,6 +335,15 @@ bool read_default(const source_file& file, std::string_view key, const toml::nod
     spec.heartbeat = std::chrono::milliseconds(read_integer(file, key, node, 300, 300000));
   } else if (key == "tls_verify") {
     spec.tls_verify = read_bool(file, key, node);
+  } else if (key == "request_queue" || key == "response_queue") {
+    const auto& url = read_string(file, key, node, "a queue URL");
+    if (!url.starts_with("https://") && !url.starts_with("http://")) {
+      fail(file, node.source(),
+           fmt::format("'{}' must be a queue URL, e.g. "
+                       "\"https://sqs.eu-west-1.amazonaws.com/123456789012/funcie-requests\"",
+                       key));
+    }
+    (key == "request_queue" ? spec.request_queue : spec.response_queue) = url;
   } else if (key == "ca_file") {
     const auto& written = read_string(file, key, node, "the path of a PEM file");
     if (written.empty()) {

@@ -35,6 +35,8 @@ struct function_spec {
   std::chrono::milliseconds heartbeat{3000};  ///< 300..300000 ms
   std::string ca_file;                        ///< rediss:// CA bundle (absolute), may be empty.
   bool tls_verify = true;
+  std::string request_queue;   ///< sqs://: the request queue's URL; empty: the environment's.
+  std::string response_queue;  ///< sqs://: the response queue's URL; empty: the environment's.
 };
 
 struct project {

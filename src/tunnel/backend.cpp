@@ -1,7 +1,9 @@
-// Backends are picked by the scheme of their URL. Only Redis exists today.
+// Backends are picked by the scheme of their URL: redis:// and rediss:// (src/backend/redis),
+// sqs:// (src/backend/sqs).
 #include "tunnel/backend.hpp"
 
 #include "backend/redis/redis_backend.hpp"
+#include "backend/sqs/sqs_backend.hpp"
 #include "redis/url.hpp"
 
 #include <fmt/format.h>
@@ -26,44 +28,75 @@ bool is_redis(const std::string& scheme) {
   return scheme == "redis" || scheme == "rediss";
 }
 
-// The app name and everything else of the options are checked by the backend itself.
+bool is_sqs(const std::string& scheme) {
+  return scheme == "sqs";
+}
+
+constexpr std::string_view schemes_hint = "use redis://, rediss:// or sqs://";
+
 void check(const backend_options& options) {
-  if (options.url.empty()) throw backend_config_error("no backend URL; use redis:// or rediss://");
-  const std::string scheme = scheme_of(options.url);
-  if (scheme.empty()) {
-    throw backend_config_error("the backend URL has no scheme; use redis:// or rediss://");
-  }
-  if (!is_redis(scheme)) {
-    // The scheme is shown only when it is short and plain: it is not a secret, but a URL
-    // typed without its scheme could start with one.
-    const bool plain = scheme.size() <= 16 && std::all_of(scheme.begin(), scheme.end(), [](char c) {
-                         return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' ||
-                                c == '-' || c == '.';
-                       });
-    throw backend_config_error(
-        fmt::format("unsupported backend URL scheme '{}'; use redis:// or "
-                    "rediss://",
-                    plain ? scheme : std::string("?")));
-  }
+  check_backend_url(options.url);
 }
 
 }  // namespace
 
+void check_backend_url(std::string_view url) {
+  if (url.empty()) throw backend_config_error(fmt::format("no backend URL; {}", schemes_hint));
+  const std::string scheme = scheme_of(url);
+  if (scheme.empty()) {
+    throw backend_config_error(fmt::format("the backend URL has no scheme; {}", schemes_hint));
+  }
+  if (is_redis(scheme)) {
+    try {
+      redis::parse_url(url);
+    } catch (const redis::url_error& e) {
+      // url_error's message never holds the password.
+      throw backend_config_error(fmt::format("bad Redis URL: {}", e.what()));
+    }
+    return;
+  }
+  if (is_sqs(scheme)) {
+    if (url.size() != 6) {
+      throw backend_config_error(
+          "the SQS backend URL is just sqs://: the queues come from --request-queue and "
+          "--response-queue (FUNCIE_REQUEST_QUEUE_URL, FUNCIE_RESPONSE_QUEUE_URL)");
+    }
+    return;
+  }
+  // The scheme is shown only when it is short and plain: it is not a secret, but a URL
+  // typed without its scheme could start with one.
+  const bool plain =
+      scheme.size() <= 16 && std::all_of(scheme.begin(), scheme.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '-' || c == '.';
+      });
+  throw backend_config_error(fmt::format("unsupported backend URL scheme '{}'; {}",
+                                         plain ? scheme : std::string("?"), schemes_hint));
+}
+
 std::unique_ptr<forwarder_backend> make_forwarder_backend(boost::asio::any_io_executor executor,
                                                           const backend_options& options) {
   check(options);
+  if (is_sqs(scheme_of(options.url))) {
+    return std::make_unique<sqs_backend::sqs_forwarder_backend>(std::move(executor), options);
+  }
   return std::make_unique<redis_backend::redis_forwarder_backend>(std::move(executor), options);
 }
 
 std::unique_ptr<consumer_session> make_consumer_session(boost::asio::any_io_executor executor,
                                                         const backend_options& options) {
   check(options);
+  if (is_sqs(scheme_of(options.url))) {
+    return std::make_unique<sqs_backend::sqs_consumer_session>(std::move(executor), options);
+  }
   return std::make_unique<redis_backend::redis_consumer_session>(std::move(executor), options);
 }
 
 boost::asio::awaitable<std::vector<consumer_info>> list_consumers(
     boost::asio::any_io_executor executor, const backend_options& options) {
   check(options);
+  if (is_sqs(scheme_of(options.url))) {
+    co_return co_await sqs_backend::list_consumers(std::move(executor), options);
+  }
   co_return co_await redis_backend::list_consumers(std::move(executor), options);
 }
 

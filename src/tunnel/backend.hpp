@@ -43,13 +43,22 @@ struct tunnel_timing {
   std::chrono::milliseconds command_timeout{1000};
 };
 
+/// The SQS backend's queues (docs/sqs.md). Empty: read from FUNCIE_REQUEST_QUEUE_URL and
+/// FUNCIE_RESPONSE_QUEUE_URL (or the second seed's LAMBDA_PROXY_REQ_QUEUE_URL and
+/// LAMBDA_PROXY_RESP_QUEUE_URL). No response queue in a forwarder: fire-and-forget.
+struct sqs_queues {
+  std::string request_queue_url;
+  std::string response_queue_url;
+};
+
 /// Options of a backend, whatever its kind.
 struct backend_options {
-  std::string url;  ///< redis://..., rediss://... (sqs://... later)
+  std::string url;  ///< redis://..., rediss://..., sqs://
   std::string app;  ///< Checked with is_valid_app.
   tunnel_timing timing;
   std::string ca_file;     ///< TLS: a CA bundle to trust instead of the system's (PEM).
   bool tls_verify = true;  ///< TLS: verify the broker's certificate and host name.
+  sqs_queues sqs;          ///< SQS only.
 };
 
 /// What came of offering a request to the consumers.
@@ -131,6 +140,10 @@ std::unique_ptr<consumer_session> make_consumer_session(boost::asio::any_io_exec
 /// The consumers connected to options.app now. Throws backend_error.
 boost::asio::awaitable<std::vector<consumer_info>> list_consumers(
     boost::asio::any_io_executor executor, const backend_options& options);
+
+/// Checks a backend URL's scheme and form (redis://, rediss://, sqs://) before any I/O.
+/// Throws backend_config_error; its message never holds a password.
+void check_backend_url(std::string_view url);
 
 /// The URL with any password replaced by "****", for logs and errors.
 std::string redact_url(std::string_view url);

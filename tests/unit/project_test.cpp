@@ -388,7 +388,7 @@ TEST_F(ProjectFile, BackendErrorsNeverShowThePassword) {
   EXPECT_EQ(error_of("backend = 6379\n"),
             at(1, 11) +
                 "'backend' must be a broker URL string, e.g. backend = "
-                "\"redis://localhost:6379\" (got 6379)");
+                "\"redis://localhost:6379\" or \"sqs://\" (got 6379)");
 }
 
 TEST_F(ProjectFile, FindProjectWalksUpFromANestedDirectory) {

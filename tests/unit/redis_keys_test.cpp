@@ -54,8 +54,9 @@ std::string config_error_of(const tunnel::backend_options& o) {
 }
 
 TEST(BackendFactory, RefusesOtherSchemesBadAppsAndBadUrlsBeforeAnyIo) {
-  EXPECT_EQ(config_error_of(options("sqs://queue")),
-            "unsupported backend URL scheme 'sqs'; use redis:// or rediss://");
+  EXPECT_EQ(config_error_of(options("nats://queue")),
+            "unsupported backend URL scheme 'nats'; use redis://, rediss:// or sqs://");
+  EXPECT_NE(config_error_of(options("sqs://queue")).find("just sqs://"), std::string::npos);
   EXPECT_NE(config_error_of(options("localhost:6379")).find("redis://"), std::string::npos);
   EXPECT_NE(config_error_of(options("redis://localhost", "bad app")).find("app name"),
             std::string::npos);

@@ -30,15 +30,17 @@ inline constexpr std::uint32_t max_pieces = 16384;
 
 struct message {
   message_kind kind = message_kind::offer;
-  std::string app;      ///< [A-Za-z0-9._-]{1,64}
-  std::string id;       ///< 32 lowercase hex: the request's envelope id, or a probe's id
-  std::string session;  ///< 32 lowercase hex for claim, alive, response, pong; else empty
-  std::uint32_t part = 0;   ///< Piece index, < count
-  std::uint32_t count = 1;  ///< Pieces of the envelope, 1..max_pieces
+  std::string app;               ///< [A-Za-z0-9._-]{1,64}
+  std::string id;                ///< 32 lowercase hex: the request's envelope id, or a probe's id
+  std::string session;           ///< 32 lowercase hex for claim, alive, response, pong; else empty
+  std::uint32_t part = 0;        ///< Piece index, < count
+  std::uint32_t count = 1;       ///< Pieces of the envelope, 1..max_pieces
   std::int64_t claim_by_ms = 0;  ///< offer: Unix ms by which a claim must be stored
   std::int64_t expires_ms = 0;   ///< Unix ms after which the message means nothing
   std::int64_t sent_ms = 0;      ///< ff: when the forwarder sent it
   std::string data;              ///< The piece's bytes (decoded), or a pong's JSON
+
+  friend bool operator==(const message&, const message&) = default;
 };
 
 /// The body for `m`: data as raw text when it is valid UTF-8 of characters SQS accepts

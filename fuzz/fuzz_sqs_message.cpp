@@ -1,0 +1,61 @@
+// The SQS backend's message bodies: anything with access to a queue can send one. decode
+// throws message_error or returns a message that encodes back to the same one; any bytes cut
+// into pieces come back whole from the pieces.
+#include "backend/sqs/message.hpp"
+#include "http_message.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace sq = funcie::sqs_backend;
+namespace fz = funcie::fuzz;
+
+namespace {
+
+void check_decode(std::string_view bytes) {
+  sq::message m;
+  try {
+    m = sq::decode(bytes);
+  } catch (const sq::message_error&) {
+    return;
+  }
+  const auto body = sq::encode(m);
+  if (!sq::is_sqs_text(body)) fz::fail("an encoded body is not SQS text");
+  if (sq::decode(body) != m) fz::fail("a message does not round-trip");
+}
+
+void check_split(std::string_view bytes, std::size_t limit) {
+  sq::message proto;
+  proto.kind = sq::message_kind::offer;
+  proto.app = "fuzz";
+  proto.id = "0123456789abcdef0123456789abcdef";
+  proto.claim_by_ms = 1763900002000;
+  proto.expires_ms = 1763900030000;
+  const auto pieces = sq::split(proto, bytes, limit);
+  sq::reassembly r;
+  std::optional<std::string> whole;
+  // Last piece first, then the rest: order must not matter.
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    const auto& piece = pieces[(i + pieces.size() - 1) % pieces.size()];
+    const auto body = sq::encode(piece);
+    if (body.size() > limit) fz::fail("an encoded piece is over the limit");
+    const auto decoded = sq::decode(body);
+    if (decoded != piece) fz::fail("a piece does not round-trip");
+    if (auto out = r.add(decoded, bytes.size())) whole = std::move(out);
+  }
+  if (!whole || *whole != bytes) fz::fail("the pieces do not reassemble to the envelope");
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  check_decode(bytes);
+  (void)sq::is_sqs_text(bytes);
+  check_split(bytes, 1024 + (size == 0 ? 0 : data[0] % 64));
+  return 0;
+}
