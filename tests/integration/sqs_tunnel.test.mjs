@@ -221,6 +221,22 @@ describe('SQS tunnel, many instances and failures (fauxqs)', () => {
     assert.equal(local_count, results.length, 'every one ran locally, once');
   });
 
+  test('funcie status pings the request queue and lists the connected session', async (t) => {
+    const q = await queuePair(s.sqs);
+    const local = await startSqsConnect(s, q);
+    t.after(() => local.stop('SIGKILL'));
+    const { execFile } = await import('node:child_process');
+    const out = await new Promise((resolve, reject) => {
+      execFile(funcieBin, ['status', '--backend', 'sqs://', '--app', q.app, '--request-queue', q.request,
+        '--response-queue', q.response, '--json'], { env: { ...process.env, ...commonEnv(s) } },
+      (error, stdout, stderr) => (error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(stdout)));
+    });
+    const sessions = JSON.parse(out);
+    assert.equal(sessions.length, 1, out);
+    assert.equal(sessions[0].pid, local.pid);
+    assert.ok(sessions[0].session.startsWith(local.session), out);
+  });
+
   test('a missing queue: the function runs its own code, connect says what is wrong', async (t) => {
     const q = await queuePair(s.sqs);
     const missing = { ...q, request: q.request.replace(/req-[^/]+$/, 'no-such-queue') };
