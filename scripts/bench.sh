@@ -5,12 +5,13 @@
 #   bash scripts/bench.sh --rounds 9      arguments go to every benchmark (see bench/README.md)
 #
 # Environment: FUNCIE_JOBS (parallel build jobs, default 2); FUNCIE_BENCHMARKS (which ones,
-# default "funcie_bench_emulate funcie_bench_tunnel"; the tunnel one takes no arguments).
+# default "funcie_bench_emulate funcie_bench_tunnel funcie_bench_sqs"; the tunnel and SQS ones
+# take no arguments; the SQS one needs node and the npm peers of tests/peers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 jobs=${FUNCIE_JOBS:-2}
-benchmarks=(${FUNCIE_BENCHMARKS:-funcie_bench_emulate funcie_bench_tunnel})
+benchmarks=(${FUNCIE_BENCHMARKS:-funcie_bench_emulate funcie_bench_tunnel funcie_bench_sqs})
 
 # An existing build/ keeps its generator; a new one uses Ninja. Benchmarks of a Debug or
 # sanitizer build would measure the wrong thing, so the build type is set either way.

@@ -228,6 +228,7 @@ asio::awaitable<std::optional<runtime_api::result>> forwarder::forward(
     switch (outcome.outcome) {
       case tunnel::forward_outcome::kind::not_taken:
         spdlog::debug("{}: runs here: {}", request_id, outcome.reason);
+        last_reason_ = std::move(outcome.reason);
         co_return std::nullopt;
       case tunnel::forward_outcome::kind::answered: {
         const auto took =
@@ -250,6 +251,7 @@ asio::awaitable<std::optional<runtime_api::result>> forwarder::forward(
   } catch (const std::exception& e) {
     if (!offered) {
       spdlog::error("{}: not forwarded ({}); it runs here", request_id, e.what());
+      last_reason_ = e.what();
       co_return std::nullopt;
     }
     spdlog::error("{}: the broker failed after the offer: {}", request_id, e.what());

@@ -65,9 +65,14 @@ class forwarder {
 
   const forwarder_config& config() const { return config_; }
 
+  /// Why the last invocation that returned nullopt was not taken ("no consumer", "broker
+  /// unreachable: ..."), for a caller that must explain it (funcie proxy). Never a secret.
+  const std::string& last_not_taken_reason() const { return last_reason_; }
+
  private:
   forwarder_config config_;
   std::unique_ptr<tunnel::forwarder_backend> backend_;
+  std::string last_reason_;
 };
 
 }  // namespace funcie::forwarder

@@ -19,18 +19,22 @@ namespace {
 namespace asio = boost::asio;
 
 // What the caller gets when nobody took the invocation: there is no code here to run it.
-asio::awaitable<fallback::outcome> no_consumer(const forwarder_config& config,
+asio::awaitable<fallback::outcome> no_consumer(const forwarder& fwd,
                                                runtime_api::invocation invocation) {
+  const forwarder_config& config = fwd.config();
   const std::string& app = config.backend.app;
   const std::string& request_id = invocation.context.request_id;
   const std::string where = tunnel::redact_url(config.backend.url);
-  spdlog::warn("{}: nobody is connected to app {} through {}", request_id, app, where);
+  // Why: nobody claimed it, or the broker could not be used (the reason names it, never
+  // with a password).
+  const std::string& reason = fwd.last_not_taken_reason();
+  spdlog::warn("{}: nobody is connected to app {} through {} ({})", request_id, app, where, reason);
   runtime_api::function_error error{
       .error_type = "Funcie.NoConsumer",
       .error_message = fmt::format(
-          "RequestId: {} Error: nobody is connected to app '{}' through {}: run `funcie "
+          "RequestId: {} Error: nobody is connected to app '{}' through {} ({}): run `funcie "
           "connect --backend URL --app {} -- CMD` on your machine and invoke again",
-          request_id, app, where, app),
+          request_id, app, where, reason.empty() ? std::string("no consumer") : reason, app),
       .stack_trace = {}};
   fallback::outcome failed;
   failed.result.outcome = runtime_api::result::kind::function_error;
@@ -59,8 +63,8 @@ int run_proxy(const proxy_options& options) {
           "through a broker and needs its URL (redis://host:6379)");
     }
     const fallback nobody{.run =
-                              [&config](runtime_api::invocation invocation) {
-                                return no_consumer(config, std::move(invocation));
+                              [fwd](runtime_api::invocation invocation) {
+                                return no_consumer(*fwd, std::move(invocation));
                               },
                           .ended = {}};
     return cloud.run(cloud.serve(nobody), stop);

@@ -788,9 +788,15 @@ struct sqs_consumer_session::state {
     stop_receiving.emit(asio::cancellation_type::terminal);
   }
 
+  /// Drops what can no longer matter: claims past their expiry, and requests whose pieces
+  /// never all came (their forwarder gave up or died).
   void forget_old_claims() {
     const std::int64_t now = util::unix_ms_now();
     std::erase_if(claimed, [now](const auto& entry) { return entry.second < now; });
+    std::erase_if(held, [now](const auto& entry) {
+      return !entry.second.delivered && entry.second.expires_ms != 0 &&
+             entry.second.expires_ms < now;
+    });
   }
 };
 

@@ -1,0 +1,522 @@
+// funcie_bench_sqs: what the SQS tunnel costs, next to SQS itself (funcie's own SQS client)
+// measured in the same run, against fauxqs (a real SQS server from npm, in Node, on loopback).
+//
+// One run:
+//   1. starts fauxqs (tests/sqs/sqs_server.mjs) with the queues it needs;
+//   2. baselines with aws::sqs_client: SendMessage 1 KB + ReceiveMessage + DeleteMessage
+//      round trip; 64 concurrent send+receive+delete loops (messages/s); 6 MiB moved as 7
+//      messages sent in parallel, received and deleted (1 MiB queue; also 25 on a 256 KiB one);
+//   3. no consumer: forwarder::forward() of 1 KB with nobody connected: the first call (it
+//      pays the claim window) and the later ones (nobody known: no SQS call);
+//   4. `funcie connect --backend sqs:// --concurrency 64 -- <echo>` on a 1 MiB queue pair,
+//      then on a 256 KiB pair: forward() of 1 KB sequentially, with 64 in flight, and 6 MB
+//      request + 6 MB response; on the first pair also how long after "serving app" the
+//      forwarder that had learned "nobody connected" forwards again (its background ping);
+//   5. stops everything it started by pid and prints the figures with ratios.
+// Asserts nothing about speed. Exit 0 unless something did not work.
+#include "aws/credentials.hpp"
+#include "aws/settings.hpp"
+#include "aws/sqs_client.hpp"
+#include "forwarder/forwarder.hpp"
+#include "process/child.hpp"
+#include "sqs/sqs_server.hpp"
+#include "util/ids.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#ifndef FUNCIE_BENCH_CLI
+#define FUNCIE_BENCH_CLI "funcie"
+#endif
+#ifndef FUNCIE_BENCH_ECHO
+#define FUNCIE_BENCH_ECHO "funcie_example_echo"
+#endif
+
+namespace {
+
+using namespace funcie;
+namespace asio = boost::asio;
+using clock_type = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr int one_mib = 1024 * 1024;
+constexpr int small_queue = 256 * 1024;
+constexpr std::size_t six_mb = 6 * 1024 * 1024;
+constexpr int round_trips = 200;
+constexpr int no_consumer_calls = 1000;
+constexpr int in_flight = 64;
+constexpr int six_mb_rounds = 5;
+
+struct stats {
+  double median_us = 0;
+  double p99_us = 0;
+  std::size_t n = 0;
+};
+
+stats summarize(std::vector<double> us) {
+  std::sort(us.begin(), us.end());
+  if (us.empty()) return {};
+  return {us[us.size() / 2], us[std::min(us.size() - 1, us.size() * 99 / 100)], us.size()};
+}
+
+double since_us(clock_type::time_point t0) {
+  return std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
+}
+
+std::vector<std::string> inherited_env() {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  return env;
+}
+
+asio::awaitable<void> sleep_for(clock_type::duration d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(asio::use_awaitable);
+}
+
+/// Runs `make(i)` for i in [0, n) at once; returns when all are done, rethrows the first
+/// failure.
+template <class Make>
+asio::awaitable<void> in_parallel(std::size_t n, Make make) {
+  auto ex = co_await asio::this_coro::executor;
+  std::size_t left = n;
+  std::exception_ptr first;
+  asio::steady_timer done(ex, clock_type::time_point::max());
+  for (std::size_t i = 0; i < n; ++i) {
+    asio::co_spawn(ex, make(i), [&](std::exception_ptr e) {
+      if (e && !first) first = e;
+      if (--left == 0) done.cancel();
+    });
+  }
+  if (left > 0) {
+    boost::system::error_code ignored;
+    co_await done.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  }
+  if (first) std::rethrow_exception(first);
+}
+
+runtime_api::invocation make_invocation(std::string payload) {
+  runtime_api::invocation inv;
+  inv.context.request_id = funcie::util::new_request_id();
+  inv.context.deadline_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch() + 60s)
+                                .count();
+  inv.context.function_arn = "arn:aws:lambda:us-east-1:000000000000:function:bench";
+  inv.payload = std::move(payload);
+  return inv;
+}
+
+std::string json_payload(std::size_t size) {
+  std::string s = "{\"pad\":\"";
+  s.append(size - s.size() - 2, 'x');
+  s += "\"}";
+  return s;
+}
+
+// ---- baselines: funcie's own SQS client ----------------------------------------------------
+
+std::shared_ptr<aws::sqs_client> make_client(asio::any_io_executor ex) {
+  const aws::getenv_fn getenv = [](const char* name) { return std::getenv(name); };
+  const auto service = aws::resolve_service(getenv, "sqs");
+  aws::sqs_client_options options;
+  options.region = service.region;
+  options.endpoint = service.endpoint;
+  return std::make_shared<aws::sqs_client>(ex, options,
+                                           std::make_shared<aws::credential_provider>(ex, getenv));
+}
+
+asio::awaitable<void> send_one(std::shared_ptr<aws::sqs_client> c, const std::string& queue,
+                               const std::string& body) {
+  co_await c->send_message(queue, body);
+}
+
+asio::awaitable<void> delete_one(std::shared_ptr<aws::sqs_client> c, const std::string& queue,
+                                 const std::string& receipt) {
+  co_await c->delete_message(queue, receipt);
+}
+
+/// (a) SendMessage 1 KB, ReceiveMessage (long poll) that gets it, DeleteMessage.
+asio::awaitable<stats> sqs_round_trip(std::shared_ptr<aws::sqs_client> c, std::string queue) {
+  const std::string body(1024, 'x');
+  std::vector<double> us;
+  for (int i = 0; i < round_trips + 20; ++i) {
+    const auto t0 = clock_type::now();
+    co_await c->send_message(queue, body);
+    auto got = co_await c->receive_message(queue, 1, 20);
+    if (got.size() != 1 || got.front().body != body) {
+      throw std::runtime_error("SQS round trip: the message did not come back");
+    }
+    co_await c->delete_message(queue, got.front().receipt_handle);
+    if (i >= 20) us.push_back(since_us(t0));
+  }
+  co_return summarize(std::move(us));
+}
+
+/// Deletes whatever is left in `queue`.
+asio::awaitable<void> drain(std::shared_ptr<aws::sqs_client> c, std::string queue) {
+  for (;;) {
+    auto got = co_await c->receive_message(queue, 10, 0);
+    if (got.empty()) co_return;
+    for (const auto& m : got) co_await c->delete_message(queue, m.receipt_handle);
+  }
+}
+
+/// (b) `in_flight` loops of send + receive + delete for `length`: messages per second.
+asio::awaitable<double> sqs_throughput(std::shared_ptr<aws::sqs_client> c, std::string queue,
+                                       clock_type::duration length) {
+  const std::string body(1024, 'x');
+  std::size_t done = 0;
+  const auto t0 = clock_type::now();
+  const auto until = t0 + length;
+  auto loop = [&]() -> asio::awaitable<void> {
+    while (clock_type::now() < until) {
+      co_await c->send_message(queue, body);
+      auto got = co_await c->receive_message(queue, 1, 10);
+      for (const auto& m : got) {
+        co_await c->delete_message(queue, m.receipt_handle);
+        ++done;
+      }
+    }
+  };
+  co_await in_parallel(in_flight, [&](std::size_t) { return loop(); });
+  const double rate = static_cast<double>(done) / (since_us(t0) / 1e6);
+  co_await drain(c, queue);
+  co_return rate;
+}
+
+/// (c) 6 MiB as `pieces` messages sent in parallel, then received and deleted.
+asio::awaitable<stats> sqs_six_mb(std::shared_ptr<aws::sqs_client> c, std::string queue,
+                                  std::size_t pieces) {
+  const std::string body(six_mb / pieces, 'x');
+  std::vector<double> us;
+  for (int round = 0; round < six_mb_rounds + 1; ++round) {
+    const auto t0 = clock_type::now();
+    co_await in_parallel(pieces, [&](std::size_t) { return send_one(c, queue, body); });
+    std::vector<std::string> receipts;
+    while (receipts.size() < pieces) {
+      auto got = co_await c->receive_message(queue, 10, 20);
+      for (auto& m : got) {
+        if (m.body.size() != body.size()) throw std::runtime_error("6 MB: a message came back cut");
+        receipts.push_back(std::move(m.receipt_handle));
+      }
+    }
+    co_await in_parallel(receipts.size(),
+                         [&](std::size_t i) { return delete_one(c, queue, receipts[i]); });
+    if (round > 0) us.push_back(since_us(t0));
+  }
+  co_return summarize(std::move(us));
+}
+
+// ---- the tunnel ----------------------------------------------------------------------------
+
+forwarder::forwarder_config sqs_config(const std::string& request_queue,
+                                       const std::string& response_queue) {
+  forwarder::forwarder_config config;
+  config.backend.url = "sqs://";
+  config.backend.app = "bench";
+  config.backend.sqs.request_queue_url = request_queue;
+  config.backend.sqs.response_queue_url = response_queue;
+  config.function.name = "bench";
+  return config;
+}
+
+asio::awaitable<stats> time_forward(forwarder::forwarder& fwd, std::size_t n, std::size_t size,
+                                    bool expect_taken) {
+  std::vector<double> us;
+  const auto payload = json_payload(size);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto inv = make_invocation(payload);
+    const auto t0 = clock_type::now();
+    auto result = co_await fwd.forward(inv);
+    us.push_back(since_us(t0));
+    if (result.has_value() != expect_taken) {
+      throw std::runtime_error(expect_taken ? "an invocation was not forwarded"
+                                            : "an invocation was forwarded with nobody connected");
+    }
+    if (result && (result->outcome != runtime_api::result::kind::success ||
+                   result->body.size() != payload.size())) {
+      throw std::runtime_error("a forwarded invocation came back wrong: " +
+                               result->body.substr(0, 200));
+    }
+  }
+  co_return summarize(std::move(us));
+}
+
+asio::awaitable<double> forwarded_throughput(forwarder::forwarder& fwd,
+                                             clock_type::duration length) {
+  std::size_t done = 0;
+  const auto t0 = clock_type::now();
+  const auto until = t0 + length;
+  const auto payload = json_payload(1024);
+  auto loop = [&]() -> asio::awaitable<void> {
+    while (clock_type::now() < until) {
+      auto r = co_await fwd.forward(make_invocation(payload));
+      if (!r || r->outcome != runtime_api::result::kind::success) {
+        throw std::runtime_error(r ? "an invocation failed under load: " + r->body.substr(0, 200)
+                                   : std::string("an invocation was not forwarded under load"));
+      }
+      ++done;
+    }
+  };
+  co_await in_parallel(in_flight, [&](std::size_t) { return loop(); });
+  co_return static_cast<double>(done) / (since_us(t0) / 1e6);
+}
+
+/// `funcie connect` on one queue pair, started and stopped by pid.
+class consumer {
+ public:
+  consumer(asio::any_io_executor ex, const std::string& request_queue,
+           const std::string& response_queue) {
+    const std::vector<std::string> argv{FUNCIE_BENCH_CLI,
+                                        "--log-level",
+                                        "warn",
+                                        "connect",
+                                        "--backend",
+                                        "sqs://",
+                                        "--app",
+                                        "bench",
+                                        "--request-queue",
+                                        request_queue,
+                                        "--response-queue",
+                                        response_queue,
+                                        "--concurrency",
+                                        std::to_string(in_flight),
+                                        "--",
+                                        FUNCIE_BENCH_ECHO};
+    process::child_options options;
+    auto seen = seen_;
+    options.on_line = [seen](int stream, std::string_view line) {
+      if (stream == 1 && line.find("serving app") != std::string_view::npos) seen->serving = true;
+      if (stream == 2) {
+        seen->stderr_tail += line;
+        seen->stderr_tail += '\n';
+        if (seen->stderr_tail.size() > 4000) seen->stderr_tail.erase(0, 2000);
+      }
+    };
+    child_ = std::make_unique<process::child>(ex, argv, inherited_env(), std::move(options));
+  }
+
+  /// Until "serving app" on its stdout (at most 20 s).
+  asio::awaitable<void> wait_serving() {
+    const auto until = clock_type::now() + 20s;
+    while (!seen_->serving) {
+      if (child_->exited() || clock_type::now() > until) {
+        throw std::runtime_error("funcie connect did not start serving: " + seen_->stderr_tail);
+      }
+      co_await sleep_for(5ms);
+    }
+  }
+
+  /// SIGINT to its process group; SIGKILL if it has not left within 5 s.
+  asio::awaitable<void> stop() {
+    child_->signal(SIGINT);
+    const auto until = clock_type::now() + 5s;
+    while (!child_->exited() && clock_type::now() < until) co_await sleep_for(10ms);
+    if (!child_->exited()) {
+      fmt::print(stderr, "funcie_bench_sqs: funcie connect ignored SIGINT for 5 s; killing it\n");
+      child_->signal(SIGKILL);
+    }
+    co_await child_->wait();
+  }
+
+ private:
+  struct output {
+    bool serving = false;
+    std::string stderr_tail;
+  };
+  std::shared_ptr<output> seen_ = std::make_shared<output>();
+  std::unique_ptr<process::child> child_;
+};
+
+struct pair_figures {
+  int queue_bytes = 0;
+  stats forwarded;
+  double throughput = 0;
+  stats six_mb;
+  std::string left_over;  ///< messages left on the queues after the runs
+};
+
+struct figures {
+  stats round_trip;
+  double raw_throughput = 0;
+  stats six_mb_raw, six_mb_raw_small;
+  double first_no_consumer_us = 0;
+  stats no_consumer;
+  double back_after_connect_us = 0;
+  int not_taken_after_connect = 0;
+  pair_figures pairs[2];
+};
+
+asio::awaitable<std::string> queue_depth(std::shared_ptr<aws::sqs_client> c, std::string queue) {
+  const std::vector<std::string> names{"ApproximateNumberOfMessages",
+                                       "ApproximateNumberOfMessagesNotVisible"};
+  auto a = co_await c->get_queue_attributes(queue, names);
+  co_return fmt::format("{} visible + {} in flight", a["ApproximateNumberOfMessages"],
+                        a["ApproximateNumberOfMessagesNotVisible"]);
+}
+
+asio::awaitable<void> measure_pair(pair_figures& p, forwarder::forwarder& fwd,
+                                   std::shared_ptr<aws::sqs_client> c, const std::string& req,
+                                   const std::string& resp) {
+  co_await time_forward(fwd, 20, 1024, true);  // warm-up: the first environment
+  p.forwarded = co_await time_forward(fwd, round_trips, 1024, true);
+  co_await forwarded_throughput(fwd, 1s);  // warm-up: 64 environments
+  p.throughput = co_await forwarded_throughput(fwd, 4s);
+  co_await time_forward(fwd, 1, six_mb - 64, true);  // warm-up
+  p.six_mb = co_await time_forward(fwd, six_mb_rounds, six_mb - 64, true);
+  co_await sleep_for(1500ms);  // let late messages settle
+  p.left_over = fmt::format("request queue {}, response queue {}", co_await queue_depth(c, req),
+                            co_await queue_depth(c, resp));
+}
+
+asio::awaitable<void> run(figures& f) {
+  auto ex = co_await asio::this_coro::executor;
+  test::sqs_server server(test::sqs_server::kind::faux, {{"raw", one_mib},
+                                                         {"rawtp", one_mib},
+                                                         {"raw256", small_queue},
+                                                         {"req1m", one_mib},
+                                                         {"resp1m", one_mib},
+                                                         {"req256", small_queue},
+                                                         {"resp256", small_queue}});
+  ::setenv("AWS_ENDPOINT_URL_SQS", server.endpoint().c_str(), 1);
+  auto c = make_client(ex);
+
+  // 1. Baselines.
+  f.round_trip = co_await sqs_round_trip(c, server.url("raw"));
+  co_await sqs_throughput(c, server.url("rawtp"), 1s);  // warm-up: connections
+  f.raw_throughput = co_await sqs_throughput(c, server.url("rawtp"), 4s);
+  f.six_mb_raw = co_await sqs_six_mb(c, server.url("raw"), 7);
+  f.six_mb_raw_small = co_await sqs_six_mb(c, server.url("raw256"), 25);
+
+  // 2. Nobody connected.
+  forwarder::forwarder fwd(ex, sqs_config(server.url("req1m"), server.url("resp1m")));
+  {
+    const auto t0 = clock_type::now();
+    co_await time_forward(fwd, 1, 1024, false);
+    f.first_no_consumer_us = since_us(t0);
+  }
+  f.no_consumer = co_await time_forward(fwd, no_consumer_calls, 1024, false);
+
+  // 3. Connected, 1 MiB pair. The same forwarder believes nobody is connected: its
+  // background ping finds the consumer.
+  {
+    f.pairs[0].queue_bytes = one_mib;
+    consumer local(ex, server.url("req1m"), server.url("resp1m"));
+    co_await local.wait_serving();
+    const auto t0 = clock_type::now();
+    const auto payload = json_payload(1024);
+    for (;;) {
+      auto r = co_await fwd.forward(make_invocation(payload));
+      if (r) break;
+      ++f.not_taken_after_connect;
+      if (clock_type::now() - t0 > 60s) {
+        throw std::runtime_error("the forwarder did not find the consumer within 60 s");
+      }
+      co_await sleep_for(10ms);
+    }
+    f.back_after_connect_us = since_us(t0);
+    co_await measure_pair(f.pairs[0], fwd, c, server.url("req1m"), server.url("resp1m"));
+    co_await local.stop();
+  }
+  // 256 KiB pair, with a new forwarder (nobody known: it offers at once).
+  {
+    f.pairs[1].queue_bytes = small_queue;
+    forwarder::forwarder small(ex, sqs_config(server.url("req256"), server.url("resp256")));
+    consumer local(ex, server.url("req256"), server.url("resp256"));
+    co_await local.wait_serving();
+    co_await measure_pair(f.pairs[1], small, c, server.url("req256"), server.url("resp256"));
+    co_await local.stop();
+  }
+  server.stop();
+}
+
+}  // namespace
+
+int main() {
+  std::signal(SIGPIPE, SIG_IGN);
+  spdlog::set_level(spdlog::level::warn);
+  // The servers check no credential; these only make the clients sign. Set before anything
+  // reads the environment; `funcie connect` inherits them.
+  ::setenv("AWS_ACCESS_KEY_ID", "AKIDFUNCIEBENCH", 1);
+  ::setenv("AWS_SECRET_ACCESS_KEY", "funcie-bench-secret-key-not-checked", 1);
+  ::unsetenv("AWS_SESSION_TOKEN");
+  ::unsetenv("AWS_PROFILE");
+  ::setenv("AWS_REGION", "us-east-1", 1);
+  ::setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+  figures f;
+  asio::io_context io;
+  std::exception_ptr failure;
+  asio::co_spawn(io, run(f), [&](std::exception_ptr e) { failure = e; });
+  try {
+    io.run();
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "funcie_bench_sqs: {}\n", e.what());
+    return 1;
+  }
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "funcie_bench_sqs: {}\n", e.what());
+      return 1;
+    }
+  }
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+  const auto& rt = f.round_trip;
+  fmt::print(
+      "funcie_bench_sqs (fauxqs on loopback; medians, p99 where given; ratio to the SQS "
+      "baseline of the same run)\n");
+  fmt::print("baselines, funcie's SQS client:\n");
+  fmt::print("  SQS round trip 1 KB (send+receive+delete) median {:8.0f} us  p99 {:8.0f} us\n",
+             rt.median_us, rt.p99_us);
+  fmt::print("  64 send+receive+delete loops            {:8.0f} messages/s\n", f.raw_throughput);
+  fmt::print("  6 MiB raw, 7 messages on 1 MiB queue    median {:8.1f} ms\n",
+             f.six_mb_raw.median_us / 1000);
+  fmt::print("  6 MiB raw, 25 messages on 256 KiB queue median {:8.1f} ms\n",
+             f.six_mb_raw_small.median_us / 1000);
+  fmt::print("no consumer, forward() of 1 KB:\n");
+  fmt::print("  first call (claim window)               {:8.1f} ms\n",
+             f.first_no_consumer_us / 1000);
+  fmt::print(
+      "  later calls ({})                      median {:8.1f} us  p99 {:8.1f} us = "
+      "{:.4f}x SQS round trip\n",
+      f.no_consumer.n, f.no_consumer.median_us, f.no_consumer.p99_us,
+      ratio(f.no_consumer.median_us, rt.median_us));
+  fmt::print(
+      "  after `funcie connect` serves: first forwarded after {:.0f} ms ({} calls not "
+      "taken)\n",
+      f.back_after_connect_us / 1000, f.not_taken_after_connect);
+  for (const auto& p : f.pairs) {
+    fmt::print("connected, {} KiB queue pair:\n", p.queue_bytes / 1024);
+    fmt::print(
+        "  forwarded 1 KB sequential               median {:8.0f} us  p99 {:8.0f} us = "
+        "{:.2f}x / {:.2f}x SQS round trip\n",
+        p.forwarded.median_us, p.forwarded.p99_us, ratio(p.forwarded.median_us, rt.median_us),
+        ratio(p.forwarded.p99_us, rt.p99_us));
+    fmt::print("  64 in flight                            {:8.0f} inv/s = {:.3f}x raw messages/s\n",
+               p.throughput, ratio(p.throughput, f.raw_throughput));
+    fmt::print(
+        "  6 MB request + 6 MB response            median {:8.1f} ms = {:.2f}x 6 MiB raw "
+        "(1 MiB queue), {:.2f}x raw on the same queue size\n",
+        p.six_mb.median_us / 1000, ratio(p.six_mb.median_us, f.six_mb_raw.median_us),
+        ratio(p.six_mb.median_us,
+              p.queue_bytes == one_mib ? f.six_mb_raw.median_us : f.six_mb_raw_small.median_us));
+    fmt::print("  left on the queues 1.5 s after the runs: {}\n", p.left_over);
+  }
+  return 0;
+}
