@@ -8,6 +8,9 @@
 
 #include <fmt/format.h>
 
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
 #include <algorithm>
 #include <cctype>
 
@@ -39,6 +42,51 @@ void check(const backend_options& options) {
 }
 
 }  // namespace
+
+forward_outcome not_taken(std::string reason) {
+  forward_outcome out;
+  out.outcome = forward_outcome::kind::not_taken;
+  out.reason = std::move(reason);
+  return out;
+}
+
+forward_outcome failed(std::string error_type, std::string message) {
+  forward_outcome out;
+  out.outcome = forward_outcome::kind::failed;
+  out.error_type = std::move(error_type);
+  out.message = std::move(message);
+  return out;
+}
+
+forward_outcome answered(response answer) {
+  forward_outcome out;
+  out.outcome = forward_outcome::kind::answered;
+  out.answer = std::move(answer);
+  return out;
+}
+
+response bad_request_response(std::string_view id, std::string_view app, std::string_view session,
+                              std::string_view why) {
+  response refusal;
+  refusal.id = id;
+  refusal.app = app;
+  refusal.consumer = session;
+  refusal.result = response::outcome::error;
+  refusal.error_type = "Funcie.BadRequest";
+  boost::json::object body;
+  body["errorMessage"] = fmt::format("the consumer could not read the request: {}", why);
+  body["errorType"] = refusal.error_type;
+  refusal.body = boost::json::serialize(body);
+  return refusal;
+}
+
+void check_app(std::string_view app) {
+  if (!is_valid_app(app)) {
+    throw backend_config_error(
+        fmt::format("invalid app name '{}': use 1 to 64 characters of A-Z a-z 0-9 - _ .",
+                    app.size() <= 64 ? std::string(app) : std::string(app.substr(0, 64)) + "..."));
+  }
+}
 
 void check_backend_url(std::string_view url) {
   if (url.empty()) throw backend_config_error(fmt::format("no backend URL; {}", schemes_hint));

@@ -141,6 +141,17 @@ std::unique_ptr<consumer_session> make_consumer_session(boost::asio::any_io_exec
 boost::asio::awaitable<std::vector<consumer_info>> list_consumers(
     boost::asio::any_io_executor executor, const backend_options& options);
 
+// What every backend builds its answers with.
+forward_outcome not_taken(std::string reason);
+forward_outcome failed(std::string error_type, std::string message);
+forward_outcome answered(response answer);
+/// The error a consumer sends at once for a claimed request it cannot read
+/// ("Funcie.BadRequest"), so that its forwarder does not wait for the deadline.
+response bad_request_response(std::string_view id, std::string_view app, std::string_view session,
+                              std::string_view why);
+/// Throws backend_config_error unless `app` is a valid app name (is_valid_app).
+void check_app(std::string_view app);
+
 /// Checks a backend URL's scheme and form (redis://, rediss://, sqs://) before any I/O.
 /// Throws backend_config_error; its message never holds a password.
 void check_backend_url(std::string_view url);

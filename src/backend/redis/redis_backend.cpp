@@ -48,11 +48,7 @@ constexpr int max_late_responses = 16;
 /// Checks what every backend object needs before any I/O; throws backend_config_error.
 redis::connect_options connect_options_for(const tunnel::backend_options& options,
                                            std::string client_name) {
-  if (!tunnel::is_valid_app(options.app)) {
-    throw tunnel::backend_config_error(
-        fmt::format("invalid app name '{}': use 1 to 64 characters of A-Z a-z 0-9 - _ .",
-                    options.app.size() <= 64 ? options.app : options.app.substr(0, 64) + "..."));
-  }
+  tunnel::check_app(options.app);
   const auto& timing = options.timing;
   if (timing.heartbeat < 60ms) {
     throw tunnel::backend_config_error(
@@ -112,28 +108,6 @@ milliseconds timeout_for(milliseconds base, std::size_t bytes, std::size_t bytes
   return base + milliseconds(static_cast<std::int64_t>(bytes / bytes_per_ms));
 }
 
-tunnel::forward_outcome not_taken(std::string reason) {
-  tunnel::forward_outcome out;
-  out.outcome = tunnel::forward_outcome::kind::not_taken;
-  out.reason = std::move(reason);
-  return out;
-}
-
-tunnel::forward_outcome failed(std::string type, std::string message) {
-  tunnel::forward_outcome out;
-  out.outcome = tunnel::forward_outcome::kind::failed;
-  out.error_type = std::move(type);
-  out.message = std::move(message);
-  return out;
-}
-
-tunnel::forward_outcome answered(tunnel::response answer) {
-  tunnel::forward_outcome out;
-  out.outcome = tunnel::forward_outcome::kind::answered;
-  out.answer = std::move(answer);
-  return out;
-}
-
 /// A response popped for `req`, or nullopt (with one log line) when it is not one.
 std::optional<tunnel::response> check_response(std::string_view bytes, const tunnel::request& req,
                                                const std::string& app,
@@ -160,7 +134,7 @@ std::optional<tunnel::response> check_response(std::string_view bytes, const tun
 /// The broker went away after the offer: a consumer may be running the request, so it
 /// must not run in the cloud.
 tunnel::forward_outcome broker_lost(const std::string& where, std::string_view what) {
-  return failed(
+  return tunnel::failed(
       "Funcie.BrokerLost",
       fmt::format("lost Redis at {} while a consumer may be running the request: {}", where, what));
 }
@@ -306,16 +280,16 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
   const auto& code = all_scripts();
   const auto started = steady::now();
   if (started < s->backoff_until) {
-    co_return not_taken(
+    co_return tunnel::not_taken(
         fmt::format("backing off from Redis at {} for {} ms more", s->where,
                     std::chrono::duration_cast<milliseconds>(s->backoff_until - started).count()));
   }
   if (!tunnel::is_valid_id(req.id)) {
     spdlog::error("cannot forward a request whose id is not 32 lower-case hex digits");
-    co_return not_taken("invalid request id");
+    co_return tunnel::not_taken("invalid request id");
   }
   const auto left = std::chrono::duration_cast<milliseconds>(give_up_at - started);
-  if (left < 1ms) co_return not_taken("no time left before the deadline");
+  if (left < 1ms) co_return tunnel::not_taken("no time left before the deadline");
 
   // 1. Offer.
   std::optional<tunnel::request> relabelled;
@@ -334,12 +308,12 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
   long long receivers = 0;
   for (int attempt = 0;; ++attempt) {
     if (attempt > 0 && steady::now() < s->backoff_until) {
-      co_return not_taken(fmt::format("backing off from Redis at {}", s->where));
+      co_return tunnel::not_taken(fmt::format("backing off from Redis at {}", s->where));
     }
     got_connection cmd = co_await get_command(s);
     if (!cmd.conn) {
       s->enter_backoff(cmd.error);
-      co_return not_taken(fmt::format("broker unreachable: {}", cmd.error));
+      co_return tunnel::not_taken(fmt::format("broker unreachable: {}", cmd.error));
     }
     std::optional<redis::error> failure;
     try {
@@ -382,10 +356,10 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
     }
     s->drop_connections();
     s->enter_backoff(failure->what());
-    co_return not_taken(fmt::format("broker trouble: {}", failure->what()));
+    co_return tunnel::not_taken(fmt::format("broker trouble: {}", failure->what()));
   }
   s->backoff = 1000ms;
-  if (receivers == 0) co_return not_taken("no consumer");
+  if (receivers == 0) co_return tunnel::not_taken("no consumer");
 
   // 2. Wait: BLPOP in slices; between slices, see who holds it.
   const auto offered_at = steady::now();
@@ -435,7 +409,7 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
     if (popped->type == redis::reply::kind::array && popped->elements.size() == 2) {
       if (auto answer = check_response(popped->elements[1].str, req, s->options.app, owner)) {
         s->release(blocking.conn);
-        co_return answered(std::move(*answer));
+        co_return tunnel::answered(std::move(*answer));
       }
     }
 
@@ -462,7 +436,7 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
         const auto verdict = watched->elements[0].integer;
         if (verdict == 1) {
           s->release(blocking.conn);
-          co_return not_taken(
+          co_return tunnel::not_taken(
               fmt::format("no consumer claimed it within the heartbeat bound ({} ms)",
                           timing.heartbeat.count()));
         }
@@ -485,7 +459,7 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
     }
     if (owner && *owner == "cloud") {
       s->release(blocking.conn);
-      co_return not_taken("no consumer claimed it");
+      co_return tunnel::not_taken("no consumer claimed it");
     }
     if (alive && alive->type == redis::reply::kind::integer && alive->integer == 0) {
       // The owner is gone. It may have answered just before leaving: look once more.
@@ -499,11 +473,11 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
         if (!late || late->type != redis::reply::kind::string) break;
         if (auto answer = check_response(late->str, req, s->options.app, owner)) {
           s->release(blocking.conn);
-          co_return answered(std::move(*answer));
+          co_return tunnel::answered(std::move(*answer));
         }
       }
       s->release(blocking.conn);
-      co_return failed(
+      co_return tunnel::failed(
           "Funcie.ConsumerLost",
           fmt::format("the consumer session {} that took this request is gone (killed, stopped "
                       "or cut off) without answering",
@@ -514,16 +488,17 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
   s->release(blocking.conn);
   const auto waited = std::chrono::duration_cast<milliseconds>(steady::now() - offered_at).count();
   if (owner) {
-    co_return failed(
+    co_return tunnel::failed(
         "Funcie.Timeout",
         fmt::format("the local handler did not answer in time: session {} held the request for "
                     "{} ms, until the deadline",
                     *owner, waited));
   }
-  co_return failed("Funcie.Timeout",
-                   fmt::format("the local handler did not answer in time: no consumer took the "
-                               "request in the {} ms before the deadline",
-                               waited));
+  co_return tunnel::failed(
+      "Funcie.Timeout",
+      fmt::format("the local handler did not answer in time: no consumer took the "
+                  "request in the {} ms before the deadline",
+                  waited));
 }
 
 // ------------------------------------------------------------------------------------------
@@ -718,13 +693,6 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
   }
 }
 
-std::string lambda_error_json(std::string_view type, std::string_view message) {
-  boost::json::object body;
-  body["errorMessage"] = message;
-  body["errorType"] = type;
-  return boost::json::serialize(body);
-}
-
 }  // namespace
 
 redis_consumer_session::redis_consumer_session(asio::any_io_executor executor,
@@ -846,14 +814,8 @@ asio::awaitable<tunnel::request> redis_consumer_session::next() {
 
     spdlog::warn("dropped request {}: {}", notice.id, bad);
     // It is ours now and nobody else will run it: tell its forwarder at once.
-    tunnel::response refusal;
-    refusal.id = notice.id;
-    refusal.app = s->options.app;
-    refusal.consumer = s->session_id;
-    refusal.result = tunnel::response::outcome::error;
-    refusal.error_type = "Funcie.BadRequest";
-    refusal.body = lambda_error_json(
-        refusal.error_type, fmt::format("the consumer could not read the request: {}", bad));
+    const tunnel::response refusal =
+        tunnel::bad_request_response(notice.id, s->options.app, s->session_id, bad);
     try {
       co_await send_response(s, refusal);
     } catch (const std::exception& e) {

@@ -93,35 +93,6 @@ void check_queue_url(const std::string& url, const char* what) {
 
 // ---- small helpers -------------------------------------------------------------------------
 
-tunnel::forward_outcome not_taken(std::string reason) {
-  tunnel::forward_outcome out;
-  out.outcome = tunnel::forward_outcome::kind::not_taken;
-  out.reason = std::move(reason);
-  return out;
-}
-
-tunnel::forward_outcome failed(std::string type, std::string message) {
-  tunnel::forward_outcome out;
-  out.outcome = tunnel::forward_outcome::kind::failed;
-  out.error_type = std::move(type);
-  out.message = std::move(message);
-  return out;
-}
-
-tunnel::forward_outcome answered(tunnel::response answer) {
-  tunnel::forward_outcome out;
-  out.outcome = tunnel::forward_outcome::kind::answered;
-  out.answer = std::move(answer);
-  return out;
-}
-
-std::string lambda_error_json(std::string_view type, std::string_view message) {
-  boost::json::object body;
-  body["errorMessage"] = message;
-  body["errorType"] = type;
-  return boost::json::serialize(body);
-}
-
 /// A timer used as a condition: wait() until notify() or a deadline.
 class wakeup {
  public:
@@ -266,11 +237,7 @@ struct link {
 }  // namespace
 
 settings resolve_settings(const tunnel::backend_options& options, const aws::getenv_fn& getenv) {
-  if (!tunnel::is_valid_app(options.app)) {
-    throw tunnel::backend_config_error(
-        fmt::format("invalid app name '{}': use 1 to 64 characters of A-Z a-z 0-9 - _ .",
-                    options.app.size() <= 64 ? options.app : options.app.substr(0, 64) + "..."));
-  }
+  tunnel::check_app(options.app);
   const std::string_view url = options.url;
   if (url.size() != 6 || (url[0] | 0x20) != 's' || (url[1] | 0x20) != 'q' ||
       (url[2] | 0x20) != 's' || url.substr(3) != "://") {
@@ -538,7 +505,7 @@ asio::awaitable<tunnel::forward_outcome> fire_and_forget(std::shared_ptr<forward
   }
   if (!error.empty()) {
     s->enter_backoff(error);
-    co_return not_taken(fmt::format("could not queue the request: {}", error));
+    co_return tunnel::not_taken(fmt::format("could not queue the request: {}", error));
   }
   s->reset_backoff();
   tunnel::response queued;
@@ -547,7 +514,7 @@ asio::awaitable<tunnel::forward_outcome> fire_and_forget(std::shared_ptr<forward
   queued.result = tunnel::response::outcome::success;
   queued.content_type = "application/json";
   queued.body = "null";
-  co_return answered(std::move(queued));
+  co_return tunnel::answered(std::move(queued));
 }
 
 }  // namespace
@@ -566,11 +533,11 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
   const settings& config = s->config();
   const auto started = steady::now();
   if (started < s->backoff_until) {
-    co_return not_taken(
+    co_return tunnel::not_taken(
         fmt::format("backing off from {} for {} ms more", s->net.where,
                     std::chrono::duration_cast<milliseconds>(s->backoff_until - started).count()));
   }
-  if (!tunnel::is_valid_id(req.id)) co_return not_taken("invalid request id");
+  if (!tunnel::is_valid_id(req.id)) co_return tunnel::not_taken("invalid request id");
   std::optional<tunnel::request> relabelled;
   if (req.app != config.app) {
     relabelled = req;
@@ -580,9 +547,9 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
   if (config.response_queue.empty()) co_return co_await fire_and_forget(s, request);
   if (started < s->absent_until) {
     maybe_probe(s);
-    co_return not_taken("no consumer answered the last offer or ping");
+    co_return tunnel::not_taken("no consumer answered the last offer or ping");
   }
-  if (give_up_at - started < 1ms) co_return not_taken("no time left before the deadline");
+  if (give_up_at - started < 1ms) co_return tunnel::not_taken("no time left before the deadline");
 
   // 1. Offer: the first piece, with the claim window.
   registration reg(s, request.id);
@@ -618,7 +585,8 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
   }
   if (!error.empty()) {
     s->enter_backoff(error);
-    if (!maybe_stored) co_return not_taken(fmt::format("could not offer the request: {}", error));
+    if (!maybe_stored)
+      co_return tunnel::not_taken(fmt::format("could not offer the request: {}", error));
     // The offer may be stored although its answer was lost: a consumer may claim it, so
     // wait out the claim window as for any offer.
   } else {
@@ -636,19 +604,20 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
     const auto now = steady::now();
     if (!owner && now >= claim_until) {
       s->mark_absent();
-      co_return not_taken(
+      co_return tunnel::not_taken(
           fmt::format("no consumer claimed it within {} ms", config.claim_window.count()));
     }
     if (owner && now - last_heard > config.heartbeat) {
-      co_return failed("Funcie.ConsumerLost",
-                       fmt::format("the consumer (session {}) stopped answering on {} for more "
-                                   "than {} ms while running the request",
-                                   owner->substr(0, 8), s->net.where, config.heartbeat.count()));
+      co_return tunnel::failed(
+          "Funcie.ConsumerLost",
+          fmt::format("the consumer (session {}) stopped answering on {} for more "
+                      "than {} ms while running the request",
+                      owner->substr(0, 8), s->net.where, config.heartbeat.count()));
     }
     if (now >= give_up_at) {
-      co_return failed("Funcie.Timeout",
-                       owner ? "the local handler did not answer before the deadline"
-                             : "no consumer claimed the request before the deadline");
+      co_return tunnel::failed("Funcie.Timeout",
+                               owner ? "the local handler did not answer before the deadline"
+                                     : "no consumer claimed the request before the deadline");
     }
     if (w.inbox.empty()) {
       auto until = give_up_at;
@@ -687,10 +656,10 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
         send_error = e.what();
       }
       if (!send_error.empty()) {
-        co_return failed("Funcie.BrokerLost",
-                         fmt::format("could not send the rest of the request to {} after a "
-                                     "consumer claimed it: {}",
-                                     s->net.where, send_error));
+        co_return tunnel::failed("Funcie.BrokerLost",
+                                 fmt::format("could not send the rest of the request to {} after a "
+                                             "consumer claimed it: {}",
+                                             s->net.where, send_error));
       }
     }
     if (m.kind != message_kind::response) continue;
@@ -702,8 +671,8 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
       bad = e.what();
     }
     if (!bad.empty()) {
-      co_return failed("Funcie.BadResponse",
-                       fmt::format("the consumer's response could not be read: {}", bad));
+      co_return tunnel::failed("Funcie.BadResponse",
+                               fmt::format("the consumer's response could not be read: {}", bad));
     }
     if (!whole) continue;
     tunnel::response answer;
@@ -717,10 +686,10 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
       bad = "it carries another request id, app or session";
     }
     if (!bad.empty()) {
-      co_return failed("Funcie.BadResponse",
-                       fmt::format("the consumer's response could not be read: {}", bad));
+      co_return tunnel::failed("Funcie.BadResponse",
+                               fmt::format("the consumer's response could not be read: {}", bad));
     }
-    co_return answered(std::move(answer));
+    co_return tunnel::answered(std::move(answer));
   }
 }
 
@@ -862,14 +831,8 @@ void deliver(const std::shared_ptr<session_state>& s, const std::string& id,
   const std::int64_t expires = it->second.expires_ms;
   s->held.erase(it);
   if (ff) return;
-  tunnel::response refusal;
-  refusal.id = id;
-  refusal.app = s->config().app;
-  refusal.consumer = s->session_id;
-  refusal.result = tunnel::response::outcome::error;
-  refusal.error_type = "Funcie.BadRequest";
-  refusal.body = lambda_error_json(refusal.error_type,
-                                   fmt::format("the consumer could not read the request: {}", bad));
+  const tunnel::response refusal =
+      tunnel::bad_request_response(id, s->config().app, s->session_id, bad);
   asio::co_spawn(
       s->executor,
       [s, refusal, expires]() -> asio::awaitable<void> {
