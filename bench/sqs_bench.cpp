@@ -25,6 +25,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -257,8 +258,12 @@ asio::awaitable<stats> time_forward(forwarder::forwarder& fwd, std::size_t n, st
   co_return summarize(std::move(us));
 }
 
-asio::awaitable<double> forwarded_throughput(forwarder::forwarder& fwd,
-                                             clock_type::duration length) {
+struct rate {
+  double per_second = 0;
+  std::size_t done = 0;
+};
+
+asio::awaitable<rate> forwarded_throughput(forwarder::forwarder& fwd, clock_type::duration length) {
   std::size_t done = 0;
   const auto t0 = clock_type::now();
   const auto until = t0 + length;
@@ -274,7 +279,7 @@ asio::awaitable<double> forwarded_throughput(forwarder::forwarder& fwd,
     }
   };
   co_await in_parallel(in_flight, [&](std::size_t) { return loop(); });
-  co_return static_cast<double>(done) / (since_us(t0) / 1e6);
+  co_return rate{static_cast<double>(done) / (since_us(t0) / 1e6), done};
 }
 
 /// `funcie connect` on one queue pair, started and stopped by pid.
@@ -308,46 +313,93 @@ class consumer {
         if (seen->stderr_tail.size() > 4000) seen->stderr_tail.erase(0, 2000);
       }
     };
-    child_ = std::make_unique<process::child>(ex, argv, inherited_env(), std::move(options));
+    child_ = std::make_shared<process::child>(ex, argv, inherited_env(), std::move(options));
+    // child::exited() only changes while somebody waits: this watcher does, and keeps the
+    // child object alive until it has been reaped.
+    asio::co_spawn(
+        ex,
+        [c = child_, seen]() -> asio::awaitable<void> {
+          co_await c->wait();
+          seen->exited = true;
+        },
+        asio::detached);
   }
+  ~consumer() {
+    if (!seen_->exited) child_->signal(SIGKILL);
+  }
+  consumer(const consumer&) = delete;
+  consumer& operator=(const consumer&) = delete;
 
   /// Until "serving app" on its stdout (at most 20 s).
   asio::awaitable<void> wait_serving() {
     const auto until = clock_type::now() + 20s;
     while (!seen_->serving) {
-      if (child_->exited() || clock_type::now() > until) {
+      if (seen_->exited || clock_type::now() > until) {
         throw std::runtime_error("funcie connect did not start serving: " + seen_->stderr_tail);
       }
       co_await sleep_for(5ms);
     }
   }
 
-  /// SIGINT to its process group; SIGKILL if it has not left within 5 s.
-  asio::awaitable<void> stop() {
+  /// SIGINT to its process group; SIGKILL if it has not left within 15 s. Returns the time
+  /// from SIGINT to its exit.
+  asio::awaitable<double> stop() {
+    const auto t0 = clock_type::now();
     child_->signal(SIGINT);
-    const auto until = clock_type::now() + 5s;
-    while (!child_->exited() && clock_type::now() < until) co_await sleep_for(10ms);
-    if (!child_->exited()) {
-      fmt::print(stderr, "funcie_bench_sqs: funcie connect ignored SIGINT for 5 s; killing it\n");
+    while (!seen_->exited && clock_type::now() - t0 < 15s) co_await sleep_for(1ms);
+    const double took = since_us(t0);
+    if (!seen_->exited) {
+      fmt::print(stderr,
+                 "funcie_bench_sqs: funcie connect ignored SIGINT for 15 s; killing it. Its "
+                 "stderr ended with:\n{}\n",
+                 seen_->stderr_tail);
       child_->signal(SIGKILL);
+      while (!seen_->exited) co_await sleep_for(5ms);
     }
-    co_await child_->wait();
+    co_return took;
   }
 
  private:
   struct output {
     bool serving = false;
+    bool exited = false;
     std::string stderr_tail;
   };
   std::shared_ptr<output> seen_ = std::make_shared<output>();
-  std::unique_ptr<process::child> child_;
+  std::shared_ptr<process::child> child_;
 };
+
+/// With --count-requests: every SQS call goes through tests/sqs/iam_gate.mjs (one more Node
+/// hop, so the timings of such a run are not the figures), which counts them by operation.
+std::unique_ptr<test::iam_gate> gate;
+
+const char* const operations[] = {"SendMessage", "ReceiveMessage", "DeleteMessage",
+                                  "ChangeMessageVisibility", "GetQueueAttributes"};
+
+void reset_count() {
+  if (gate) gate->reset();
+}
+
+/// SQS requests since reset_count(), per `n` (invocations, messages), by operation.
+std::string count_per(std::size_t n) {
+  if (!gate || n == 0) return {};
+  std::string out;
+  double all = 0;
+  for (const char* op : operations) {
+    const double k = gate->requests(op);
+    all += k;
+    if (k > 0) out += fmt::format(" {} {:.2f}", op, k / static_cast<double>(n));
+  }
+  return fmt::format("   SQS requests per call {:.2f}:{}", all / static_cast<double>(n), out);
+}
 
 struct pair_figures {
   int queue_bytes = 0;
   stats forwarded;
-  double throughput = 0;
+  rate throughput;
   stats six_mb;
+  std::string count_sequential, count_throughput, count_six_mb;
+  double stop_us = 0;
   std::string left_over;  ///< messages left on the queues after the runs
 };
 
@@ -357,16 +409,27 @@ struct figures {
   stats six_mb_raw, six_mb_raw_small;
   double first_no_consumer_us = 0;
   stats no_consumer;
+  std::string count_no_consumer;
   double back_after_connect_us = 0;
   int not_taken_after_connect = 0;
   pair_figures pairs[2];
 };
 
+/// How many messages a queue holds, and the kinds of the first few visible ones (peeked
+/// with visibility 0: they stay visible).
 asio::awaitable<std::string> queue_depth(std::shared_ptr<aws::sqs_client> c, std::string queue) {
   const std::vector<std::string> names{"ApproximateNumberOfMessages",
                                        "ApproximateNumberOfMessagesNotVisible"};
   auto a = co_await c->get_queue_attributes(queue, names);
-  co_return fmt::format("{} visible + {} in flight", a["ApproximateNumberOfMessages"],
+  std::string kinds;
+  if (a["ApproximateNumberOfMessages"] != "0") {
+    for (const auto& m : co_await c->receive_message(queue, 10, 0, 0)) {
+      const auto eol = m.body.find('\n');
+      kinds += (kinds.empty() ? " (" : ", ") + m.body.substr(0, std::min<std::size_t>(eol, 40));
+    }
+    if (!kinds.empty()) kinds += ")";
+  }
+  co_return fmt::format("{} visible{} + {} in flight", a["ApproximateNumberOfMessages"], kinds,
                         a["ApproximateNumberOfMessagesNotVisible"]);
 }
 
@@ -374,17 +437,23 @@ asio::awaitable<void> measure_pair(pair_figures& p, forwarder::forwarder& fwd,
                                    std::shared_ptr<aws::sqs_client> c, const std::string& req,
                                    const std::string& resp) {
   co_await time_forward(fwd, 20, 1024, true);  // warm-up: the first environment
+  reset_count();
   p.forwarded = co_await time_forward(fwd, round_trips, 1024, true);
+  p.count_sequential = count_per(round_trips);
   co_await forwarded_throughput(fwd, 1s);  // warm-up: 64 environments
+  reset_count();
   p.throughput = co_await forwarded_throughput(fwd, 4s);
+  p.count_throughput = count_per(p.throughput.done);
   co_await time_forward(fwd, 1, six_mb - 64, true);  // warm-up
+  reset_count();
   p.six_mb = co_await time_forward(fwd, six_mb_rounds, six_mb - 64, true);
+  p.count_six_mb = count_per(six_mb_rounds);
   co_await sleep_for(1500ms);  // let late messages settle
-  p.left_over = fmt::format("request queue {}, response queue {}", co_await queue_depth(c, req),
+  p.left_over = fmt::format("request queue {}; response queue {}", co_await queue_depth(c, req),
                             co_await queue_depth(c, resp));
 }
 
-asio::awaitable<void> run(figures& f) {
+asio::awaitable<void> run(figures& f, bool count_requests) {
   auto ex = co_await asio::this_coro::executor;
   test::sqs_server server(test::sqs_server::kind::faux, {{"raw", one_mib},
                                                          {"rawtp", one_mib},
@@ -393,7 +462,10 @@ asio::awaitable<void> run(figures& f) {
                                                          {"resp1m", one_mib},
                                                          {"req256", small_queue},
                                                          {"resp256", small_queue}});
-  ::setenv("AWS_ENDPOINT_URL_SQS", server.endpoint().c_str(), 1);
+  if (count_requests) {
+    gate = std::make_unique<test::iam_gate>(server.endpoint(), std::vector<std::string>{});
+  }
+  ::setenv("AWS_ENDPOINT_URL_SQS", gate ? gate->endpoint().c_str() : server.endpoint().c_str(), 1);
   auto c = make_client(ex);
 
   // 1. Baselines.
@@ -410,7 +482,12 @@ asio::awaitable<void> run(figures& f) {
     co_await time_forward(fwd, 1, 1024, false);
     f.first_no_consumer_us = since_us(t0);
   }
+  reset_count();
   f.no_consumer = co_await time_forward(fwd, no_consumer_calls, 1024, false);
+  f.count_no_consumer = count_per(no_consumer_calls);
+  // The background ping of those calls ends unanswered, so that the consumer below is found
+  // by a ping sent after it started.
+  co_await sleep_for(3s);
 
   // 3. Connected, 1 MiB pair. The same forwarder believes nobody is connected: its
   // background ping finds the consumer.
@@ -431,7 +508,7 @@ asio::awaitable<void> run(figures& f) {
     }
     f.back_after_connect_us = since_us(t0);
     co_await measure_pair(f.pairs[0], fwd, c, server.url("req1m"), server.url("resp1m"));
-    co_await local.stop();
+    f.pairs[0].stop_us = co_await local.stop();
   }
   // 256 KiB pair, with a new forwarder (nobody known: it offers at once).
   {
@@ -440,14 +517,24 @@ asio::awaitable<void> run(figures& f) {
     consumer local(ex, server.url("req256"), server.url("resp256"));
     co_await local.wait_serving();
     co_await measure_pair(f.pairs[1], small, c, server.url("req256"), server.url("resp256"));
-    co_await local.stop();
+    f.pairs[1].stop_us = co_await local.stop();
   }
+  if (gate) gate.reset();
   server.stop();
 }
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  bool count_requests = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--count-requests") {
+      count_requests = true;
+    } else {
+      fmt::print(stderr, "usage: funcie_bench_sqs [--count-requests]\n");
+      return 2;
+    }
+  }
   std::signal(SIGPIPE, SIG_IGN);
   spdlog::set_level(spdlog::level::warn);
   // The servers check no credential; these only make the clients sign. Set before anything
@@ -461,7 +548,7 @@ int main() {
   figures f;
   asio::io_context io;
   std::exception_ptr failure;
-  asio::co_spawn(io, run(f), [&](std::exception_ptr e) { failure = e; });
+  asio::co_spawn(io, run(f, count_requests), [&](std::exception_ptr e) { failure = e; });
   try {
     io.run();
   } catch (const std::exception& e) {
@@ -479,44 +566,52 @@ int main() {
   auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
   const auto& rt = f.round_trip;
   fmt::print(
-      "funcie_bench_sqs (fauxqs on loopback; medians, p99 where given; ratio to the SQS "
-      "baseline of the same run)\n");
-  fmt::print("baselines, funcie's SQS client:\n");
-  fmt::print("  SQS round trip 1 KB (send+receive+delete) median {:8.0f} us  p99 {:8.0f} us\n",
+      "funcie_bench_sqs: fauxqs (Node) on loopback; medians, p99 where given; ratios against the "
+      "baselines of this run{}\n",
+      count_requests ? "\n  (--count-requests: every call went through iam_gate.mjs, one more "
+                       "Node hop: these timings are not the figures)"
+                     : "");
+  fmt::print("baselines, funcie's SQS client\n");
+  fmt::print("  1a SQS round trip, 1 KB send+receive+delete  median {:9.0f} us   p99 {:8.0f} us\n",
              rt.median_us, rt.p99_us);
-  fmt::print("  64 send+receive+delete loops            {:8.0f} messages/s\n", f.raw_throughput);
-  fmt::print("  6 MiB raw, 7 messages on 1 MiB queue    median {:8.1f} ms\n",
+  fmt::print("  1b 64 send+receive+delete loops              {:9.0f} messages/s\n",
+             f.raw_throughput);
+  fmt::print("  1c 6 MiB as 7 messages, 1 MiB queue          median {:9.1f} ms\n",
              f.six_mb_raw.median_us / 1000);
-  fmt::print("  6 MiB raw, 25 messages on 256 KiB queue median {:8.1f} ms\n",
+  fmt::print("     6 MiB as 25 messages, 256 KiB queue       median {:9.1f} ms\n",
              f.six_mb_raw_small.median_us / 1000);
-  fmt::print("no consumer, forward() of 1 KB:\n");
-  fmt::print("  first call (claim window)               {:8.1f} ms\n",
+  fmt::print("no consumer, forward() of 1 KB\n");
+  fmt::print("  2  first call (waits out the claim window)          {:9.1f} ms\n",
              f.first_no_consumer_us / 1000);
   fmt::print(
-      "  later calls ({})                      median {:8.1f} us  p99 {:8.1f} us = "
-      "{:.4f}x SQS round trip\n",
+      "     later calls ({})                         median {:9.2f} us   p99 {:8.2f} us   = "
+      "{:.5f}x 1a{}\n",
       f.no_consumer.n, f.no_consumer.median_us, f.no_consumer.p99_us,
-      ratio(f.no_consumer.median_us, rt.median_us));
+      ratio(f.no_consumer.median_us, rt.median_us), f.count_no_consumer);
   fmt::print(
-      "  after `funcie connect` serves: first forwarded after {:.0f} ms ({} calls not "
-      "taken)\n",
+      "     after funcie connect serves: first forwarded after {:.0f} ms ({} calls before it ran "
+      "in the cloud)\n",
       f.back_after_connect_us / 1000, f.not_taken_after_connect);
   for (const auto& p : f.pairs) {
-    fmt::print("connected, {} KiB queue pair:\n", p.queue_bytes / 1024);
+    const double raw_same =
+        p.queue_bytes == one_mib ? f.six_mb_raw.median_us : f.six_mb_raw_small.median_us;
+    fmt::print("connected (funcie connect --concurrency 64 -- echo), {} KiB queue pair\n",
+               p.queue_bytes / 1024);
     fmt::print(
-        "  forwarded 1 KB sequential               median {:8.0f} us  p99 {:8.0f} us = "
-        "{:.2f}x / {:.2f}x SQS round trip\n",
+        "  3  forwarded 1 KB, sequential               median {:9.0f} us   p99 {:8.0f} us   = "
+        "{:.2f}x / {:.2f}x 1a{}\n",
         p.forwarded.median_us, p.forwarded.p99_us, ratio(p.forwarded.median_us, rt.median_us),
-        ratio(p.forwarded.p99_us, rt.p99_us));
-    fmt::print("  64 in flight                            {:8.0f} inv/s = {:.3f}x raw messages/s\n",
-               p.throughput, ratio(p.throughput, f.raw_throughput));
+        ratio(p.forwarded.p99_us, rt.p99_us), p.count_sequential);
+    fmt::print("     64 in flight                             {:9.0f} inv/s   = {:.3f}x 1b{}\n",
+               p.throughput.per_second, ratio(p.throughput.per_second, f.raw_throughput),
+               p.count_throughput);
     fmt::print(
-        "  6 MB request + 6 MB response            median {:8.1f} ms = {:.2f}x 6 MiB raw "
-        "(1 MiB queue), {:.2f}x raw on the same queue size\n",
+        "     6 MB request + 6 MB response             median {:9.1f} ms   = {:.2f}x 1c ({:.2f}x "
+        "raw on this queue size){}\n",
         p.six_mb.median_us / 1000, ratio(p.six_mb.median_us, f.six_mb_raw.median_us),
-        ratio(p.six_mb.median_us,
-              p.queue_bytes == one_mib ? f.six_mb_raw.median_us : f.six_mb_raw_small.median_us));
-    fmt::print("  left on the queues 1.5 s after the runs: {}\n", p.left_over);
+        ratio(p.six_mb.median_us, raw_same), p.count_six_mb);
+    fmt::print("     funcie connect, SIGINT to exit           {:9.1f} ms\n", p.stop_us / 1000);
+    fmt::print("     left 1.5 s after the runs: {}\n", p.left_over);
   }
   return 0;
 }

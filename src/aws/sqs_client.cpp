@@ -36,6 +36,12 @@ struct call {
   milliseconds extra_time{0};  ///< A long poll's wait, on top of the attempt timeout
 };
 
+/// Time allowed for moving `bytes` on top of the attempt timeout: a 1 MiB message over a
+/// slow uplink (or to a busy server) is not an unreachable one. 4 ms per KiB: 4 s per MiB.
+milliseconds transfer_time(std::size_t bytes) {
+  return milliseconds(static_cast<std::int64_t>(bytes / 256));
+}
+
 std::string queue_words(const call& c) {
   return c.by_name ? "the queue named " + c.queue : c.queue;
 }
@@ -240,8 +246,9 @@ asio::awaitable<std::string> perform(std::shared_ptr<sqs_client::state> s, call 
     try {
       http_request request = s->signed_request(c, creds);
       auto sent = std::chrono::system_clock::now();
-      http_response response = co_await s->http.send(s->to, std::move(request),
-                                                     s->options.attempt_timeout + c.extra_time);
+      const milliseconds bound =
+          s->options.attempt_timeout + c.extra_time + transfer_time(c.body.size());
+      http_response response = co_await s->http.send(s->to, std::move(request), bound);
       s->record_clock(response, sent, std::chrono::system_clock::now());
       if (response.status == 200) co_return std::move(response.body);
       sqs_json::error_info info = sqs_json::parse_error_response(
@@ -306,7 +313,10 @@ asio::awaitable<std::vector<sqs_json::received_message>> sqs_client::receive_mes
   c.operation = "ReceiveMessage";
   c.queue = queue_url;
   c.body = sqs_json::receive_message(queue_url, max_messages, wait_seconds, visibility_timeout);
-  c.extra_time = std::chrono::seconds(std::max(wait_seconds, 0));
+  // The wait, and 250 ms per message that may come (up to 1 MiB each): enough for a busy
+  // server, short enough that a dead one is noticed within seconds.
+  c.extra_time = std::chrono::seconds(std::max(wait_seconds, 0)) +
+                 milliseconds(250) * std::max(max_messages, 1);
   std::string answer = co_await perform(s, c);
   co_return parse_answer(*s, c, [&] { return sqs_json::parse_receive_message(answer); });
 }

@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -284,6 +285,10 @@ child::child(asio::any_io_executor executor, const std::vector<std::string>& arg
       }
     }
     if (directory && chdir(directory) != 0) fail_in_child(report_write.get(), stage_directory);
+    // Descriptors the parent opened without close-on-exec (Asio's sockets, a library's
+    // files) must not leak into the runtime: a connection we close would stay open there.
+    // Needs Linux 5.11; on an older kernel the runtime inherits them, as before.
+    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);

@@ -5,6 +5,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
@@ -252,4 +255,16 @@ TEST(ChildWorkingDirectory, AMissingOneIsASpawnErrorNamingIt) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/funcie-dir"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("No such file"), std::string::npos) << e.what();
   }
+}
+
+TEST(ChildOutput, InheritsNoDescriptorOfTheParentBut0To2) {
+  // A descriptor opened without close-on-exec, as Asio opens its sockets.
+  const int leaky = ::open("/dev/null", O_RDONLY);
+  ASSERT_GE(leaky, 3);
+  // ls lists its own directory descriptor too; the shell's are 0-2 only.
+  auto lines = lines_of({"sh", "-c", "ls /proc/$$/fd"});
+  ::close(leaky);
+  std::vector<std::string> fds;
+  for (const auto& l : lines) fds.push_back(l.text);
+  EXPECT_EQ(fds, (std::vector<std::string>{"0", "1", "2"}));
 }

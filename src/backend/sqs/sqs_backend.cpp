@@ -322,6 +322,10 @@ struct sqs_forwarder_backend::state {
   asio::any_io_executor executor;
   link net;
   std::unordered_map<std::string, std::shared_ptr<waiter>> waiters;
+  /// Ids this process waited for and no longer does, until their messages expire (Unix
+  /// ms): a late `alive` or piece for one is deleted, not passed round to other instances.
+  std::unordered_map<std::string, std::int64_t> finished;
+  std::size_t finished_pruned_at = 0;
   bool polling = false;
   bool stopped = false;
   steady::time_point absent_until{};
@@ -370,8 +374,11 @@ void on_response_message(const std::shared_ptr<forwarder_state>& s,
   }
   const auto it = s->waiters.find(m.id);
   if (it == s->waiters.end()) {
-    // Another function instance waits for it (they share the queue).
-    s->net.release(queue, received.receipt_handle);
+    if (s->finished.contains(m.id)) {
+      s->net.drop(queue, received.receipt_handle);  // late: its forward() has returned
+    } else {
+      s->net.release(queue, received.receipt_handle);  // another function instance's
+    }
     return;
   }
   s->net.drop(queue, received.receipt_handle);
@@ -407,15 +414,28 @@ asio::awaitable<void> poll_responses(std::shared_ptr<forwarder_state> s) {
 /// Registers a waiter for `id` (and starts the poller); unregisters when destroyed.
 class registration {
  public:
-  registration(std::shared_ptr<forwarder_state> s, std::string id)
-      : s_(std::move(s)), id_(std::move(id)), waiter_(std::make_shared<waiter>(s_->executor)) {
+  /// `expires_ms`: when messages about `id` stop meaning anything.
+  registration(std::shared_ptr<forwarder_state> s, std::string id, std::int64_t expires_ms)
+      : s_(std::move(s)),
+        id_(std::move(id)),
+        expires_ms_(expires_ms),
+        waiter_(std::make_shared<waiter>(s_->executor)) {
     s_->waiters[id_] = waiter_;
     if (!s_->polling) {
       s_->polling = true;
       asio::co_spawn(s_->executor, poll_responses(s_), asio::detached);
     }
   }
-  ~registration() { s_->waiters.erase(id_); }
+  ~registration() {
+    s_->waiters.erase(id_);
+    auto& finished = s_->finished;
+    finished[id_] = expires_ms_;
+    if (finished.size() >= 2 * s_->finished_pruned_at + 64) {
+      const std::int64_t now = util::unix_ms_now();
+      std::erase_if(finished, [now](const auto& entry) { return entry.second < now; });
+      s_->finished_pruned_at = finished.size();
+    }
+  }
   registration(const registration&) = delete;
   registration& operator=(const registration&) = delete;
   waiter& get() { return *waiter_; }
@@ -423,6 +443,7 @@ class registration {
  private:
   std::shared_ptr<forwarder_state> s_;
   std::string id_;
+  std::int64_t expires_ms_;
   std::shared_ptr<waiter> waiter_;
 };
 
@@ -441,13 +462,14 @@ std::string consumer_info_json(const std::string& host, std::int64_t pid, std::i
 /// `first_only`, returns at the first pong.
 asio::awaitable<std::vector<message>> ping(std::shared_ptr<forwarder_state> s, bool first_only) {
   const std::string probe_id = util::random_hex(32);
-  registration reg(s, probe_id);
+  const std::int64_t expires_ms = util::unix_ms_now() + s->config().claim_window.count();
+  registration reg(s, probe_id, expires_ms);
   const auto until = steady::now() + s->config().claim_window + s->config().claim_grace;
   message m;
   m.kind = message_kind::ping;
   m.app = s->config().app;
   m.id = probe_id;
-  m.expires_ms = util::unix_ms_now() + s->config().claim_window.count();
+  m.expires_ms = expires_ms;
   co_await s->net.client->send_message(s->config().request_queue, encode(m));
   std::vector<message> pongs;
   while (steady::now() < until) {
@@ -552,7 +574,12 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
   if (give_up_at - started < 1ms) co_return tunnel::not_taken("no time left before the deadline");
 
   // 1. Offer: the first piece, with the claim window.
-  registration reg(s, request.id);
+  const std::int64_t expires_ms =
+      request.answer_by_ms != 0
+          ? request.answer_by_ms
+          : util::unix_ms_now() +
+                std::chrono::duration_cast<milliseconds>(give_up_at - started).count();
+  registration reg(s, request.id, expires_ms);
   std::vector<message> pieces;
   std::int64_t claim_by_ms = 0;
   std::string error;
@@ -563,11 +590,7 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
     proto.kind = message_kind::offer;
     proto.app = config.app;
     proto.id = request.id;
-    proto.expires_ms =
-        request.answer_by_ms != 0
-            ? request.answer_by_ms
-            : util::unix_ms_now() +
-                  std::chrono::duration_cast<milliseconds>(give_up_at - started).count();
+    proto.expires_ms = expires_ms;
     claim_by_ms = util::unix_ms_now() + config.claim_window.count();
     proto.claim_by_ms = claim_by_ms;
     pieces = split(proto, tunnel::encode(request), limit);
