@@ -4,7 +4,6 @@
 // the waiting execute(); an expiry is the command's timeout.
 #include "redis/connection.hpp"
 
-#include <hiredis/hiredis.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -34,11 +33,6 @@ using boost::system::error_code;
 
 namespace {
 
-struct reader_deleter {
-  void operator()(redisReader* r) const noexcept { redisReaderFree(r); }
-};
-using reader_ptr = std::unique_ptr<redisReader, reader_deleter>;
-
 /// Arguments up to this size are copied next to the RESP framing; larger ones are sent from
 /// the caller's memory.
 constexpr std::size_t inline_argument_limit = 1024;
@@ -48,98 +42,6 @@ constexpr std::size_t read_chunk = 64 * 1024;
 constexpr std::size_t max_bulk_step = 64 * 1024 * 1024;
 /// Most requests in one gather write.
 constexpr std::size_t max_batch = 512;
-/// Elements reserved up front for an array (the count comes from the peer).
-constexpr int max_reserved_elements = 1024;
-
-// hiredis builds our reply tree directly (no redisReply to convert and free): a top-level
-// object is allocated, a nested one lives in its parent's `elements`. hiredis only holds the
-// pointer of an element while that element is being filled, before any later sibling is
-// appended, so the vector may grow. Nothing here may throw into C: failures return nullptr,
-// which the reader reports as an error.
-void* attach(const redisReadTask* task, reply&& value) noexcept {
-  try {
-    if (task->parent != nullptr) {
-      auto* parent = static_cast<reply*>(task->parent->obj);
-      parent->elements.push_back(std::move(value));
-      return &parent->elements.back();
-    }
-    return new reply(std::move(value));
-  } catch (...) {
-    return nullptr;
-  }
-}
-
-void* create_string(const redisReadTask* task, char* str, std::size_t len) noexcept {
-  try {
-    reply r;
-    r.type = task->type == REDIS_REPLY_ERROR    ? reply::kind::error
-             : task->type == REDIS_REPLY_STATUS ? reply::kind::status
-                                                : reply::kind::string;
-    r.str.assign(str, len);
-    return attach(task, std::move(r));
-  } catch (...) {
-    return nullptr;
-  }
-}
-
-void* create_array(const redisReadTask* task, int elements) noexcept {
-  try {
-    reply r;
-    r.type = reply::kind::array;
-    r.elements.reserve(static_cast<std::size_t>(std::clamp(elements, 0, max_reserved_elements)));
-    return attach(task, std::move(r));
-  } catch (...) {
-    return nullptr;
-  }
-}
-
-void* create_integer(const redisReadTask* task, long long value) noexcept {
-  reply r;
-  r.type = reply::kind::integer;
-  r.integer = value;
-  return attach(task, std::move(r));
-}
-
-void* create_nil(const redisReadTask* task) noexcept {
-  return attach(task, reply{});
-}
-
-void free_object(void* object) noexcept {
-  delete static_cast<reply*>(object);  // hiredis frees top-level objects only
-}
-
-redisReplyObjectFunctions reply_functions = {create_string, create_array, create_integer,
-                                             create_nil, free_object};
-
-reader_ptr make_reader() {
-  reader_ptr r(redisReaderCreateWithFunctions(&reply_functions));
-  if (!r) throw std::bad_alloc();
-  return r;
-}
-
-/// Bytes still missing of a bulk string the reader is in the middle of (0 when none): read
-/// them at once rather than in read_chunk steps, so a 6 MB value is buffered by one growth.
-std::size_t missing_bulk_bytes(const redisReader& r) {
-  if (r.buf == nullptr || r.pos >= r.len) return 0;
-  // hiredis consumes the type byte before it finds the bulk incomplete: the reader then
-  // stands on the length digits of a string task. A '$' at pos is a bulk not started yet.
-  std::size_t type_bytes = 0;
-  if (r.buf[r.pos] == '$') {
-    type_bytes = 1;
-  } else if (r.ridx < 0 || r.rstack[r.ridx].type != REDIS_REPLY_STRING) {
-    return 0;
-  }
-  const char* p = r.buf + r.pos;
-  std::size_t available = r.len - r.pos;
-  std::size_t i = type_bytes;
-  unsigned long long length = 0;
-  for (; i < available && i < 20 && p[i] >= '0' && p[i] <= '9'; ++i) {
-    length = length * 10 + static_cast<unsigned long long>(p[i] - '0');
-  }
-  if (i == type_bytes || i + 1 >= available || p[i] != '\r' || p[i + 1] != '\n') return 0;
-  unsigned long long total = i + 2 + length + 2;
-  return total > available ? static_cast<std::size_t>(total - available) : 0;
-}
 
 std::string upper(std::string_view text) {
   std::string out(text.substr(0, 64));
@@ -230,7 +132,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
   tcp::socket socket;
   std::unique_ptr<ssl::context> tls_context;
   std::unique_ptr<ssl::stream<tcp::socket&>> tls;
-  reader_ptr reader;
+  std::unique_ptr<reply_reader> reader;
 
   std::deque<request_ptr> write_queue;
   std::deque<request_ptr> pending;  ///< Sent (or being sent), in order, awaiting replies.
@@ -406,7 +308,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
       std::size_t n = 0;
       std::unique_ptr<char[]> big;
       asio::mutable_buffer target = asio::buffer(buffer);
-      if (std::size_t missing = missing_bulk_bytes(*reader); missing > read_chunk) {
+      if (std::size_t missing = reader->missing_bulk_bytes(); missing > read_chunk) {
         missing = std::min(missing, max_bulk_step);
         big.reset(new char[missing]);
         target = asio::buffer(big.get(), missing);
@@ -432,28 +334,30 @@ struct connection::impl : std::enable_shared_from_this<impl> {
         }
         co_return;
       }
-      if (redisReaderFeed(reader.get(), static_cast<const char*>(target.data()), n) != REDIS_OK) {
+      try {
+        reader->feed(static_cast<const char*>(target.data()), n);
+      } catch (const std::bad_alloc&) {
         fail(errc::protocol, "cannot buffer the reply");
         co_return;
       }
       const bool fed_big = big != nullptr;
       big.reset();
       for (;;) {
-        void* raw = nullptr;
-        if (redisReaderGetReply(reader.get(), &raw) != REDIS_OK) {
-          fail(errc::protocol,
-               std::string("the server sent bytes that are not RESP (") + reader->errstr + ")");
+        std::optional<reply> next;
+        try {
+          next = reader->next();
+        } catch (const reply_error& e) {
+          fail(errc::protocol, e.what());
           co_return;
         }
-        if (raw == nullptr) break;
-        std::unique_ptr<reply> owned(static_cast<reply*>(raw));
-        dispatch(std::move(*owned));
+        if (!next) break;
+        dispatch(std::move(*next));
         if (!open) co_return;
       }
       // hiredis keeps its buffer's capacity until the next read: after a large bulk string
       // (a 6 MB envelope) that is megabytes held while the connection idles. A reader with
-      // nothing buffered and no reply half-parsed is replaced by a fresh one.
-      if (fed_big && reader->len == 0 && reader->ridx == -1) reader = make_reader();
+      // nothing buffered and no reply half-parsed starts afresh.
+      if (fed_big && reader->idle()) reader->reset();
     }
   }
 
@@ -685,7 +589,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
   asio::awaitable<void> establish(std::shared_ptr<attempt_state> attempt) {
     co_await open_transport(attempt);
     if (attempt->timed_out) co_return;
-    reader = make_reader();
+    reader = std::make_unique<reply_reader>();
     asio::co_spawn(executor, read_loop(shared_from_this()), asio::detached);
     co_await hello(attempt);
   }

@@ -4,6 +4,7 @@
 // delivers published messages through receive().
 #pragma once
 
+#include "redis/reply.hpp"
 #include "redis/url.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -20,18 +21,6 @@
 #include <vector>
 
 namespace funcie::redis {
-
-/// A reply as RESP2 gives it.
-struct reply {
-  enum class kind { string, status, error, integer, nil, array };
-  kind type = kind::nil;
-  std::string str;              ///< string, status, error
-  long long integer = 0;        ///< integer
-  std::vector<reply> elements;  ///< array
-
-  bool is_nil() const { return type == kind::nil; }
-  bool is_error() const { return type == kind::error; }
-};
 
 enum class errc {
   connect_failed,  ///< Resolve/connect/TLS handshake failed or timed out.
