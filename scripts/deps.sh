@@ -19,6 +19,9 @@ packages=(
   redis-server curl openssl ca-certificates autoconf automake libtool python3 procps
   # the debugging test (gdb under funcie connect); script(1) of bsdutils runs the pty test
   gdb bsdutils
+  # funcie package (libzip, patchelf, strip from binutils) and its proof: zips unpacked with
+  # unzip into an empty root that bubblewrap runs them in (tests/integration/package.test.mjs)
+  libzip-dev patchelf binutils unzip bubblewrap
 )
 
 missing=()

@@ -25,6 +25,9 @@ command add_wrap(CLI::App& app);
 command add_connect(CLI::App& app);
 command add_status(CLI::App& app);
 command add_proxy(CLI::App& app);
+command add_package(CLI::App& app);
+command add_doctor(CLI::App& app);
+command add_secret(CLI::App& app);
 
 /// Runs `body` and turns an escaping exception into one line on stderr, "funcie NAME: ...",
 /// and exit_failure, so that no subcommand ends with an uncaught exception.

@@ -53,6 +53,8 @@ struct connect_options {
   bool hold = false;
   bool verbose = false;
   bool forward_credentials = false;
+  std::string secret_file;
+  bool no_encrypt = false;
   std::string config;
   std::vector<std::string> only;
   std::vector<std::string> command;
@@ -61,7 +63,8 @@ struct connect_options {
 /// Which options the user gave (on the command line or through their variable): those win
 /// over the project file.
 struct given_options {
-  bool backend, app, concurrency, heartbeat, ca_file, tls_insecure, hold, forward_credentials;
+  bool backend, app, concurrency, heartbeat, ca_file, tls_insecure, hold, forward_credentials,
+      no_encrypt;
 };
 
 /// Bad flags or project: one line, exit 2.
@@ -105,13 +108,11 @@ void check_spec(const project::function_spec& spec) {
   // The backend checks its URL and options when a session is made, before any I/O: one
   // made here and dropped checks them up front.
   tunnel::backend_options backend;
-  backend.url = spec.backend;
-  backend.app = spec.app;
-  backend.timing.heartbeat = spec.heartbeat;
-  backend.ca_file = spec.ca_file;
-  backend.tls_verify = spec.tls_verify;
-  backend.sqs.request_queue_url = spec.request_queue;
-  backend.sqs.response_queue_url = spec.response_queue;
+  try {
+    backend = project::backend_options_of(spec);
+  } catch (const tunnel::secret_error& e) {
+    throw usage_error(e.what());
+  }
   asio::io_context probe;
   tunnel::make_consumer_session(probe.get_executor(), backend);
 }
@@ -126,6 +127,8 @@ std::vector<project::function_spec> specs_for(const connect_options& o, const gi
   for (const auto& path : o.watch) watch.push_back(absolute_existing(path, "--watch"));
   std::string ca_file =
       o.ca_file.empty() ? std::string() : absolute_existing(o.ca_file, "--ca-file");
+  std::string secret_file =
+      o.secret_file.empty() ? std::string() : absolute_existing(o.secret_file, "--secret-file");
 
   auto variable = [](const char* name) {
     const char* value = std::getenv(name);
@@ -143,6 +146,8 @@ std::vector<project::function_spec> specs_for(const connect_options& o, const gi
     if (!o.response_queue.empty()) spec.response_queue = o.response_queue;
     if (g.hold) spec.hold = o.hold;
     if (g.forward_credentials) spec.forward_credentials = o.forward_credentials;
+    if (!secret_file.empty()) spec.secret_file = secret_file;
+    if (g.no_encrypt) spec.encrypt = false;
     for (const auto& [key, value] : env_check.environment) spec.environment[key] = value;
     spec.watch.insert(spec.watch.end(), watch.begin(), watch.end());
   };
@@ -400,6 +405,12 @@ command add_connect(CLI::App& app) {
       sub->add_flag("--forward-credentials", o->forward_credentials,
                     "Give the handler the function's AWS credentials when the function sends them "
                     "(FUNCIE_FORWARD_CREDENTIALS=1 in the function)");
+  sub->add_option("--secret-file", o->secret_file,
+                  "The shared secret (the function's FUNCIE_SECRET): first line current, second "
+                  "previous (default: FUNCIE_SECRET, FUNCIE_SECRET_PREVIOUS)");
+  auto* no_encrypt = sub->add_flag(
+      "--no-encrypt", o->no_encrypt,
+      "With a secret: sign messages without encrypting them (readable on the broker)");
   sub->add_option("--config,-c", o->config,
                   "The project file (default: funcie.toml here or above)");
   sub->add_option("--only", o->only, "Serve only this function of the project (repeatable)")
@@ -408,10 +419,10 @@ command add_connect(CLI::App& app) {
 
   return {sub, [=]() -> int {
             return run_guarded("connect", [&]() -> int {
-              given_options g{!o->backend.empty(),      !o->app.empty(),
-                              concurrency->count() > 0, heartbeat->count() > 0,
-                              ca_file->count() > 0,     tls_insecure->count() > 0,
-                              hold->count() > 0,        forward->count() > 0};
+              given_options g{
+                  !o->backend.empty(),    !o->app.empty(),      concurrency->count() > 0,
+                  heartbeat->count() > 0, ca_file->count() > 0, tls_insecure->count() > 0,
+                  hold->count() > 0,      forward->count() > 0, no_encrypt->count() > 0};
               // A bad flag, project file, backend URL or environment: one line, exit 2.
               auto usage = [](const std::exception& e) {
                 fmt::print(stderr, "funcie connect: {}\n", e.what());
@@ -427,6 +438,8 @@ command add_connect(CLI::App& app) {
               } catch (const tunnel::backend_config_error& e) {
                 return usage(e);
               } catch (const emulate::config_error& e) {
+                return usage(e);
+              } catch (const tunnel::secret_error& e) {
                 return usage(e);
               }
               return run_connect(std::move(specs), o->verbose);

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <exception>
 #include <string_view>
+#include <vector>
 
 namespace funcie::cli {
 
@@ -44,6 +45,15 @@ bool runs_as_bootstrap(int argc, const char* const* argv) {
   return path.substr(path.rfind('/') + 1) == "bootstrap";
 }
 
+// Deployed as /opt/funcie-wrapper (the layer of `funcie package --layer`), funcie is
+// `funcie wrap -- ARGS`: a managed runtime's bootstrap runs AWS_LAMBDA_EXEC_WRAPPER with its
+// own command line as the arguments.
+bool runs_as_wrapper(int argc, const char* const* argv) {
+  if (argc < 1 || argv[0] == nullptr) return false;
+  const std::string_view path(argv[0]);
+  return path.substr(path.rfind('/') + 1) == "funcie-wrapper";
+}
+
 void setup_logging(const std::string& level) {
   auto logger = spdlog::stderr_color_mt("funcie");
   logger->set_pattern("%^%H:%M:%S.%e %-5l%$ %v");
@@ -64,17 +74,26 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
-  const command commands[] = {add_emulate(app), add_wrap(app), add_proxy(app), add_connect(app),
-                              add_status(app)};
+  const command commands[] = {add_emulate(app), add_wrap(app),    add_proxy(app),  add_connect(app),
+                              add_status(app),  add_package(app), add_doctor(app), add_secret(app)};
   // After the subcommands, which would inherit it.
   app.footer(
       "Named `bootstrap` and run with no arguments (a custom runtime's entry point in a Lambda "
-      "function's zip), funcie runs `funcie proxy`.");
+      "function's zip), funcie runs `funcie proxy`. Named `funcie-wrapper` (the layer's "
+      "/opt/funcie-wrapper, AWS_LAMBDA_EXEC_WRAPPER), it runs `funcie wrap -- ARGS`.");
   const char* const as_proxy[] = {argv[0], "proxy", nullptr};
   const char* const* args = argv;
   if (runs_as_bootstrap(argc, args)) {
     argc = 2;
     args = as_proxy;
+  }
+  std::vector<const char*> as_wrap;
+  if (runs_as_wrapper(argc, args)) {
+    as_wrap = {argv[0], "wrap", "--"};
+    as_wrap.insert(as_wrap.end(), argv + 1, argv + argc);
+    as_wrap.push_back(nullptr);
+    argc = static_cast<int>(as_wrap.size()) - 1;
+    args = as_wrap.data();
   }
   try {
     app.parse(argc, args);

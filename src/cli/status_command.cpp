@@ -1,6 +1,7 @@
 // funcie status: which consumers are connected to an app's tunnel right now.
 #include "cli/command.hpp"
 #include "tunnel/backend.hpp"
+#include "tunnel/secrets.hpp"
 #include "util/clock.hpp"
 
 #include <fmt/chrono.h>
@@ -13,6 +14,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <exception>
 #include <memory>
@@ -85,6 +87,7 @@ command add_status(CLI::App& app) {
     bool json = false;
     std::string request_queue;
     std::string response_queue;
+    std::string secret_file;
   };
   auto o = std::make_shared<options>();
   auto* sub = app.add_subcommand("status", "Shows the consumers connected to an app's tunnel");
@@ -101,6 +104,9 @@ command add_status(CLI::App& app) {
   sub->add_flag("--tls-insecure", o->tls_insecure,
                 "TLS: do not verify the broker's certificate (tests only)");
   sub->add_flag("--json", o->json, "Print a JSON array instead of a table");
+  sub->add_option("--secret-file", o->secret_file,
+                  "The shared secret (default: FUNCIE_SECRET); sqs:// asks through sealed "
+                  "messages");
 
   return {sub, [o]() -> int {
             return run_guarded("status", [&]() -> int {
@@ -123,6 +129,13 @@ command add_status(CLI::App& app) {
               backend.tls_verify = !o->tls_insecure;
               backend.sqs.request_queue_url = o->request_queue;
               backend.sqs.response_queue_url = o->response_queue;
+              try {
+                backend.keys = tunnel::load_keyring(
+                    o->secret_file, true, [](const char* name) { return std::getenv(name); });
+              } catch (const tunnel::secret_error& e) {
+                fmt::print(stderr, "funcie status: {}\n", e.what());
+                return exit_usage;
+              }
 
               asio::io_context io;
               std::vector<tunnel::consumer_info> consumers;

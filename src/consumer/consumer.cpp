@@ -1,5 +1,7 @@
 #include "consumer/consumer.hpp"
 
+#include "util/clock.hpp"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
@@ -109,6 +111,8 @@ struct core {
   std::shared_ptr<signal_channel> stop_signal;
   std::shared_ptr<session_ctx> current;
   std::map<std::string, held_request> held;  // by envelope id
+  /// With a shared secret: refuses requests the broker replays (docs/security.md).
+  std::optional<tunnel::replay_guard> guard;
   std::mt19937 rng{std::random_device{}()};
 
   void update_in_flight() {
@@ -233,6 +237,17 @@ void accept(const state_ptr& s, const std::shared_ptr<session_ctx>& ctx, tunnel:
     spdlog::warn("dropped request {}: already held", req.id);
     return;
   }
+  if (s->guard) {
+    if (auto why = s->guard->check(req.id, req.sent_ms, util::unix_ms_now())) {
+      // Never run; its forwarder, if one still waits, hears why at once.
+      spdlog::warn("refused request {}: {}", req.id, *why);
+      asio::co_spawn(
+          s->executor,
+          send(ctx, tunnel::bad_request_response(req.id, req.app, ctx->session->id(), *why)),
+          asio::detached);
+      return;
+    }
+  }
   s->held.emplace(req.id, held_request{req.id, req.app, ctx});
   s->update_in_flight();
   asio::co_spawn(s->executor, serve_one(s, ctx, std::move(req)), asio::detached);
@@ -268,6 +283,7 @@ consumer::consumer(asio::any_io_executor executor, consumer_options options, run
   state_->options = std::move(options);
   state_->run = std::move(run);
   state_->stop_signal = std::make_shared<signal_channel>(executor, 1);
+  if (state_->options.backend.keys.enabled()) state_->guard.emplace(util::unix_ms_now());
 }
 
 consumer::~consumer() = default;

@@ -2,6 +2,7 @@
 
 #include "console/trigger.hpp"
 #include "consumer/watcher.hpp"
+#include "tunnel/secrets.hpp"
 #include "util/clock.hpp"
 
 #include <fmt/format.h>
@@ -228,13 +229,11 @@ served_function::served_function(asio::any_io_executor executor, served_options 
   auto& s = *state_;
 
   consumer_options c;
-  c.backend.url = s.options.spec.backend;
-  c.backend.sqs.request_queue_url = s.options.spec.request_queue;
-  c.backend.sqs.response_queue_url = s.options.spec.response_queue;
-  c.backend.app = s.options.spec.app;
-  c.backend.timing.heartbeat = s.options.spec.heartbeat;
-  c.backend.ca_file = s.options.spec.ca_file;
-  c.backend.tls_verify = s.options.spec.tls_verify;
+  c.backend = project::backend_options_of(s.options.spec);
+  tunnel::log_keyring(c.backend.keys,
+                      s.options.show_name ? "funcie connect (" + s.options.spec.name + ")"
+                                          : std::string("funcie connect"),
+                      "give --secret-file (or FUNCIE_SECRET) with the function's FUNCIE_SECRET");
   c.make_session = s.options.make_session;
   c.on_session = s.options.on_session;
   std::weak_ptr<state> weak = state_;

@@ -1,5 +1,7 @@
 #include "forwarder/forwarder.hpp"
 
+#include "tunnel/secrets.hpp"
+
 #include "util/clock.hpp"
 #include "util/ids.hpp"
 
@@ -157,6 +159,11 @@ forwarder_config config_from_environment(const getenv_function& getenv, std::str
   }
   backend.tls_verify = boolean(getenv, "FUNCIE_TLS_VERIFY", true);
   config.forward_credentials = boolean(getenv, "FUNCIE_FORWARD_CREDENTIALS", false);
+  try {
+    backend.keys = tunnel::load_keyring({}, boolean(getenv, "FUNCIE_ENCRYPT", true), getenv);
+  } catch (const tunnel::secret_error& e) {
+    throw config_error(e.what());
+  }
   return config;
 }
 
@@ -175,7 +182,12 @@ std::unique_ptr<tunnel::forwarder_backend> make_backend(asio::any_io_executor ex
 }  // namespace
 
 forwarder::forwarder(asio::any_io_executor executor, forwarder_config config)
-    : config_(std::move(config)), backend_(make_backend(std::move(executor), config_)) {}
+    : config_(std::move(config)), backend_(make_backend(std::move(executor), config_)) {
+  if (backend_) {
+    tunnel::log_keyring(config_.backend.keys, "funcie forwarder",
+                        "set FUNCIE_SECRET in the function and the same secret locally");
+  }
+}
 
 forwarder::forwarder(forwarder_config config, std::unique_ptr<tunnel::forwarder_backend> backend)
     : config_(std::move(config)), backend_(std::move(backend)) {}

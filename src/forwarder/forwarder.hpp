@@ -39,7 +39,8 @@ struct forwarder_config {
 };
 
 /// Reads FUNCIE_BACKEND, FUNCIE_APP (default AWS_LAMBDA_FUNCTION_NAME), FUNCIE_HEARTBEAT_MS,
-/// FUNCIE_CONNECT_TIMEOUT_MS, FUNCIE_DEADLINE_MARGIN_MS, FUNCIE_CA_FILE, FUNCIE_TLS_VERIFY
+/// FUNCIE_CONNECT_TIMEOUT_MS, FUNCIE_DEADLINE_MARGIN_MS, FUNCIE_CA_FILE, FUNCIE_TLS_VERIFY,
+/// FUNCIE_SECRET, FUNCIE_SECRET_PREVIOUS, FUNCIE_ENCRYPT
 /// and Lambda's own variables through `getenv`. `app` overrides FUNCIE_APP when not empty.
 /// Throws config_error.
 forwarder_config config_from_environment(const std::function<const char*(const char*)>& getenv,

@@ -4,6 +4,7 @@
 #include "consumer/consumer.hpp"
 #include "forwarder/forwarder.hpp"
 #include "runtime/loop.hpp"
+#include "tunnel/secrets.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -143,6 +144,8 @@ int serve_locally(const std::string& app, const runtime::handler_function& handl
 
   consumer::consumer_options consumer_options;
   consumer_options.backend = config.backend;
+  tunnel::log_keyring(config.backend.keys, "funcie (local)",
+                      "set FUNCIE_SECRET here to the function's FUNCIE_SECRET");
   consumer_options.on_session = [&](const std::string& session, bool first) {
     if (first) {
       fmt::print("funcie: serving app {} through {}\n", config.backend.app, where);

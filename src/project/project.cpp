@@ -11,6 +11,9 @@
 //   ca_file = "certs/ca.pem"            # relative to the file's directory, must be a file;
 //                                       # "" (the default): the system's CAs
 //   tls_verify = true                   # boolean
+//   secret_file = "~/.config/x.secret"  # the shared secret (docs/security.md), relative to
+//                                       # the file's directory; "" (default): FUNCIE_SECRET
+//   encrypt = true                      # false: messages signed but not encrypted
 //   request_queue = "https://sqs..."    # sqs:// only: the queues' URLs (default: the
 //   response_queue = "https://sqs..."   # FUNCIE_REQUEST/RESPONSE_QUEUE_URL variables)
 //
@@ -32,10 +35,13 @@
 
 #include "emulate/config.hpp"
 #include "tunnel/backend.hpp"
+#include "tunnel/secrets.hpp"
 
 #include <funcie/tunnel/envelope.hpp>
 
 #include <fmt/format.h>
+
+#include <cstdlib>
 
 #include <toml++/toml.h>
 
@@ -62,15 +68,26 @@ constexpr std::string_view file_name = "funcie.toml";
 constexpr std::array<std::string_view, 5> function_only_keys = {"app", "command", "dir", "watch",
                                                                 "env"};
 /// All the keys of a level, for suggestions: the defaults are allowed in both.
-constexpr std::array<std::string_view, 10> top_level_keys = {
-    "backend", "concurrency", "hold",          "forward_credentials", "heartbeat_ms",
-    "ca_file", "tls_verify",  "request_queue", "response_queue",      "functions"};
-constexpr std::array<std::string_view, 14> function_keys = {
-    "app",           "command",       "dir",
-    "watch",         "env",           "backend",
-    "concurrency",   "hold",          "forward_credentials",
-    "heartbeat_ms",  "ca_file",       "tls_verify",
-    "request_queue", "response_queue"};
+constexpr std::array<std::string_view, 12> top_level_keys = {
+    "backend",        "concurrency", "hold",       "forward_credentials",
+    "heartbeat_ms",   "ca_file",     "tls_verify", "request_queue",
+    "response_queue", "secret_file", "encrypt",    "functions"};
+constexpr std::array<std::string_view, 16> function_keys = {"app",
+                                                            "command",
+                                                            "dir",
+                                                            "watch",
+                                                            "env",
+                                                            "backend",
+                                                            "concurrency",
+                                                            "hold",
+                                                            "forward_credentials",
+                                                            "heartbeat_ms",
+                                                            "ca_file",
+                                                            "tls_verify",
+                                                            "request_queue",
+                                                            "response_queue",
+                                                            "secret_file",
+                                                            "encrypt"};
 
 /// The file being read, for messages and relative paths.
 struct source_file {
@@ -335,6 +352,18 @@ bool read_default(const source_file& file, std::string_view key, const toml::nod
     spec.heartbeat = std::chrono::milliseconds(read_integer(file, key, node, 300, 300000));
   } else if (key == "tls_verify") {
     spec.tls_verify = read_bool(file, key, node);
+  } else if (key == "encrypt") {
+    spec.encrypt = read_bool(file, key, node);
+  } else if (key == "secret_file") {
+    const auto& written = read_string(file, key, node, "the path of a secret file");
+    if (written.empty()) {
+      spec.secret_file.clear();  // FUNCIE_SECRET, overriding a top-level secret_file.
+    } else {
+      const auto resolved = resolve(file.directory, written);
+      require_path(file, node, key, written, resolved, path_kind::file,
+                   "the directory of " + std::string(file_name));
+      spec.secret_file = resolved.string();
+    }
   } else if (key == "request_queue" || key == "response_queue") {
     const auto& url = read_string(file, key, node, "a queue URL");
     if (!url.starts_with("https://") && !url.starts_with("http://")) {
@@ -535,6 +564,20 @@ function_spec read_function(const source_file& file, const std::string& name,
 }
 
 }  // namespace
+
+tunnel::backend_options backend_options_of(const function_spec& spec) {
+  tunnel::backend_options backend;
+  backend.url = spec.backend;
+  backend.app = spec.app;
+  backend.timing.heartbeat = spec.heartbeat;
+  backend.ca_file = spec.ca_file;
+  backend.tls_verify = spec.tls_verify;
+  backend.sqs.request_queue_url = spec.request_queue;
+  backend.sqs.response_queue_url = spec.response_queue;
+  backend.keys = tunnel::load_keyring(spec.secret_file, spec.encrypt,
+                                      [](const char* name) { return std::getenv(name); });
+  return backend;
+}
 
 std::optional<std::string> find_project(const std::string& start) {
   fs::path dir = normal(start.empty() ? fs::path(".") : fs::path(start));

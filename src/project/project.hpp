@@ -3,6 +3,8 @@
 // key of the first problem.
 #pragma once
 
+#include "tunnel/backend.hpp"
+
 #include <chrono>
 #include <map>
 #include <optional>
@@ -37,12 +39,19 @@ struct function_spec {
   bool tls_verify = true;
   std::string request_queue;   ///< sqs://: the request queue's URL; empty: the environment's.
   std::string response_queue;  ///< sqs://: the response queue's URL; empty: the environment's.
+  std::string secret_file;     ///< The shared secret's file (absolute); empty: FUNCIE_SECRET.
+  bool encrypt = true;         ///< false: tunnel messages signed, not encrypted.
 };
 
 struct project {
   std::string path;                      ///< The file it came from (absolute).
   std::vector<function_spec> functions;  ///< In the file's order; at least one.
 };
+
+/// The backend options `spec` asks for, with the keyring of its shared secret (read from
+/// spec.secret_file, else FUNCIE_SECRET and FUNCIE_SECRET_PREVIOUS). Throws
+/// tunnel::secret_error.
+tunnel::backend_options backend_options_of(const function_spec& spec);
 
 /// funcie.toml in `start` or its nearest parent that has one; nullopt when none has.
 std::optional<std::string> find_project(const std::string& start);

@@ -6,6 +6,8 @@
 
 #include <funcie/tunnel/envelope.hpp>
 
+#include "tunnel/seal.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
@@ -59,6 +61,9 @@ struct backend_options {
   std::string ca_file;     ///< TLS: a CA bundle to trust instead of the system's (PEM).
   bool tls_verify = true;  ///< TLS: verify the broker's certificate and host name.
   sqs_queues sqs;          ///< SQS only.
+  /// The shared secret's keys: every message put on the broker is sealed with them, every
+  /// one taken off is opened (docs/security.md). Empty: messages travel as they are.
+  keyring keys;
 };
 
 /// What came of offering a request to the consumers.

@@ -4,9 +4,11 @@
 #include "../support/async.hpp"
 #include "backend/redis/keys.hpp"
 #include "backend/redis/scripts.hpp"
+#include "consumer/consumer.hpp"
 #include "redis/connection.hpp"
 #include "redis/redis_server.hpp"
 #include "tunnel/backend.hpp"
+#include "util/clock.hpp"
 #include "util/ids.hpp"
 
 #include <gtest/gtest.h>
@@ -689,6 +691,254 @@ TEST_F(RedisBackend, ErrorsNameTheServerWithoutItsPassword) {
     auto out = co_await forwarder->forward(make_request("auth"), steady::now() + 10s);
     EXPECT_EQ(out.outcome, kind::answered);
     co_await good->close();
+  });
+}
+
+// --- With a shared secret (docs/security.md) ----------------------------------------------
+
+const tunnel::keyring& our_keys() {
+  static const auto keys = tunnel::keyring::from_secrets("the function's and the laptop's secret");
+  return keys;
+}
+const tunnel::keyring& attacker_keys() {
+  static const auto keys = tunnel::keyring::from_secrets("a secret the broker's owner made up");
+  return keys;
+}
+
+std::string flip_last_byte(std::string frame) {
+  frame.back() = static_cast<char>(frame.back() ^ 0x01);
+  return frame;
+}
+
+/// A request as a forwarder would send it now.
+tunnel::request fresh_request(std::string payload) {
+  auto req = make_request(std::move(payload));
+  req.sent_ms = util::unix_ms_now();
+  return req;
+}
+
+class RedisBackendSealed : public RedisBackend {
+ protected:
+  tunnel::backend_options sealed(const tunnel::keyring& keys = our_keys()) const {
+    auto o = options();
+    o.keys = keys;
+    return o;
+  }
+
+  /// The notice for `id`, as a forwarder sends it, sealed with `keys`.
+  static std::string sealed_notice(const tunnel::keyring& keys, const std::string& id) {
+    const tunnel::notice notice{id, std::string(app)};
+    return keys.seal(tunnel::encode(notice));
+  }
+
+  /// Puts `envelope` where a forwarder offers a request and announces it with `notice`.
+  asio::awaitable<void> inject(redis::connection& raw, const std::string& id,
+                               const std::string& envelope, const std::string& notice) {
+    const redis_backend::app_keys keys(app);
+    const std::string key = keys.req(id);
+    const std::string channel = keys.channel();
+    std::vector<std::string_view> set{"SET", key, envelope, "PX", "10000"};
+    co_await raw.execute_checked(set);
+    std::vector<std::string_view> publish{"PUBLISH", channel, notice};
+    co_await raw.execute_checked(publish);
+  }
+
+  /// The responses pushed for request `id`, opened with our keys.
+  asio::awaitable<std::vector<tunnel::response>> responses_to(redis::connection& raw,
+                                                              const std::string& id) {
+    const std::string key = redis_backend::app_keys(app).resp(id);
+    std::vector<std::string_view> range{"LRANGE", key, "0", "-1"};
+    auto list = co_await raw.execute_checked(range);
+    std::vector<tunnel::response> out;
+    for (const auto& element : list.elements) {
+      out.push_back(tunnel::decode_response(our_keys().open(element.str)));
+    }
+    co_return out;
+  }
+};
+
+TEST_F(RedisBackendSealed, TheBrokerSeesOnlySealedBytes) {
+  run([&]() -> asio::awaitable<void> {
+    const redis_backend::app_keys keys(app);
+    auto raw = co_await raw_connection();
+    // A session that never claims: the offer stays in Redis for the test to look at.
+    auto session = co_await open_session(sealed());
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), sealed());
+    const auto req = fresh_request(R"({"card":"4111 1111 1111 1111"})");
+    std::optional<tunnel::forward_outcome> outcome;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          outcome = co_await forwarder->forward(req, steady::now() + 3s);
+        },
+        asio::detached);
+    co_await sleep_for(100ms);
+    const std::string key = keys.req(req.id);
+    std::vector<std::string_view> get{"GET", key};
+    auto stored = co_await raw->execute_checked(get);
+    EXPECT_EQ(stored.type, redis::reply::kind::string);
+    if (!(stored.type == redis::reply::kind::string)) co_return;
+    EXPECT_TRUE(stored.str.starts_with("funcie/1 sealed " + our_keys().current_key_id() + "\n"));
+    EXPECT_EQ(stored.str.find("4111"), std::string::npos) << "the event is readable in Redis";
+    EXPECT_EQ(stored.str.find(req.context.request_id), std::string::npos);
+    EXPECT_EQ(tunnel::decode_request(our_keys().open(stored.str)), req);
+    while (!outcome) co_await sleep_for(10ms);
+    EXPECT_NE(outcome->outcome, kind::answered);
+    raw->close();
+    co_await session->close();
+  });
+}
+
+TEST_F(RedisBackendSealed, ForgedAndTamperedRequestsNeverReachTheHandler) {
+  run([&]() -> asio::awaitable<void> {
+    auto raw = co_await raw_connection();
+    auto session = co_await open_session(sealed());
+    auto log = start_serving(*session, answer_mode::echo);
+
+    // 1. Forged in the clear, 2. forged with a key of the broker's own, 3. a real request's
+    // sealed bytes with one bit changed (its notice intact).
+    const auto clear = fresh_request("forged in the clear");
+    const std::string clear_envelope = tunnel::encode(clear);
+    const std::string clear_notice = tunnel::encode(tunnel::notice{clear.id, std::string(app)});
+    co_await inject(*raw, clear.id, clear_envelope, clear_notice);
+    const auto foreign = fresh_request("forged with another key");
+    const std::string foreign_envelope = attacker_keys().seal(tunnel::encode(foreign));
+    const std::string foreign_notice = sealed_notice(attacker_keys(), foreign.id);
+    co_await inject(*raw, foreign.id, foreign_envelope, foreign_notice);
+    const auto tampered = fresh_request("tampered on the broker");
+    const std::string tampered_envelope = flip_last_byte(our_keys().seal(tunnel::encode(tampered)));
+    const std::string tampered_notice = sealed_notice(our_keys(), tampered.id);
+    co_await inject(*raw, tampered.id, tampered_envelope, tampered_notice);
+
+    // The real one still goes through, and it is the only one the handler ran.
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), sealed());
+    const auto real = fresh_request("the real event");
+    auto out = co_await forwarder->forward(real, steady::now() + 10s);
+    EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
+    EXPECT_EQ(out.answer.body, "the real event");
+    co_await sleep_for(200ms);
+    EXPECT_EQ(log->handled, std::vector<std::string>{real.id});
+
+    // The tampered one was claimed (its notice was genuine) and refused at once, so that a
+    // forwarder waiting for it would hear why instead of timing out.
+    auto refusals = co_await responses_to(*raw, tampered.id);
+    EXPECT_EQ(refusals.size(), 1u);
+    if (!(refusals.size() == 1u)) co_return;
+    EXPECT_EQ(refusals[0].error_type, "Funcie.BadRequest");
+    EXPECT_NE(refusals[0].body.find("forged or tampered"), std::string::npos) << refusals[0].body;
+    raw->close();
+    co_await session->close();
+  });
+}
+
+TEST_F(RedisBackendSealed, TamperedAndForgedResponsesAreDroppedAndTheRealOneArrives) {
+  run([&]() -> asio::awaitable<void> {
+    auto raw = co_await raw_connection();
+    auto session = co_await open_session(sealed());
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), sealed());
+    const auto req = fresh_request("the real event");
+    std::optional<tunnel::forward_outcome> outcome;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          outcome = co_await forwarder->forward(req, steady::now() + 10s);
+        },
+        asio::detached);
+    auto claimed = co_await session->next();
+    EXPECT_EQ(claimed, req);
+
+    tunnel::response forged;
+    forged.id = req.id;
+    forged.app = std::string(app);
+    forged.consumer = session->id();
+    forged.body = "forged answer";
+    const std::string resp_key = redis_backend::app_keys(app).resp(req.id);
+    const std::vector<std::string> pushes{
+        tunnel::encode(forged),                                   // in the clear
+        attacker_keys().seal(tunnel::encode(forged)),             // another key
+        flip_last_byte(our_keys().seal(tunnel::encode(forged))),  // tampered
+    };
+    for (const auto& bytes : pushes) {
+      std::vector<std::string_view> rpush{"RPUSH", resp_key, bytes};
+      co_await raw->execute_checked(rpush);
+    }
+    co_await sleep_for(100ms);
+    EXPECT_FALSE(outcome.has_value()) << "a forged response was taken";
+
+    tunnel::response real = forged;
+    real.body = "the real answer";
+    co_await session->respond(real);
+    while (!outcome) co_await sleep_for(5ms);
+    EXPECT_EQ(outcome->outcome, kind::answered) << outcome->reason << outcome->message;
+    EXPECT_EQ(outcome->answer.body, "the real answer");
+    raw->close();
+    co_await session->close();
+  });
+}
+
+TEST_F(RedisBackendSealed, AReplayedOrStaleRequestIsNeverRunAgain) {
+  run([&]() -> asio::awaitable<void> {
+    const redis_backend::app_keys keys(app);
+    auto raw = co_await raw_connection();
+    consumer::consumer_options copts;
+    copts.backend = sealed();
+    int runs = 0;
+    consumer::consumer local(io.get_executor(), copts,
+                             [&](const tunnel::request& r) -> asio::awaitable<runtime_api::result> {
+                               ++runs;
+                               runtime_api::result result;
+                               result.body = r.payload;
+                               co_return result;
+                             });
+    asio::co_spawn(io, local.run(), asio::detached);
+    co_await sleep_for(300ms);  // the session is open
+
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), sealed());
+    const auto req = fresh_request("pay 100 EUR once");
+    auto out = co_await forwarder->forward(req, steady::now() + 10s);
+    EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
+    EXPECT_EQ(runs, 1);
+
+    // The broker's owner replays what it saw, clearing the claim that stands in its way.
+    const std::string claim_key = keys.claim(req.id);
+    const std::string resp_key = keys.resp(req.id);
+    std::vector<std::string_view> del{"DEL", claim_key, resp_key};
+    co_await raw->execute_checked(del);
+    const std::string replayed_envelope = our_keys().seal(tunnel::encode(req));
+    const std::string replayed_notice = sealed_notice(our_keys(), req.id);
+    co_await inject(*raw, req.id, replayed_envelope, replayed_notice);
+    // And an old request it kept (sealed 30 minutes ago).
+    auto old = fresh_request("an old event");
+    old.sent_ms -= 30 * 60 * 1000;
+    const std::string old_envelope = our_keys().seal(tunnel::encode(old));
+    const std::string old_notice = sealed_notice(our_keys(), old.id);
+    co_await inject(*raw, old.id, old_envelope, old_notice);
+    co_await sleep_for(500ms);
+    EXPECT_EQ(runs, 1) << "a replayed or stale request ran";
+    auto replay_refusals = co_await responses_to(*raw, req.id);
+    EXPECT_EQ(replay_refusals.size(), 1u);
+    if (!(replay_refusals.size() == 1u)) co_return;
+    EXPECT_EQ(replay_refusals[0].error_type, "Funcie.BadRequest");
+    EXPECT_NE(replay_refusals[0].body.find("replayed"), std::string::npos);
+    auto stale_refusals = co_await responses_to(*raw, old.id);
+    EXPECT_EQ(stale_refusals.size(), 1u);
+    if (!(stale_refusals.size() == 1u)) co_return;
+    EXPECT_NE(stale_refusals[0].body.find("stale"), std::string::npos);
+    raw->close();
+    co_await local.stop();
+  });
+}
+
+TEST_F(RedisBackendSealed, DifferentSecretsMeanNothingIsTakenAndTheFunctionRunsItself) {
+  run([&]() -> asio::awaitable<void> {
+    auto session = co_await open_session(sealed(attacker_keys()));
+    auto log = start_serving(*session, answer_mode::echo);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), sealed());
+    const auto req = fresh_request("{}");
+    auto out = co_await forwarder->forward(req, steady::now() + 10s);
+    EXPECT_EQ(out.outcome, kind::not_taken) << out.reason << out.message;
+    EXPECT_TRUE(log->handled.empty());
+    co_await session->close();
   });
 }
 

@@ -199,3 +199,41 @@ TEST(ForwarderConfig, OtherErrorsDoNotShowThePassword) {
   const std::string message = error_of(env);
   EXPECT_EQ(message.find(password), std::string::npos) << message;
 }
+
+TEST(ForwarderConfig, SecretMakesKeysAndNeverShowsInErrors) {
+  fake_env env = lambda_env();
+  EXPECT_FALSE(config_from_environment(env.getenv()).backend.keys.enabled());
+
+  const std::string secret = "correct horse battery staple 42";
+  env.vars["FUNCIE_SECRET"] = secret;
+  const auto sealed = config_from_environment(env.getenv()).backend.keys;
+  ASSERT_TRUE(sealed.enabled());
+  EXPECT_TRUE(sealed.encrypts());
+  EXPECT_EQ(sealed.key_ids().size(), 1u);
+
+  env.vars["FUNCIE_SECRET_PREVIOUS"] = "the secret we used last month";
+  env.vars["FUNCIE_ENCRYPT"] = "false";
+  const auto rotating = config_from_environment(env.getenv()).backend.keys;
+  EXPECT_EQ(rotating.key_ids().size(), 2u);
+  EXPECT_EQ(rotating.current_key_id(), sealed.current_key_id());
+  EXPECT_FALSE(rotating.encrypts());
+
+  env.vars["FUNCIE_SECRET"] = "short-s3cret";
+  try {
+    config_from_environment(env.getenv());
+    FAIL() << "a 12-byte secret was accepted";
+  } catch (const config_error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("FUNCIE_SECRET"), std::string::npos) << message;
+    EXPECT_EQ(message.find("short-s3cret"), std::string::npos) << message;
+  }
+
+  env.vars.erase("FUNCIE_SECRET");
+  try {
+    config_from_environment(env.getenv());
+    FAIL() << "a previous secret without a current one was accepted";
+  } catch (const config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("FUNCIE_SECRET_PREVIOUS"), std::string::npos);
+    EXPECT_EQ(std::string(e.what()).find("last month"), std::string::npos);
+  }
+}

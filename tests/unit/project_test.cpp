@@ -440,3 +440,33 @@ TEST_F(ProjectFile, LoadProjectReadsTheFile) {
               dir_.string() + ": not a regular file; give the path of a funcie.toml file");
   }
 }
+
+TEST_F(ProjectFile, SecretFileAndEncryptGiveTheBackendItsKeys) {
+  write("keys/orders.secret", "a secret of thirty-two characters\nlast month's secret value\n");
+  const auto p = parse(R"(backend = "redis://localhost:6379"
+secret_file = "keys/orders.secret"
+
+[functions.orders]
+command = "x"
+
+[functions.billing]
+command = "x"
+secret_file = ""
+encrypt = false
+)");
+  const auto& orders = p.functions.at(0);
+  const auto& billing = p.functions.at(1);
+  EXPECT_EQ(orders.secret_file, in_dir("keys/orders.secret"));
+  EXPECT_TRUE(orders.encrypt);
+  EXPECT_EQ(billing.secret_file, "");
+  EXPECT_FALSE(billing.encrypt);
+
+  const auto keys = backend_options_of(orders).keys;
+  EXPECT_TRUE(keys.enabled());
+  EXPECT_EQ(keys.key_ids().size(), 2u);
+  const auto same = funcie::tunnel::keyring::from_secrets("a secret of thirty-two characters");
+  EXPECT_EQ(keys.current_key_id(), same.current_key_id());
+
+  EXPECT_TRUE(contains(error_of("secret_file = \"keys/missing.secret\"\n"), "keys/missing.secret"));
+  EXPECT_TRUE(contains(error_of("encrypt = \"no\"\n"), "encrypt"));
+}

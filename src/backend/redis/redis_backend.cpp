@@ -23,6 +23,7 @@
 #include <boost/json/value.hpp>
 #include <cstdlib>
 #include <optional>
+#include <unordered_map>
 #include <utility>
 
 namespace funcie::redis_backend {
@@ -110,13 +111,14 @@ milliseconds timeout_for(milliseconds base, std::size_t bytes, std::size_t bytes
 
 /// A response popped for `req`, or nullopt (with one log line) when it is not one.
 std::optional<tunnel::response> check_response(std::string_view bytes, const tunnel::request& req,
-                                               const std::string& app,
+                                               const tunnel::backend_options& options,
                                                const std::optional<std::string>& owner) {
+  const std::string& app = options.app;
   tunnel::response answer;
   try {
-    answer = tunnel::decode_response(bytes);
+    answer = tunnel::decode_response(options.keys.open(bytes));
   } catch (const std::exception& e) {
-    spdlog::warn("dropped a response for request {} that does not decode: {}", req.id, e.what());
+    spdlog::warn("dropped a response for request {}: {}", req.id, e.what());
     return std::nullopt;
   }
   if (answer.id != req.id || answer.app != app) {
@@ -297,8 +299,9 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
     relabelled = req;
     relabelled->app = s->options.app;
   }
-  const std::string envelope = tunnel::encode(relabelled ? *relabelled : req);
-  const std::string notice = tunnel::encode(tunnel::notice{req.id, s->options.app});
+  const std::string envelope = s->options.keys.seal(tunnel::encode(relabelled ? *relabelled : req));
+  const std::string notice =
+      s->options.keys.seal(tunnel::encode(tunnel::notice{req.id, s->options.app}));
   const std::string consumers_key = s->keys.consumers();
   const std::string req_key = s->keys.req(req.id);
   const std::string channel = s->keys.channel();
@@ -407,7 +410,7 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
       co_return broker_lost(s->where, "it refused the wait for the answer: " + popped->str);
     }
     if (popped->type == redis::reply::kind::array && popped->elements.size() == 2) {
-      if (auto answer = check_response(popped->elements[1].str, req, s->options.app, owner)) {
+      if (auto answer = check_response(popped->elements[1].str, req, s->options, owner)) {
         s->release(blocking.conn);
         co_return tunnel::answered(std::move(*answer));
       }
@@ -471,7 +474,7 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
         } catch (const redis::error&) {
         }
         if (!late || late->type != redis::reply::kind::string) break;
-        if (auto answer = check_response(late->str, req, s->options.app, owner)) {
+        if (auto answer = check_response(late->str, req, s->options, owner)) {
           s->release(blocking.conn);
           co_return tunnel::answered(std::move(*answer));
         }
@@ -542,6 +545,9 @@ struct redis_consumer_session::state {
   std::int64_t since_ms = 0;
   std::string host;
   std::int64_t pid = 0;
+  /// The key each held request was sealed with: its response is sealed with the same one,
+  /// so a function still on the previous secret during a rotation can open it.
+  std::unordered_map<std::string, std::string> reply_keys;
 
   milliseconds ttl() const { return options.timing.heartbeat * 5 / 6; }
   milliseconds interval() const { return std::max(options.timing.heartbeat / 6, milliseconds(10)); }
@@ -665,7 +671,13 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
     relabelled->consumer = s->session_id;
     relabelled->app = s->options.app;
   }
-  const std::string envelope = tunnel::encode(relabelled ? *relabelled : answer);
+  std::string reply_key;
+  if (const auto it = s->reply_keys.find(answer.id); it != s->reply_keys.end()) {
+    reply_key = std::move(it->second);
+    s->reply_keys.erase(it);
+  }
+  const std::string envelope =
+      s->options.keys.seal(tunnel::encode(relabelled ? *relabelled : answer), reply_key);
   const std::string key = s->keys.resp(answer.id);
   std::vector<std::string_view> keys{key};
   std::vector<std::string_view> args{envelope, response_ttl_ms};
@@ -762,9 +774,9 @@ asio::awaitable<tunnel::request> redis_consumer_session::next() {
 
     tunnel::notice notice;
     try {
-      notice = tunnel::decode_notice(message->payload);
+      notice = tunnel::decode_notice(s->options.keys.open(message->payload));
     } catch (const std::exception& e) {
-      spdlog::warn("dropped a message on {} that is not a notice: {}", s->channel, e.what());
+      spdlog::warn("dropped a message on {}: {}", s->channel, e.what());
       continue;
     }
     if (notice.app != s->options.app) {
@@ -801,16 +813,20 @@ asio::awaitable<tunnel::request> redis_consumer_session::next() {
     if (claimed->type != redis::reply::kind::string) continue;  // someone else's, or gone
 
     tunnel::request req;
+    std::string key_id;
     std::string bad;
     try {
-      req = tunnel::decode_request(claimed->str);
+      req = tunnel::decode_request(s->options.keys.open(claimed->str, &key_id));
     } catch (const std::exception& e) {
       bad = e.what();
     }
     if (bad.empty() && (req.id != notice.id || req.app != s->options.app)) {
       bad = "its id or app differs from its notice";
     }
-    if (bad.empty()) co_return req;
+    if (bad.empty()) {
+      if (!key_id.empty()) s->reply_keys[req.id] = std::move(key_id);
+      co_return req;
+    }
 
     spdlog::warn("dropped request {}: {}", notice.id, bad);
     // It is ours now and nobody else will run it: tell its forwarder at once.

@@ -1,8 +1,8 @@
 #include "backend/sqs/message.hpp"
+#include "util/base64.hpp"
 
 #include <funcie/tunnel/envelope.hpp>
 
-#include <openssl/evp.h>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -114,60 +114,6 @@ std::size_t sqs_text_prefix(std::string_view s) {
     i += len;
   }
   return n;
-}
-
-// --- base64 -----------------------------------------------------------------------------
-
-// EVP_EncodeBlock and EVP_DecodeBlock take an int length: big inputs go in chunks of whole
-// groups (3 bytes in, 4 characters out).
-constexpr std::size_t base64_chunk = std::size_t{3} << 24;
-
-void append_base64(std::string& out, std::string_view bytes) {
-  const std::size_t start = out.size();
-  out.resize(start + 4 * ((bytes.size() + 2) / 3) + 1);  // + EVP_EncodeBlock's NUL
-  auto* dst = reinterpret_cast<unsigned char*>(out.data() + start);
-  const auto* src = reinterpret_cast<const unsigned char*>(bytes.data());
-  for (std::size_t done = 0; done < bytes.size();) {
-    const std::size_t n = std::min(base64_chunk, bytes.size() - done);
-    dst += EVP_EncodeBlock(dst, src + done, static_cast<int>(n));
-    done += n;
-  }
-  out.resize(start + 4 * ((bytes.size() + 2) / 3));
-}
-
-bool is_base64_char(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-         c == '/';
-}
-
-std::string from_base64(std::string_view text) {
-  const auto malformed = [] { return message_error("the message's base64 data is malformed"); };
-  if (text.size() % 4 != 0) throw malformed();
-  // EVP_DecodeBlock skips whitespace and reads '=' anywhere as zero bits: only the canonical
-  // alphabet, with at most two '=' at the very end, gets that far.
-  std::size_t padding = 0;
-  while (padding < 2 && padding < text.size() && text[text.size() - 1 - padding] == '=') {
-    ++padding;
-  }
-  const auto digits = text.substr(0, text.size() - padding);
-  if (!std::all_of(digits.begin(), digits.end(),
-                   [](char c) { return is_base64_char(static_cast<unsigned char>(c)); })) {
-    throw malformed();
-  }
-  std::string out(text.size() / 4 * 3, '\0');
-  auto* dst = reinterpret_cast<unsigned char*>(out.data());
-  const auto* src = reinterpret_cast<const unsigned char*>(text.data());
-  constexpr std::size_t chunk = base64_chunk / 3 * 4;
-  for (std::size_t done = 0; done < text.size();) {
-    const std::size_t n = std::min(chunk, text.size() - done);
-    const int written = EVP_DecodeBlock(dst, src + done, static_cast<int>(n));
-    if (written < 0) throw malformed();
-    dst += written;
-    done += n;
-  }
-  // DecodeBlock counts the zero bytes the padding stands for.
-  out.resize(out.size() - padding);
-  return out;
 }
 
 // --- header -----------------------------------------------------------------------------
@@ -288,7 +234,9 @@ std::string encode(const message& m) {
   if (f.data) h["enc"] = raw ? "raw" : "b64";
   const std::string head = json::serialize(h);
   const auto kind = to_string(m.kind);
-  const std::size_t data_size = !f.data ? 0 : raw ? m.data.size() : 4 * ((m.data.size() + 2) / 3);
+  const std::size_t data_size = !f.data ? 0
+                                : raw   ? m.data.size()
+                                        : util::base64_size(m.data.size());
   std::string out;
   out.reserve(magic.size() + 2 + kind.size() + 1 + head.size() + 1 + data_size);
   out.append(magic);
@@ -302,7 +250,7 @@ std::string encode(const message& m) {
     if (raw) {
       out.append(m.data);
     } else {
-      append_base64(out, m.data);
+      util::append_base64(out, m.data);
     }
   }
   return out;
@@ -379,7 +327,9 @@ message decode(std::string_view body) {
   if (enc == nullptr || enc->is_null() || (enc->is_string() && enc->get_string() == "raw")) {
     m.data = std::string(data);
   } else if (enc->is_string() && enc->get_string() == "b64") {
-    m.data = from_base64(data);
+    auto decoded = util::from_base64(data);
+    if (!decoded) throw message_error("the message's base64 data is malformed");
+    m.data = std::move(*decoded);
   } else {
     throw message_error("\"enc\" in the message header is neither \"raw\" nor \"b64\"");
   }

@@ -136,11 +136,61 @@ struct link {
   std::shared_ptr<aws::sqs_client> client;
   std::string where;
   std::map<std::string, std::size_t> limits;
+  std::set<std::string> foreign_keys;  // key ids of others' messages, said once each
+
+  /// The body that goes on a queue for `m`: its funcie-sqs text, sealed with the shared
+  /// secret's key when there is one (docs/security.md).
+  /// `key_id`: the key to seal with (the one the message answered came with, so that a
+  /// side still on the previous secret during a rotation can open it); empty: the current.
+  std::string body_of(const message& m, std::string_view key_id = {}) const {
+    return config.keys.seal_text(encode(m), key_id);
+  }
+
+  /// The message in a body taken off `queue` (named `which` in logs), or nullopt once the
+  /// body has been dealt with: deleted with one log line when it is not funcie's or fails
+  /// the seal check; left for others when it may be another app's (sealed with a key this
+  /// side does not hold: said once per key id, in case the secrets were meant to match).
+  /// `key_id`, when given, is set to the id of the key it was sealed with.
+  std::optional<message> take(const std::string& queue,
+                              const aws::sqs_json::received_message& received,
+                              std::string_view which, std::string* key_id = nullptr) {
+    try {
+      return decode(config.keys.open(received.body, key_id));
+    } catch (const tunnel::seal_error& e) {
+      const auto key = tunnel::keyring::key_id_of(received.body);
+      if (key && config.keys.enabled() && !config.keys.holds(*key)) {
+        if (foreign_keys.insert(*key).second) {
+          spdlog::warn(
+              "messages on the {} queue sealed with key {}, which this side does not "
+              "hold, are left for whoever holds it: {}",
+              which, *key, e.what());
+        }
+        release(queue, received.receipt_handle);
+        return std::nullopt;
+      }
+      spdlog::warn("dropped a message on the {} queue: {}", which, e.what());
+    } catch (const std::exception& e) {
+      spdlog::warn("dropped a message on the {} queue that is not funcie's: {}", which, e.what());
+    }
+    drop(queue, received.receipt_handle);
+    return std::nullopt;
+  }
+
+  /// The most bytes an envelope piece's body may take on `queue`: the queue's limit (see
+  /// queue_limit), less what sealing adds.
+  asio::awaitable<std::size_t> limit_of(std::string queue) {
+    const std::size_t limit = co_await queue_limit(std::move(queue));
+    if (!config.keys.enabled()) co_return limit;
+    // sealed64: the first line (at most 36 bytes), then base64 (4 characters per 3 bytes)
+    // of the nonce (12), the body and the tag (16).
+    constexpr std::size_t first_line = 36, nonce_and_tag = 12 + 16;
+    co_return (limit - first_line) / 4 * 3 - nonce_and_tag;
+  }
 
   /// The size limit of `queue`'s messages: the setting, else the queue's attribute (asked
   /// once), else 256 KiB. `strict`: every refusal is thrown (a consumer checks its queues
   /// and permissions so at start); otherwise only a missing queue.
-  asio::awaitable<std::size_t> limit_of(std::string queue, bool strict = false) {
+  asio::awaitable<std::size_t> queue_limit(std::string queue, bool strict = false) {
     if (config.max_message_bytes != 0 && !strict) co_return config.max_message_bytes;
     if (const auto it = limits.find(queue); it != limits.end()) co_return it->second;
     std::size_t limit = fallback_message_bytes;
@@ -282,6 +332,7 @@ settings resolve_settings(const tunnel::backend_options& options, const aws::get
   out.ca_file = options.ca_file;
   if (out.ca_file.empty()) out.ca_file = variable(getenv, "AWS_CA_BUNDLE");
   out.tls_verify = options.tls_verify;
+  out.keys = options.keys;
   out.heartbeat = options.timing.heartbeat;
   out.command_timeout = options.timing.command_timeout;
   out.claim_window =
@@ -356,14 +407,9 @@ using forwarder_state = sqs_forwarder_backend::state;
 void on_response_message(const std::shared_ptr<forwarder_state>& s,
                          aws::sqs_json::received_message received) {
   const std::string& queue = s->config().response_queue;
-  message m;
-  try {
-    m = decode(received.body);
-  } catch (const std::exception& e) {
-    spdlog::warn("dropped a message on the response queue that is not funcie's: {}", e.what());
-    s->net.drop(queue, received.receipt_handle);
-    return;
-  }
+  auto taken = s->net.take(queue, received, "response");
+  if (!taken) return;
+  message m = std::move(*taken);
   if (m.app != s->config().app) {
     s->net.release(queue, received.receipt_handle);  // another app shares the queue
     return;
@@ -470,7 +516,7 @@ asio::awaitable<std::vector<message>> ping(std::shared_ptr<forwarder_state> s, b
   m.app = s->config().app;
   m.id = probe_id;
   m.expires_ms = expires_ms;
-  co_await s->net.client->send_message(s->config().request_queue, encode(m));
+  co_await s->net.client->send_message(s->config().request_queue, s->net.body_of(m));
   std::vector<message> pongs;
   while (steady::now() < until) {
     auto& w = reg.get();
@@ -519,7 +565,7 @@ asio::awaitable<tunnel::forward_outcome> fire_and_forget(std::shared_ptr<forward
     proto.expires_ms = proto.sent_ms + ff_lifetime.count();
     std::vector<std::string> bodies;
     for (const auto& piece : split(proto, tunnel::encode(req), limit)) {
-      bodies.push_back(encode(piece));
+      bodies.push_back(s->net.body_of(piece));
     }
     co_await s->net.send_all(s->config().request_queue, std::move(bodies));
   } catch (const std::exception& e) {
@@ -595,7 +641,7 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
     proto.claim_by_ms = claim_by_ms;
     pieces = split(proto, tunnel::encode(request), limit);
     maybe_stored = true;
-    co_await s->net.client->send_message(config.request_queue, encode(pieces.front()));
+    co_await s->net.client->send_message(config.request_queue, s->net.body_of(pieces.front()));
   } catch (const aws::sqs_error& e) {
     error = e.what();
     // Refused for sure (missing queue, no permission, bad request): nobody can claim it.
@@ -670,7 +716,7 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
       // 3. The rest of a big request goes only to a claimed one.
       rest_sent = true;
       std::vector<std::string> bodies;
-      for (std::size_t i = 1; i < pieces.size(); ++i) bodies.push_back(encode(pieces[i]));
+      for (std::size_t i = 1; i < pieces.size(); ++i) bodies.push_back(s->net.body_of(pieces[i]));
       pieces.clear();
       std::string send_error;
       try {
@@ -723,6 +769,7 @@ namespace {
 
 /// A request this session claimed (or a fire-and-forget one it took).
 struct held_request {
+  std::string key;  ///< The key its offer was sealed with: what answers it are sealed with.
   bool ff = false;
   bool delivered = false;
   std::int64_t expires_ms = 0;
@@ -797,7 +844,8 @@ namespace {
 using session_state = sqs_consumer_session::state;
 
 asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
-                                    const tunnel::response& answer, std::int64_t expires_ms) {
+                                    const tunnel::response& answer, std::int64_t expires_ms,
+                                    std::string key) {
   std::optional<tunnel::response> relabelled;
   if (answer.consumer != s->session_id || answer.app != s->config().app) {
     relabelled = answer;
@@ -816,7 +864,7 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
     std::vector<std::string> bodies;
     for (const auto& piece :
          split(proto, tunnel::encode(relabelled ? *relabelled : answer), limit)) {
-      bodies.push_back(encode(piece));
+      bodies.push_back(s->net.body_of(piece, key));
     }
     co_await s->net.send_all(s->config().response_queue, std::move(bodies));
   } catch (const std::exception& e) {
@@ -852,15 +900,16 @@ void deliver(const std::shared_ptr<session_state>& s, const std::string& id,
   spdlog::warn("dropped request {}: {}", id, bad);
   const bool ff = it->second.ff;
   const std::int64_t expires = it->second.expires_ms;
+  std::string key = std::move(it->second.key);
   s->held.erase(it);
   if (ff) return;
   const tunnel::response refusal =
       tunnel::bad_request_response(id, s->config().app, s->session_id, bad);
   asio::co_spawn(
       s->executor,
-      [s, refusal, expires]() -> asio::awaitable<void> {
+      [s, refusal, expires, key = std::move(key)]() -> asio::awaitable<void> {
         try {
-          co_await send_response(s, refusal, expires);
+          co_await send_response(s, refusal, expires, key);
         } catch (const std::exception& e) {
           spdlog::warn("could not refuse request {}: {}", refusal.id, e.what());
         }
@@ -888,7 +937,8 @@ void add_piece(const std::shared_ptr<session_state>& s, const message& m) {
 }
 
 asio::awaitable<void> take_offer(std::shared_ptr<session_state> s,
-                                 aws::sqs_json::received_message received, message m) {
+                                 aws::sqs_json::received_message received, message m,
+                                 std::string key) {
   const std::string& queue = s->config().request_queue;
   if (s->claimed.contains(m.id) || s->held.contains(m.id)) {
     s->net.drop(queue, received.receipt_handle);  // delivered twice
@@ -902,6 +952,7 @@ asio::awaitable<void> take_offer(std::shared_ptr<session_state> s,
   // Held before the claim is sent: the forwarder sends the other pieces once it sees the
   // claim, and they must find us ready.
   held_request entry;
+  entry.key = key;
   entry.expires_ms = m.expires_ms;
   s->held.emplace(m.id, std::move(entry));
   s->claimed[m.id] = std::max(m.expires_ms, m.claim_by_ms);
@@ -913,7 +964,7 @@ asio::awaitable<void> take_offer(std::shared_ptr<session_state> s,
   claim.expires_ms = m.expires_ms;
   std::string error;
   try {
-    co_await s->net.client->send_message(s->config().response_queue, encode(claim));
+    co_await s->net.client->send_message(s->config().response_queue, s->net.body_of(claim, key));
   } catch (const std::exception& e) {
     error = e.what();
   }
@@ -946,7 +997,7 @@ void take_piece(const std::shared_ptr<session_state>& s,
 }
 
 void take_ff(const std::shared_ptr<session_state>& s,
-             const aws::sqs_json::received_message& received, const message& m) {
+             const aws::sqs_json::received_message& received, const message& m, std::string key) {
   const std::string& queue = s->config().request_queue;
   if (m.part != 0) {
     take_piece(s, received, m);
@@ -957,6 +1008,7 @@ void take_ff(const std::shared_ptr<session_state>& s,
     return;  // sent before this session (rule 4), or delivered twice
   }
   held_request entry;
+  entry.key = std::move(key);
   entry.ff = true;
   entry.expires_ms = m.expires_ms;
   s->held.emplace(m.id, std::move(entry));
@@ -964,7 +1016,7 @@ void take_ff(const std::shared_ptr<session_state>& s,
   add_piece(s, m);
 }
 
-asio::awaitable<void> answer_ping(std::shared_ptr<session_state> s, message m) {
+asio::awaitable<void> answer_ping(std::shared_ptr<session_state> s, message m, std::string key) {
   if (s->config().response_queue.empty()) co_return;
   message pong;
   pong.kind = message_kind::pong;
@@ -974,7 +1026,7 @@ asio::awaitable<void> answer_ping(std::shared_ptr<session_state> s, message m) {
   pong.expires_ms = m.expires_ms;
   pong.data = consumer_info_json(s->host, s->pid, s->since_ms, s->in_flight);
   try {
-    co_await s->net.client->send_message(s->config().response_queue, encode(pong));
+    co_await s->net.client->send_message(s->config().response_queue, s->net.body_of(pong, key));
   } catch (const std::exception& e) {
     spdlog::debug("could not answer a ping: {}", e.what());
   }
@@ -987,14 +1039,10 @@ void on_request_message(const std::shared_ptr<session_state>& s,
     s->net.release(queue, received.receipt_handle);  // for the next session
     return;
   }
-  message m;
-  try {
-    m = decode(received.body);
-  } catch (const std::exception& e) {
-    spdlog::warn("dropped a message on the request queue that is not funcie's: {}", e.what());
-    s->net.drop(queue, received.receipt_handle);
-    return;
-  }
+  std::string key;
+  auto taken = s->net.take(queue, received, "request", &key);
+  if (!taken) return;
+  message m = std::move(*taken);
   if (m.app != s->config().app) {
     s->net.release(queue, received.receipt_handle);
     return;
@@ -1005,17 +1053,18 @@ void on_request_message(const std::shared_ptr<session_state>& s,
   }
   switch (m.kind) {
     case message_kind::offer:
-      asio::co_spawn(s->executor, take_offer(s, std::move(received), std::move(m)), asio::detached);
+      asio::co_spawn(s->executor, take_offer(s, std::move(received), std::move(m), std::move(key)),
+                     asio::detached);
       return;
     case message_kind::part:
       take_piece(s, received, m);
       return;
     case message_kind::ff:
-      take_ff(s, received, m);
+      take_ff(s, received, m, std::move(key));
       return;
     case message_kind::ping:
       s->net.drop(queue, received.receipt_handle);
-      asio::co_spawn(s->executor, answer_ping(s, std::move(m)), asio::detached);
+      asio::co_spawn(s->executor, answer_ping(s, std::move(m), std::move(key)), asio::detached);
       return;
     default:
       spdlog::warn("dropped a {} message on the request queue: it belongs on the response queue",
@@ -1077,7 +1126,7 @@ asio::awaitable<void> alive_loop(std::shared_ptr<session_state> s) {
       alive.id = id;
       alive.session = s->session_id;
       alive.expires_ms = entry.expires_ms;
-      bodies.push_back(encode(alive));
+      bodies.push_back(s->net.body_of(alive, entry.key));
     }
     if (bodies.empty()) continue;
     try {
@@ -1116,9 +1165,9 @@ asio::awaitable<void> sqs_consumer_session::open() {
   std::string error;
   try {
     // Both queues must exist and be ours to use: a clear error now rather than silence.
-    co_await s->net.limit_of(s->config().request_queue, true);
+    co_await s->net.queue_limit(s->config().request_queue, true);
     if (!s->config().response_queue.empty()) {
-      co_await s->net.limit_of(s->config().response_queue, true);
+      co_await s->net.queue_limit(s->config().response_queue, true);
     }
   } catch (const std::exception& e) {
     error = e.what();
@@ -1164,16 +1213,18 @@ asio::awaitable<void> sqs_consumer_session::respond(const tunnel::response& answ
   const auto it = s->held.find(answer.id);
   std::int64_t expires = util::unix_ms_now() + 60000;
   bool ff = false;
+  std::string key;
   if (it != s->held.end()) {
     expires = it->second.expires_ms;
     ff = it->second.ff;
+    key = std::move(it->second.key);
     s->held.erase(it);
   }
   if (ff || s->config().response_queue.empty()) {
     spdlog::debug("request {} was fire-and-forget: its answer is dropped", answer.id);
     co_return;
   }
-  co_await send_response(s, answer, expires);
+  co_await send_response(s, answer, expires, std::move(key));
 }
 
 asio::awaitable<void> sqs_consumer_session::close() {

@@ -34,6 +34,7 @@ struct settings {
   std::chrono::milliseconds absent_for{30000};  ///< FUNCIE_SQS_ABSENT_MS
   int receive_batch = 10;                       ///< FUNCIE_SQS_RECEIVE_BATCH
   std::size_t max_message_bytes = 0;            ///< FUNCIE_SQS_MAX_MESSAGE_BYTES; 0: ask
+  tunnel::keyring keys;                         ///< Every body is sealed with these
 };
 
 /// Throws tunnel::backend_config_error naming the variable or flag to fix.
