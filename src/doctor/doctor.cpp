@@ -112,7 +112,13 @@ constexpr const char* reach_redis_fix =
 }  // namespace
 
 std::string format_finding(const finding& f) {
-  std::string out = fmt::format("{:<8} {}: {}\n", label(f.severity), f.what, f.detail);
+  // A detail of several lines (the credential chain's, say) keeps the column.
+  std::string detail = f.detail;
+  for (std::size_t at = detail.find('\n'); at != std::string::npos;
+       at = detail.find('\n', at + 10)) {
+    detail.insert(at + 1, 9, ' ');
+  }
+  std::string out = fmt::format("{:<8} {}: {}\n", label(f.severity), f.what, detail);
   if (!f.fix.empty()) out += fmt::format("{:<8} fix: {}\n", "", f.fix);
   return out;
 }

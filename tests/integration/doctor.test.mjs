@@ -39,7 +39,10 @@ function lineOf(out, what) {
   const lines = out.split('\n');
   const i = lines.findIndex((l) => new RegExp(`^(ok|info|warning|FAILED)\\s+${what}:`).test(l));
   assert.ok(i >= 0, `no line for ${what} in:\n${out}`);
-  const fix = lines[i + 1]?.match(/^\s+fix: (.*)$/);
+  // Continuation lines of a long detail are indented; the fix line follows them.
+  let j = i + 1;
+  while (j < lines.length && /^\s/.test(lines[j]) && !/^\s+fix: /.test(lines[j])) j += 1;
+  const fix = lines[j]?.match(/^\s+fix: (.*)$/);
   return { level: lines[i].split(/\s+/)[0], text: lines[i], fix: fix ? fix[1] : null };
 }
 
