@@ -42,10 +42,13 @@ pids+=($!)
 wait_for "$work/redis.log" 'Ready to accept connections'
 backend=redis://127.0.0.1:$redis_port
 echo "redis-server listens at $backend"
+# The shared secret both sides hold: every message through Redis is sealed (docs/security.md).
+"$root/build/funcie" secret >"$work/demo.secret"
+echo "shared secret: key $("$root/build/funcie" secret --key-id --secret-file "$work/demo.secret") (the function's FUNCIE_SECRET, the laptop's --secret-file)"
 
 say "The deployed function: examples/node-hello, wrapped by funcie wrap, under funcie emulate"
 (cd examples/node-hello && exec "$root/build/funcie" emulate --function hello --port 0 \
-  --env FUNCIE_BACKEND="$backend" --env FUNCIE_APP=hello \
+  --env FUNCIE_BACKEND="$backend" --env FUNCIE_APP=hello --env FUNCIE_SECRET="$(<"$work/demo.secret")" \
   -- "$root/build/funcie" wrap -- node "$ric" index.handler) >"$work/cloud.out" 2>"$work/cloud.log" &
 pids+=($!)
 wait_for "$work/cloud.out" 'listening on'
@@ -73,6 +76,7 @@ say "Invoking it with an API Gateway event, the way the cloud would"
 invoke "nobody connected: the deployed code answers"
 
 (cd "$work/local" && exec "$root/build/funcie" connect --backend "$backend" --app hello \
+  --secret-file "$work/demo.secret" \
   -- node "$ric" index.handler) >"$work/local.out" 2>"$work/local.log" &
 connect_pid=$!
 pids+=($connect_pid)
