@@ -161,7 +161,10 @@ test('--hold gives the caller the last error before the deadline; without --hold
   }
 });
 
-test('queued beyond --concurrency, a request the cloud stopped waiting for never runs late', async (t) => {
+// Under ASan the first invocation can reach the one environment after the second (200 ms
+// later) does: the order this test sets up is not kept, though no rule is broken (the second
+// is then answered in time).
+test('queued beyond --concurrency, a request the cloud stopped waiting for never runs late', { skip: sanitized && 'the two invocations\' order is not kept under ASan' }, async (t) => {
   const p = nodeProject(t);
   p.write({ version: 1 });
   const { em } = await tunnel(t, { cloudTimeout: 4, connect: { command: ric(), cwd: p.src, args: ['--concurrency', '1'] } });
