@@ -128,7 +128,9 @@ for (const kind of ['faux', 'local']) {
       assert.equal(await where(em), 'cloud');
     });
 
-    test('6 MB request and response across 256 KiB and 1 MiB queues, text and binary-unsafe', async (t) => {
+    // Under ASan (a Debug build) cutting and joining 6 MB holds the consumer past its 3 s
+    // heartbeat; the release step runs it.
+    test('6 MB request and response across 256 KiB and 1 MiB queues, text and binary-unsafe', { skip: Boolean(process.env.ASAN_OPTIONS) && 'too slow under ASan for the heartbeat' }, async (t) => {
       for (const size of [262144, 1048576]) {
         const q = await queuePair(s.sqs, { maxMessageSize: size });
         const em = await startSqsCloud(s, q, { timeout: 60 });
