@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { funcieBin } from '../integration/lib/harness.mjs';
+import { funcieBin, stopChild } from '../integration/lib/harness.mjs';
 import { startRedis } from '../integration/lib/tunnel.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -576,16 +576,6 @@ async function main() {
   const leftovers = tokenPids().filter((pid) => procTable().some((r) => r.pid === pid && r.state !== 'Z'));
 
   return report({ driveSeconds, stoppedEarly, events, leave, emulateStop, leftovers });
-}
-
-async function stopChild(child, signal) {
-  if (child.exitCode !== null || child.signalCode !== null) return { code: child.exitCode, signal: child.signalCode };
-  const exited = once(child, 'exit');
-  child.kill(signal);
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  const [code, sig] = await exited;
-  clearTimeout(timer);
-  return { code, signal: sig };
 }
 
 // ---------------------------------------------------------------------------------------

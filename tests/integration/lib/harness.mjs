@@ -49,18 +49,23 @@ export async function startEmulate({ functionName = 'fn', args = [], command, cw
     },
     /** SIGINT (what Ctrl-C sends) and wait for the exit; SIGKILL if it takes over 5 s. */
     async stop(signal = 'SIGINT') {
-      if (child.exitCode !== null || child.signalCode !== null) return { code: child.exitCode, signal: child.signalCode };
-      const exited = once(child, 'exit');
-      child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      const [code, sig] = await exited;
-      clearTimeout(timer);
-      return { code, signal: sig };
+      return stopChild(child, signal);
     },
   };
 }
 
 /** True while a process with this pid exists. */
+/** Sends `signal` to `child` and waits for its exit; SIGKILL if it takes over 5 s. */
+export async function stopChild(child, signal = 'SIGINT') {
+  if (child.exitCode !== null || child.signalCode !== null) return { code: child.exitCode, signal: child.signalCode };
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  const [code, sig] = await exited;
+  clearTimeout(timer);
+  return { code, signal: sig };
+}
+
 export function alive(pid) {
   try { process.kill(pid, 0); return true; } catch { return false; }
 }
