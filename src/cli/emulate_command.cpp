@@ -1,9 +1,11 @@
 // funcie emulate: a local stand-in for the Lambda service.
+#include "aws/credentials.hpp"
 #include "cli/command.hpp"
 #include "emulate/config.hpp"
 #include "emulate/emulator.hpp"
 #include "emulate/invoke_api.hpp"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
@@ -13,13 +15,49 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <map>
 #include <memory>
+#include <optional>
 
 namespace funcie::cli {
 
 namespace {
 
 namespace asio = boost::asio;
+
+// The credentials of an AWS profile (static keys, credential_process, SSO through it), for
+// the function as its execution role's would be. Only ever when asked for.
+std::map<std::string, std::string> profile_credentials(const std::string& profile) {
+  asio::io_context io;
+  auto getenv = [&profile](const char* name) -> const char* {
+    const std::string_view key(name);
+    if (key == "AWS_PROFILE") return profile.c_str();
+    // The profile named, not keys that happen to be in funcie's environment.
+    if (key == "AWS_ACCESS_KEY_ID" || key == "AWS_SECRET_ACCESS_KEY" ||
+        key == "AWS_SESSION_TOKEN" || key.starts_with("AWS_CONTAINER_") ||
+        key == "AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+      return nullptr;
+    }
+    if (key == "AWS_EC2_METADATA_DISABLED") return "true";
+    return std::getenv(name);
+  };
+  funcie::aws::credential_provider provider(io.get_executor(), getenv);
+  std::optional<funcie::aws::credentials> got;
+  std::exception_ptr failure;
+  asio::co_spawn(io, provider.get(), [&](std::exception_ptr e, funcie::aws::credentials c) {
+    failure = e;
+    if (!e) got = std::move(c);
+  });
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+  std::map<std::string, std::string> env{{"AWS_ACCESS_KEY_ID", got->access_key_id},
+                                         {"AWS_SECRET_ACCESS_KEY", got->secret_access_key}};
+  if (!got->session_token.empty()) env["AWS_SESSION_TOKEN"] = got->session_token;
+  spdlog::info("the function gets the credentials of {} (--credentials-from-profile)", got->source);
+  return env;
+}
 
 int run_emulate(funcie::emulate::function_config config, const std::string& host,
                 std::uint16_t port) {
@@ -71,6 +109,7 @@ command add_emulate(CLI::App& app) {
     std::uint16_t port = 9001;
     double timeout_seconds = 3;
     std::vector<std::string> env_assignments;
+    std::string credentials_profile;
   };
   auto o = std::make_shared<options>();
   auto& config = o->config;
@@ -97,6 +136,15 @@ command add_emulate(CLI::App& app) {
   emulate->add_option("--region", config.region, "The function's region")->capture_default_str();
   emulate->add_option("--handler", config.handler, "The _HANDLER value the runtime sees")
       ->capture_default_str();
+  emulate
+      ->add_option("--runtime", config.runtime,
+                   "The Runtime that GetFunctionConfiguration reports (CMD runs whatever it is)")
+      ->capture_default_str();
+  emulate
+      ->add_option("--credentials-from-profile", o->credentials_profile,
+                   "Give the function the credentials of this AWS profile, as Lambda gives it "
+                   "its role's (off by default: the function gets no AWS credentials)")
+      ->allow_extra_args(false);
   emulate->add_option("--env", env_assignments, "KEY=VALUE for the function's environment")
       ->allow_extra_args(false);
   emulate->add_option("command", config.command, "The runtime command, after --")->required();
@@ -113,6 +161,17 @@ command add_emulate(CLI::App& app) {
                 funcie::emulate::add_environment(fn, assignment);
               }
               funcie::emulate::validate(fn);
+              if (!o->credentials_profile.empty()) {
+                try {
+                  fn.role_credentials = profile_credentials(o->credentials_profile);
+                } catch (const std::exception& e) {
+                  fmt::print(stderr, "funcie emulate: --credentials-from-profile {}: {}\n",
+                             o->credentials_profile, e.what());
+                  return exit_usage;
+                }
+              }
+              fn.last_modified =
+                  fmt::format("{:%Y-%m-%dT%H:%M:%S}.000+0000", fmt::gmtime(std::time(nullptr)));
             } catch (const funcie::emulate::config_error& e) {
               fmt::print(stderr, "funcie emulate: {}\n", e.what());
               return exit_usage;

@@ -154,6 +154,7 @@ std::vector<std::string> runtime_environment(const function_config& config,
     }
     if (const char* value = std::getenv(name.c_str())) env[name] = value;
   }
+  for (const auto& [key, value] : config.role_credentials) env[key] = value;
   for (const auto& [key, value] : config.environment) env[key] = value;
   std::vector<std::string> out;
   out.reserve(env.size());

@@ -27,6 +27,11 @@ struct function_config {
   unsigned memory_mb = 128;   ///< Lambda: 128 to 10240.
   unsigned concurrency = 10;  ///< Execution environments at most.
   std::string handler = "function.handler";
+  /// What GetFunctionConfiguration reports as Runtime (funcie runs CMD whatever it says).
+  std::string runtime = "provided.al2023";
+  /// When the emulated function was "deployed" (funcie emulate's start), as Lambda writes
+  /// LastModified: "2024-05-01T12:00:00.000+0000".
+  std::string last_modified;
   std::map<std::string, std::string> environment;  ///< The function's own variables.
   std::vector<std::string> command;                ///< The runtime: CMD [ARGS...].
   /// Names of variables copied from funcie's own environment when set there: after
@@ -41,6 +46,10 @@ struct function_config {
   /// Empty: funcie's current directory. Set: the runtime's working directory, where a
   /// relative command is found, and LAMBDA_TASK_ROOT / LAMBDA_RUNTIME_DIR.
   std::string working_directory;
+  /// Set only when asked (--credentials-from-profile): AWS_ACCESS_KEY_ID,
+  /// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN for the runtime, as Lambda gives a
+  /// function its execution role's credentials. Empty: the runtime gets none.
+  std::map<std::string, std::string> role_credentials;
 
   /// arn:aws:lambda:REGION:ACCOUNT:function:NAME
   std::string arn() const;

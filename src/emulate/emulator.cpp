@@ -110,7 +110,7 @@ void emulator::restart() {
 }
 
 asio::awaitable<outcome> emulator::invoke(runtime_api::invocation invocation,
-                                          std::int64_t start_by_ms) {
+                                          std::int64_t start_by_ms, const stream_sink* sink) {
   if (shutting_down_) throw std::runtime_error("the emulator is shutting down");
   const auto request_id = invocation.context.request_id;
   auto* env = co_await acquire(start_by_ms != 0 ? start_by_ms : invocation.context.deadline_ms);
@@ -121,8 +121,8 @@ asio::awaitable<outcome> emulator::invoke(runtime_api::invocation invocation,
                     "environment until its deadline (all {} busy; more with --concurrency)",
                     request_id, environments_.size()),
         {}};
-    co_return outcome{true, runtime_api::format_error(error), "application/json",
-                      "Sandbox.Timedout"};
+    co_return outcome{
+        true, runtime_api::format_error(error), "application/json", "Sandbox.Timedout", false, {}};
   }
   // Handed over before a reload but not started yet: nothing runs in it, reset it now.
   if (take(stale_, env)) env->stop();
@@ -130,7 +130,7 @@ asio::awaitable<outcome> emulator::invoke(runtime_api::invocation invocation,
   // destroys suspended frames after the emulator is gone, and nothing may touch it then.
   outcome result;
   try {
-    result = co_await env->run(std::move(invocation));
+    result = co_await env->run(std::move(invocation), sink);
   } catch (...) {
     release(env);
     throw;

@@ -34,8 +34,10 @@ class emulator {
   /// wait instead: funcie connect passes the forwarder's limit, after which the caller has
   /// its answer and running the request would only repeat its side effects for nobody.
   /// Throws when the emulator shuts down meanwhile.
+  /// `sink`: where a streamed response goes as it is written (environment::run).
   boost::asio::awaitable<outcome> invoke(runtime_api::invocation invocation,
-                                         std::int64_t start_by_ms = 0);
+                                         std::int64_t start_by_ms = 0,
+                                         const stream_sink* sink = nullptr);
 
   /// A reload: every idle environment's runtime is killed now (the next invocation starts
   /// it afresh); a busy one finishes its invocation and is reset when it is released,

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 
 namespace funcie::emulate {
 
@@ -25,7 +26,8 @@ namespace {
 
 outcome error_outcome(std::string type, std::string message) {
   runtime_api::function_error error{type, std::move(message), {}};
-  return outcome{true, runtime_api::format_error(error), "application/json", std::move(type)};
+  return outcome{true, runtime_api::format_error(error), "application/json", std::move(type), false,
+                 {}};
 }
 
 std::string seconds_text(milliseconds d) {
@@ -47,12 +49,26 @@ void environment::start() {
   auto env = runtime_environment(config_, api_->address(), new_log_stream_name());
   process::child_options options;
   options.working_directory = config_.working_directory;
-  if (config_.output) {
-    // A copy of the function, not a reference to config_: the child's readers keep it.
-    options.on_line = [output = config_.output, index = index_](int stream, std::string_view line) {
+  // Each line goes where the configuration says (funcie's own stdout and stderr when it
+  // says nothing) and, while an invocation runs, into its log for LogType Tail. A copy of
+  // the function, not a reference to config_: the child's readers keep it.
+  options.on_line = [output = config_.output, index = index_, log = log_](int stream,
+                                                                          std::string_view line) {
+    if (output) {
       output(index, stream, line);
-    };
-  }
+    } else {
+      std::FILE* to = stream == 2 ? stderr : stdout;
+      std::fwrite(line.data(), 1, line.size(), to);
+      std::fputc('\n', to);
+      std::fflush(to);
+    }
+    if (log->active) {
+      log->text.append(line);
+      log->text.push_back('\n');
+      // Lambda's tail is the last 4 KB; keep a little more, cut in bulk.
+      if (log->text.size() > 64 * 1024) log->text.erase(0, log->text.size() - 8 * 1024);
+    }
+  };
   process_ = std::make_unique<process::child>(executor_, config_.command, env, std::move(options));
   spdlog::debug("environment {}: started runtime pid {} with Runtime API {}", index_,
                 process_->pid(), api_->address());
@@ -90,7 +106,42 @@ asio::awaitable<outcome> environment::exited(const std::string& request_id) {
                           fmt::format("RequestId: {} Error: {}", request_id, text));
 }
 
-asio::awaitable<outcome> environment::run(runtime_api::invocation invocation) {
+asio::awaitable<outcome> environment::timed_out(const std::string& request_id,
+                                                bool forwarded_deadline) {
+  if (forwarded_deadline) {
+    spdlog::warn("{} Task timed out at its deadline; resetting environment {}", request_id, index_);
+    reset();
+    co_return error_outcome(
+        "Sandbox.Timedout",
+        fmt::format("RequestId: {} Error: Task timed out at its deadline", request_id));
+  }
+  spdlog::warn("{} Task timed out after {} seconds; resetting environment {}", request_id,
+               seconds_text(config_.timeout), index_);
+  reset();
+  co_return error_outcome("Sandbox.Timedout",
+                          fmt::format("RequestId: {} Error: Task timed out after {} seconds",
+                                      request_id, seconds_text(config_.timeout)));
+}
+
+asio::awaitable<outcome> environment::run(runtime_api::invocation invocation,
+                                          const stream_sink* sink) {
+  log_->text.clear();
+  log_->active = true;
+  outcome result;
+  try {
+    result = co_await run_invocation(std::move(invocation), sink);
+  } catch (...) {
+    log_->active = false;
+    throw;
+  }
+  log_->active = false;
+  result.log = std::move(log_->text);
+  log_->text.clear();
+  co_return result;
+}
+
+asio::awaitable<outcome> environment::run_invocation(runtime_api::invocation invocation,
+                                                     const stream_sink* sink) {
   const auto request_id = invocation.context.request_id;
   if (!process_ || process_->exited()) {
     reset();
@@ -115,8 +166,12 @@ asio::awaitable<outcome> environment::run(runtime_api::invocation invocation) {
   }
   if (auto& init_error = std::get<0>(ready)) {
     reset();
-    co_return outcome{true, std::move(init_error->body), "application/json",
-                      std::move(init_error->error_type)};
+    co_return outcome{true,
+                      std::move(init_error->body),
+                      "application/json",
+                      std::move(init_error->error_type),
+                      false,
+                      {}};
   }
 
   // Invoke: the deadline starts when the runtime takes the event, unless the invocation
@@ -147,30 +202,71 @@ asio::awaitable<outcome> environment::run(runtime_api::invocation invocation) {
   switch (done.index()) {
     case 0: {
       auto& r = std::get<0>(done);
+      if (r.stream) break;
       if (r.outcome == runtime_api::result::kind::success) {
-        co_return outcome{false, std::move(r.body), std::move(r.content_type), {}};
+        co_return outcome{false, std::move(r.body), std::move(r.content_type), {}, false, {}};
       }
-      co_return outcome{true, std::move(r.body), "application/json", std::move(r.error_type)};
+      co_return outcome{true, std::move(r.body), "application/json", std::move(r.error_type), false,
+                        {}};
     }
     case 1:
       reset();
       co_return std::get<1>(done);
     default:
-      if (forwarded_deadline) {
-        spdlog::warn("{} Task timed out at its deadline; resetting environment {}", request_id,
-                     index_);
-        reset();
-        co_return error_outcome(
-            "Sandbox.Timedout",
-            fmt::format("RequestId: {} Error: Task timed out at its deadline", request_id));
-      }
-      spdlog::warn("{} Task timed out after {} seconds; resetting environment {}", request_id,
-                   seconds_text(config_.timeout), index_);
-      reset();
-      co_return error_outcome("Sandbox.Timedout",
-                              fmt::format("RequestId: {} Error: Task timed out after {} seconds",
-                                          request_id, seconds_text(config_.timeout)));
+      co_return co_await timed_out(request_id, forwarded_deadline);
   }
+
+  // A streamed response: each piece goes on as the runtime writes it, until the stream
+  // ends, the runtime exits or the deadline passes (the function's timeout holds for the
+  // whole stream, as on Lambda).
+  const auto stream = std::get<0>(done).stream;
+  outcome streamed;
+  streamed.streamed = true;
+  streamed.content_type = std::get<0>(done).content_type.empty()
+                              ? std::string("application/octet-stream")
+                              : std::get<0>(done).content_type;
+  if (sink) co_await sink->start(streamed.content_type);
+  bool too_large = false;
+  for (;;) {
+    auto piece =
+        co_await (stream->read() || exited(request_id) || timer.async_wait(asio::use_awaitable));
+    if (piece.index() == 1) {
+      reset();
+      outcome ended = std::move(std::get<1>(piece));
+      ended.streamed = true;
+      co_return ended;
+    }
+    if (piece.index() == 2) {
+      outcome late = co_await timed_out(request_id, forwarded_deadline);
+      late.streamed = true;
+      co_return late;
+    }
+    auto& bytes = std::get<0>(piece);
+    if (!bytes) break;
+    if (sink) {
+      co_await sink->bytes(*bytes);
+    } else if (streamed.body.size() + bytes->size() > runtime_api::max_payload_bytes) {
+      too_large = true;  // read on to the end: the runtime is not held up
+      std::string().swap(streamed.body);
+    } else if (!too_large) {
+      streamed.body += *bytes;
+    }
+  }
+  if (const auto& error = stream->error()) {
+    streamed.function_error = true;
+    streamed.error_type = error->error_type;
+    streamed.body = stream->error_body();
+    streamed.content_type = "application/json";
+  } else if (too_large) {
+    // A buffered Invoke has Lambda's 6 MB limit, streamed or not.
+    outcome refused = error_outcome(
+        "Function.ResponseSizeTooLarge",
+        fmt::format("Response payload size exceeded maximum allowed payload size ({} bytes).",
+                    runtime_api::max_payload_bytes));
+    refused.streamed = true;
+    co_return refused;
+  }
+  co_return streamed;
 }
 
 void environment::terminate() {

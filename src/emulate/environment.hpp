@@ -11,8 +11,10 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/experimental/channel.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace funcie::emulate {
 
@@ -22,6 +24,19 @@ struct outcome {
   std::string body;             ///< The payload, or the error JSON.
   std::string content_type;
   std::string error_type;
+  /// The runtime streamed its response. With a stream_sink, its bytes went there and `body`
+  /// holds only an error's JSON; without one, `body` is the whole stream (up to Lambda's
+  /// 6 MB buffered limit), as Lambda answers a buffered Invoke of a streaming function.
+  bool streamed = false;
+  /// The lines the runtime printed while it ran this invocation (for LogType Tail).
+  std::string log;
+};
+
+/// Where a streamed response goes as the runtime writes it (InvokeWithResponseStream).
+struct stream_sink {
+  /// Once, before the first bytes, with the content type the runtime set.
+  std::function<boost::asio::awaitable<void>(std::string_view content_type)> start;
+  std::function<boost::asio::awaitable<void>(std::string_view bytes)> bytes;
 };
 
 class environment {
@@ -33,7 +48,8 @@ class environment {
   /// takes it, unless the invocation carries one (context.deadline_ms != 0, forwarded from
   /// the cloud): that one is kept and the invocation times out at it. Never throws for what the
   /// runtime does; throws process::spawn_error when the command cannot start at all.
-  boost::asio::awaitable<outcome> run(runtime_api::invocation invocation);
+  boost::asio::awaitable<outcome> run(runtime_api::invocation invocation,
+                                      const stream_sink* sink = nullptr);
 
   /// Asks the runtime to stop (SIGTERM).
   void terminate();
@@ -51,6 +67,7 @@ class environment {
   void start();
   void reset();
   boost::asio::awaitable<outcome> exited(const std::string& request_id);
+  boost::asio::awaitable<outcome> timed_out(const std::string& request_id, bool forwarded_deadline);
 
   boost::asio::any_io_executor executor_;
   const function_config& config_;
@@ -58,6 +75,13 @@ class environment {
   std::unique_ptr<runtime_api::server> api_;
   std::unique_ptr<process::child> process_;
   std::shared_ptr<exit_channel> exit_;
+  struct log_capture {
+    bool active = false;
+    std::string text;
+  };
+  std::shared_ptr<log_capture> log_ = std::make_shared<log_capture>();
+  boost::asio::awaitable<outcome> run_invocation(runtime_api::invocation invocation,
+                                                 const stream_sink* sink);
 };
 
 }  // namespace funcie::emulate

@@ -1,14 +1,19 @@
-// The Lambda Invoke API (POST /2015-03-31/functions/NAME/invocations) in front of an
-// emulator, answering as AWS does so that any SDK or curl can call it.
+// The Lambda Invoke API (POST /2015-03-31/functions/NAME/invocations), InvokeWithResponseStream
+// and the read-only function operations tools call first (GetFunction,
+// GetFunctionConfiguration, ListFunctions) in front of an emulator, answering as AWS does so
+// that any SDK or curl can call it.
 #pragma once
 
 #include "emulate/emulator.hpp"
+#include "emulate/invoke_protocol.hpp"
 #include "http/server.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <variant>
 
 namespace funcie::emulate {
 
@@ -24,7 +29,18 @@ class invoke_api {
   void stop();
 
  private:
+  struct prepared {
+    runtime_api::invocation inv;
+    invocation_type type = invocation_type::request_response;
+    bool tail = false;  ///< X-Amz-Log-Type: Tail
+  };
   boost::asio::awaitable<http::response> handle(http::request& req);
+  boost::asio::awaitable<bool> invoke_streaming(http::streamed_request& in);
+  /// ResourceNotFoundException when `ref` names another function.
+  std::optional<http::response> not_this_function(const function_ref& ref) const;
+  /// The invocation a request asks for, or the error answer it gets.
+  std::variant<http::response, prepared> prepare(const http::request_header& req,
+                                                 const function_ref& ref, std::string body) const;
   boost::asio::any_io_executor executor_;
   emulator& emulator_;
   std::unique_ptr<http::server> server_;

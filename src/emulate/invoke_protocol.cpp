@@ -176,16 +176,18 @@ std::string base64_decode(std::string_view in) {
 
 }  // namespace
 
-std::optional<function_ref> parse_invoke_target(std::string_view target) {
+namespace {
+
+std::optional<function_ref> parse_function_target(std::string_view target, std::string_view prefix,
+                                                  std::string_view suffix) {
   std::string_view query;
   if (auto at = target.find('?'); at != std::string_view::npos) {
     query = target.substr(at + 1);
     target = target.substr(0, at);
   }
-  if (!target.starts_with(invoke_prefix) || !target.ends_with(invoke_suffix)) return std::nullopt;
-  if (target.size() < invoke_prefix.size() + invoke_suffix.size()) return std::nullopt;
-  auto encoded = target.substr(invoke_prefix.size(),
-                               target.size() - invoke_prefix.size() - invoke_suffix.size());
+  if (!target.starts_with(prefix) || !target.ends_with(suffix)) return std::nullopt;
+  if (target.size() < prefix.size() + suffix.size()) return std::nullopt;
+  auto encoded = target.substr(prefix.size(), target.size() - prefix.size() - suffix.size());
   if (encoded.empty() || encoded.find('/') != std::string_view::npos) return std::nullopt;
 
   auto ref = parse_function_name(percent_decode(encoded));
@@ -200,6 +202,86 @@ std::optional<function_ref> parse_invoke_target(std::string_view target) {
     ref.qualifier = std::move(qualifier);
   }
   return ref;
+}
+
+}  // namespace
+
+std::optional<function_ref> parse_invoke_target(std::string_view target) {
+  return parse_function_target(target, invoke_prefix, invoke_suffix);
+}
+
+std::optional<api_route> parse_api_route(std::string_view method, std::string_view target) {
+  if (method == "POST") {
+    if (auto ref = parse_function_target(target, invoke_prefix, invoke_suffix)) {
+      return api_route{operation::invoke, std::move(*ref)};
+    }
+    if (auto ref = parse_function_target(target, "/2021-11-15/functions/",
+                                         "/response-streaming-invocations")) {
+      return api_route{operation::invoke_with_response_stream, std::move(*ref)};
+    }
+    return std::nullopt;
+  }
+  if (method != "GET") return std::nullopt;
+  const std::string_view path = target.substr(0, target.find('?'));
+  if (path == "/2015-03-31/functions" || path == "/2015-03-31/functions/") {
+    return api_route{operation::list_functions, {}};
+  }
+  if (auto ref = parse_function_target(target, invoke_prefix, "/configuration")) {
+    return api_route{operation::get_function_configuration, std::move(*ref)};
+  }
+  if (auto ref = parse_function_target(target, invoke_prefix, "")) {
+    return api_route{operation::get_function, std::move(*ref)};
+  }
+  return std::nullopt;
+}
+
+bool parse_log_type(std::string_view value) {
+  if (value.empty() || value == "None") return false;
+  if (value == "Tail") return true;
+  throw protocol_error("X-Amz-Log-Type must be None or Tail");
+}
+
+std::uint32_t crc32(std::string_view bytes, std::uint32_t crc) {
+  static constexpr auto table = [] {
+    std::array<std::uint32_t, 256> t{};
+    for (std::uint32_t i = 0; i < 256; ++i) {
+      std::uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1U) != 0 ? 0xEDB88320U ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  crc = ~crc;
+  for (char ch : bytes) crc = table[(crc ^ static_cast<unsigned char>(ch)) & 0xFFU] ^ (crc >> 8);
+  return ~crc;
+}
+
+std::string encode_event_message(
+    const std::vector<std::pair<std::string_view, std::string_view>>& headers,
+    std::string_view payload) {
+  auto put32 = [](std::string& out, std::uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8)
+      out.push_back(static_cast<char>((v >> shift) & 0xFFU));
+  };
+  std::string encoded_headers;
+  for (const auto& [name, value] : headers) {
+    encoded_headers.push_back(static_cast<char>(name.size()));
+    encoded_headers += name;
+    encoded_headers.push_back(7);  // string
+    encoded_headers.push_back(static_cast<char>((value.size() >> 8) & 0xFFU));
+    encoded_headers.push_back(static_cast<char>(value.size() & 0xFFU));
+    encoded_headers += value;
+  }
+  std::string message;
+  const std::size_t total = 12 + encoded_headers.size() + payload.size() + 4;
+  message.reserve(total);
+  put32(message, static_cast<std::uint32_t>(total));
+  put32(message, static_cast<std::uint32_t>(encoded_headers.size()));
+  put32(message, crc32(message));
+  message += encoded_headers;
+  message += payload;
+  put32(message, crc32(message));
+  return message;
 }
 
 bool is_json(std::string_view bytes) {
@@ -218,10 +300,11 @@ invocation_type parse_invocation_type(std::string_view value) {
 }
 
 std::string decode_client_context(std::string_view base64) {
-  auto json = base64_decode(base64);
-  if (json.size() > max_client_context_bytes) {
-    throw protocol_error("X-Amz-Client-Context is longer than 3583 bytes once decoded");
+  if (base64.size() > max_client_context_bytes) {
+    throw protocol_error(
+        "Client context must be 3583 bytes or less (X-Amz-Client-Context, base64-encoded)");
   }
+  auto json = base64_decode(base64);
   if (!is_json(json)) throw protocol_error("X-Amz-Client-Context is not base64 of a JSON object");
   return json;
 }

@@ -70,7 +70,9 @@ class wrapped_cmd {
  public:
   wrapped_cmd(cloud_runtime& cloud, const std::vector<std::string>& command)
       : cloud_(cloud),
-        server_(cloud.io().get_executor()),
+        // Everything CMD sends but its /next goes on to the real Runtime API as it arrives,
+        // byte for byte: streamed responses, trailers, fields wrap does not know.
+        server_(cloud.io().get_executor(), 0, cloud.upstream().host_port()),
         cmd_(cloud.io().get_executor(), command, command_environment(server_.address())) {
     spdlog::debug("wrap: started {} (pid {}) with Runtime API {}", command.front(), cmd_.pid(),
                   server_.address());
@@ -84,9 +86,8 @@ class wrapped_cmd {
     auto ready = co_await (server_.wait_ready() || cmd_.wait());
     if (ready.index() == 1) co_return exit_code_of(std::get<1>(ready));
     if (auto& init_error = std::get<0>(ready)) {
+      // Already passed on to Lambda as CMD posted it.
       spdlog::debug("wrap: {} reported an init error {}", cmd_.pid(), init_error->error_type);
-      co_await cloud_.upstream().post_init_error_body(std::move(init_error->body),
-                                                      init_error->error_type);
       // Lambda now stops the environment; until then wrap mirrors CMD.
       co_return co_await wait_exit();
     }

@@ -1,15 +1,21 @@
 #include "http/server.hpp"
 
+#include "http/piece_body.hpp"
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include <list>
@@ -27,6 +33,17 @@ std::string_view header_value(const request_header& req, std::string_view name) 
   return it == req.end() ? std::string_view{} : std::string_view(it->value());
 }
 
+bool wants_keep_alive(const request_header& req) {
+  const bhttp::token_list connection{header_value(req, "Connection")};
+  bool close = false;
+  bool keep = false;
+  for (const auto& token : connection) {
+    if (beast::iequals(token, "close")) close = true;
+    if (beast::iequals(token, "keep-alive")) keep = true;
+  }
+  return req.version() >= 11 ? !close : keep;
+}
+
 response make_response(unsigned status, std::string body, std::string_view content_type,
                        unsigned version) {
   response res{static_cast<bhttp::status>(status), version};
@@ -35,6 +52,84 @@ response make_response(unsigned status, std::string body, std::string_view conte
   res.prepare_payload();
   return res;
 }
+
+namespace {
+
+constexpr std::size_t read_chunk_bytes = 64 * 1024;
+
+bool expects_continue(const request_header& header) {
+  return beast::iequals(header_value(header, "Expect"), "100-continue");
+}
+
+// One streamed request on a connection the server owns: the parser goes on from the
+// header the server read, with no body limit.
+class streamed_connection final : public streamed_request {
+ public:
+  streamed_connection(tcp::socket& socket, beast::flat_buffer& buffer,
+                      bhttp::request_parser<bhttp::empty_body>&& head, std::string raw_header,
+                      std::any& data)
+      : socket_(socket),
+        buffer_(buffer),
+        parser_(std::move(head)),
+        raw_header_(std::move(raw_header)),
+        data_(data) {
+    parser_.eager(true);
+  }
+
+  const request_header& header() const override { return parser_.get().base(); }
+  std::string_view raw_header() const override { return raw_header_; }
+  bool done() const override { return parser_.is_done(); }
+  std::any& connection_data() override { return data_; }
+
+  asio::awaitable<piece> read() override {
+    for (;;) {
+      if (parser_.is_done()) co_return piece{};
+      if (buffer_.size() > 0) {
+        parser_.get().body().clear();
+        boost::system::error_code ec;
+        const std::size_t used = parser_.put(buffer_.data(), ec);
+        if (ec && ec != bhttp::error::need_more) throw std::system_error(ec, "malformed request");
+        if (used > 0) {
+          raw_.assign(static_cast<const char*>(buffer_.data().data()), used);
+          buffer_.consume(used);
+          co_return piece{raw_, parser_.get().body()};
+        }
+      }
+      boost::system::error_code ec;
+      const std::size_t n = co_await socket_.async_read_some(
+          buffer_.prepare(read_chunk_bytes), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) throw std::system_error(ec, "the request ended before its body did");
+      buffer_.commit(n);
+    }
+  }
+
+  asio::awaitable<void> write_raw(std::string_view bytes) override {
+    co_await asio::async_write(socket_, asio::buffer(bytes.data(), bytes.size()),
+                               asio::use_awaitable);
+  }
+
+  asio::awaitable<void> write(response& res) override {
+    res.version(header().version());
+    co_await bhttp::async_write(socket_, res, asio::use_awaitable);
+  }
+
+  asio::awaitable<void> send_continue() override {
+    if (continued_ || !expects_continue(header())) co_return;
+    continued_ = true;
+    co_await write_raw("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+
+ private:
+  tcp::socket& socket_;
+  beast::flat_buffer& buffer_;
+  bhttp::request_parser<piece_body> parser_;
+  std::string raw_header_;
+  std::string raw_;
+  std::any& data_;
+  bool continued_ = false;
+};
+
+}  // namespace
 
 struct server::state : std::enable_shared_from_this<server::state> {
   state(asio::any_io_executor ex, const tcp::endpoint& endpoint, server_options opts, handlers h)
@@ -92,21 +187,60 @@ struct server::state : std::enable_shared_from_this<server::state> {
     socket.close(ignored);
   }
 
-  asio::awaitable<void> serve_requests(tcp::socket& socket, beast::flat_buffer& buffer) {
+  // Reads until the buffer holds a whole header, whose bytes are copied to `raw`. False
+  // when the connection ends first. A header over the limit is left to Beast to refuse.
+  asio::awaitable<bool> read_raw_header(tcp::socket& socket, beast::flat_buffer& buffer,
+                                        std::string& raw) {
     for (;;) {
-      bhttp::request_parser<bhttp::string_body> parser;
-      parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
-      parser.body_limit(options.body_limit);
+      const std::string_view seen(static_cast<const char*>(buffer.data().data()), buffer.size());
+      if (auto end = seen.find("\r\n\r\n"); end != std::string_view::npos) {
+        raw.assign(seen.substr(0, end + 4));
+        co_return true;
+      }
+      if (seen.size() > options.header_limit) co_return true;
       boost::system::error_code ec;
-      co_await bhttp::async_read_header(socket, buffer, parser,
-                                        asio::redirect_error(asio::use_awaitable, ec));
-      // Beast refuses a declared Content-Length over the limit while reading the header:
-      // answer it before reading the body.
-      if (ec == bhttp::error::body_limit) {
-        co_await answer_too_large(socket, parser.get().base());
+      const std::size_t n = co_await socket.async_read_some(
+          buffer.prepare(read_chunk_bytes), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return false;
+      buffer.commit(n);
+    }
+  }
+
+  asio::awaitable<void> serve_requests(tcp::socket& socket, beast::flat_buffer& buffer) {
+    std::any connection_data;
+    for (;;) {
+      std::string raw_header;
+      if (callbacks.wants_stream && !co_await read_raw_header(socket, buffer, raw_header)) {
         co_return;
       }
+      bhttp::request_parser<bhttp::empty_body> head;
+      head.header_limit(static_cast<std::uint32_t>(options.header_limit));
+      head.body_limit(boost::none);
+      boost::system::error_code ec;
+      co_await bhttp::async_read_header(socket, buffer, head,
+                                        asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;  // closed, or not HTTP: nothing to answer
+      if (callbacks.wants_stream && callbacks.wants_stream(head.get().base())) {
+        streamed_connection streamed(socket, buffer, std::move(head), std::move(raw_header),
+                                     connection_data);
+        const bool keep_alive = co_await callbacks.on_stream(streamed);
+        // A body the handler left unread is still on the connection: it cannot be reused.
+        if (!keep_alive || stopped || !streamed.done()) co_return;
+        continue;
+      }
+      // A declared Content-Length over the limit is answered before the body is read.
+      if (head.content_length() && *head.content_length() > options.body_limit) {
+        co_await answer_too_large(socket, head.get().base());
+        co_return;
+      }
+      if (expects_continue(head.get().base())) {
+        co_await asio::async_write(socket,
+                                   asio::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return;
+      }
+      bhttp::request_parser<bhttp::string_body> parser(std::move(head));
+      parser.body_limit(options.body_limit);
       co_await bhttp::async_read(socket, buffer, parser,
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec == bhttp::error::body_limit) {

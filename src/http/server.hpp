@@ -8,9 +8,12 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <any>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <string_view>
 
 namespace funcie::http {
 
@@ -25,16 +28,57 @@ struct server_options {
   std::size_t header_limit = 16 * 1024;
 };
 
+/// A request whose body its handler reads piece by piece as it arrives, instead of the
+/// server reading it whole first: for a relay that passes every byte on as it comes, or a
+/// streamed Runtime API response. The handler also writes the answer itself.
+class streamed_request {
+ public:
+  /// What one read() took off the connection.
+  struct piece {
+    std::string_view raw;   ///< The bytes as received, framing (chunk sizes, trailers) included.
+    std::string_view body;  ///< The body bytes among them, decoded.
+  };
+
+  virtual ~streamed_request() = default;
+  /// The request line and fields as parsed; trailer fields are added once done().
+  virtual const request_header& header() const = 0;
+  /// The request line and header fields exactly as received, up to the empty line.
+  virtual std::string_view raw_header() const = 0;
+  /// Waits for the next bytes of the body. An empty piece once the message is done.
+  /// Throws std::system_error when the connection breaks or the framing is malformed.
+  virtual boost::asio::awaitable<piece> read() = 0;
+  virtual bool done() const = 0;
+  /// Writes bytes to the client as they are.
+  virtual boost::asio::awaitable<void> write_raw(std::string_view bytes) = 0;
+  /// Writes a whole response (version and keep-alive as the request's).
+  virtual boost::asio::awaitable<void> write(response& res) = 0;
+  /// Sends "100 Continue" when the client asked for it (Expect: 100-continue), once.
+  virtual boost::asio::awaitable<void> send_continue() = 0;
+  /// Kept for the life of the client's connection, across its requests (a relay's
+  /// connection upstream).
+  virtual std::any& connection_data() = 0;
+};
+
 struct handlers {
   /// Answers one request. May wait as long as it likes (a Runtime API /next does).
   /// An exception becomes a 500 with a short message; the server keeps running.
   std::function<boost::asio::awaitable<response>(request&)> on_request;
   /// Answers a request whose body is over the limit; sees the header only.
   std::function<response(const request_header&)> too_large;
+  /// May be empty. True: the request goes to on_stream instead, before its body is read
+  /// (and without the body limit).
+  std::function<bool(const request_header&)> wants_stream;
+  /// Reads the request and writes the answer; returns whether the connection may serve
+  /// another request. An exception closes the connection.
+  std::function<boost::asio::awaitable<bool>(streamed_request&)> on_stream;
 };
 
 /// The value of header `name`, or empty when absent.
 std::string_view header_value(const request_header& req, std::string_view name);
+
+/// Whether the client lets its connection serve another request after this one (HTTP/1.1
+/// unless "Connection: close", HTTP/1.0 only with "Connection: keep-alive").
+bool wants_keep_alive(const request_header& req);
 
 /// Builds a response with the common headers set.
 response make_response(unsigned status, std::string body, std::string_view content_type,

@@ -44,7 +44,8 @@ runtime_api::result to_result(invocation_response response);
 /// Sets _X_AMZN_TRACE_ID for the handler (unset when empty), without leaking.
 void set_trace_env(const std::string& trace_id);
 
-/// Posts `result` for `request_id`: a success as .../response, an error body as posted.
+/// Posts `result` for `request_id`: a success as .../response, an error body as posted;
+/// nothing for a result already `relayed`.
 /// A result the Runtime API refuses with a 4xx is logged and dropped; anything else
 /// throws client_error.
 boost::asio::awaitable<void> post_result(client& api, const std::string& request_id,

@@ -161,6 +161,7 @@ runtime_api::result to_result(invocation_response response) {
 // co_await full-expression twice.
 asio::awaitable<void> post_result(client& api, const std::string& request_id,
                                   runtime_api::result result) {
+  if (result.relayed) co_return;  // the runtime's own post already reached the Runtime API
   try {
     if (result.outcome == runtime_api::result::kind::success) {
       co_await api.post_response(request_id, std::move(result.body), result.content_type);

@@ -1,11 +1,14 @@
 #include "runtime_api/server.hpp"
 
+#include "http/relay.hpp"
 #include "http/server.hpp"
+#include "util/base64.hpp"
 
 #include <fmt/format.h>
 #include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/json.hpp>
 
 namespace funcie::runtime_api {
@@ -31,7 +34,51 @@ bool is_json_object(std::string_view body) {
   return !ec && value.is_object();
 }
 
+std::optional<route> route_of(const http::request_header& req) {
+  try {
+    return parse_route(std::string_view(req.method_string()), std::string_view(req.target()));
+  } catch (const protocol_error&) {
+    return std::nullopt;
+  }
+}
+
+bool is_streaming(const http::request_header& req) {
+  return boost::beast::iequals(http::header_value(req, header::response_mode), "streaming");
+}
+
 }  // namespace
+
+struct response_stream::state {
+  struct piece {
+    std::string bytes;
+    bool end = false;
+  };
+  explicit state(const asio::any_io_executor& ex) : pieces(ex, 4) {}
+  // A few pieces in flight: a slow reader holds the runtime back, as a slow caller does.
+  channel<piece> pieces;
+  std::optional<function_error> error;
+  std::string error_body;
+  bool ended = false;
+};
+
+asio::awaitable<std::optional<std::string>> response_stream::read() {
+  auto self = state_;
+  if (self->ended) co_return std::nullopt;
+  auto next = co_await self->pieces.async_receive(asio::use_awaitable);
+  if (next.end) {
+    self->ended = true;
+    co_return std::nullopt;
+  }
+  co_return std::move(next.bytes);
+}
+
+const std::optional<function_error>& response_stream::error() const {
+  return state_->error;
+}
+
+const std::string& response_stream::error_body() const {
+  return state_->error_body;
+}
 
 struct server::state : std::enable_shared_from_this<server::state> {
   struct in_flight {
@@ -39,9 +86,12 @@ struct server::state : std::enable_shared_from_this<server::state> {
     std::shared_ptr<channel<result>> done;
   };
 
-  explicit state(asio::any_io_executor ex) : executor(ex), ready(ex, 1) {}
+  state(asio::any_io_executor ex, std::string relay)
+      : executor(ex), relay_to(std::move(relay)), ready(ex, 1) {}
 
   asio::any_io_executor executor;
+  std::string relay_to;                             // the real Runtime API, when relaying
+  std::weak_ptr<response_stream::state> streaming;  // the latest streamed response
   std::unique_ptr<http::server> http;
   std::shared_ptr<channel<invocation>> waiting;  // the /next the runtime is blocked in
   std::optional<in_flight> current;
@@ -171,12 +221,138 @@ struct server::state : std::enable_shared_from_this<server::state> {
                                        "size ({} bytes).",
                                        max_runtime_post_bytes),
                            {}};
-      result res{result::kind::function_error, format_error(error), {}, error.error_type};
+      result res;
+      res.outcome = result::kind::function_error;
+      res.body = format_error(error);
+      res.error_type = error.error_type;
       finish(std::move(res));
     }
     return api_error(
         413, "RequestEntityTooLarge",
         fmt::format("Exceeded maximum allowed payload size ({} bytes).", max_runtime_post_bytes));
+  }
+
+  bool wants_stream(const http::request_header& req) const {
+    const auto r = route_of(req);
+    if (!relay_to.empty()) return !(r && r->kind == route_kind::next);
+    return r && r->kind == route_kind::response && is_streaming(req);
+  }
+
+  static asio::awaitable<bool> on_stream(std::shared_ptr<state> self, http::streamed_request& in) {
+    if (!self || self->closed) co_return false;
+    if (!self->relay_to.empty()) co_return co_await self->relay(in);
+    co_return co_await self->stream_response(in);
+  }
+
+  // Passes the request on to the real Runtime API; a response, error or init error it
+  // accepted for the invocation in flight finishes that invocation as `relayed`.
+  asio::awaitable<bool> relay(http::streamed_request& in) {
+    const auto r = route_of(in.header());
+    const http::relay_result passed = co_await http::relay(in, relay_to);
+    if (closed || passed.status / 100 != 2 || !r) co_return passed.keep_alive;
+    const http::request_header& req = in.header();  // trailers included by now
+    result res;
+    res.relayed = true;
+    res.error_type = std::string(http::header_value(req, header::function_error_type));
+    res.content_type = std::string(http::header_value(req, "Content-Type"));
+    if ((r->kind == route_kind::response || r->kind == route_kind::error) && current &&
+        current->request_id == r->request_id) {
+      const bool failed = r->kind == route_kind::error || !res.error_type.empty();
+      res.outcome = failed ? result::kind::function_error : result::kind::success;
+      finish(std::move(res));
+    } else if (r->kind == route_kind::init_error && !initialized && !init_error) {
+      res.outcome = result::kind::init_error;
+      init_error = std::move(res);
+      ready.try_send(error_code{});
+    }
+    co_return passed.keep_alive;
+  }
+
+  // A POST .../response in streaming mode: the invocation's result is handed over at once
+  // with its stream, which then gets each piece of the body as it arrives; the runtime's
+  // answer (202) comes when its stream has ended, as Lambda's does.
+  asio::awaitable<bool> stream_response(http::streamed_request& in) {
+    const auto r = route_of(in.header());
+    if (!current || current->request_id != r->request_id) {
+      auto refused = stale(r->request_id);
+      refused.keep_alive(false);
+      co_await in.write(refused);
+      co_return false;
+    }
+    co_await in.send_continue();
+    auto stream = std::make_shared<response_stream::state>(executor);
+    result res;
+    res.content_type = std::string(http::header_value(in.header(), "Content-Type"));
+    res.stream = std::make_shared<response_stream>(stream);
+    finish(std::move(res));
+
+    streaming = stream;
+    std::size_t total = 0;
+    bool too_large = false;
+    bool broke = false;
+    std::optional<function_error> failure;
+    std::string failure_body;
+    try {
+      while (!in.done()) {
+        const auto piece = co_await in.read();
+        if (piece.body.empty()) continue;
+        total += piece.body.size();
+        if (total > max_streamed_response_bytes) {
+          too_large = true;
+          break;
+        }
+        response_stream::state::piece bytes{std::string(piece.body)};
+        co_await stream->pieces.async_send(error_code{}, std::move(bytes), asio::use_awaitable);
+      }
+    } catch (const std::exception& e) {
+      if (stream->pieces.is_open() && !closed) {
+        // Broken off: the runtime died or closed its connection mid-stream.
+        broke = true;
+        failure = function_error{"Runtime.TruncatedResponse",
+                                 fmt::format("the runtime's response stream broke off after "
+                                             "{} bytes: {}",
+                                             total, e.what()),
+                                 {}};
+      } else {
+        co_return false;  // nobody reads any more: the environment is closing
+      }
+    }
+    if (too_large) {
+      failure = function_error{"Function.ResponseSizeTooLarge",
+                               fmt::format("Response payload size exceeded maximum allowed "
+                                           "payload size ({} bytes).",
+                                           max_streamed_response_bytes),
+                               {}};
+    } else if (!broke) {
+      const std::string_view type = http::header_value(in.header(), header::function_error_type);
+      if (!type.empty()) {
+        // The body trailer is base64 of the error JSON; a missing or bad one still fails.
+        std::string body;
+        const auto encoded = http::header_value(in.header(), header::function_error_body);
+        if (!util::append_from_base64(body, encoded)) body.clear();
+        failure = parse_error(body, type);
+        if (is_json_object(body)) failure_body = std::move(body);
+      }
+    }
+    if (failure && failure_body.empty()) failure_body = format_error(*failure);
+    stream->error = std::move(failure);
+    stream->error_body = std::move(failure_body);
+    error_code ec;
+    co_await stream->pieces.async_send(error_code{}, response_stream::state::piece{{}, true},
+                                       asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || broke) co_return false;
+    if (too_large) {
+      auto refused = api_error(413, "RequestEntityTooLarge",
+                               fmt::format("Exceeded maximum allowed payload size ({} bytes).",
+                                           max_streamed_response_bytes));
+      refused.keep_alive(false);
+      co_await in.write(refused);
+      co_return false;
+    }
+    auto accepted = http::make_response(202, std::string(accepted_body), "application/json");
+    accepted.keep_alive(http::wants_keep_alive(in.header()));
+    co_await in.write(accepted);
+    co_return accepted.keep_alive();
   }
 
   void close() {
@@ -185,12 +361,13 @@ struct server::state : std::enable_shared_from_this<server::state> {
     if (http) http->stop();
     if (waiting) waiting->close();
     if (current) current->done->close();
+    if (auto stream = streaming.lock()) stream->pieces.close();
     ready.close();
   }
 };
 
-server::server(asio::any_io_executor executor, std::uint16_t port)
-    : state_(std::make_shared<state>(executor)) {
+server::server(asio::any_io_executor executor, std::uint16_t port, std::string relay_to)
+    : state_(std::make_shared<state>(executor, std::move(relay_to))) {
   std::weak_ptr<state> weak = state_;
   http::handlers handlers{[weak](http::request& req) -> asio::awaitable<http::response> {
                             return state::handle(weak.lock(), req);
@@ -200,6 +377,13 @@ server::server(asio::any_io_executor executor, std::uint16_t port)
                             return self ? self->too_large(req)
                                         : api_error(413, "RequestEntityTooLarge",
                                                     "payload too large");
+                          },
+                          [weak](const http::request_header& req) {
+                            auto self = weak.lock();
+                            return self && !self->closed && self->wants_stream(req);
+                          },
+                          [weak](http::streamed_request& in) -> asio::awaitable<bool> {
+                            return state::on_stream(weak.lock(), in);
                           }};
   state_->http = std::make_unique<http::server>(
       executor, asio::ip::tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port),

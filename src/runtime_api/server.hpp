@@ -15,6 +15,30 @@
 
 namespace funcie::runtime_api {
 
+/// Lambda's limit for a streamed response (Lambda-Runtime-Function-Response-Mode:
+/// streaming): 200 MB, docs.aws.amazon.com/lambda/latest/dg/configuration-response-streaming.html.
+inline constexpr std::size_t max_streamed_response_bytes = 200 * 1024 * 1024;
+
+/// The body of a streamed response, read as the runtime writes it.
+class response_stream {
+ public:
+  struct state;
+  explicit response_stream(std::shared_ptr<state> s) : state_(std::move(s)) {}
+
+  /// The next bytes the runtime wrote, nullopt at the end of the stream (then error() says
+  /// how it ended). Throws when the environment closes meanwhile.
+  boost::asio::awaitable<std::optional<std::string>> read();
+  /// After read() returned nullopt: the error the runtime reported in its trailers
+  /// (Lambda-Runtime-Function-Error-Type and -Body, the body as JSON), or the one its
+  /// stream ended with (broken off, over the size limit); nullopt when it succeeded.
+  const std::optional<function_error>& error() const;
+  /// The error's body as JSON (the runtime's own when it sent one), when error() is set.
+  const std::string& error_body() const;
+
+ private:
+  std::shared_ptr<state> state_;
+};
+
 /// What came of one invocation, as the runtime reported it.
 struct result {
   enum class kind {
@@ -28,12 +52,22 @@ struct result {
   std::string body;
   std::string content_type;  ///< Of a success; empty when the runtime sent none.
   std::string error_type;    ///< Of an error.
+  /// Set when the runtime streams its response: `body` is empty and the bytes come through
+  /// here as they are written; a mid-stream error ends the stream (outcome stays success
+  /// until then).
+  std::shared_ptr<response_stream> stream;
+  /// Already passed on to the real Runtime API as the runtime sent it (a relaying server):
+  /// nothing is left to post. `body` is empty.
+  bool relayed = false;
 };
 
 class server {
  public:
-  /// Listens on 127.0.0.1 at `port` (0 picks a free one) at once.
-  explicit server(boost::asio::any_io_executor executor, std::uint16_t port = 0);
+  /// Listens on 127.0.0.1 at `port` (0 picks a free one) at once. With `relay_to` (the
+  /// real Runtime API, host:port), every request but GET /next is passed on there as it
+  /// arrives, byte for byte (http/relay.hpp), and its answer back: results are `relayed`.
+  explicit server(boost::asio::any_io_executor executor, std::uint16_t port = 0,
+                  std::string relay_to = {});
   ~server();
   server(const server&) = delete;
   server& operator=(const server&) = delete;

@@ -264,7 +264,7 @@ test('Invoke limits and errors are the ones AWS gives', async () => {
     // as SDKs and curl send it).
     const tooBig = await post(em.invokeUrl(), `"${'a'.repeat(MAX_REQUEST - 1)}"`);
     assert.equal(tooBig.status, 413);
-    assert.equal(tooBig.headers['x-amzn-errortype'], 'RequestTooLargeException');
+    assert.equal(tooBig.headers['x-amzn-errortype'], 'RequestEntityTooLargeException');
     assert.match(JSON.parse(tooBig.body).message, /6291456/);
 
     const notJson = await em.invoke('{"unterminated": ');

@@ -70,7 +70,7 @@ test('Invoke: a 1 MB payload comes back byte for byte', async () => {
   assert.ok(Buffer.from(out.Payload).equals(sent), 'the 1 MB payload changed on the way');
 });
 
-test('Invoke: 6 MB is the largest payload; one byte more is RequestTooLargeException', async () => {
+test('Invoke: 6 MB is the largest payload; one byte more is RequestEntityTooLargeException', async () => {
   const limit = 6 * 1024 * 1024;
   const json = (n) => { const b = Buffer.alloc(n, 'z'); b[0] = 0x22; b[n - 1] = 0x22; return b; };
   const sent = json(limit);
@@ -79,7 +79,7 @@ test('Invoke: 6 MB is the largest payload; one byte more is RequestTooLargeExcep
   assert.equal(out.FunctionError, undefined);
   assert.ok(Buffer.from(out.Payload).equals(sent), 'the 6 MB payload changed on the way');
   await assert.rejects(invoke({ Payload: json(limit + 1) }), (err) => {
-    assert.equal(err.name, 'RequestTooLargeException');
+    assert.equal(err.name, 'RequestEntityTooLargeException');
     assert.equal(err.$metadata.httpStatusCode, 413);
     return true;
   });

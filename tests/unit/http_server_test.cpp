@@ -1,3 +1,4 @@
+#include "http/relay.hpp"
 #include "http/server.hpp"
 
 #include <gtest/gtest.h>
@@ -23,4 +24,14 @@ TEST(HttpServer, DroppedBeforeTheLoopRunsIsSafe) {
     EXPECT_GT(s.port(), 0);
   }
   EXPECT_NO_THROW(io.run());
+}
+
+// The one field a relay changes: Host names the upstream, spelling and spacing kept.
+TEST(HttpRelay, RewritesOnlyTheHostValue) {
+  using funcie::http::with_host;
+  EXPECT_EQ(with_host("POST /x HTTP/1.1\r\nhost:  127.0.0.1:5\r\nX-A: b\r\n\r\n", "10.0.0.1:9001"),
+            "POST /x HTTP/1.1\r\nhost:  10.0.0.1:9001\r\nX-A: b\r\n\r\n");
+  EXPECT_EQ(with_host("GET / HTTP/1.1\r\nX-Host: a\r\nHost: a\r\n\r\n", "b:1"),
+            "GET / HTTP/1.1\r\nX-Host: a\r\nHost: b:1\r\n\r\n");
+  EXPECT_EQ(with_host("GET / HTTP/1.0\r\n\r\n", "b:1"), "GET / HTTP/1.0\r\n\r\n");
 }

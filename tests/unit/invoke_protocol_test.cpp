@@ -85,3 +85,74 @@ TEST(InvokeProtocol, ServiceErrorsUseAwsShape) {
   EXPECT_EQ(format_service_error({404, "ResourceNotFoundException", "Function not found: x"}),
             R"({"Type":"User","message":"Function not found: x"})");
 }
+
+TEST(InvokeProtocol, ClientContextLimitIsOnTheBase64Text) {
+  // AWS: "up to 3,583 bytes of base64-encoded data". 2,685 bytes of JSON encode to 3,580.
+  const std::string fits = R"({"custom":{"p":")" + std::string(2685 - 20, 'a') + R"("}})";
+  std::string encoded;
+  {
+    static constexpr std::string_view alphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned buffer = 0;
+    int bits = 0;
+    for (unsigned char c : fits) {
+      buffer = (buffer << 8) | c;
+      bits += 8;
+      while (bits >= 6) {
+        bits -= 6;
+        encoded.push_back(alphabet[(buffer >> bits) & 63U]);
+      }
+    }
+    if (bits > 0) encoded.push_back(alphabet[(buffer << (6 - bits)) & 63U]);
+    while (encoded.size() % 4 != 0) encoded.push_back('=');
+  }
+  ASSERT_LE(encoded.size(), 3583U);
+  EXPECT_EQ(decode_client_context(encoded), fits);
+  EXPECT_THROW(decode_client_context(encoded + "eyJhIjoxfQ=="), protocol_error);
+}
+
+TEST(InvokeProtocol, RoutesTheOperationsToolsCall) {
+  auto stream = parse_api_route("POST", "/2021-11-15/functions/fn/response-streaming-invocations");
+  ASSERT_TRUE(stream);
+  EXPECT_EQ(stream->op, operation::invoke_with_response_stream);
+  EXPECT_EQ(stream->function.name, "fn");
+  auto get = parse_api_route("GET", "/2015-03-31/functions/fn?Qualifier=%24LATEST");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->op, operation::get_function);
+  EXPECT_EQ(get->function.qualifier, "$LATEST");
+  auto config = parse_api_route("GET", "/2015-03-31/functions/fn/configuration");
+  ASSERT_TRUE(config);
+  EXPECT_EQ(config->op, operation::get_function_configuration);
+  auto list = parse_api_route("GET", "/2015-03-31/functions/?MaxItems=50");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->op, operation::list_functions);
+  EXPECT_EQ(parse_api_route("POST", "/2015-03-31/functions/fn/invocations")->op, operation::invoke);
+  EXPECT_FALSE(parse_api_route("GET", "/2015-03-31/functions/fn/invocations"));
+  EXPECT_FALSE(parse_api_route("DELETE", "/2015-03-31/functions/fn"));
+  EXPECT_THROW(parse_api_route("GET", "/2015-03-31/functions/bad%2"), protocol_error);
+  EXPECT_TRUE(parse_log_type("Tail"));
+  EXPECT_FALSE(parse_log_type("None"));
+  EXPECT_FALSE(parse_log_type(""));
+  EXPECT_THROW(parse_log_type("tail"), protocol_error);
+}
+
+TEST(InvokeProtocol, EventStreamMessagesAreFramedWithTheirCrcs) {
+  EXPECT_EQ(crc32("123456789"), 0xCBF43926U);  // the CRC-32 check value
+  const std::string message =
+      encode_event_message({{":event-type", "PayloadChunk"}}, std::string("hi\0", 3));
+  auto u32 = [&](std::size_t at) {
+    std::uint32_t v = 0;
+    for (std::size_t i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(message[at + i]);
+    return v;
+  };
+  const std::size_t headers = 1 + 11 + 1 + 2 + 12;
+  EXPECT_EQ(u32(0), message.size());
+  EXPECT_EQ(message.size(), 12 + headers + 3 + 4);
+  EXPECT_EQ(u32(4), headers);
+  EXPECT_EQ(u32(8), crc32(std::string_view(message).substr(0, 8)));
+  EXPECT_EQ(message.substr(12, headers),
+            std::string("\x0b:event-type\x07\x00\x0cPayloadChunk", headers));
+  EXPECT_EQ(message.substr(12 + headers, 3), std::string("hi\0", 3));
+  EXPECT_EQ(u32(message.size() - 4),
+            crc32(std::string_view(message).substr(0, message.size() - 4)));
+}

@@ -41,6 +41,10 @@ inline constexpr std::string_view cognito_identity = "Lambda-Runtime-Cognito-Ide
 inline constexpr std::string_view tenant_id = "Lambda-Runtime-Aws-Tenant-Id";
 /// Sent by a runtime with POST .../error and .../init/error.
 inline constexpr std::string_view function_error_type = "Lambda-Runtime-Function-Error-Type";
+/// "streaming" on a POST .../response whose body is streamed (chunked); a mid-stream error
+/// then comes in the trailers function_error_type and function_error_body (base64 JSON).
+inline constexpr std::string_view response_mode = "Lambda-Runtime-Function-Response-Mode";
+inline constexpr std::string_view function_error_body = "Lambda-Runtime-Function-Error-Body";
 }  // namespace header
 
 inline constexpr std::string_view error_content_type = "application/vnd.aws.lambda.error+json";

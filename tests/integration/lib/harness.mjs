@@ -40,6 +40,8 @@ export async function startEmulate({ functionName = 'fn', args = [], command, cw
     port,
     child,
     stderr: () => stderr,
+    /** Everything emulate printed on stdout (the runtime's own stdout lines among it). */
+    stdout: () => stdout,
     invokeUrl: (name = functionName) => `${url}/2015-03-31/functions/${encodeURIComponent(name)}/invocations`,
     /** POST an event (string or object); resolves { status, headers, body(text) }. */
     async invoke(event, { name = functionName, headers = {} } = {}) {

@@ -1,0 +1,144 @@
+// `funcie wrap` is invisible: whatever it does not forward reaches Lambda's Runtime API exactly
+// as the runtime sent it. A recording fake of the Runtime API (lib/recording_runtime_api.mjs)
+// takes down every request a runtime sends, byte for byte and with arrival times, once with
+// the runtime talking to it directly and once with `funcie wrap` in between (nobody connected,
+// forwarding off): the two recordings must be the same, and each chunk of a streamed
+// response must arrive while the runtime is still writing the next ones.
+//
+// The one request that differs by design is GET /next: wrap asks for the invocation itself
+// (it may forward it) and answers CMD's /next from its own Runtime API.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { funcieBin, repoRoot, ricBin, stopChild } from './lib/harness.mjs';
+import { startRecordingRuntimeApi } from './lib/recording_runtime_api.mjs';
+
+const nodeFixtures = path.join(repoRoot, 'tests/integration/fixtures/node');
+const bashRuntime = path.join(repoRoot, 'tests/integration/fixtures/wrap/streaming_bootstrap.sh');
+const ric = (handler) => [process.execPath, ricBin, handler];
+const wrapped = (command) => [funcieBin, 'wrap', '--', ...command];
+
+let fake;
+before(async () => { fake = await startRecordingRuntimeApi(); });
+after(async () => { await fake?.close(); });
+
+/**
+ * Runs `command` as the runtime against the recording Runtime API until it has sent `posts`
+ * requests for `events`, then stops it. Returns the recorded requests and its output.
+ */
+async function record(command, { handler, events, posts = events.length }) {
+  fake.reset(events);
+  const env = { ...process.env, AWS_LAMBDA_RUNTIME_API: fake.address, _HANDLER: handler ?? '',
+    LAMBDA_TASK_ROOT: nodeFixtures, AWS_LAMBDA_FUNCTION_NAME: 'recorded', AWS_REGION: 'us-east-1' };
+  delete env.FUNCIE_BACKEND;
+  const child = spawn(command[0], command.slice(1), { cwd: nodeFixtures, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  child.stderr.on('data', (d) => { output += d; });
+  try {
+    await fake.waitForPosts(posts);
+  } catch (e) {
+    throw new Error(`${e.message}; the runtime said: ${output}`);
+  } finally {
+    await stopChild(child, 'SIGTERM');
+  }
+  return { posts: fake.posts().slice(), output };
+}
+
+/** What must be the same with and without wrap: every byte of every request. */
+function summary(posts) {
+  return posts.map((p) => ({
+    request: p.raw.subarray(0, p.raw.indexOf('\r\n\r\n') + 4).toString('latin1'),
+    bytes: p.raw.length,
+    sha256: createHash('sha256').update(p.raw).digest('hex'),
+    trailers: p.trailers,
+  }));
+}
+
+async function assertSameWithWrap(options) {
+  const direct = await record(ric(options.handler), options);
+  const throughWrap = await record(wrapped(ric(options.handler)), options);
+  assert.deepEqual(summary(throughWrap.posts), summary(direct.posts),
+    'the Runtime API must receive the same bytes with funcie wrap in between');
+  return { direct, throughWrap };
+}
+
+const lastWrittenAt = (output) => {
+  const m = output.match(/LAST_CHUNK_WRITTEN_AT (\d+)/);
+  assert.ok(m, `the handler logs when it wrote its last chunk: ${output}`);
+  return Number(m[1]);
+};
+
+test('a streamed response (3 chunks, 500 ms apart) passes through chunk by chunk', async () => {
+  const events = [{ id: 'stream-1', payload: '{"n":1}' }];
+  const { direct, throughWrap } = await assertSameWithWrap({ handler: 'streaming.chunks', events });
+  for (const run of [direct, throughWrap]) {
+    const [post] = run.posts;
+    assert.equal(post.target, '/2018-06-01/runtime/invocation/stream-1/response');
+    assert.equal(post.headers['lambda-runtime-function-response-mode'], 'streaming');
+    assert.equal(post.headers['transfer-encoding'], 'chunked');
+    assert.equal(post.body.toString(), 'chunk 1 of 3\nchunk 2 of 3\nchunk 3 of 3\n');
+    // The first chunk reached the Runtime API before the handler wrote its last one.
+    assert.ok(post.arrivals[0].t < lastWrittenAt(run.output),
+      `first byte at ${post.arrivals[0].t}, last chunk written at ${lastWrittenAt(run.output)}`);
+  }
+});
+
+test('8 MiB streamed reach the Runtime API whole (no 6 MB limit on a stream)', async () => {
+  const events = [{ id: 'big-1', payload: '{}' }];
+  const { throughWrap } = await assertSameWithWrap({ handler: 'streaming.big', events });
+  const [post] = throughWrap.posts;
+  assert.equal(post.target, '/2018-06-01/runtime/invocation/big-1/response');
+  assert.equal(post.body.length, 8 * 1024 * 1024);
+  assert.ok(post.arrivals.length > 1, 'in pieces, as it was written');
+});
+
+test('a throw mid-stream reaches the Runtime API as the error trailers', async () => {
+  const events = [{ id: 'fail-1', payload: '{}' }];
+  const { throughWrap } = await assertSameWithWrap({ handler: 'streaming.failMidway', events });
+  const [post] = throughWrap.posts;
+  assert.equal(post.body.toString(), 'first\nsecond\n');
+  assert.equal(post.trailers['lambda-runtime-function-error-type'], 'TypeError');
+  const error = JSON.parse(Buffer.from(post.trailers['lambda-runtime-function-error-body'], 'base64'));
+  assert.equal(error.errorMessage, 'broke after two chunks');
+});
+
+test('an HttpResponseStream prelude and a content type of the handler pass unchanged', async () => {
+  const events = [{ id: 'url-1', payload: '{}' }];
+  const { throughWrap } = await assertSameWithWrap({ handler: 'streaming.httpPrelude', events });
+  const [post] = throughWrap.posts;
+  assert.equal(post.headers['content-type'], 'application/vnd.awslambda.http-integration-response');
+  const nul = post.body.indexOf(Buffer.alloc(8));
+  assert.deepEqual(JSON.parse(post.body.subarray(0, nul)), { statusCode: 201, headers: { 'x-funcie-test': 'prelude' } });
+  assert.equal(post.body.subarray(nul + 8).toString(), '<p>streamed</p>');
+  const csv = await assertSameWithWrap({ handler: 'streaming.csv', events: [{ id: 'csv-1', payload: '{}' }] });
+  assert.equal(csv.throughWrap.posts[0].headers['content-type'], 'text/csv');
+});
+
+test('buffered responses, several in a row, and an init error pass unchanged', async () => {
+  const events = [1, 2, 3].map((n) => ({ id: `buf-${n}`, payload: JSON.stringify({ n, text: 'é🎉' }) }));
+  const { throughWrap } = await assertSameWithWrap({ handler: 'streaming.buffered', events });
+  assert.deepEqual(throughWrap.posts.map((p) => JSON.parse(p.body).echoed.n), [1, 2, 3]);
+
+  const init = await assertSameWithWrap({ handler: 'init_error.handler', events: [{ id: 'init-1', payload: '{}' }], posts: 1 });
+  const [post] = init.throughWrap.posts;
+  assert.equal(post.target, '/2018-06-01/runtime/init/error');
+  assert.match(post.headers['lambda-runtime-function-error-type'], /RangeError|Runtime\./);
+});
+
+test('a bash + curl runtime streaming by hand: unknown fields, framing and trailers unchanged', async () => {
+  const events = [{ id: 'bash-1', payload: '{}' }];
+  const direct = await record([bashRuntime], { events });
+  const throughWrap = await record(wrapped([bashRuntime]), { events });
+  assert.deepEqual(summary(throughWrap.posts), summary(direct.posts));
+  const [post] = throughWrap.posts;
+  assert.equal(post.headers['x-unknown-field'], 'kept as sent');
+  assert.ok(post.raw.includes('X-Unknown-Field:   kept as sent\r\n'), 'spacing as sent');
+  assert.equal(post.body.toString(), 'data: 1\n\ndata: 2\n');
+  assert.equal(post.trailers['lambda-runtime-function-error-type'], 'Stream.GaveUp');
+  assert.ok(post.arrivals.length >= 2, 'two pieces');
+  assert.ok(post.arrivals[1].t - post.arrivals[0].t >= 300,
+    `the first event was passed on before the second was written (${post.arrivals[1].t - post.arrivals[0].t} ms apart)`);
+});
