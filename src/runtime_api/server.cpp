@@ -338,7 +338,9 @@ struct server::state : std::enable_shared_from_this<server::state> {
     stream->error = std::move(failure);
     stream->error_body = std::move(failure_body);
     error_code ec;
-    co_await stream->pieces.async_send(error_code{}, response_stream::state::piece{{}, true},
+    // Named, not a temporary: GCC 12 destroys some temporaries of a co_await twice.
+    response_stream::state::piece end{{}, true};
+    co_await stream->pieces.async_send(error_code{}, std::move(end),
                                        asio::redirect_error(asio::use_awaitable, ec));
     if (ec || broke) co_return false;
     if (too_large) {

@@ -145,10 +145,12 @@ test('GetFunction, GetFunctionConfiguration and ListFunctions give the configura
   assert.deepEqual(config.Environment.Variables, { STAGE: 'dev', WITH_EQUALS: 'a=b' });
   assert.match(config.LastModified, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$/);
 
+  const { $metadata, ...configuration } = config;
+  assert.equal($metadata.httpStatusCode, 200);
   const fn = await lambda.send(new GetFunctionCommand({ FunctionName: name }));
-  assert.deepEqual(fn.Configuration, config);
+  assert.deepEqual(fn.Configuration, configuration);
   const list = await lambda.send(new ListFunctionsCommand({}));
-  assert.deepEqual(list.Functions, [config]);
+  assert.deepEqual(list.Functions, [configuration]);
 
   await assert.rejects(lambda.send(new GetFunctionCommand({ FunctionName: 'other' })),
     (e) => e.name === 'ResourceNotFoundException');
