@@ -95,9 +95,11 @@ asio::awaitable<void> copy_request(streamed_request& in, upstream_connection& up
 
 // The answers (1xx ones, then the final one), each byte passed to the client as it comes.
 asio::awaitable<void> copy_response(streamed_request& in, upstream_connection& up,
-                                    relay_result& result) {
+                                    relay_result& result,
+                                    const std::function<void(unsigned)>& on_answer) {
   try {
     const bool head = in.header().method() == bhttp::verb::head;
+    bool told = false;
     for (;;) {
       bhttp::response_parser<piece_body> parser;
       parser.eager(true);
@@ -110,6 +112,13 @@ asio::awaitable<void> copy_response(streamed_request& in, upstream_connection& u
           const std::size_t used = parser.put(up.buffer.data(), ec);
           if (ec && ec != bhttp::error::need_more) throw std::system_error(ec, "malformed answer");
           parser.get().body().clear();
+          if (used > 0 && !told && parser.is_header_done() && on_answer) {
+            const unsigned status = parser.get().result_int();
+            if (status < 100 || status >= 200 || status == 101) {
+              told = true;
+              on_answer(status);
+            }
+          }
           if (used > 0) {
             std::string bytes(static_cast<const char*>(up.buffer.data().data()), used);
             up.buffer.consume(used);
@@ -162,7 +171,8 @@ std::string with_host(std::string_view raw_header, std::string_view host) {
   return std::string(raw_header);
 }
 
-asio::awaitable<relay_result> relay(streamed_request& in, const std::string& upstream) {
+asio::awaitable<relay_result> relay(streamed_request& in, const std::string& upstream,
+                                    std::function<void(unsigned status)> on_answer) {
   auto& slot = in.connection_data();
   std::shared_ptr<upstream_connection> up;
   if (auto* held = std::any_cast<std::shared_ptr<upstream_connection>>(&slot)) up = *held;
@@ -179,7 +189,7 @@ asio::awaitable<relay_result> relay(streamed_request& in, const std::string& ups
   }
   const std::string header = with_host(in.raw_header(), upstream);
   relay_result result;
-  co_await (copy_request(in, *up, header) || copy_response(in, *up, result));
+  co_await (copy_request(in, *up, header) || copy_response(in, *up, result, on_answer));
   if (!result.keep_alive) {
     up->close();
     slot.reset();

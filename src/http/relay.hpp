@@ -7,6 +7,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <functional>
 #include <string>
 
 namespace funcie::http {
@@ -25,8 +26,11 @@ struct relay_result {
 /// trailers, body), except the Host field's value, which names `upstream` as the client's
 /// would have had it connected there itself. The answer (1xx included) comes back the same
 /// way. A client that breaks off mid-request breaks the upstream connection too, as the
-/// upstream would have seen it. Never throws for I/O.
-boost::asio::awaitable<relay_result> relay(streamed_request& in, const std::string& upstream);
+/// upstream would have seen it. `on_answer`, when set, is called with the final status just
+/// before the final answer's first byte goes to the client (what the client does next may
+/// depend on it). Never throws for I/O.
+boost::asio::awaitable<relay_result> relay(streamed_request& in, const std::string& upstream,
+                                           std::function<void(unsigned status)> on_answer = {});
 
 /// `raw_header` with the value of its Host field replaced by `host` (the field's name and
 /// spacing kept); unchanged when it has none.

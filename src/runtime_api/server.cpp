@@ -248,23 +248,27 @@ struct server::state : std::enable_shared_from_this<server::state> {
   // accepted for the invocation in flight finishes that invocation as `relayed`.
   asio::awaitable<bool> relay(http::streamed_request& in) {
     const auto r = route_of(in.header());
-    const http::relay_result passed = co_await http::relay(in, relay_to);
-    if (closed || passed.status / 100 != 2 || !r) co_return passed.keep_alive;
-    const http::request_header& req = in.header();  // trailers included by now
-    result res;
-    res.relayed = true;
-    res.error_type = std::string(http::header_value(req, header::function_error_type));
-    res.content_type = std::string(http::header_value(req, "Content-Type"));
-    if ((r->kind == route_kind::response || r->kind == route_kind::error) && current &&
-        current->request_id == r->request_id) {
-      const bool failed = r->kind == route_kind::error || !res.error_type.empty();
-      res.outcome = failed ? result::kind::function_error : result::kind::success;
-      finish(std::move(res));
-    } else if (r->kind == route_kind::init_error && !initialized && !init_error) {
-      res.outcome = result::kind::init_error;
-      init_error = std::move(res);
-      ready.try_send(error_code{});
-    }
+    // Settled before CMD sees Lambda's answer: its next /next may come at once, on another
+    // connection, and must find the invocation finished.
+    auto settle = [this, &in, &r](unsigned status) {
+      if (closed || status / 100 != 2 || !r) return;
+      const http::request_header& req = in.header();  // trailers included by now
+      result res;
+      res.relayed = true;
+      res.error_type = std::string(http::header_value(req, header::function_error_type));
+      res.content_type = std::string(http::header_value(req, "Content-Type"));
+      if ((r->kind == route_kind::response || r->kind == route_kind::error) && current &&
+          current->request_id == r->request_id) {
+        const bool failed = r->kind == route_kind::error || !res.error_type.empty();
+        res.outcome = failed ? result::kind::function_error : result::kind::success;
+        finish(std::move(res));
+      } else if (r->kind == route_kind::init_error && !initialized && !init_error) {
+        res.outcome = result::kind::init_error;
+        init_error = std::move(res);
+        ready.try_send(error_code{});
+      }
+    };
+    const http::relay_result passed = co_await http::relay(in, relay_to, settle);
     co_return passed.keep_alive;
   }
 

@@ -55,8 +55,9 @@ async function invokeStream(lambda, input = {}) {
   };
 }
 
-test('InvokeWithResponseStream passes each chunk on as the handler writes it', async () => {
+test('InvokeWithResponseStream passes each chunk on as the handler writes it', async (t) => {
   const { em, lambda } = await emulateWith('streaming.chunks');
+  const sent = Date.now();
   const { res, chunks, complete, payload } = await invokeStream(lambda);
   assert.equal(res.StatusCode, 200);
   assert.equal(res.ExecutedVersion, '$LATEST');
@@ -68,6 +69,8 @@ test('InvokeWithResponseStream passes each chunk on as the handler writes it', a
   assert.ok(m, em.stdout());
   assert.ok(chunks[0].at < Number(m[1]),
     `the first chunk reached the caller (${chunks[0].at}) before the last was written (${m[1]})`);
+  t.diagnostic(`first PayloadChunk ${chunks[0].at - sent} ms after the call, last chunk written ` +
+    `${Number(m[1]) - sent} ms after it, last PayloadChunk ${chunks.at(-1).at - sent} ms after it`);
 
   // The buffered Invoke of the same function answers the whole stream at once.
   const whole = await lambda.send(new InvokeCommand({ FunctionName: name, Payload: bytes('{}') }));
@@ -87,6 +90,21 @@ test('a throw mid-stream is an error: InvokeComplete with its code, FunctionErro
   const error = JSON.parse(text(buffered.Payload));
   assert.equal(error.errorType, 'TypeError');
   assert.equal(error.errorMessage, 'broke after two chunks');
+});
+
+test('a crash or a timeout mid-stream ends the stream with the error, and the next invocation runs', async () => {
+  const crash = await emulateWith('streaming.crashMidway', ['--concurrency', '1']);
+  const crashed = await invokeStream(crash.lambda);
+  assert.equal(crashed.payload.toString(), 'partial\n');
+  assert.match(crashed.complete.ErrorCode, /^Runtime\.(ExitError|TruncatedResponse)$/);
+  const again = await invokeStream(crash.lambda);
+  assert.equal(again.payload.toString(), 'partial\n', 'a new runtime took the next one');
+
+  const slow = await emulateWith('streaming.slowMidway', ['--timeout', '1']);
+  const late = await invokeStream(slow.lambda);
+  assert.equal(late.payload.toString(), 'started\n');
+  assert.equal(late.complete.ErrorCode, 'Sandbox.Timedout');
+  assert.match(late.complete.ErrorDetails, /Task timed out after 1\.00 seconds/);
 });
 
 test('content types as the function sets them; the HttpResponseStream prelude passes', async () => {

@@ -79,7 +79,7 @@ const lastWrittenAt = (output) => {
   return Number(m[1]);
 };
 
-test('a streamed response (3 chunks, 500 ms apart) passes through chunk by chunk', async () => {
+test('a streamed response (3 chunks, 500 ms apart) passes through chunk by chunk', async (t) => {
   const events = [{ id: 'stream-1', payload: '{"n":1}' }];
   const { direct, throughWrap } = await assertSameWithWrap({ handler: 'streaming.chunks', events });
   for (const run of [direct, throughWrap]) {
@@ -91,6 +91,9 @@ test('a streamed response (3 chunks, 500 ms apart) passes through chunk by chunk
     // The first chunk reached the Runtime API before the handler wrote its last one.
     assert.ok(post.arrivals[0].t < lastWrittenAt(run.output),
       `first byte at ${post.arrivals[0].t}, last chunk written at ${lastWrittenAt(run.output)}`);
+    const gaps = post.arrivals.map((a) => a.t - post.arrivals[0].t);
+    t.diagnostic(`${run === direct ? 'direct' : 'through wrap'}: body pieces arrived at +${gaps.join(', +')} ms; ` +
+      `last chunk written ${lastWrittenAt(run.output) - post.arrivals[0].t} ms after the first arrived`);
   }
 });
 
