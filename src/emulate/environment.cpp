@@ -253,6 +253,9 @@ asio::awaitable<outcome> environment::run_invocation(runtime_api::invocation inv
     }
   }
   if (const auto& error = stream->error()) {
+    // A stream broken off mid-body: the runtime is dying or lost its way; a fresh one takes
+    // the next invocation (its exit, when it comes, has nobody left to tell).
+    if (error->error_type == "Runtime.TruncatedResponse") reset();
     streamed.function_error = true;
     streamed.error_type = error->error_type;
     streamed.body = stream->error_body();
