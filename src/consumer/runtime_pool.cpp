@@ -77,6 +77,7 @@ emulate::function_config config_for(const runtime_pool_options& options,
   if (!fn.log_stream.empty()) config.environment["AWS_LAMBDA_LOG_STREAM_NAME"] = fn.log_stream;
   config.working_directory = options.working_directory;
   config.output = options.output;
+  config.on_invoke = options.on_invoke;
   if (options.forward_credentials && !first.credentials.empty()) {
     // The function's role, as Lambda gives it: the developer's own settings stay out.
     config.environment["AWS_ACCESS_KEY_ID"] = first.credentials.access_key_id;

@@ -149,7 +149,7 @@ export const handler = async (event) => {
   await sleep(300);
   assert.equal(settled, false, 'the caller is still waiting while the request is held');
   writeFileSync(mode, 'fixed');
-  process.kill(local.pid, 'SIGHUP');
+  process.kill(local.pid, 'SIGUSR1');
   const res = await pending;
   assert.equal(res.headers.get('x-amz-function-error'), null, res.body);
   assert.deepEqual(JSON.parse(res.body), { fixed: true, n: 7 });
