@@ -53,6 +53,7 @@ struct connect_options {
   std::vector<std::string> watch;
   bool hold = false;
   bool verbose = false;
+  bool report = false;
   bool forward_credentials = false;
   std::string secret_file;
   bool no_encrypt = false;
@@ -286,7 +287,7 @@ class terminal {
   std::shared_ptr<asio::posix::stream_descriptor> input_;
 };
 
-int run_connect(std::vector<project::function_spec> specs, bool verbose) {
+int run_connect(std::vector<project::function_spec> specs, bool verbose, bool report) {
   asio::io_context io;
   auto executor = io.get_executor();
   console::console out(stderr, console::wants_colour(stderr), console::local_time_of_day,
@@ -341,11 +342,14 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose) {
     options.out = &out;
     options.show_name = several;
     options.verbose = verbose;
+    options.report = report || verbose;
     const auto url = tunnel::redact_url(spec.backend);
     options.on_session = [&out, app = spec.app, url](const std::string& session, bool first) {
-      out.print_to(stdout, fmt::format("funcie connect: {} app {} {} {} (session {})\n",
-                                       first ? "serving" : "reconnected", app,
-                                       first ? "through" : "to", url, session.substr(0, 8)));
+      // The first line of the start block (on stdout: scripts wait for it there).
+      out.print_to(stdout,
+                   fmt::format("{} app {} {} {} (session {})\n", first ? "serving" : "reconnected",
+                               app, first ? "through" : "to", console::shorten_middle(url, 48),
+                               session.substr(0, 8)));
     };
     options.controls = controls;
     options.spec = std::move(spec);
@@ -443,7 +447,11 @@ command add_connect(CLI::App& app) {
       "--hold", o->hold,
       "A failed or crashed invocation waits for a reload and runs again, until it succeeds or "
       "its deadline nears");
-  sub->add_flag("--verbose,-v", o->verbose, "Show each event and response, pretty-printed");
+  sub->add_flag("--verbose,-v", o->verbose,
+                "Show each event and response, pretty-printed, and the --report figures");
+  sub->add_flag("--report", o->report,
+                "Show Lambda's REPORT figures under each invocation: duration, billed duration, "
+                "memory size, the runtime's peak memory, init duration after a cold start");
   auto* forward =
       sub->add_flag("--forward-credentials", o->forward_credentials,
                     "Give the handler the function's AWS credentials when the function sends them "
@@ -485,7 +493,7 @@ command add_connect(CLI::App& app) {
               } catch (const tunnel::secret_error& e) {
                 return usage(e);
               }
-              return run_connect(std::move(specs), o->verbose);
+              return run_connect(std::move(specs), o->verbose, o->report);
             });
           }};
 }

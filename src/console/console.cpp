@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -198,6 +199,14 @@ std::string console::function_column(std::string_view function) {
   return pad_right(std::move(name), function_width_) + " ";
 }
 
+std::size_t console::columns() const {
+  if (!live_ || out_ == nullptr) return max_columns;
+  winsize size{};
+  const int fd = ::fileno(out_);
+  if (fd < 0 || ::ioctl(fd, TIOCGWINSZ, &size) != 0 || size.ws_col == 0) return max_columns;
+  return std::clamp<std::size_t>(size.ws_col, min_columns, max_columns);
+}
+
 void console::invocation(const invocation_line& line) {
   // Widths are counted on the text before it is painted.
   std::string text = start_of_line();
@@ -209,13 +218,27 @@ void console::invocation(const invocation_line& line) {
   text += id;
   used += display_width(id);
 
-  std::string what = printable(line.what.source);
-  if (const std::string detail = printable(line.what.detail); !detail.empty()) {
-    if (!what.empty()) what += ' ';
-    what += detail;
+  // A terminal narrower than 100 columns narrows the trigger column first.
+  const std::size_t width = columns();
+  const std::size_t after_trigger = 1 + duration_width + 1 + 7 + 4;  // " 12.3s timeout 503"
+  const std::size_t room =
+      width > used + after_trigger + 11 ? width - used - after_trigger - 1 : 10;
+  const std::size_t column_width = std::min(trigger_width, room);
+  // The source stays whole when it can; the detail (a path) loses its middle.
+  const std::size_t max_what = std::min(max_trigger_chars, room);
+  const std::string source = printable(line.what.source);
+  const std::string detail = printable(line.what.detail);
+  std::string what;
+  if (detail.empty()) {
+    what = shorten(source, max_what);
+  } else if (source.empty()) {
+    what = shorten_middle(detail, max_what);
+  } else if (display_width(source) + 1 + 4 <= max_what) {
+    what = source + " " + shorten_middle(detail, max_what - display_width(source) - 1);
+  } else {
+    what = shorten_middle(source + " " + detail, max_what);
   }
-  const std::string trigger_column =
-      pad_right(shorten_middle(what, max_trigger_chars), trigger_width) + " ";
+  const std::string trigger_column = pad_right(what, column_width) + " ";
   text += trigger_column;
   used += display_width(trigger_column);
   text += pad_left(duration_text(line.took), duration_width) + " ";
@@ -233,13 +256,22 @@ void console::invocation(const invocation_line& line) {
     used += 1 + status.size();
   }
   const std::string indent(block_indent, ' ');
-  const std::size_t under_width = max_columns - block_indent - 2;
+  const std::size_t under_width = width - block_indent - 2;
   std::string below;
+  // "Type: message" on the line when it fits; else the type there (when it fits) and the
+  // message under the line, wrapped at spaces: never cut.
   if (const std::string error = error_text(line); !error.empty()) {
-    if (used + 1 + min_error_columns <= max_columns) {
-      text += " " + shorten(error, max_columns - used - 1);
+    const std::size_t room_left = width > used + 1 ? width - used - 1 : 0;
+    const std::string type = one_line(first_line(line.error_type), max_error_type_chars);
+    const std::string message = one_line(first_line(line.error_message), max_error_message_chars);
+    if (display_width(error) <= room_left) {
+      text += " " + error;
+    } else if (!type.empty() && display_width(type) + 1 <= room_left && !message.empty()) {
+      text += " " + type + ":";
+      for (const auto& part : wrap_words(message, under_width))
+        below += indent + "  " + part + "\n";
     } else {
-      below += indent + "  " + shorten(error, under_width) + "\n";
+      for (const auto& part : wrap_words(error, under_width)) below += indent + "  " + part + "\n";
     }
   }
   text += '\n';
@@ -259,9 +291,40 @@ void console::invocation(const invocation_line& line) {
   write(text + below);
 }
 
+void console::report(const report_line& figures) {
+  const auto ms = [](std::chrono::microseconds d) {
+    return fmt::format("{:.2f} ms",
+                       static_cast<double>(std::max<long long>(0, d.count())) / 1000.0);
+  };
+  const long long billed = (std::max<long long>(0, figures.duration.count()) + 999) / 1000;
+  std::vector<std::string> items = {
+      "REPORT " + head(figures.request_id, request_id_width),
+      "Duration: " + ms(figures.duration),
+      fmt::format("Billed Duration: {} ms", std::max<long long>(1, billed)),
+      fmt::format("Memory Size: {} MB", figures.memory_mb),
+  };
+  if (figures.max_memory_used_mb) {
+    items.push_back(fmt::format("Max Memory Used: {} MB", *figures.max_memory_used_mb));
+  }
+  if (figures.init.count() > 0) items.push_back("Init Duration: " + ms(figures.init));
+  const std::string indent(block_indent, ' ');
+  const std::size_t width = columns();
+  std::string text;
+  std::string current;
+  for (const auto& item : items) {
+    if (!current.empty() && block_indent + 2 + current.size() + 2 + item.size() > width) {
+      text += indent + "  " + paint(dim, current) + "\n";
+      current.clear();
+    }
+    current += (current.empty() ? "" : "  ") + item;
+  }
+  text += indent + "  " + paint(dim, current) + "\n";
+  write(text);
+}
+
 void console::field(std::string_view name, std::string_view text, bool warning) {
   const std::string label = pad_right(printable(name), 8);
-  const std::size_t width = max_columns - 2 - 8 - 1;
+  const std::size_t width = columns() - 2 - 8 - 1;
   std::string out;
   bool first = true;
   for (const auto& part : wrap_words(printable(text, keep::nothing), width)) {
@@ -277,7 +340,7 @@ void console::field(std::string_view name, std::string_view text, bool warning) 
 
 void console::status(std::string_view text) {
   if (!live_) return;
-  std::string shown = shorten(printable(text, keep::nothing), max_columns - 1);
+  std::string shown = shorten(printable(text, keep::nothing), columns() - 1);
   if (shown == status_) return;
   status_ = std::move(shown);
   write({});
@@ -315,8 +378,8 @@ void console::notice(std::string_view function, std::string_view mark, std::stri
   out += column;
   // Continuation lines start under the text, after the mark.
   const std::size_t indent = block_indent + display_width(column) + display_width(mark) + 1;
-  const auto parts = wrap_words(printable(text, keep::nothing),
-                                max_columns > indent + 20 ? max_columns - indent : 20);
+  const auto parts =
+      wrap_words(printable(text, keep::nothing), columns() > indent + 20 ? columns() - indent : 20);
   for (std::size_t i = 0; i < parts.size(); ++i) {
     std::string body;
     if (i == 0) {
@@ -365,8 +428,9 @@ void console::write(std::string text) {
   if (live_) {
     // The status line stays at the bottom: erased, the text, drawn again (no newline, so
     // the next erase finds it on the cursor's line).
-    text.insert(0, "\r\x1b[2K");
+    if (status_drawn_) text.insert(0, "\r\x1b[2K");
     text += status_;
+    status_drawn_ = !status_.empty();
   }
   write_all(out_, text);
 }
@@ -377,9 +441,9 @@ void console::print_to(std::FILE* stream, std::string_view text) {
     write(std::string(text));
     return;
   }
-  if (live_ && !status_.empty() && !gone_) write_all(out_, "\r\x1b[2K");
+  if (live_ && status_drawn_ && !gone_) write_all(out_, "\r\x1b[2K");
   write_all(stream, text);
-  if (live_ && !status_.empty() && !gone_) write_all(out_, status_);
+  if (live_ && status_drawn_ && !gone_) write_all(out_, status_);
 }
 
 void console::write_all(std::FILE* stream, std::string_view text) {

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,9 +51,20 @@ struct invocation_line {
   std::string note;  ///< under the line: "save a watched file or press r to run it again"
 };
 
-/// funcie connect's own lines are at most this wide, whatever the terminal's width (80 or
-/// more shows them unwrapped). A handler's own lines are its own and are not cut.
+/// Lambda's REPORT figures of one invocation (--report).
+struct report_line {
+  std::string request_id;
+  std::chrono::microseconds duration{0};
+  unsigned memory_mb = 128;                    ///< the function's memory size
+  std::optional<unsigned> max_memory_used_mb;  ///< the runtime's peak; none when unknown
+  std::chrono::microseconds init{0};           ///< Init Duration; zero: a warm start
+};
+
+/// funcie connect's own lines are at most this wide, or as wide as a narrower terminal:
+/// nothing of ours wraps. A handler's own lines are its own and are not cut.
 inline constexpr std::size_t max_columns = 100;
+/// On a live terminal narrower than max_columns, its width (but never less than this).
+inline constexpr std::size_t min_columns = 60;
 
 class console {
  public:
@@ -74,6 +86,12 @@ class console {
   /// error ("Type: message", cut to what is left of the line). Under it, indented: the
   /// stack trace and the note, wrapped at spaces.
   void invocation(const invocation_line& line);
+
+  /// Under an invocation's line, as Lambda prints it: "REPORT 8b01d77a  Duration: 38.12 ms
+  /// Billed Duration: 39 ms  Memory Size: 128 MB  Max Memory Used: 41 MB  Init Duration:
+  /// 180.30 ms" (billed at 1 ms granularity; Init Duration only after a cold start), wrapped
+  /// between figures.
+  void report(const report_line& figures);
 
   /// A line of the start block: "  watch    src, index.mjs"; `warning` paints it yellow.
   void field(std::string_view name, std::string_view text, bool warning = false);
@@ -114,6 +132,8 @@ class console {
 
  private:
   std::string paint(std::string_view code, std::string_view text) const;
+  /// The width lines are laid out for: max_columns, or a narrower live terminal's.
+  std::size_t columns() const;
   std::string start_of_line();
   std::string function_column(std::string_view function);
   void notice(std::string_view function, std::string_view mark, std::string_view code,
@@ -128,7 +148,8 @@ class console {
   std::function<void()> on_gone_;
   bool gone_ = false;
   bool live_ = false;
-  std::string status_;  // what the status line shows now ("" none)
+  std::string status_;         // what the status line shows ("" none)
+  bool status_drawn_ = false;  // it is on the screen, on the cursor's line
 };
 
 }  // namespace funcie::console

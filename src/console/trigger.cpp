@@ -275,10 +275,11 @@ std::optional<trigger> records_trigger(const json::object& event) {
   return std::nullopt;
 }
 
+/// "GET /orders/…/items/7": a long path loses its middle; its end says most.
 std::string method_and_path(std::string_view method, std::string_view path) {
   std::string text(method);
   if (!path.empty()) text += " " + std::string(path);
-  return fit_detail(text);
+  return shorten_middle(printable(text), max_detail_chars);
 }
 
 /// API Gateway (REST v1, HTTP API v2, WebSocket), function URLs and ALB.

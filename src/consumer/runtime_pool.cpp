@@ -1,5 +1,6 @@
 #include "consumer/runtime_pool.hpp"
 
+#include "emulate/environment.hpp"
 #include "process/child.hpp"
 
 #include <spdlog/spdlog.h>
@@ -136,6 +137,13 @@ asio::awaitable<runtime_api::result> runtime_pool::run(const tunnel::request& re
 
 void runtime_pool::restart() {
   if (emulator_) emulator_->restart();
+}
+
+std::optional<environment_report> runtime_pool::report_of(unsigned index) const {
+  if (!emulator_) return std::nullopt;
+  const auto* env = emulator_->environment_at(index);
+  if (env == nullptr) return std::nullopt;
+  return environment_report{env->runtime_pid(), env->last_init()};
 }
 
 runner runtime_pool::as_runner() {

@@ -57,6 +57,12 @@ const std::vector<std::string>& developer_variables();
 emulate::function_config config_for(const runtime_pool_options& options,
                                     const tunnel::request& first);
 
+/// What Lambda's REPORT line says of the environment that ran an invocation.
+struct environment_report {
+  int pid = 0;                        ///< the runtime process, 0 when gone
+  std::chrono::microseconds init{0};  ///< the runtime's start, zero when it was warm
+};
+
 class runtime_pool {
  public:
   runtime_pool(boost::asio::any_io_executor executor, runtime_pool_options options);
@@ -68,6 +74,9 @@ class runtime_pool {
   /// function description). Never throws: a command that cannot start gives
   /// Runtime.InvalidEntrypoint, a pool that is shutting down Funcie.ConsumerLeft.
   boost::asio::awaitable<runtime_api::result> run(const tunnel::request& req);
+
+  /// Environment `index` (as output and on_invoke name it), after its last run.
+  std::optional<environment_report> report_of(unsigned index) const;
 
   /// A runner for consumer::consumer that calls run(); the pool must outlive it.
   runner as_runner();

@@ -12,8 +12,11 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <optional>
 
 #include <unistd.h>
 
@@ -240,11 +243,41 @@ void start_countdown(const state_ptr& s) {
 
 /// The invocation's line (and with --verbose its response), once what its handler printed
 /// is on the screen: never before the handler's own output.
+/// The peak resident memory of process `pid` (VmHWM), in MB rounded up; none when gone.
+std::optional<unsigned> peak_memory_mb(int pid) {
+  if (pid <= 0) return std::nullopt;
+  std::ifstream status(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (!line.starts_with("VmHWM:")) continue;
+    const unsigned long kb = std::strtoul(line.c_str() + 6, nullptr, 10);
+    return static_cast<unsigned>((kb + 1023) / 1024);
+  }
+  return std::nullopt;
+}
+
 void finish_line(const state_ptr& s, const tunnel::request& req, const console::trigger& what,
-                 milliseconds took, const runtime_api::result& result, console::outcome kind) {
+                 std::chrono::microseconds elapsed, const runtime_api::result& result,
+                 console::outcome kind) {
   // What is printed is made now (the request and the result may be megabytes; they are not
-  // kept), and printed once the handler's output is read.
+  // kept; the runtime's peak memory is read while it runs), and printed once the handler's
+  // output is read.
+  const auto took = std::chrono::duration_cast<milliseconds>(elapsed);
   auto line = s->make_line(req, what, took, result, kind, {});
+  std::optional<console::report_line> report;
+  if (s->options.report) {
+    console::report_line r;
+    r.request_id = req.context.request_id;
+    r.duration = elapsed;
+    if (req.function.memory_mb != 0) r.memory_mb = req.function.memory_mb;
+    if (const auto env = s->seen->index_of.find(r.request_id); env != s->seen->index_of.end()) {
+      if (const auto figures = s->pool.report_of(env->second)) {
+        r.max_memory_used_mb = peak_memory_mb(figures->pid);
+        r.init = figures->init;
+      }
+    }
+    report = std::move(r);
+  }
   std::string block_title;
   std::string block;
   if (s->options.verbose) {
@@ -254,10 +287,11 @@ void finish_line(const state_ptr& s, const tunnel::request& req, const console::
   }
   asio::co_spawn(
       s->executor,
-      [s, line = std::move(line), block_title = std::move(block_title),
+      [s, line = std::move(line), report = std::move(report), block_title = std::move(block_title),
        block = std::move(block)]() -> asio::awaitable<void> {
         co_await s->output_settled(line.request_id);
         s->out().invocation(line);
+        if (report) s->out().report(*report);
         if (!block_title.empty()) s->out().payload_block(block_title, block);
       },
       asio::detached);
@@ -286,7 +320,9 @@ asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& r
     auto warning = s->arm_deadline_warning(req);
     runtime_api::result result = co_await s->pool.run(req);
     if (warning) warning->cancel();
-    const auto took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - started);
+    const auto elapsed =
+        std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - started);
+    const auto took = std::chrono::duration_cast<milliseconds>(elapsed);
     if (s->stopping) co_return result;  // the caller got Funcie.ConsumerLeft already
 
     const bool timed_out = result.error_type == "Sandbox.Timedout";
@@ -322,7 +358,7 @@ asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& r
     const auto kind = is_success(result) ? console::outcome::ok
                       : timed_out        ? console::outcome::timeout
                                          : console::outcome::error;
-    finish_line(s, req, what, took, result, kind);
+    finish_line(s, req, what, elapsed, result, kind);
     co_return result;
   }
 }

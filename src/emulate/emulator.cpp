@@ -140,6 +140,13 @@ asio::awaitable<outcome> emulator::invoke(runtime_api::invocation invocation,
   co_return result;
 }
 
+const environment* emulator::environment_at(unsigned index) const {
+  for (const auto& env : environments_) {
+    if (env->index() == index) return env.get();
+  }
+  return nullptr;
+}
+
 asio::awaitable<void> emulator::shut_down(std::chrono::milliseconds grace) {
   shutting_down_ = true;
   for (auto& w : waiting_) w->wake.close();

@@ -81,6 +81,10 @@ void environment::reset() {
   exit_.reset();
 }
 
+int environment::runtime_pid() const {
+  return process_ ? process_->pid() : 0;
+}
+
 asio::awaitable<outcome> environment::exited(const std::string& request_id) {
   auto status = co_await exit_->async_receive(asio::use_awaitable);
   auto text = status.signal == 0 && status.code == 0
@@ -92,10 +96,13 @@ asio::awaitable<outcome> environment::exited(const std::string& request_id) {
 
 asio::awaitable<outcome> environment::run(runtime_api::invocation invocation) {
   const auto request_id = invocation.context.request_id;
-  if (!process_ || process_->exited()) {
+  const auto init_started = steady_clock::now();
+  const bool cold = !process_ || process_->exited();
+  if (cold) {
     reset();
     start();
   }
+  last_init_ = {};
   auto api = api_.get();
 
   // Init: until the runtime first asks for work, bounded by Lambda's init timeout.
@@ -117,6 +124,11 @@ asio::awaitable<outcome> environment::run(runtime_api::invocation invocation) {
     reset();
     co_return outcome{true, std::move(init_error->body), "application/json",
                       std::move(init_error->error_type)};
+  }
+
+  if (cold) {
+    last_init_ =
+        std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - init_started);
   }
 
   // Invoke: the deadline starts when the runtime takes the event, unless the invocation

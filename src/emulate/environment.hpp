@@ -11,6 +11,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/experimental/channel.hpp>
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -44,6 +45,11 @@ class environment {
   boost::asio::awaitable<void> shut_down(std::chrono::steady_clock::time_point deadline);
 
   unsigned index() const { return index_; }
+  /// The runtime process's pid; 0 when none was started.
+  int runtime_pid() const;
+  /// How long the last run() waited for a runtime it started to ask for work (Lambda's
+  /// Init Duration); zero when the runtime was warm.
+  std::chrono::microseconds last_init() const { return last_init_; }
 
  private:
   using exit_channel =
@@ -58,6 +64,7 @@ class environment {
   std::unique_ptr<runtime_api::server> api_;
   std::unique_ptr<process::child> process_;
   std::shared_ptr<exit_channel> exit_;
+  std::chrono::microseconds last_init_{0};
 };
 
 }  // namespace funcie::emulate

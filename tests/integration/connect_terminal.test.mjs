@@ -5,17 +5,17 @@
 //   funcie emulate -> funcie wrap -> redis-server -> funcie connect (on the pty) -> runtime.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { echoBin, ended, ricBin } from './lib/harness.mjs';
+import { echoBin, ended, repoRoot, ricBin } from './lib/harness.mjs';
 import { startCloud, startRedis, where } from './lib/tunnel.mjs';
 import { connectInPty } from './lib/terminal.mjs';
 
 const sanitized = Boolean(process.env.ASAN_OPTIONS);
 let redis;
 let appNumber = 0;
-const nextApp = () => `term-${process.pid}-${++appNumber}`;
+const nextApp = () => `t-${++appNumber}`;  // short: the serving line fits in 80 columns
 
 before(async () => { redis = await startRedis(); });
 after(async () => { await redis?.close(); });
@@ -89,3 +89,55 @@ test('closing the terminal leaves like Ctrl-C: a held request is answered at onc
   // Leaving takes well under a second; the room is for a loaded machine (and ASan's exit).
   assert.ok(took < (sanitized ? 3000 : 1000), `ended ${took} ms after the terminal closed`);
 });
+
+/** The screen as lines: escape sequences out, a status line's in-place updates as lines. */
+function screenLines(screen) {
+  return screen
+    .replace(/\u001b\[[0-9;?]*[A-Za-z]/g, '')
+    .split(/\r\n|\n|\r/)
+    .filter((l) => l.length > 0);
+}
+
+for (const columns of [80, 200]) {
+  test(`the screen at ${columns} columns: funcie's lines fit (100 at most), each invocation's line after its own output`, async (t) => {
+    const { app, em } = await cloud(t);
+    const pty = connectInPty(t, ['--backend', redis.url, '--app', app, '--hold', '--watch', path.dirname(echoBin), '--', echoBin, 'local'], { columns });
+    await pty.waitFor(/r reloads/);
+    const pid = await pty.pid();
+    const long = 'x'.repeat(150);
+    await em.invoke({ log: `hello ${long}` });
+    const apigw = JSON.parse(readFileSync(path.join(repoRoot, 'examples/events/apigw-http-get.json'), 'utf8'));
+    apigw.rawPath = `/orders/${'segment/'.repeat(20)}7`;
+    apigw.requestContext.http.path = apigw.rawPath;
+    await em.invoke(apigw);
+    const held = em.invoke({ throw: `not fixed yet: ${'word '.repeat(14)}end` });
+    await pty.waitFor(/held/);
+    await pty.waitFor(/s left/);  // the countdown
+    process.kill(pid, 'SIGINT');
+    const r = await held;
+    assert.equal(JSON.parse(r.body).errorType, 'Funcie.ConsumerLeft');
+    await pty.exited;
+
+    const lines = screenLines(pty.screen());
+    const ours = lines.filter((l) => !/^\[\S+#\d+( [0-9a-f]{8})?\]/.test(l) && !l.startsWith('terminal '));
+    const limit = Math.min(columns, 100);
+    for (const line of ours) assert.ok([...line].length <= limit, `${[...line].length} columns: ${line}`);
+    // The start block, in order.
+    const at = (re) => lines.findIndex((l) => re.test(l));
+    const order = [/serving app/, /^ {2}watch /, /^ {2}hold +on/, /^ {2}secret /, /^ {2}keys +r reloads/].map(at);
+    assert.ok(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1])), `start block order ${order}:\n${lines.slice(0, 8).join('\n')}`);
+    // The handler's line carries the request id, and the invocation's line comes after it.
+    const own = at(/^\[\S+#1 ([0-9a-f]{8})\] hello x+$/);
+    assert.ok(own >= 0, lines.join('\n'));
+    const id = lines[own].match(/#1 ([0-9a-f]{8})\]/)[1];
+    const summary = at(new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} ${id} direct +\\d+ms ok$`));
+    assert.ok(summary > own, `the line of ${id} (${summary}) after its output (${own})`);
+    // The long path is shortened in its middle; the error is Type: message, not JSON.
+    assert.ok(lines.some((l) => /API Gateway v2 GET \/ord\S*…\S*segment\/7 +\d+ms ok( 200)?$/.test(l)), lines.join('\n'));
+    // Too long for the line, the message goes under it, whole (wrapped at spaces).
+    const heldAt = at(/ms held( std::runtime_error:)?$/);
+    assert.ok(heldAt >= 0 && /^ +(std::runtime_error: )?not fixed yet: word word/.test(lines[heldAt + 1]), lines.join('\n'));
+    assert.match(lines.slice(heldAt + 1, heldAt + 4).join(' ').replace(/\s+/g, ' '), /word word end/, 'the whole message');
+    assert.ok(!lines.some((l) => l.includes('"errorType"')), 'no JSON error lines');
+  });
+}

@@ -527,7 +527,7 @@ TEST(Console, StatusLineOnlyOnALiveConsole) {
     c.status("");
   }
   EXPECT_EQ(out.text(),
-            "\r\x1b[2Kheld 8b01d77a 12 s left"
+            "held 8b01d77a 12 s left"
             "\r\x1b[2K12:04:31.207 • x\nheld 8b01d77a 12 s left"
             "\r\x1b[2Kheld 8b01d77a 11 s left"
             "\r\x1b[2K");
@@ -580,4 +580,26 @@ TEST(Console, AHungUpTerminalIsReportedOnce) {
   }
   std::fclose(file);
   EXPECT_EQ(gone, 1);
+}
+
+TEST(Console, ReportAsLambdaPrintsIt) {
+  capture out;
+  console c(out.file(), false, fixed_clock);
+  report_line cold;
+  cold.request_id = "8b01d77a-0000-4000-8000-000000000000";
+  cold.duration = 38'120us;
+  cold.memory_mb = 256;
+  cold.max_memory_used_mb = 41;
+  cold.init = 180'300us;
+  c.report(cold);
+  report_line warm;
+  warm.request_id = "c41e0a2f";
+  warm.duration = 200us;  // billed at 1 ms granularity, never less than 1 ms
+  c.report(warm);
+  EXPECT_EQ(out.text(),
+            "               REPORT 8b01d77a  Duration: 38.12 ms  Billed Duration: 39 ms  Memory "
+            "Size: 256 MB\n"
+            "               Max Memory Used: 41 MB  Init Duration: 180.30 ms\n"
+            "               REPORT c41e0a2f  Duration: 0.20 ms  Billed Duration: 1 ms  Memory "
+            "Size: 128 MB\n");
 }
