@@ -215,8 +215,26 @@ namespace {
 
 using state_ptr = std::shared_ptr<served_function::state>;
 
-/// While requests are held, on a live terminal: the status line counts their seconds down.
+/// On a live terminal: the status line says which requests are held and the seconds left
+/// to each, or nothing when none is.
+void show_holds(const state_ptr& s) {
+  if (!s->out().live()) return;
+  if (s->holds.empty() || s->stopping) {
+    s->out().status({});
+    return;
+  }
+  std::string text = "held";
+  for (const auto& [timer, h] : s->holds) {
+    const auto left = std::max<std::int64_t>(0, h.until_ms - util::unix_ms_now());
+    text += fmt::format(" {} {} s left,", h.request_id.substr(0, 8), (left + 999) / 1000);
+  }
+  text.back() = ':';
+  s->out().status(text + " " + s->reload_hint() + " to run it again");
+}
+
+/// While requests are held, on a live terminal: their seconds count down in the status line.
 void start_countdown(const state_ptr& s) {
+  show_holds(s);
   if (s->countdown_running || !s->out().live()) return;
   s->countdown_running = true;
   asio::co_spawn(
@@ -224,25 +242,16 @@ void start_countdown(const state_ptr& s) {
       [s]() -> asio::awaitable<void> {
         asio::steady_timer tick(s->executor);
         while (!s->holds.empty() && !s->stopping) {
-          std::string text = "held";
-          for (const auto& [timer, h] : s->holds) {
-            const auto left = std::max<std::int64_t>(0, h.until_ms - util::unix_ms_now());
-            text += fmt::format(" {} {} s left,", h.request_id.substr(0, 8), (left + 999) / 1000);
-          }
-          text.back() = ':';
-          s->out().status(text + " " + s->reload_hint() + " to run it again");
           tick.expires_after(std::chrono::seconds(1));
           boost::system::error_code ec;
           co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          show_holds(s);
         }
-        s->out().status({});
         s->countdown_running = false;
       },
       asio::detached);
 }
 
-/// The invocation's line (and with --verbose its response), once what its handler printed
-/// is on the screen: never before the handler's own output.
 /// The peak resident memory of process `pid` (VmHWM), in MB rounded up; none when gone.
 std::optional<unsigned> peak_memory_mb(int pid) {
   if (pid <= 0) return std::nullopt;
@@ -273,7 +282,9 @@ void finish_line(const state_ptr& s, const tunnel::request& req, const console::
     if (const auto env = s->seen->index_of.find(r.request_id); env != s->seen->index_of.end()) {
       if (const auto figures = s->pool.report_of(env->second)) {
         r.max_memory_used_mb = peak_memory_mb(figures->pid);
-        r.init = figures->init;
+        // As on Lambda, a cold start's init is not part of the invocation's duration.
+        r.init = std::min(figures->init, elapsed);
+        r.duration = elapsed - r.init;
       }
     }
     report = std::move(r);
@@ -349,6 +360,7 @@ asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& r
       boost::system::error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       s->holds.erase(&timer);
+      show_holds(s);
       if (s->stopping) co_return result;
       if (s->generation != seen) continue;  // reloaded: the same request runs again
       s->line(req, what, took, result, console::outcome::error,
