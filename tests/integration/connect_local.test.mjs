@@ -137,6 +137,11 @@ test('--hold: a crash is held too, and kill -USR1 runs it again', async (t) => {
   assert.equal(r.error, null, JSON.stringify(r.body));
   assert.equal(r.body.n, 8);
   assert.match(local.out.stderr, /reloaded \(SIGUSR1\)/);
+  // SIGHUP is no reload: it means the terminal closed, and funcie connect leaves as on Ctrl-C.
+  process.kill(local.pid, 'SIGHUP');
+  const [code] = await local.exited;
+  assert.equal(code, 0);
+  assert.match(local.out.stderr, /hangup \(the terminal closed\): leaving the tunnel/);
 });
 
 test('--hold gives the caller the last error before the deadline; without --hold errors return at once', async (t) => {
