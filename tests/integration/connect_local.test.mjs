@@ -81,7 +81,9 @@ test('--watch: a saved change reloads the runtimes, in-flight work finishes, the
 
   // A slow invocation is running when the code changes: it finishes on the old code.
   const slow = em.invoke({ n: 2, sleep: 1500 });
-  await sleep(400);
+  // Running (it has logged its start) before the change: no fixed pause a loaded machine
+  // could outlast.
+  await eventually(async () => p.runs().length === 2, { what: 'the slow invocation running' });
   const mark = local.length();
   p.write({ version: 2 });
   await local.waitFor(/reloaded \(.*handler\.mjs changed\)/, { from: mark });

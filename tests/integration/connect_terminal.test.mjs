@@ -46,10 +46,12 @@ export const handler = async (event) => {
   await pty.waitFor(/r reloads/);  // keys are read: the case that used to set O_NONBLOCK
   const pid = await pty.pid();
 
+  const started = Date.now();
   const r = await em.invoke({ lines: 50000 });
   assert.equal(r.headers.get('x-amz-function-error'), null, r.body);
   assert.equal(JSON.parse(r.body).printed, 50000);
   await pty.waitFor(/line 49999 x{40}\r?\n/, 60000);
+  console.log(`50,000 lines (3.3 MB) on the terminal ${Date.now() - started} ms after the invocation began`);
 
   process.kill(pid, 'SIGINT');
   const [code] = await pty.exited;
@@ -88,6 +90,7 @@ test('closing the terminal leaves like Ctrl-C: a held request is answered at onc
   assert.equal(await where(em), 'cloud', 'no ghost consumer takes the next invocation');
   // Leaving takes well under a second; the room is for a loaded machine (and ASan's exit).
   assert.ok(took < (sanitized ? 3000 : 1000), `ended ${took} ms after the terminal closed`);
+  console.log(`funcie connect ended ${took} ms after its terminal closed`);
 });
 
 /** The screen as lines: escape sequences out, a status line's in-place updates as lines. */
