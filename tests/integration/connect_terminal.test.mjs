@@ -104,7 +104,9 @@ function screenLines(screen) {
 for (const columns of [80, 200]) {
   test(`the screen at ${columns} columns: funcie's lines fit (100 at most), each invocation's line after its own output`, async (t) => {
     const { app, em } = await cloud(t);
-    const pty = connectInPty(t, ['--backend', redis.url, '--app', app, '--hold', '--watch', path.dirname(echoBin), '--', echoBin, 'local'], { columns });
+    // At 80 columns with NO_COLOR: no colours, and the countdown still updates in place.
+    const noColour = columns === 80;
+    const pty = connectInPty(t, ['--backend', redis.url, '--app', app, '--hold', '--watch', path.dirname(echoBin), '--', echoBin, 'local'], { columns, env: noColour ? { NO_COLOR: '1' } : {} });
     await pty.waitFor(/r reloads/);
     const pid = await pty.pid();
     const long = 'x'.repeat(150);
@@ -121,6 +123,8 @@ for (const columns of [80, 200]) {
     assert.equal(JSON.parse(r.body).errorType, 'Funcie.ConsumerLeft');
     await pty.exited;
 
+    if (noColour) assert.doesNotMatch(pty.screen(), /\u001b\[[0-9;]*m/, 'no colours with NO_COLOR');
+    else assert.match(pty.screen(), /\u001b\[[0-9;]*m/, 'colours on a terminal');
     const lines = screenLines(pty.screen());
     const ours = lines.filter((l) => !/^\[\S+#\d+( [0-9a-f]{8})?\]/.test(l) && !l.startsWith('terminal '));
     const limit = Math.min(columns, 100);
