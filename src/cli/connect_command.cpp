@@ -9,6 +9,8 @@
 #include "tunnel/backend.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/details/null_mutex.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -287,11 +289,46 @@ class terminal {
   std::shared_ptr<asio::posix::stream_descriptor> input_;
 };
 
+/// funcie's log lines go through the console while funcie connect runs: written whole like
+/// every other line, never dropped, above the status line (a held request's countdown).
+class console_sink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+ public:
+  explicit console_sink(console::console& out) : out_(out) { set_pattern_("%H:%M:%S.%e %-5l %v"); }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t text;
+    formatter_->format(msg, text);
+    out_.print_to(stderr, std::string_view(text.data(), text.size()));
+  }
+  void flush_() override {}
+
+ private:
+  console::console& out_;
+};
+
+/// Puts the console's sink in place of the default logger's for its lifetime.
+class logs_through {
+ public:
+  explicit logs_through(console::console& out) : logger_(spdlog::default_logger()) {
+    saved_ = logger_->sinks();
+    logger_->sinks() = {std::make_shared<console_sink>(out)};
+  }
+  ~logs_through() { logger_->sinks() = saved_; }
+  logs_through(const logs_through&) = delete;
+  logs_through& operator=(const logs_through&) = delete;
+
+ private:
+  std::shared_ptr<spdlog::logger> logger_;
+  std::vector<spdlog::sink_ptr> saved_;
+};
+
 int run_connect(std::vector<project::function_spec> specs, bool verbose, bool report) {
   asio::io_context io;
   auto executor = io.get_executor();
   console::console out(stderr, console::wants_colour(stderr), console::local_time_of_day,
                        console::wants_live(stderr));
+  logs_through logs(out);
   const bool several = specs.size() > 1;
 
   for (const auto& spec : specs) {
