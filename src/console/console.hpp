@@ -1,14 +1,15 @@
 #pragma once
 
-// What a person sees from `funcie connect` (docs/local.md, "Output"): one line per
-// invocation, the handlers' own output prefixed "[app#k]", notices, and with --verbose the
-// event and the response under the line.
+// What a person sees from `funcie connect` (docs/local.md, "Output"): the start block, one
+// line per invocation (its trace and notes under it), the handlers' own output prefixed
+// "[app#k 8b01d77a]", notices, REPORT figures, with --verbose the event and the response,
+// and on a terminal a status line kept at the bottom (a held request's countdown).
 //
 // Every line (or block) is built whole and written whole to the descriptor before anything
 // else runs (one event loop), so lines from different sources never interleave mid-line and
-// none is ever dropped. Everything that comes from outside (the
-// event, the handler's output and errors, function names) goes through printable() first:
-// nothing printed here can send a terminal an escape sequence we did not write ourselves.
+// none is ever dropped. Everything that comes from outside (the event, the handler's output
+// and errors, function names) goes through printable() first: nothing printed here can send
+// a terminal an escape sequence we did not write ourselves.
 
 #include "console/trigger.hpp"
 
@@ -108,7 +109,8 @@ class console {
   /// Whether status() shows anything (a live console).
   bool live() const { return live_; }
 
-  /// A handler's own output: "[app#1] text". `prefix` is "app#1" (or "[app#1]"); the line
+  /// A handler's own output: "[app#1 8b01d77a] text". `prefix` is "app#1 8b01d77a" (or in
+  /// brackets; the environment and the request id it runs, made by served_function); the line
   /// may end with "\n" or "\r\n", several lines become several prefixed lines. Escape
   /// sequences (the handler's colours) are removed, other control characters escaped. The
   /// prefix is dim, yellowish for stderr.
