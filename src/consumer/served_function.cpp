@@ -411,10 +411,8 @@ void start_block(served_function::state& s) {
     }
     out.field("watch", paths);
   }
-  out.field("hold", spec.hold
-                        ? "on: a failed invocation waits for a reload and runs again, until its "
-                          "deadline nears"
-                        : "off: errors go back to the caller at once (--hold keeps them)");
+  out.field("hold", spec.hold ? "on: failed invocations wait for a reload and run again"
+                              : "off: errors go back to the caller at once (--hold keeps them)");
   out.field("secret", s.secret_state, s.secret_missing);
   if (!s.options.controls.empty()) out.field("keys", s.options.controls);
 }
@@ -436,8 +434,7 @@ served_function::served_function(asio::any_io_executor executor, served_options 
         keys.encrypts() ? "encrypted and authenticated" : "authenticated, not encrypted");
   } else {
     s.secret_missing = true;
-    s.secret_state =
-        "none: the broker can read events and forge answers (--secret-file; docs/security.md)";
+    s.secret_state = "none: the broker can read events and forge answers (--secret-file)";
   }
   c.make_session = s.options.make_session;
   std::weak_ptr<state> weak_state = state_;

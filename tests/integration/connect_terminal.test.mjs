@@ -133,6 +133,7 @@ for (const columns of [80, 200]) {
     const at = (re) => lines.findIndex((l) => re.test(l));
     const order = [/serving app/, /^ {2}watch /, /^ {2}hold +on/, /^ {2}secret /, /^ {2}keys +r reloads/].map(at);
     assert.ok(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1])), `start block order ${order}:\n${lines.slice(0, 8).join('\n')}`);
+    assert.equal(order[4] - order[0], 4, `one line each, the secret's warning too:\n${lines.slice(0, 8).join('\n')}`);
     // The handler's line carries the request id, and the invocation's line comes after it.
     const own = at(/^\[\S+#1 ([0-9a-f]{8})\] hello x+$/);
     assert.ok(own >= 0, lines.join('\n'));
