@@ -1,9 +1,11 @@
 // What `funcie connect` prints about an invocation, from bytes that come from outside: the
 // event (guess_trigger, pretty_payload), the handler's response (response_status,
-// pretty_payload) and error (summarize_error), the handler's output (strip_escape_sequences,
+// pretty_payload) and error (summarize_error, error_trace), the lines cut and wrapped
+// to a width (shorten_middle, wrap_words), the handler's output (strip_escape_sequences,
 // printable). None may crash, throw, or let through anything a terminal would obey.
 #include "console/trigger.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -56,6 +58,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_printable("error message", e.message);
   if (con::display_width(e.type) > 100 || con::display_width(e.message) > 100) {
     fail("error summary too long", e.message);
+  }
+
+  const auto trace = con::error_trace(bytes, 12);
+  if (trace.size() > 12) fail("error trace not bounded", bytes);
+  for (const auto& frame : trace) check_printable("error trace", frame);
+
+  const std::string shown = con::printable(bytes);
+  for (const std::size_t width : {std::size_t{1}, std::size_t{8}, std::size_t{36}}) {
+    if (con::display_width(con::shorten_middle(shown, width)) > width) {
+      fail("shorten_middle too wide", shown);
+    }
+    for (const auto& part : con::wrap_words(shown, width)) {
+      if (con::display_width(part) > std::max<std::size_t>(width, 8)) fail("wrap too wide", part);
+    }
   }
 
   for (const std::size_t max_bytes : {std::size_t{4096}, std::size_t{64}, std::size_t{0}}) {

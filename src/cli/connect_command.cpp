@@ -9,6 +9,8 @@
 #include "tunnel/backend.hpp"
 
 #include <fmt/format.h>
+#include <spdlog/details/null_mutex.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -17,6 +19,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <fcntl.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -52,6 +55,7 @@ struct connect_options {
   std::vector<std::string> watch;
   bool hold = false;
   bool verbose = false;
+  bool report = false;
   bool forward_credentials = false;
   std::string secret_file;
   bool no_encrypt = false;
@@ -205,63 +209,126 @@ std::vector<project::function_spec> specs_for(const connect_options& o, const gi
   return specs;
 }
 
-/// Single keys on the terminal ('r' reloads) while funcie connect is in the foreground:
-/// canonical mode and echo off, signals (Ctrl-C) kept; restored on exit.
-class key_reader {
+/// The terminal funcie connect runs on. Single keys ('r' reloads) while it is in the
+/// foreground: canonical mode and echo off, signals (Ctrl-C) kept. Everything is given back
+/// as it was found, on every way out (restore() runs at the end of run_connect, before the
+/// immediate exit of a second Ctrl-C, and in the destructor when an exception unwinds).
+///
+/// Keys are read from a descriptor of our own (/proc/self/fd/0 opened again), never from a
+/// dup of stdin: a dup shares the open file description with the shell and with our own
+/// stdout and stderr, and the O_NONBLOCK that an event loop sets on it would make the
+/// console's writes fail short on a busy terminal, and stay set after exit.
+class terminal {
  public:
-  key_reader(asio::io_context& io, std::function<void(char)> on_key) {
+  terminal(asio::io_context& io, std::function<void(char)> on_key, std::function<void()> on_gone) {
+    for (int fd = 0; fd < 3; ++fd) status_flags_[fd] = ::fcntl(fd, F_GETFL);
     if (::isatty(STDIN_FILENO) == 0 || ::tcgetpgrp(STDIN_FILENO) != ::getpgrp()) return;
-    if (::tcgetattr(STDIN_FILENO, &saved_) != 0) return;
+    const int fd = ::open("/proc/self/fd/0", O_RDONLY | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) return;
+    if (::tcgetattr(fd, &saved_) != 0) {
+      ::close(fd);
+      return;
+    }
     termios raw = saved_;
     raw.c_lflag &= static_cast<tcflag_t>(~(ICANON | ECHO));
     raw.c_cc[VMIN] = 1;
     raw.c_cc[VTIME] = 0;
-    if (::tcsetattr(STDIN_FILENO, TCSANOW, &raw) != 0) return;
-    active_ = true;
-    int fd = ::dup(STDIN_FILENO);
-    if (fd < 0) return;
+    if (::tcsetattr(fd, TCSANOW, &raw) != 0) {
+      ::close(fd);
+      return;
+    }
+    raw_ = true;
     input_ = std::make_shared<asio::posix::stream_descriptor>(io, fd);
     asio::co_spawn(
         io,
-        [input = input_, on_key = std::move(on_key)]() -> asio::awaitable<void> {
+        [input = input_, on_key = std::move(on_key),
+         on_gone = std::move(on_gone)]() -> asio::awaitable<void> {
           char buffer[64];
           for (;;) {
             std::size_t n = 0;
             try {
               n = co_await input->async_read_some(asio::buffer(buffer), asio::use_awaitable);
-            } catch (const std::exception&) {
-              co_return;  // closed, or the terminal went away
+            } catch (const boost::system::system_error& e) {
+              // End of file or EIO: the terminal hung up (its window closed). Closed by
+              // restore(): nothing to do.
+              if (e.code() != asio::error::operation_aborted && input->is_open()) on_gone();
+              co_return;
             }
             for (std::size_t i = 0; i < n; ++i) on_key(buffer[i]);
           }
         },
         asio::detached);
   }
-  ~key_reader() { restore(); }
-  key_reader(const key_reader&) = delete;
-  key_reader& operator=(const key_reader&) = delete;
+  ~terminal() { restore(); }
+  terminal(const terminal&) = delete;
+  terminal& operator=(const terminal&) = delete;
 
-  bool active() const { return active_; }
+  /// Whether keys are read.
+  bool active() const { return raw_; }
+
   void restore() {
     if (input_) {
+      if (raw_) ::tcsetattr(input_->native_handle(), TCSANOW, &saved_);
       boost::system::error_code ignored;
       input_->close(ignored);
       input_.reset();
     }
-    if (active_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
-    active_ = false;
+    raw_ = false;
+    // Nothing here changes them; a library or a runtime that did gets them back as found.
+    for (int fd = 0; fd < 3; ++fd) {
+      if (status_flags_[fd] >= 0 && ::fcntl(fd, F_GETFL) != status_flags_[fd]) {
+        ::fcntl(fd, F_SETFL, status_flags_[fd]);
+      }
+    }
   }
 
  private:
   termios saved_{};
-  bool active_ = false;
+  bool raw_ = false;
+  int status_flags_[3] = {-1, -1, -1};
   std::shared_ptr<asio::posix::stream_descriptor> input_;
 };
 
-int run_connect(std::vector<project::function_spec> specs, bool verbose) {
+/// funcie's log lines go through the console while funcie connect runs: written whole like
+/// every other line, never dropped, above the status line (a held request's countdown).
+class console_sink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+ public:
+  explicit console_sink(console::console& out) : out_(out) { set_pattern_("%H:%M:%S.%e %-5l %v"); }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t text;
+    formatter_->format(msg, text);
+    out_.print_to(stderr, std::string_view(text.data(), text.size()));
+  }
+  void flush_() override {}
+
+ private:
+  console::console& out_;
+};
+
+/// Puts the console's sink in place of the default logger's for its lifetime.
+class logs_through {
+ public:
+  explicit logs_through(console::console& out) : logger_(spdlog::default_logger()) {
+    saved_ = logger_->sinks();
+    logger_->sinks() = {std::make_shared<console_sink>(out)};
+  }
+  ~logs_through() { logger_->sinks() = saved_; }
+  logs_through(const logs_through&) = delete;
+  logs_through& operator=(const logs_through&) = delete;
+
+ private:
+  std::shared_ptr<spdlog::logger> logger_;
+  std::vector<spdlog::sink_ptr> saved_;
+};
+
+int run_connect(std::vector<project::function_spec> specs, bool verbose, bool report) {
   asio::io_context io;
   auto executor = io.get_executor();
-  console::console out(stderr, console::wants_colour(stderr));
+  console::console out(stderr, console::wants_colour(stderr), console::local_time_of_day,
+                       console::wants_live(stderr));
+  logs_through logs(out);
   const bool several = specs.size() > 1;
 
   for (const auto& spec : specs) {
@@ -273,40 +340,16 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose) {
   }
 
   std::vector<std::unique_ptr<consumer::served_function>> served;
-  for (auto& spec : specs) {
-    consumer::served_options options;
-    options.out = &out;
-    options.show_name = several;
-    options.verbose = verbose;
-    const auto url = tunnel::redact_url(spec.backend);
-    options.on_session = [app = spec.app, url](const std::string& session, bool first) {
-      if (first) {
-        fmt::print("funcie connect: serving app {} through {} (session {})\n", app, url,
-                   session.substr(0, 8));
-      } else {
-        fmt::print("funcie connect: reconnected app {} to {} (session {})\n", app, url,
-                   session.substr(0, 8));
-      }
-      std::fflush(stdout);
-    };
-    options.spec = std::move(spec);
-    served.push_back(std::make_unique<consumer::served_function>(executor, std::move(options)));
-  }
-
   auto reload_all = [&](const std::string& why) {
     for (auto& f : served) f->reload(why);
   };
-  key_reader keys(io, [&](char key) {
-    if (key == 'r' || key == 'R') reload_all("r pressed");
-  });
-  out.info({}, fmt::format("pid {}: {}Ctrl-C leaves", ::getpid(),
-                           keys.active() ? "r reloads, " : "kill -HUP reloads, "));
-
   int exit_code = exit_ok;
   bool leaving = false;
-  auto leave = [&]() {
+  auto leave = [&](std::string_view why) {
     if (leaving) return;
     leaving = true;
+    out.status({});
+    out.info({}, fmt::format("{}: leaving the tunnel and stopping the runtimes", why));
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
@@ -315,26 +358,67 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose) {
         },
         asio::detached);
   };
+  // A terminal that goes away (its window closed, the ssh connection cut) takes the
+  // developer with it: leave, as on Ctrl-C, rather than run on unseen and keep taking
+  // invocations. The kernel's SIGHUP says so first; a read or a write that fails says it
+  // when no SIGHUP came (funcie connect is not in the terminal's foreground).
+  out.on_output_gone([&] { leave("the output is gone (terminal closed)"); });
+  terminal term(
+      io,
+      [&](char key) {
+        if (key == 'r' || key == 'R') reload_all("r pressed");
+      },
+      [&] { leave("the terminal closed"); });
+  const std::string controls =
+      term.active()
+          ? fmt::format("r reloads, Ctrl-C leaves (pid {}; kill -USR1 reloads too)", ::getpid())
+          : fmt::format("kill -USR1 {0} reloads, Ctrl-C or kill {0} leaves (pid {0})", ::getpid());
 
-  // Ctrl-C is handled before anything starts; a second one exits at once.
-  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  for (auto& spec : specs) {
+    consumer::served_options options;
+    options.out = &out;
+    options.show_name = several;
+    options.verbose = verbose;
+    options.report = report || verbose;
+    const auto url = tunnel::redact_url(spec.backend);
+    options.on_session = [&out, app = spec.app, url](const std::string& session, bool first) {
+      // The first line of the start block (on stdout: scripts wait for it there).
+      out.print_to(stdout,
+                   fmt::format("{} app {} {} {} (session {})\n", first ? "serving" : "reconnected",
+                               app, first ? "through" : "to", console::shorten_middle(url, 48),
+                               session.substr(0, 8)));
+    };
+    options.controls = controls;
+    options.spec = std::move(spec);
+    served.push_back(std::make_unique<consumer::served_function>(executor, std::move(options)));
+  }
+
+  // Ctrl-C is handled before anything starts; a second one exits at once. SIGHUP (the
+  // terminal closed) leaves as Ctrl-C does; SIGUSR1 reloads.
+  // Under nohup (SIGHUP ignored from the start) a hangup is left ignored.
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGUSR1);
+  struct sigaction hangup {};
+  if (::sigaction(SIGHUP, nullptr, &hangup) != 0 || hangup.sa_handler != SIG_IGN) {
+    signals.add(SIGHUP);
+  }
   std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec,
                                                                       int sig) {
     if (ec) return;
     signals.async_wait(on_signal);
-    if (sig == SIGHUP) {
-      if (!leaving) reload_all("SIGHUP");
+    if (sig == SIGUSR1) {
+      if (!leaving) reload_all("SIGUSR1");
       return;
     }
     if (leaving) {
-      keys.restore();
+      if (sig == SIGHUP) return;  // already leaving; a hangup is no reason to hurry
+      term.restore();
       fmt::print(stderr, "funcie connect: interrupted again; exiting at once\n");
       std::fflush(stderr);
       std::_Exit(128 + sig);
     }
-    out.info({}, fmt::format("{}: leaving the tunnel and stopping the runtimes",
-                             sig == SIGINT ? "interrupted" : "terminated"));
-    leave();
+    leave(sig == SIGINT   ? "interrupted"
+          : sig == SIGHUP ? "hangup (the terminal closed)"
+                          : "terminated");
   };
   signals.async_wait(on_signal);
 
@@ -350,12 +434,12 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose) {
         fmt::print(stderr, "funcie connect: {}: {}\n", name, error.what());
         exit_code = exit_failure;
       }
-      leave();
+      leave("could not serve");
     });
   }
 
   io.run();
-  keys.restore();
+  term.restore();
   return exit_code;
 }
 
@@ -400,7 +484,11 @@ command add_connect(CLI::App& app) {
       "--hold", o->hold,
       "A failed or crashed invocation waits for a reload and runs again, until it succeeds or "
       "its deadline nears");
-  sub->add_flag("--verbose,-v", o->verbose, "Show each event and response, pretty-printed");
+  sub->add_flag("--verbose,-v", o->verbose,
+                "Show each event and response, pretty-printed, and the --report figures");
+  sub->add_flag("--report", o->report,
+                "Show Lambda's REPORT figures under each invocation: duration, billed duration, "
+                "memory size, the runtime's peak memory, init duration after a cold start");
   auto* forward =
       sub->add_flag("--forward-credentials", o->forward_credentials,
                     "Give the handler the function's AWS credentials when the function sends them "
@@ -442,7 +530,7 @@ command add_connect(CLI::App& app) {
               } catch (const tunnel::secret_error& e) {
                 return usage(e);
               }
-              return run_connect(std::move(specs), o->verbose);
+              return run_connect(std::move(specs), o->verbose, o->report);
             });
           }};
 }

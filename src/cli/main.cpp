@@ -1,5 +1,6 @@
 // funcie: one binary, one subcommand per job (src/cli/*_command.cpp).
 #include "cli/command.hpp"
+#include "console/console.hpp"
 
 #include <funcie/runtime_api/protocol.hpp>
 
@@ -55,7 +56,10 @@ bool runs_as_wrapper(int argc, const char* const* argv) {
 }
 
 void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("funcie");
+  // Colours as the console has them: only on a terminal, never with NO_COLOR.
+  auto logger = spdlog::stderr_color_mt("funcie", funcie::console::wants_colour(stderr)
+                                                      ? spdlog::color_mode::always
+                                                      : spdlog::color_mode::never);
   logger->set_pattern("%^%H:%M:%S.%e %-5l%$ %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));

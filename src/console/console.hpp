@@ -1,13 +1,15 @@
 #pragma once
 
-// What a person sees from `funcie connect` (docs/local.md, "Output"): one line per
-// invocation, the handlers' own output prefixed "[app#k]", notices, and with --verbose the
-// event and the response under the line.
+// What a person sees from `funcie connect` (docs/local.md, "Output"): the start block, one
+// line per invocation (its trace and notes under it), the handlers' own output prefixed
+// "[app#k 8b01d77a]", notices, REPORT figures, with --verbose the event and the response,
+// and on a terminal a status line kept at the bottom (a held request's countdown).
 //
-// Every line (or block) is built whole and written with one fwrite and a flush, so lines
-// from different sources never interleave mid-line. Everything that comes from outside (the
-// event, the handler's output and errors, function names) goes through printable() first:
-// nothing printed here can send a terminal an escape sequence we did not write ourselves.
+// Every line (or block) is built whole and written whole to the descriptor before anything
+// else runs (one event loop), so lines from different sources never interleave mid-line and
+// none is ever dropped. Everything that comes from outside (the event, the handler's output
+// and errors, function names) goes through printable() first: nothing printed here can send
+// a terminal an escape sequence we did not write ourselves.
 
 #include "console/trigger.hpp"
 
@@ -15,8 +17,10 @@
 #include <cstddef>
 #include <cstdio>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace funcie::console {
 
@@ -24,6 +28,10 @@ namespace funcie::console {
 /// "false" forces it on, FORCE_COLOR "0" or "false" forces it off; otherwise only when
 /// `stream` is a terminal, NO_COLOR is unset or empty and TERM is not "dumb".
 bool wants_colour(std::FILE* stream);
+
+/// Whether `stream` takes the control sequences of a live status line: a terminal, TERM
+/// set and not "dumb". NO_COLOR does not matter here (it is about colours).
+bool wants_live(std::FILE* stream);
 
 /// The local time of day now, "HH:MM:SS.mmm".
 std::string local_time_of_day();
@@ -39,23 +47,70 @@ struct invocation_line {
   int status = 0;             ///< HTTP status for API-Gateway-like responses, 0 = none
   std::string error_type;     ///< for error/held/timeout
   std::string error_message;  ///< its first line is shown, cut to 100 characters
-  std::string note;           ///< appended in parentheses: "r or save to run again, 41.2 s left"
+  /// The error's stack trace (error_trace()), one line each under the line.
+  std::vector<std::string> trace;
+  std::string note;  ///< under the line: "save a watched file or press r to run it again"
 };
+
+/// Lambda's REPORT figures of one invocation (--report).
+struct report_line {
+  std::string request_id;
+  std::chrono::microseconds duration{0};
+  unsigned memory_mb = 128;                    ///< the function's memory size
+  std::optional<unsigned> max_memory_used_mb;  ///< the runtime's peak; none when unknown
+  std::chrono::microseconds init{0};           ///< Init Duration; zero: a warm start
+};
+
+/// funcie connect's own lines are at most this wide, or as wide as a narrower terminal:
+/// nothing of ours wraps. A handler's own lines are its own and are not cut.
+inline constexpr std::size_t max_columns = 100;
+/// On a live terminal narrower than max_columns, its width (but never less than this).
+inline constexpr std::size_t min_columns = 60;
 
 class console {
  public:
   /// The time of day at the start of each line; tests pass a fixed one.
   using clock = std::function<std::string()>;
 
-  console(std::FILE* out, bool colour, clock time_of_day = local_time_of_day);
+  /// `live`: `out` is a terminal that takes control sequences, so the status line (a held
+  /// invocation's countdown) is kept at the bottom and updated in place, and lines are laid
+  /// out for max_columns (or the terminal's width when narrower). Otherwise the status line
+  /// is never written and nothing is wrapped: every event is its own line.
+  console(std::FILE* out, bool colour, clock time_of_day = local_time_of_day, bool live = false);
+  ~console();
+  console(const console&) = delete;
+  console& operator=(const console&) = delete;
 
-  /// "12:04:31.207 orders 3f2a9c1e API Gateway v2 GET /orders/7         38ms ok 200":
-  /// time (dim), function (padded), request id, trigger (padded to 33 columns), duration
-  /// (right-aligned in 6), outcome (ok green, error and timeout red, held yellow), HTTP
-  /// status (4xx yellow, 5xx red), the error ("Type: message"; held: the type), the note.
+  /// "12:04:31.207 orders 3f2a9c1e API Gateway v2 GET /orders/7       38ms ok 200", at most
+  /// max_columns wide: time (dim), function (padded, at most 16), request id, trigger
+  /// (padded to 30, cut in the middle beyond 36), duration (right-aligned in 6), outcome (ok
+  /// green, error and timeout red, held yellow), HTTP status (4xx yellow, 5xx red), the
+  /// error ("Type: message", cut to what is left of the line). Under it, indented: the
+  /// stack trace and the note, wrapped at spaces.
   void invocation(const invocation_line& line);
 
-  /// A handler's own output: "[app#1] text". `prefix` is "app#1" (or "[app#1]"); the line
+  /// Under an invocation's line, as Lambda prints it: "REPORT 8b01d77a  Duration: 38.12 ms
+  /// Billed Duration: 39 ms  Memory Size: 128 MB  Max Memory Used: 41 MB  Init Duration:
+  /// 180.30 ms" (billed at 1 ms granularity; Init Duration only after a cold start), wrapped
+  /// between figures.
+  void report(const report_line& figures);
+
+  /// A line of the start block: "  watch    src, index.mjs"; `warning` paints it yellow.
+  void field(std::string_view name, std::string_view text, bool warning = false);
+
+  /// The live status line (live consoles only; "" removes it): kept below everything else,
+  /// redrawn in place. Cut to fit one line.
+  void status(std::string_view text);
+
+  /// `text` written whole to `stream` (stdout, say), above the status line when both are
+  /// the same terminal.
+  void print_to(std::FILE* stream, std::string_view text);
+
+  /// Whether status() shows anything (a live console).
+  bool live() const { return live_; }
+
+  /// A handler's own output: "[app#1 8b01d77a] text". `prefix` is "app#1 8b01d77a" (or in
+  /// brackets; the environment and the request id it runs, made by served_function); the line
   /// may end with "\n" or "\r\n", several lines become several prefixed lines. Escape
   /// sequences (the handler's colours) are removed, other control characters escaped. The
   /// prefix is dim, yellowish for stderr.
@@ -74,18 +129,30 @@ class console {
   /// 24), so that columns line up from the first line. Names seen widen it too.
   void align_functions(std::size_t width);
 
+  /// Called once when the output is gone for good (a terminal that hung up, a pipe nobody
+  /// reads): funcie connect leaves then, as it does on Ctrl-C. Nothing is written after.
+  void on_output_gone(std::function<void()> gone);
+
  private:
   std::string paint(std::string_view code, std::string_view text) const;
+  /// The width lines are laid out for: max_columns, or a narrower live terminal's.
+  std::size_t columns() const;
   std::string start_of_line();
   std::string function_column(std::string_view function);
   void notice(std::string_view function, std::string_view mark, std::string_view code,
               std::string_view text);
-  void write(const std::string& text);
+  void write(std::string text);
+  void write_all(std::FILE* stream, std::string_view text);
 
   std::FILE* out_;
   bool colour_;
   clock clock_;
   std::size_t function_width_ = 0;
+  std::function<void()> on_gone_;
+  bool gone_ = false;
+  bool live_ = false;
+  std::string status_;         // what the status line shows ("" none)
+  bool status_drawn_ = false;  // it is on the screen, on the cursor's line
 };
 
 }  // namespace funcie::console

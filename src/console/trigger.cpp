@@ -275,10 +275,11 @@ std::optional<trigger> records_trigger(const json::object& event) {
   return std::nullopt;
 }
 
+/// "GET /orders/…/items/7": a long path loses its middle; its end says most.
 std::string method_and_path(std::string_view method, std::string_view path) {
   std::string text(method);
   if (!path.empty()) text += " " + std::string(path);
-  return fit_detail(text);
+  return shorten_middle(printable(text), max_detail_chars);
 }
 
 /// API Gateway (REST v1, HTTP API v2, WebSocket), function URLs and ALB.
@@ -621,6 +622,45 @@ error_summary summarize_error(std::string_view body) noexcept {
   }
 }
 
+std::vector<std::string> error_trace(std::string_view body, std::size_t max_lines) noexcept {
+  std::vector<std::string> lines;
+  try {
+    json::monotonic_resource memory;
+    const auto value = parse_json(body, &memory);
+    if (!value || !value->is_object()) return {};
+    const json::object& object = value->get_object();
+    const json::value* trace = object.if_contains("trace");
+    if (trace == nullptr) trace = object.if_contains("stackTrace");
+    if (trace == nullptr) return {};
+    const auto type = string_member(&object, "errorType").value_or("");
+    const auto message = string_member(&object, "errorMessage").value_or("");
+    const std::string headline = std::string(type) + ": " + std::string(first_line(message));
+    auto add = [&](std::string_view text) {
+      for (std::size_t start = 0; start <= text.size() && lines.size() < max_lines;) {
+        auto end = text.find('\n', start);
+        if (end == std::string_view::npos) end = text.size();
+        std::string_view line = text.substr(start, end - start);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        const bool blank = line.find_first_not_of(" \t") == std::string_view::npos;
+        const bool repeats = lines.empty() && (line == headline || line == type);
+        if (!blank && !repeats) lines.push_back(printable(line, keep::nothing));
+        start = end + 1;
+      }
+    };
+    if (trace->is_string()) {
+      add(trace->get_string());
+    } else if (trace->is_array()) {
+      for (const auto& item : trace->get_array()) {
+        if (lines.size() >= max_lines) break;
+        if (item.is_string()) add(item.get_string());
+      }
+    }
+  } catch (...) {
+    return {};
+  }
+  return lines;
+}
+
 std::string pretty_payload(std::string_view payload, std::size_t max_bytes) {
   std::string text;
   {
@@ -734,6 +774,49 @@ std::string shorten(std::string_view text, std::size_t max_chars) {
     end += std::max<std::size_t>(1, decode_utf8(text, end).length);
   }
   return std::string(text.substr(0, end)) + "…";
+}
+
+std::string shorten_middle(std::string_view text, std::size_t max_chars) {
+  const std::size_t width = display_width(text);
+  if (width <= max_chars) return std::string(text);
+  if (max_chars <= 1) return shorten(text, max_chars);
+  // Keep a little more of the end than of the start: a file name, an id.
+  const std::size_t tail_chars = (max_chars - 1 + 1) / 2;
+  const std::size_t head_chars = max_chars - 1 - tail_chars;
+  std::size_t head_end = 0;
+  for (std::size_t chars = 0; chars < head_chars; ++chars) {
+    head_end += std::max<std::size_t>(1, decode_utf8(text, head_end).length);
+  }
+  std::size_t tail_start = 0;
+  for (std::size_t chars = 0; chars < width - tail_chars; ++chars) {
+    tail_start += std::max<std::size_t>(1, decode_utf8(text, tail_start).length);
+  }
+  return std::string(text.substr(0, head_end)) + "…" + std::string(text.substr(tail_start));
+}
+
+std::vector<std::string> wrap_words(std::string_view text, std::size_t width) {
+  std::vector<std::string> lines(1);
+  width = std::max<std::size_t>(width, 8);
+  std::size_t used = 0;
+  while (!text.empty()) {
+    const auto space = text.find(' ');
+    std::string_view word = text.substr(0, space);
+    text.remove_prefix(space == std::string_view::npos ? text.size() : space + 1);
+    if (word.empty()) continue;
+    std::string shown = shorten_middle(word, width);
+    const std::size_t w = display_width(shown);
+    if (used != 0 && used + 1 + w > width) {
+      lines.emplace_back();
+      used = 0;
+    }
+    if (used != 0) {
+      lines.back() += ' ';
+      ++used;
+    }
+    lines.back() += shown;
+    used += w;
+  }
+  return lines;
 }
 
 }  // namespace funcie::console

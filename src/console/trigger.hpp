@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace funcie::console {
 
@@ -51,6 +52,12 @@ struct error_summary {
 };
 error_summary summarize_error(std::string_view body) noexcept;
 
+/// The stack trace of a Runtime API error body ("trace" of Node's runtime client,
+/// "stackTrace" of Python's and Java's: arrays of strings, or one string), one printable
+/// line each, blank lines and a first line that only repeats "errorType: errorMessage"
+/// left out. At most `max_lines`; empty when there is none.
+std::vector<std::string> error_trace(std::string_view body, std::size_t max_lines = 12) noexcept;
+
 /// For --verbose: pretty-printed JSON (2-space indent) when `payload` is JSON; else the
 /// text as is when it is valid UTF-8 without control characters other than \n and \t
 /// (CRLF line ends become \n); else "<N bytes of binary data>". Longer than `max_bytes`:
@@ -83,5 +90,13 @@ std::size_t display_width(std::string_view text) noexcept;
 /// `text` cut to at most `max_chars` characters, the last being "…" when cut. Never cuts
 /// inside a character.
 std::string shorten(std::string_view text, std::size_t max_chars);
+
+/// `text` cut in the middle to at most `max_chars` characters ("/orders/…/items/7"): the
+/// end of a path says most. Never cuts inside a character.
+std::string shorten_middle(std::string_view text, std::size_t max_chars);
+
+/// `text` (one line, printable) broken into lines of at most `width` characters at spaces;
+/// a word longer than `width` is cut in its middle (shorten_middle). Never empty.
+std::vector<std::string> wrap_words(std::string_view text, std::size_t width);
 
 }  // namespace funcie::console

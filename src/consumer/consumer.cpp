@@ -397,8 +397,7 @@ asio::awaitable<void> consumer::stop() {
 
   // Every held request is answered at once, all in parallel.
   if (!held.empty()) {
-    spdlog::info("leaving: answering {} request(s) in flight with Funcie.ConsumerLeft",
-                 held.size());
+    spdlog::info("leaving: {} request(s) in flight answered Funcie.ConsumerLeft", held.size());
     auto pending = std::make_shared<std::size_t>(held.size());
     auto done = std::make_shared<signal_channel>(s->executor, 1);
     for (auto& h : held) {

@@ -1,5 +1,6 @@
 #include "consumer/runtime_pool.hpp"
 
+#include "emulate/environment.hpp"
 #include "process/child.hpp"
 
 #include <spdlog/spdlog.h>
@@ -77,6 +78,7 @@ emulate::function_config config_for(const runtime_pool_options& options,
   if (!fn.log_stream.empty()) config.environment["AWS_LAMBDA_LOG_STREAM_NAME"] = fn.log_stream;
   config.working_directory = options.working_directory;
   config.output = options.output;
+  config.on_invoke = options.on_invoke;
   if (options.forward_credentials && !first.credentials.empty()) {
     // The function's role, as Lambda gives it: the developer's own settings stay out.
     config.environment["AWS_ACCESS_KEY_ID"] = first.credentials.access_key_id;
@@ -135,6 +137,13 @@ asio::awaitable<runtime_api::result> runtime_pool::run(const tunnel::request& re
 
 void runtime_pool::restart() {
   if (emulator_) emulator_->restart();
+}
+
+std::optional<environment_report> runtime_pool::report_of(unsigned index) const {
+  if (!emulator_) return std::nullopt;
+  const auto* env = emulator_->environment_at(index);
+  if (env == nullptr) return std::nullopt;
+  return environment_report{env->runtime_pid(), env->last_init()};
 }
 
 runner runtime_pool::as_runner() {

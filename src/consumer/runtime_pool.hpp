@@ -36,6 +36,8 @@ struct runtime_pool_options {
   /// Each line CMD writes (environment index from 0, stream 1 or 2); empty: CMD inherits
   /// funcie's stdout and stderr.
   std::function<void(unsigned environment, int stream, std::string_view line)> output;
+  /// Called when a request is handed to an environment (emulate::function_config::on_invoke).
+  std::function<void(unsigned environment, std::string_view request_id)> on_invoke;
   /// Give the handler the function's AWS credentials when a request carries them;
   /// otherwise it gets the developer's own AWS settings (developer_variables).
   bool forward_credentials = false;
@@ -55,6 +57,12 @@ const std::vector<std::string>& developer_variables();
 emulate::function_config config_for(const runtime_pool_options& options,
                                     const tunnel::request& first);
 
+/// What Lambda's REPORT line says of the environment that ran an invocation.
+struct environment_report {
+  int pid = 0;                        ///< the runtime process, 0 when gone
+  std::chrono::microseconds init{0};  ///< the runtime's start, zero when it was warm
+};
+
 class runtime_pool {
  public:
   runtime_pool(boost::asio::any_io_executor executor, runtime_pool_options options);
@@ -66,6 +74,9 @@ class runtime_pool {
   /// function description). Never throws: a command that cannot start gives
   /// Runtime.InvalidEntrypoint, a pool that is shutting down Funcie.ConsumerLeft.
   boost::asio::awaitable<runtime_api::result> run(const tunnel::request& req);
+
+  /// Environment `index` (as output and on_invoke name it), after its last run.
+  std::optional<environment_report> report_of(unsigned index) const;
 
   /// A runner for consumer::consumer that calls run(); the pool must outlive it.
   runner as_runner();

@@ -12,8 +12,11 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
-#include <set>
+#include <fstream>
+#include <map>
+#include <optional>
 
 #include <unistd.h>
 
@@ -63,21 +66,45 @@ std::string describe_change(const std::vector<std::string>& changed) {
 
 }  // namespace
 
+/// Which invocation each environment runs (its last one), and how many lines each has
+/// printed: the handler's lines carry the request id, and an invocation's line waits until
+/// its environment's output has been read.
+struct environments_seen {
+  struct seen {
+    std::string request_id;
+    std::uint64_t lines = 0;
+  };
+  std::map<unsigned, seen> by_index;
+  std::map<std::string, unsigned, std::less<>> index_of;  // request id -> environment
+};
+
+/// A held request: its id and when the forwarder stops waiting (Unix ms).
+struct held {
+  std::string request_id;
+  std::int64_t until_ms = 0;
+};
+
 struct served_function::state {
   asio::any_io_executor executor;
   served_options options;
+  std::shared_ptr<environments_seen> seen = std::make_shared<environments_seen>();
   runtime_pool pool;
   std::unique_ptr<consumer> tunnel_consumer;
   std::unique_ptr<watcher> file_watcher;
   std::uint64_t generation = 0;
-  std::set<asio::steady_timer*> holds;  // timers of held requests, in their coroutines' frames
+  // Timers of held requests, in their coroutines' frames.
+  std::map<asio::steady_timer*, held> holds;
+  bool countdown_running = false;
   bool stopping = false;
   bool warned_credentials = false;
+  std::string secret_state;  // the start block's "secret" line
+  bool secret_missing = false;
 
   state(asio::any_io_executor ex, served_options o)
-      : executor(ex), options(std::move(o)), pool(ex, pool_options_for(options)) {}
+      : executor(ex), options(std::move(o)), pool(ex, pool_options_for(options, seen)) {}
 
-  static runtime_pool_options pool_options_for(const served_options& o) {
+  static runtime_pool_options pool_options_for(const served_options& o,
+                                               std::shared_ptr<environments_seen> seen) {
     runtime_pool_options p;
     p.command = o.spec.command;
     p.concurrency = o.spec.concurrency;
@@ -85,11 +112,40 @@ struct served_function::state {
     p.environment = o.spec.environment;
     p.working_directory = o.spec.directory;
     p.forward_credentials = o.spec.forward_credentials;
-    p.output = [out = o.out, name = o.spec.name](unsigned environment, int stream,
-                                                 std::string_view text) {
-      out->handler_output(fmt::format("[{}#{}]", name, environment + 1), text, stream == 2);
+    p.output = [out = o.out, name = o.spec.name, seen](unsigned environment, int stream,
+                                                       std::string_view text) {
+      auto& env = seen->by_index[environment];
+      ++env.lines;
+      const std::string prefix =
+          env.request_id.empty()
+              ? fmt::format("[{}#{}]", name, environment + 1)
+              : fmt::format("[{}#{} {}]", name, environment + 1, env.request_id.substr(0, 8));
+      out->handler_output(prefix, text, stream == 2);
+    };
+    p.on_invoke = [seen](unsigned environment, std::string_view request_id) {
+      auto& env = seen->by_index[environment];
+      if (!env.request_id.empty()) seen->index_of.erase(env.request_id);
+      env.request_id = std::string(request_id);
+      seen->index_of[env.request_id] = environment;
     };
     return p;
+  }
+
+  /// Returns once the output of the environment that ran `request_id` has been read: no
+  /// new line for a few milliseconds. What a runtime printed before it answered is in its
+  /// pipe when the answer arrives, but the event loop may see the answer first.
+  asio::awaitable<void> output_settled(const std::string& request_id) {
+    const auto found = seen->index_of.find(request_id);
+    if (found == seen->index_of.end()) co_return;
+    const unsigned index = found->second;
+    asio::steady_timer timer(executor);
+    for (int round = 0; round < 100; ++round) {
+      const auto before = seen->by_index[index].lines;
+      timer.expires_after(milliseconds(3));
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (seen->by_index[index].lines == before) break;
+    }
   }
 
   console::console& out() { return *options.out; }
@@ -99,7 +155,7 @@ struct served_function::state {
     std::vector<std::string> ways;
     if (!options.spec.watch.empty()) ways.emplace_back("save a watched file");
     ways.emplace_back("press r");
-    ways.emplace_back(fmt::format("kill -HUP {}", ::getpid()));
+    ways.emplace_back(fmt::format("kill -USR1 {}", ::getpid()));
     std::string text;
     for (std::size_t i = 0; i < ways.size(); ++i) {
       if (i != 0) text += i + 1 == ways.size() ? " or " : ", ";
@@ -108,8 +164,9 @@ struct served_function::state {
     return text;
   }
 
-  void line(const tunnel::request& req, const console::trigger& what, milliseconds took,
-            const runtime_api::result& result, console::outcome kind, std::string note) {
+  console::invocation_line make_line(const tunnel::request& req, const console::trigger& what,
+                                     milliseconds took, const runtime_api::result& result,
+                                     console::outcome kind, std::string note) const {
     console::invocation_line l;
     l.function = label();
     l.request_id = req.context.request_id;
@@ -123,9 +180,15 @@ struct served_function::state {
       l.error_type = result.error_type.empty() ? summary.type : result.error_type;
       if (l.error_type.empty()) l.error_type = "Unhandled";
       l.error_message = summary.message;
+      l.trace = console::error_trace(result.body);
     }
     l.note = std::move(note);
-    out().invocation(l);
+    return l;
+  }
+
+  void line(const tunnel::request& req, const console::trigger& what, milliseconds took,
+            const runtime_api::result& result, console::outcome kind, std::string note) {
+    out().invocation(make_line(req, what, took, result, kind, std::move(note)));
   }
 
   /// One warning while an invocation runs, when a quarter of its time is left (at most
@@ -152,6 +215,99 @@ namespace {
 
 using state_ptr = std::shared_ptr<served_function::state>;
 
+/// On a live terminal: the status line says which requests are held and the seconds left
+/// to each, or nothing when none is.
+void show_holds(const state_ptr& s) {
+  if (!s->out().live()) return;
+  if (s->holds.empty() || s->stopping) {
+    s->out().status({});
+    return;
+  }
+  std::string text = "held";
+  for (const auto& [timer, h] : s->holds) {
+    const auto left = std::max<std::int64_t>(0, h.until_ms - util::unix_ms_now());
+    text += fmt::format(" {} {} s left,", h.request_id.substr(0, 8), (left + 999) / 1000);
+  }
+  text.back() = ':';
+  s->out().status(text + " " + s->reload_hint() + " to run it again");
+}
+
+/// While requests are held, on a live terminal: their seconds count down in the status line.
+void start_countdown(const state_ptr& s) {
+  show_holds(s);
+  if (s->countdown_running || !s->out().live()) return;
+  s->countdown_running = true;
+  asio::co_spawn(
+      s->executor,
+      [s]() -> asio::awaitable<void> {
+        asio::steady_timer tick(s->executor);
+        while (!s->holds.empty() && !s->stopping) {
+          tick.expires_after(std::chrono::seconds(1));
+          boost::system::error_code ec;
+          co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          show_holds(s);
+        }
+        s->countdown_running = false;
+      },
+      asio::detached);
+}
+
+/// The peak resident memory of process `pid` (VmHWM), in MB rounded up; none when gone.
+std::optional<unsigned> peak_memory_mb(int pid) {
+  if (pid <= 0) return std::nullopt;
+  std::ifstream status(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (!line.starts_with("VmHWM:")) continue;
+    const unsigned long kb = std::strtoul(line.c_str() + 6, nullptr, 10);
+    return static_cast<unsigned>((kb + 1023) / 1024);
+  }
+  return std::nullopt;
+}
+
+void finish_line(const state_ptr& s, const tunnel::request& req, const console::trigger& what,
+                 std::chrono::microseconds elapsed, const runtime_api::result& result,
+                 console::outcome kind) {
+  // What is printed is made now (the request and the result may be megabytes; they are not
+  // kept; the runtime's peak memory is read while it runs), and printed once the handler's
+  // output is read.
+  const auto took = std::chrono::duration_cast<milliseconds>(elapsed);
+  auto line = s->make_line(req, what, took, result, kind, {});
+  std::optional<console::report_line> report;
+  if (s->options.report) {
+    console::report_line r;
+    r.request_id = req.context.request_id;
+    r.duration = elapsed;
+    if (req.function.memory_mb != 0) r.memory_mb = req.function.memory_mb;
+    if (const auto env = s->seen->index_of.find(r.request_id); env != s->seen->index_of.end()) {
+      if (const auto figures = s->pool.report_of(env->second)) {
+        r.max_memory_used_mb = peak_memory_mb(figures->pid);
+        // As on Lambda, a cold start's init is not part of the invocation's duration.
+        r.init = std::min(figures->init, elapsed);
+        r.duration = elapsed - r.init;
+      }
+    }
+    report = std::move(r);
+  }
+  std::string block_title;
+  std::string block;
+  if (s->options.verbose) {
+    block_title = fmt::format("{} {}", is_success(result) ? "response" : "error",
+                              req.context.request_id.substr(0, 8));
+    block = console::pretty_payload(result.body);
+  }
+  asio::co_spawn(
+      s->executor,
+      [s, line = std::move(line), report = std::move(report), block_title = std::move(block_title),
+       block = std::move(block)]() -> asio::awaitable<void> {
+        co_await s->output_settled(line.request_id);
+        s->out().invocation(line);
+        if (report) s->out().report(*report);
+        if (!block_title.empty()) s->out().payload_block(block_title, block);
+      },
+      asio::detached);
+}
+
 asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& req) {
   // Credentials without --forward-credentials: the pool never uses them (config_for).
   if (!req.credentials.empty() && !s->options.spec.forward_credentials) {
@@ -164,14 +320,20 @@ asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& r
     }
   }
   const auto what = console::guess_trigger(req.payload);
-  if (s->options.verbose) s->out().payload_block("event", console::pretty_payload(req.payload));
+  const auto& id = req.context.request_id;
+  if (s->options.verbose) {
+    s->out().payload_block(fmt::format("event {}", id.substr(0, 8)),
+                           console::pretty_payload(req.payload));
+  }
 
   for (;;) {
     const auto started = steady_clock::now();
     auto warning = s->arm_deadline_warning(req);
     runtime_api::result result = co_await s->pool.run(req);
     if (warning) warning->cancel();
-    const auto took = std::chrono::duration_cast<milliseconds>(steady_clock::now() - started);
+    const auto elapsed =
+        std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - started);
+    const auto took = std::chrono::duration_cast<milliseconds>(elapsed);
     if (s->stopping) co_return result;  // the caller got Funcie.ConsumerLeft already
 
     const bool timed_out = result.error_type == "Sandbox.Timedout";
@@ -180,17 +342,25 @@ asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& r
     const auto limit = forwarder_limit_ms(req);
     const auto hold_for = limit == 0 ? 0 : limit - answer_transit_ms - util::unix_ms_now();
     if (holdable && hold_for > 0) {
+      co_await s->output_settled(id);
+      // On a terminal the seconds left count down in the status line; piped, they are said
+      // once, here.
       s->line(req, what, took, result, console::outcome::held,
-              fmt::format("{} to run it again; {} left", s->reload_hint(), seconds_text(hold_for)));
+              s->out().live() ? fmt::format("{} to run it again", s->reload_hint())
+                              : fmt::format("{} to run it again; {} left", s->reload_hint(),
+                                            seconds_text(hold_for)));
       if (s->options.verbose) {
-        s->out().payload_block("error", console::pretty_payload(result.body));
+        s->out().payload_block(fmt::format("error {}", id.substr(0, 8)),
+                               console::pretty_payload(result.body));
       }
       const auto seen = s->generation;
       asio::steady_timer timer(s->executor, milliseconds(hold_for));
-      s->holds.insert(&timer);
+      s->holds[&timer] = held{id, util::unix_ms_now() + hold_for};
+      start_countdown(s);
       boost::system::error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       s->holds.erase(&timer);
+      show_holds(s);
       if (s->stopping) co_return result;
       if (s->generation != seen) continue;  // reloaded: the same request runs again
       s->line(req, what, took, result, console::outcome::error,
@@ -200,11 +370,7 @@ asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& r
     const auto kind = is_success(result) ? console::outcome::ok
                       : timed_out        ? console::outcome::timeout
                                          : console::outcome::error;
-    s->line(req, what, took, result, kind, {});
-    if (s->options.verbose) {
-      s->out().payload_block(is_success(result) ? "response" : "error",
-                             console::pretty_payload(result.body));
-    }
+    finish_line(s, req, what, elapsed, result, kind);
     co_return result;
   }
 }
@@ -219,7 +385,36 @@ void reload_state(const state_ptr& s, const std::string& why) {
     s->out().info(s->label(), fmt::format("reloaded ({}): running {} held request(s) again", why,
                                           s->holds.size()));
   }
-  for (auto* timer : s->holds) timer->cancel();
+  for (auto& [timer, h] : s->holds) timer->cancel();
+}
+
+}  // namespace
+
+namespace {
+
+/// After "serving app ...": what is watched, --hold, the secret, how to reload and leave.
+void start_block(served_function::state& s) {
+  namespace fs = std::filesystem;
+  auto& out = s.out();
+  const auto& spec = s.options.spec;
+  if (spec.watch.empty()) {
+    out.field("watch", "nothing (--watch PATH reloads on save; r reloads by hand)");
+  } else {
+    std::error_code ec;
+    const auto here = fs::current_path(ec);
+    std::string paths;
+    for (const auto& path : spec.watch) {
+      auto relative = fs::path(path).lexically_relative(here);
+      const std::string shown =
+          !relative.empty() && *relative.begin() != ".." ? relative.string() : path;
+      paths += (paths.empty() ? "" : ", ") + console::shorten_middle(shown, 48);
+    }
+    out.field("watch", paths);
+  }
+  out.field("hold", spec.hold ? "on: failed invocations wait for a reload and run again"
+                              : "off: errors go back to the caller at once (--hold keeps them)");
+  out.field("secret", s.secret_state, s.secret_missing);
+  if (!s.options.controls.empty()) out.field("keys", s.options.controls);
 }
 
 }  // namespace
@@ -230,12 +425,25 @@ served_function::served_function(asio::any_io_executor executor, served_options 
 
   consumer_options c;
   c.backend = project::backend_options_of(s.options.spec);
-  tunnel::log_keyring(c.backend.keys,
-                      s.options.show_name ? "funcie connect (" + s.options.spec.name + ")"
-                                          : std::string("funcie connect"),
-                      "give --secret-file (or FUNCIE_SECRET) with the function's FUNCIE_SECRET");
+  // The start block says the secret's state in one line (no spdlog lines from here).
+  if (const auto& keys = c.backend.keys; keys.enabled()) {
+    const auto ids = keys.key_ids();
+    s.secret_state = fmt::format(
+        "key {}{}: messages {}", ids.front(),
+        ids.size() > 1 ? fmt::format(" (also accepting {})", ids[1]) : std::string(),
+        keys.encrypts() ? "encrypted and authenticated" : "authenticated, not encrypted");
+  } else {
+    s.secret_missing = true;
+    s.secret_state = "none: the broker can read events and forge answers (--secret-file)";
+  }
   c.make_session = s.options.make_session;
-  c.on_session = s.options.on_session;
+  std::weak_ptr<state> weak_state = state_;
+  c.on_session = [weak_state](const std::string& session, bool first) {
+    auto self = weak_state.lock();
+    if (!self) return;
+    if (self->options.on_session) self->options.on_session(session, first);
+    if (first) start_block(*self);
+  };
   std::weak_ptr<state> weak = state_;
   s.tunnel_consumer = std::make_unique<consumer>(
       executor, std::move(c),
@@ -277,7 +485,7 @@ asio::awaitable<void> served_function::stop() {
   if (s->stopping) co_return;
   s->stopping = true;
   s->file_watcher.reset();
-  for (auto* timer : s->holds) timer->cancel();
+  for (auto& [timer, h] : s->holds) timer->cancel();
   try {
     co_await s->tunnel_consumer->stop();
   } catch (const std::exception& e) {

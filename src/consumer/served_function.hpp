@@ -22,10 +22,14 @@ struct served_options {
   console::console* out = nullptr;  ///< Where lines go; must outlive the served_function.
   bool show_name = false;           ///< Several functions: lines name theirs.
   bool verbose = false;             ///< Events and responses pretty-printed under the line.
+  bool report = false;              ///< Lambda's REPORT figures under each invocation's line.
   /// Made per session (tests give a fake); empty: the spec's backend.
   std::function<std::unique_ptr<tunnel::consumer_session>()> make_session;
-  /// Called with each new session (first: the first one), after the console line.
+  /// Called with each new session (first: the first one), before the start block.
   std::function<void(const std::string& session_id, bool first)> on_session;
+  /// The last line of the start block: how to reload and leave ("r reloads, Ctrl-C
+  /// leaves"); empty: none.
+  std::string controls;
 };
 
 class served_function {

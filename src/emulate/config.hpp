@@ -43,6 +43,10 @@ struct function_config {
   /// writes (without its '\n'), with the environment's index (from 0) and the stream (1
   /// stdout, 2 stderr), on the emulator's executor. Copied into each runtime process.
   std::function<void(unsigned environment_index, int stream, std::string_view line)> output;
+  /// Empty: nothing. Set: called on the emulator's executor when an invocation is handed to
+  /// an environment, before it runs, with the environment's index and the request id, so
+  /// that the lines `output` gets next can be tied to the invocation that printed them.
+  std::function<void(unsigned environment_index, std::string_view request_id)> on_invoke;
   /// Empty: funcie's current directory. Set: the runtime's working directory, where a
   /// relative command is found, and LAMBDA_TASK_ROOT / LAMBDA_RUNTIME_DIR.
   std::string working_directory;

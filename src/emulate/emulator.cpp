@@ -126,6 +126,7 @@ asio::awaitable<outcome> emulator::invoke(runtime_api::invocation invocation,
   }
   // Handed over before a reload but not started yet: nothing runs in it, reset it now.
   if (take(stale_, env)) env->stop();
+  if (config_.on_invoke) config_.on_invoke(env->index(), request_id);
   // Released by hand, not by a guard's destructor: when the process stops, the event loop
   // destroys suspended frames after the emulator is gone, and nothing may touch it then.
   outcome result;
@@ -137,6 +138,13 @@ asio::awaitable<outcome> emulator::invoke(runtime_api::invocation invocation,
   }
   release(env);
   co_return result;
+}
+
+const environment* emulator::environment_at(unsigned index) const {
+  for (const auto& env : environments_) {
+    if (env->index() == index) return env.get();
+  }
+  return nullptr;
 }
 
 asio::awaitable<void> emulator::shut_down(std::chrono::milliseconds grace) {

@@ -50,6 +50,8 @@ class emulator {
   std::size_t busy() const { return environments_.size() - idle_.size(); }
   /// Invocations waiting for a free environment.
   std::size_t waiting() const { return waiting_.size(); }
+  /// Environment `index` (as on_invoke and output name it); nullptr when there is none.
+  const environment* environment_at(unsigned index) const;
 
   /// Stops every runtime: SIGTERM, then SIGKILL after `grace`.
   boost::asio::awaitable<void> shut_down(std::chrono::milliseconds grace);

@@ -97,6 +97,10 @@ void environment::reset() {
   exit_.reset();
 }
 
+int environment::runtime_pid() const {
+  return process_ ? process_->pid() : 0;
+}
+
 asio::awaitable<outcome> environment::exited(const std::string& request_id) {
   auto status = co_await exit_->async_receive(asio::use_awaitable);
   auto text = status.signal == 0 && status.code == 0
@@ -143,10 +147,13 @@ asio::awaitable<outcome> environment::run(runtime_api::invocation invocation,
 asio::awaitable<outcome> environment::run_invocation(runtime_api::invocation invocation,
                                                      const stream_sink* sink) {
   const auto request_id = invocation.context.request_id;
-  if (!process_ || process_->exited()) {
+  const auto init_started = steady_clock::now();
+  const bool cold = !process_ || process_->exited();
+  if (cold) {
     reset();
     start();
   }
+  last_init_ = {};
   auto api = api_.get();
 
   // Init: until the runtime first asks for work, bounded by Lambda's init timeout.
@@ -172,6 +179,11 @@ asio::awaitable<outcome> environment::run_invocation(runtime_api::invocation inv
                       std::move(init_error->error_type),
                       false,
                       {}};
+  }
+
+  if (cold) {
+    last_init_ =
+        std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - init_started);
   }
 
   // Invoke: the deadline starts when the runtime takes the event, unless the invocation

@@ -11,6 +11,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/experimental/channel.hpp>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -60,6 +61,11 @@ class environment {
   boost::asio::awaitable<void> shut_down(std::chrono::steady_clock::time_point deadline);
 
   unsigned index() const { return index_; }
+  /// The runtime process's pid; 0 when none was started.
+  int runtime_pid() const;
+  /// How long the last run() waited for a runtime it started to ask for work (Lambda's
+  /// Init Duration); zero when the runtime was warm.
+  std::chrono::microseconds last_init() const { return last_init_; }
 
  private:
   using exit_channel =
@@ -82,6 +88,7 @@ class environment {
   std::shared_ptr<log_capture> log_ = std::make_shared<log_capture>();
   boost::asio::awaitable<outcome> run_invocation(runtime_api::invocation invocation,
                                                  const stream_sink* sink);
+  std::chrono::microseconds last_init_{0};
 };
 
 }  // namespace funcie::emulate

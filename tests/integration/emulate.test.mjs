@@ -131,7 +131,7 @@ test('an invocation past --timeout gets Sandbox.Timedout in about the timeout, a
 
     const res = await timedInvoke(em, { sleep_ms: 3000 });
     assertFunctionError(res, 'Sandbox.Timedout', 'Task timed out after 1.00 seconds');
-    assert.ok(res.ms >= 950 && res.ms < 1900, `answered after ${res.ms.toFixed(0)} ms, expected ~1 s`);
+    assert.ok(res.ms >= 950 && res.ms < 2500, `answered after ${res.ms.toFixed(0)} ms, expected ~1 s`);
     assert.equal(alive(first), false, 'the timed-out runtime process is killed and reaped');
 
     const after = await timedInvoke(em, { after: 'timeout' });
@@ -218,7 +218,7 @@ test('--concurrency 3: three concurrent invocations run at once in three process
     const three = await Promise.all([0, 1, 2].map(() => timedInvoke(em, { sleep_ms: 1000 })));
     const elapsed = performance.now() - start;
     for (const r of three) assert.equal(r.status, 200, r.body);
-    assert.ok(elapsed >= 1000 && elapsed < 1800, `3 x 1 s concurrently took ${elapsed.toFixed(0)} ms`);
+    assert.ok(elapsed >= 1000 && elapsed < 2500, `3 x 1 s concurrently took ${elapsed.toFixed(0)} ms`);
     assert.deepEqual(new Set(three.map((r) => r.json.pid)), warmPids, 'the warm environments were reused');
     assert.deepEqual(new Set(await childPids(em.child.pid)), warmPids, 'emulate runs exactly these 3 runtimes');
 
@@ -226,7 +226,7 @@ test('--concurrency 3: three concurrent invocations run at once in three process
     const four = await Promise.all([0, 1, 2, 3].map(() => timedInvoke(em, { sleep_ms: 1000 })));
     const elapsed4 = performance.now() - start4;
     for (const r of four) assert.equal(r.status, 200, r.body);
-    assert.ok(elapsed4 >= 1950 && elapsed4 < 2900,
+    assert.ok(elapsed4 >= 1950 && elapsed4 < 3500,
       `the 4th waited for a free environment: 4 x 1 s took ${elapsed4.toFixed(0)} ms`);
     const slowest = Math.max(...four.map((r) => r.ms));
     assert.ok(slowest >= 1950, `one invocation waited (${slowest.toFixed(0)} ms)`);
@@ -245,7 +245,7 @@ test('--concurrency 1: two concurrent invocations run one after the other in one
     ]);
     const elapsed = performance.now() - start;
     for (const r of both) assert.equal(r.body, '{"sleep_ms":1000}');
-    assert.ok(elapsed >= 1950 && elapsed < 3000, `serialized: ${elapsed.toFixed(0)} ms`);
+    assert.ok(elapsed >= 1950 && elapsed < 3800, `serialized: ${elapsed.toFixed(0)} ms`);
     assert.equal((await childPids(em.child.pid)).length, 1);
   });
 });

@@ -47,7 +47,7 @@ function functionError(res) {
  */
 const coldBoundMs = 2000;
 
-async function assertNoConsumer(em, app, boundMs = 500) {
+async function assertNoConsumer(em, app, boundMs = 1000) {
   const start = performance.now();
   const res = await em.invoke({ where: true });
   const took = performance.now() - start;
@@ -83,7 +83,7 @@ test('with a consumer connected, the local handler answers byte for byte, errors
 test('with nobody connected the caller gets Funcie.NoConsumer at once; a later connect gets the next one', async (t) => {
   const { app, em } = await proxyCloud(t);
   const times = [];
-  for (let i = 0; i < 3; i++) times.push(await assertNoConsumer(em, app, i === 0 ? coldBoundMs : 500));
+  for (let i = 0; i < 3; i++) times.push(await assertNoConsumer(em, app, i === 0 ? coldBoundMs : 1000));
   t.diagnostic(`Funcie.NoConsumer in ${times.map((ms) => ms.toFixed(1)).join(', ')} ms`);
 
   const local = await connect(t, app);
@@ -149,7 +149,7 @@ export const handler = async (event) => {
   await sleep(300);
   assert.equal(settled, false, 'the caller is still waiting while the request is held');
   writeFileSync(mode, 'fixed');
-  process.kill(local.pid, 'SIGHUP');
+  process.kill(local.pid, 'SIGUSR1');
   const res = await pending;
   assert.equal(res.headers.get('x-amz-function-error'), null, res.body);
   assert.deepEqual(JSON.parse(res.body), { fixed: true, n: 7 });

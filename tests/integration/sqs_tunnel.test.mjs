@@ -290,7 +290,7 @@ export const handler = async (event) => {
     const pending = em.invoke({ n: 7 });
     await local.waitFor(/held TypeError/);
     writeFileSync(mode, 'ok');
-    process.kill(local.pid, 'SIGHUP');
+    process.kill(local.pid, 'SIGUSR1');
     const r = parse(await pending);
     assert.equal(r.error, null, JSON.stringify(r.body));
     assert.deepEqual(r.body, { fixed: true, n: 7 });

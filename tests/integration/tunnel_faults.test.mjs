@@ -71,12 +71,12 @@ for (const signal of ['SIGKILL', 'SIGSTOP']) {
       const failedAfter = Date.now() - cut;
       assert.equal(r.headers.get('x-amz-function-error'), 'Unhandled');
       assert.equal(JSON.parse(r.body).errorType, 'Funcie.ConsumerLost', r.body);
-      assert.ok(failedAfter <= 3500, `failed ${failedAfter} ms after the consumer was cut off`);
+      assert.ok(failedAfter <= 4500, `failed ${failedAfter} ms after the consumer was cut off`);
       // A stopped consumer is still subscribed for a moment: the invocation may wait up to
       // the bound, but it runs in the cloud, and then at once.
       const t0 = Date.now();
       assert.equal(await where(em), 'cloud');
-      assert.ok(Date.now() - t0 <= 3500, `next invocation took ${Date.now() - t0} ms`);
+      assert.ok(Date.now() - t0 <= 4500, `next invocation took ${Date.now() - t0} ms`);
       const t1 = Date.now();
       assert.equal(await where(em), 'cloud');
       assert.ok(Date.now() - t1 < 1000, `the one after took ${Date.now() - t1} ms`);
@@ -95,7 +95,7 @@ test('Ctrl-C on the consumer fails its in-flight requests at once', async () => 
     const error = JSON.parse(r.body);
     assert.equal(error.errorType, 'Funcie.ConsumerLeft', r.body);
     assert.match(error.errorMessage, /stopped/);
-    assert.ok(took < 1000, `failed ${took} ms after Ctrl-C`);
+    assert.ok(took < 2000, `failed ${took} ms after Ctrl-C`);
     const [code] = await local.exited;
     assert.equal(code, 0);
     assert.equal(await where(em), 'cloud');

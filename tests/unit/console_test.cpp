@@ -6,13 +6,16 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace funcie::console;
@@ -70,6 +73,13 @@ invocation_line sqs_error() {
   return line;
 }
 
+/// "line 00042 ..." : 14 characters.
+std::string fmt_line(int i) {
+  char text[32];
+  std::snprintf(text, sizeof text, "line %05d abc", i);
+  return text;
+}
+
 /// What is left after removing the SGR codes the console writes itself.
 std::string without_our_colours(std::string text) {
   for (const std::string code :
@@ -94,12 +104,12 @@ TEST(Console, InvocationLinesWithoutColour) {
   held.note = "r or save to run again, 41.2 s left";
   c.invocation(held);
   EXPECT_EQ(out.text(),
-            "12:04:31.207 orders 3f2a9c1e API Gateway v2 GET /orders/7        38ms ok 200\n"
-            "12:04:31.207 orders 8b01d77a SQS 3 records                        4ms error "
+            "12:04:31.207 orders 3f2a9c1e API Gateway v2 GET /orders/7     38ms ok 200\n"
+            "12:04:31.207 orders 8b01d77a SQS 3 records                     4ms error "
             "TypeError: x is undefined\n"
-            "12:04:31.207 orders 8b01d77a SQS 3 records                      120ms held TypeError: "
-            "x is undefined "
-            "(r or save to run again, 41.2 s left)\n");
+            "12:04:31.207 orders 8b01d77a SQS 3 records                   120ms held TypeError: "
+            "x is undefined\n"
+            "               r or save to run again, 41.2 s left\n");
 }
 
 TEST(Console, InvocationLineWithColour) {
@@ -122,13 +132,13 @@ TEST(Console, InvocationLineWithColour) {
   late.status = 404;
   c.invocation(late);
   EXPECT_EQ(out.text(),
-            "\x1b[2m12:04:31.207\x1b[0m orders 3f2a9c1e API Gateway v2 GET /orders/7        38ms "
+            "\x1b[2m12:04:31.207\x1b[0m orders 3f2a9c1e API Gateway v2 GET /orders/7     38ms "
             "\x1b[32mok\x1b[0m 200\n"
-            "\x1b[2m12:04:31.207\x1b[0m orders 3f2a9c1e API Gateway v2 GET /orders/7        38ms "
+            "\x1b[2m12:04:31.207\x1b[0m orders 3f2a9c1e API Gateway v2 GET /orders/7     38ms "
             "\x1b[31merror\x1b[0m \x1b[31m502\x1b[0m Error\n"
-            "\x1b[2m12:04:31.207\x1b[0m orders 8b01d77a SQS 3 records                        4ms "
+            "\x1b[2m12:04:31.207\x1b[0m orders 8b01d77a SQS 3 records                     4ms "
             "\x1b[33mheld\x1b[0m TypeError: x is undefined\n"
-            "\x1b[2m12:04:31.207\x1b[0m orders 8b01d77a SQS 3 records                      3.00s "
+            "\x1b[2m12:04:31.207\x1b[0m orders 8b01d77a SQS 3 records                   3.00s "
             "\x1b[31mtimeout\x1b[0m \x1b[33m404\x1b[0m Sandbox.Timedout: Task timed out after "
             "3.00 seconds\n");
 }
@@ -144,8 +154,8 @@ TEST(Console, OneFunctionServedLeavesTheColumnOut) {
   line.request_id.clear();
   c.invocation(line);
   EXPECT_EQ(out.text(),
-            "12:04:31.207 3f2a9c1e direct                              38ms ok\n"
-            "12:04:31.207          direct                              38ms ok\n");
+            "12:04:31.207 3f2a9c1e direct                           38ms ok\n"
+            "12:04:31.207          direct                           38ms ok\n");
 }
 
 TEST(Console, FunctionNamesLineUp) {
@@ -163,12 +173,10 @@ TEST(Console, FunctionNamesLineUp) {
   line.function = "orders";
   c.invocation(line);
   EXPECT_EQ(out.text(),
-            "12:04:31.207 orders   3f2a9c1e S3                                  38ms ok\n"
-            "12:04:31.207 payments 3f2a9c1e S3                                  38ms ok\n"
-            "12:04:31.207 a-rather-long-function-… 3f2a9c1e S3                                  "
-            "38ms ok\n"
-            "12:04:31.207 orders                   3f2a9c1e S3                                  "
-            "38ms ok\n");
+            "12:04:31.207 orders   3f2a9c1e S3                               38ms ok\n"
+            "12:04:31.207 payments 3f2a9c1e S3                               38ms ok\n"
+            "12:04:31.207 a-rather-long-f… 3f2a9c1e S3                               38ms ok\n"
+            "12:04:31.207 orders           3f2a9c1e S3                               38ms ok\n");
 }
 
 TEST(Console, LongTriggersAndDurations) {
@@ -184,15 +192,16 @@ TEST(Console, LongTriggersAndDurations) {
     line.took = took;
     c.invocation(line);
   }
-  EXPECT_EQ(out.text(), "12:04:31.207 3f2a9c1e API Gateway v1 GET /" + std::string(39, 'p') +
-                            "…   38ms ok\n"
-                            "12:04:31.207 3f2a9c1e SQS 1 record                         0ms ok\n"
-                            "12:04:31.207 3f2a9c1e SQS 1 record                       999ms ok\n"
-                            "12:04:31.207 3f2a9c1e SQS 1 record                       1.23s ok\n"
-                            "12:04:31.207 3f2a9c1e SQS 1 record                       12.3s ok\n"
-                            "12:04:31.207 3f2a9c1e SQS 1 record                       2m03s ok\n"
-                            "12:04:31.207 3f2a9c1e SQS 1 record                       1h01m ok\n"
-                            "12:04:31.207 3f2a9c1e SQS 1 record                         0ms ok\n");
+  // The path loses its middle, the source stays whole.
+  EXPECT_EQ(out.text(),
+            "12:04:31.207 3f2a9c1e API Gateway v1 GET /ppppp…pppppppppp   38ms ok\n"
+            "12:04:31.207 3f2a9c1e SQS 1 record                      0ms ok\n"
+            "12:04:31.207 3f2a9c1e SQS 1 record                    999ms ok\n"
+            "12:04:31.207 3f2a9c1e SQS 1 record                    1.23s ok\n"
+            "12:04:31.207 3f2a9c1e SQS 1 record                    12.3s ok\n"
+            "12:04:31.207 3f2a9c1e SQS 1 record                    2m03s ok\n"
+            "12:04:31.207 3f2a9c1e SQS 1 record                    1h01m ok\n"
+            "12:04:31.207 3f2a9c1e SQS 1 record                      0ms ok\n");
 }
 
 TEST(Console, HostileTextCannotReachTheTerminal) {
@@ -235,7 +244,7 @@ TEST(Console, HostileTextIsShownEscaped) {
   line.error_message = "bad\tthing";
   c.invocation(line);
   EXPECT_EQ(out.text(),
-            "12:04:31.207 f \\x1b[2Ja direct \\x1b[2J                       0ms error "
+            "12:04:31.207 f \\x1b[2Ja direct \\x1b[2J                    0ms error "
             "E\\x1b: bad\\tthing\n");
 }
 
@@ -406,4 +415,211 @@ TEST(WantsColour, ATerminal) {
   }
   std::fclose(terminal);
   ::close(master);
+}
+
+namespace {
+
+/// A pseudo-terminal: the console writes to the slave, the test reads the master.
+struct pty {
+  int master = -1;
+  int slave = -1;
+  pty() {
+    master = ::posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) return;
+    slave = ::open(::ptsname(master), O_RDWR | O_NOCTTY);
+    // Raw: what is written arrives as it is, no "\n" -> "\r\n".
+    termios raw{};
+    if (slave >= 0 && ::tcgetattr(slave, &raw) == 0) {
+      ::cfmakeraw(&raw);
+      ::tcsetattr(slave, TCSANOW, &raw);
+    }
+  }
+  ~pty() {
+    if (slave >= 0) ::close(slave);
+    if (master >= 0) ::close(master);
+  }
+  bool ok() const { return master >= 0 && slave >= 0; }
+};
+
+/// Every line of funcie connect's own (without our colours) fits in max_columns.
+void expect_narrow(const std::string& text) {
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = without_our_colours(text.substr(start, end - start));
+    EXPECT_LE(display_width(line), max_columns) << line;
+    start = end + 1;
+  }
+}
+
+}  // namespace
+
+TEST(Console, OnATerminalEveryLineFitsIn100Columns) {
+  for (const bool colour : {false, true}) {
+    capture out;
+    console c(out.file(), colour, fixed_clock, true);  // live: laid out for 100 columns
+    invocation_line line = sqs_error();
+    line.function = "a-very-long-function-name-that-goes-on";
+    line.what = {"API Gateway v1", "POST /" + std::string(120, 'p') + "/orders"};
+    line.took = 123456ms;
+    line.result = outcome::held;
+    line.status = 503;
+    line.error_type = std::string(80, 'T');
+    line.error_message = std::string(300, 'm') + " end";
+    line.trace = {"    at " + std::string(200, 'f') + " (/var/task/index.js:3:9)", "    at b"};
+    line.note = "save a watched file, press r or kill -USR1 41822 to run it again; " +
+                std::string(150, 'n') + " 12.3 s left";
+    c.invocation(line);
+    c.invocation(api_call());
+    c.warn("orders",
+           "3f2a9c1e still running, 4.9 s before the cloud stops waiting for it: a handler "
+           "paused in a debugger will be answered Funcie.Timeout (raise the function's timeout "
+           "while debugging)");
+    c.info("", std::string(400, 'i'));
+    c.field("secret",
+            "none: the broker can read events and forge answers (--secret-file; "
+            "docs/security.md) and more words to make this wrap around once or twice");
+    expect_narrow(out.text());
+  }
+}
+
+TEST(Console, ErrorsShowTheirTraceUnderTheLine) {
+  capture out;
+  console c(out.file(), false, fixed_clock);
+  invocation_line line = sqs_error();
+  line.trace = {"    at Runtime.handler (file:///home/ada/orders/index.mjs:7:9)",
+                "    at Runtime.handleOnceNonStreaming (file:///…/Runtime.js:74:25)"};
+  line.note = "press r to run it again";
+  c.invocation(line);
+  EXPECT_EQ(out.text(),
+            "12:04:31.207 orders 8b01d77a SQS 3 records                     4ms error "
+            "TypeError: x is undefined\n"
+            "                   at Runtime.handler (file:///home/ada/orders/index.mjs:7:9)\n"
+            "                   at Runtime.handleOnceNonStreaming (file:///…/Runtime.js:74:25)\n"
+            "               press r to run it again\n");
+}
+
+TEST(Console, StartBlockFields) {
+  capture out;
+  console c(out.file(), false, fixed_clock);
+  c.field("watch", "src, index.mjs");
+  c.field("secret", "none", true);
+  EXPECT_EQ(out.text(),
+            "  watch    src, index.mjs\n"
+            "  secret   none\n");
+}
+
+TEST(Console, StatusLineOnlyOnALiveConsole) {
+  {
+    capture out;
+    console c(out.file(), false, fixed_clock);
+    c.status("held 8b01d77a 12 s left");
+    c.info("", "x");
+    EXPECT_EQ(out.text(), "12:04:31.207 • x\n");
+  }
+  capture out;
+  {
+    console c(out.file(), false, fixed_clock, true);
+    c.status("held 8b01d77a 12 s left");
+    c.info("", "x");
+    c.status("held 8b01d77a 11 s left");
+    c.status("");
+  }
+  EXPECT_EQ(out.text(),
+            "held 8b01d77a 12 s left"
+            "\r\x1b[2K12:04:31.207 • x\nheld 8b01d77a 12 s left"
+            "\r\x1b[2Kheld 8b01d77a 11 s left"
+            "\r\x1b[2K");
+}
+
+TEST(Console, NothingIsDroppedOnANonBlockingTerminal) {
+  pty t;
+  if (!t.ok()) GTEST_SKIP() << "no pseudo-terminal here";
+  // As if something had set O_NONBLOCK on the terminal: writes fail short with EAGAIN.
+  ::fcntl(t.slave, F_SETFL, ::fcntl(t.slave, F_GETFL) | O_NONBLOCK);
+  std::FILE* file = ::fdopen(::dup(t.slave), "w");
+  ASSERT_NE(file, nullptr);
+  std::string read;
+  std::thread reader([&] {
+    char buffer[4096];
+    while (read.size() < 20'000 * 15) {
+      const ssize_t n = ::read(t.master, buffer, sizeof buffer);
+      if (n <= 0) break;
+      read.append(buffer, static_cast<std::size_t>(n));
+      if (read.size() % 7 == 0) ::usleep(1000);  // a slow terminal now and then
+    }
+  });
+  {
+    console c(file, false, fixed_clock);
+    for (int i = 0; i < 20'000; ++i) {
+      c.handler_output("", fmt_line(i), false);
+    }
+  }
+  reader.join();
+  std::fclose(file);
+  std::string expected;
+  for (int i = 0; i < 20'000; ++i) expected += fmt_line(i) + "\n";
+  EXPECT_EQ(read.size(), expected.size());
+  EXPECT_TRUE(read == expected) << "lines lost or out of order";
+}
+
+TEST(Console, AHungUpTerminalIsReportedOnce) {
+  pty t;
+  if (!t.ok()) GTEST_SKIP() << "no pseudo-terminal here";
+  std::FILE* file = ::fdopen(::dup(t.slave), "w");
+  ASSERT_NE(file, nullptr);
+  ::close(t.master);  // the terminal window closed
+  t.master = -1;
+  int gone = 0;
+  {
+    console c(file, false, fixed_clock);
+    c.on_output_gone([&] { ++gone; });
+    c.info("", "one");
+    c.info("", "two");
+  }
+  std::fclose(file);
+  EXPECT_EQ(gone, 1);
+}
+
+TEST(Console, ReportAsLambdaPrintsIt) {
+  capture out;
+  console c(out.file(), false, fixed_clock, true);
+  report_line cold;
+  cold.request_id = "8b01d77a-0000-4000-8000-000000000000";
+  cold.duration = 38'120us;
+  cold.memory_mb = 256;
+  cold.max_memory_used_mb = 41;
+  cold.init = 180'300us;
+  c.report(cold);
+  report_line warm;
+  warm.request_id = "c41e0a2f";
+  warm.duration = 200us;  // billed at 1 ms granularity, never less than 1 ms
+  c.report(warm);
+  EXPECT_EQ(out.text(),
+            "               REPORT 8b01d77a  Duration: 38.12 ms  Billed Duration: 39 ms  Memory "
+            "Size: 256 MB\n"
+            "               Max Memory Used: 41 MB  Init Duration: 180.30 ms\n"
+            "               REPORT c41e0a2f  Duration: 0.20 ms  Billed Duration: 1 ms  Memory "
+            "Size: 128 MB\n");
+}
+
+TEST(Console, PipedEachEventIsOneLine) {
+  capture out;
+  console c(out.file(), false, fixed_clock);
+  const std::string long_text = "a notice " + std::string(150, 'n') + " that goes on and on";
+  c.warn("", long_text);
+  invocation_line line = sqs_error();
+  line.error_message = "x is undefined and " + std::string(120, 'm');
+  c.invocation(line);
+  report_line r;
+  r.request_id = "8b01d77a";
+  r.duration = 1000us;
+  r.max_memory_used_mb = 41;
+  r.init = 2000us;
+  c.report(r);
+  const std::string text = out.text();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 3) << text;
+  EXPECT_NE(text.find(long_text), std::string::npos);
+  EXPECT_NE(text.find("TypeError: x is undefined and " + std::string(80, 'm')), std::string::npos);
 }
