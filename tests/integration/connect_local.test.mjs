@@ -307,6 +307,37 @@ test('piped: plain lines, the trigger, the handler\'s output prefixed per enviro
   assert.match(err, /\n\s+"log": "hello from the handler"/, 'the event pretty-printed under --verbose');
 });
 
+test('parallel invocations: each handler line names its invocation, each invocation\'s line follows its own output', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'funcie-parallel-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'handler.mjs'), `
+export const handler = async (event) => {
+  process.stdout.write('start ' + event.n + '\\n');
+  await new Promise((r) => setTimeout(r, 1500));
+  process.stdout.write('end ' + event.n + '\\n');
+  return { n: event.n };
+};
+`);
+  const { em, local } = await tunnel(t, { connect: { command: ric(), cwd: dir, args: ['--concurrency', '2'] } });
+  await Promise.all([em.invoke({ n: 0 }), em.invoke({ n: 9 })]);  // two warm environments
+  const mark = local.length();
+  const [a, b] = await Promise.all([em.invoke({ n: 1 }), em.invoke({ n: 2 })]);
+  const ids = [a, b].map((r) => r.headers.get('x-amzn-requestid').slice(0, 8));
+  assert.notEqual(ids[0], ids[1]);
+  await eventually(async () => ids.every((id) => new RegExp(`^\\S+ ${id} direct +\\S+ ok$`, 'm').test(local.out.all.slice(mark))), { what: 'both lines' });
+  const lines = local.out.all.slice(mark).split('\n');
+  for (const [k, id] of ids.entries()) {
+    const n = k + 1;
+    const start = lines.findIndex((l) => l.endsWith(` ${id}] start ${n}`));
+    const end = lines.findIndex((l) => l.endsWith(` ${id}] end ${n}`));
+    const summary = lines.findIndex((l) => new RegExp(`^\\S+ ${id} direct +\\S+ ok$`).test(l));
+    assert.ok(start >= 0 && end > start && summary > end, `invocation ${n} (${id}): start ${start}, end ${end}, line ${summary}\n${lines.join('\n')}`);
+  }
+  // They ran at the same time: both started before either ended.
+  const firstEnd = Math.min(...ids.map((id, k) => lines.findIndex((l) => l.endsWith(` ${id}] end ${k + 1}`))));
+  assert.ok(ids.every((id, k) => lines.findIndex((l) => l.endsWith(` ${id}] start ${k + 1}`)) < firstEnd), lines.join('\n'));
+});
+
 test('funcie.toml: one process serves every function of the project', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'funcie-project-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
