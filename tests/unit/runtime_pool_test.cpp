@@ -17,8 +17,11 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace {
 
@@ -181,6 +184,42 @@ TEST_F(RuntimePool, TimesOutAtTheForwardedDeadline) {
 TEST_F(RuntimePool, APassedDeadlineNeverReachesTheRuntime) {
   auto r = run(request("{}", now_ms() - 10));
   EXPECT_EQ(r.error_type, "Sandbox.Timedout");
+}
+
+TEST_F(RuntimePool, SaysWhichEnvironmentRunsEachRequestAndReportsItsStart) {
+  // What funcie connect needs to tie the handler's lines to their invocation, and for the
+  // REPORT figures: the environment, its runtime's pid, the init of a cold start.
+  asio::io_context io;
+  auto o = options();
+  std::vector<std::pair<unsigned, std::string>> handed;
+  o.on_invoke = [&](unsigned env, std::string_view id) { handed.emplace_back(env, id); };
+  consumer::runtime_pool pool(io.get_executor(), o);
+  std::optional<consumer::environment_report> cold;
+  std::optional<consumer::environment_report> warm;
+  auto first = request("{}", now_ms() + 60000);
+  auto second = first;
+  second.context.request_id = "9a6e3d2f-1111-2222-3333-444455556666";
+  auto future = asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        co_await pool.run(first);
+        cold = pool.report_of(handed.at(0).first);
+        co_await pool.run(second);
+        warm = pool.report_of(handed.at(1).first);
+        co_await pool.shut_down(milliseconds(500));
+      },
+      asio::use_future);
+  io.run_for(std::chrono::seconds(20));
+  future.get();
+  ASSERT_EQ(handed.size(), 2u);
+  EXPECT_EQ(handed[0], std::make_pair(0u, first.context.request_id));
+  EXPECT_EQ(handed[1], std::make_pair(0u, second.context.request_id));  // warm: the same one
+  ASSERT_TRUE(cold && warm);
+  EXPECT_GT(cold->pid, 0);
+  EXPECT_EQ(warm->pid, cold->pid);
+  EXPECT_GT(cold->init.count(), 0);  // the runtime started for the first request
+  EXPECT_EQ(warm->init.count(), 0);  // and was warm for the second
+  EXPECT_FALSE(pool.report_of(7));   // no such environment
 }
 
 TEST_F(RuntimePool, ACommandThatCannotStartIsAnInvalidEntrypoint) {
