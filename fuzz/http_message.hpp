@@ -39,6 +39,8 @@ bool parse_message(http::parser<IsRequest, http::string_body>& parser, const std
     size -= used;
   }
   if (!parser.is_done()) {
+    // Nothing parsed at all (an empty input): Beast asserts on put_eof then.
+    if (!parser.got_some()) return false;
     // The peer closed the connection: a body delimited by EOF ends here, anything else failed.
     parser.put_eof(ec);
     if (ec) return false;

@@ -190,6 +190,9 @@ asio::awaitable<relay_result> relay(streamed_request& in, const std::string& ups
   const std::string header = with_host(in.raw_header(), upstream);
   relay_result result;
   co_await (copy_request(in, *up, header) || copy_response(in, *up, result, on_answer));
+  // Answered before the request was through (a 413 to a body still coming): neither
+  // connection is at a message boundary any more.
+  if (!in.done()) result.keep_alive = false;
   if (!result.keep_alive) {
     up->close();
     slot.reset();

@@ -251,11 +251,16 @@ struct server::state : std::enable_shared_from_this<server::state> {
     // Settled before CMD sees Lambda's answer: its next /next may come at once, on another
     // connection, and must find the invocation finished.
     auto settle = [this, &in, &r](unsigned status) {
-      if (closed || status / 100 != 2 || !r) return;
+      // A response Lambda refuses as too large ends the invocation there as
+      // Function.ResponseSizeTooLarge: the runtime goes on to its next /next.
+      const bool refused_size = status == 413 && r && r->kind == route_kind::response;
+      if (closed || !r || (status / 100 != 2 && !refused_size)) return;
       const http::request_header& req = in.header();  // trailers included by now
       result res;
       res.relayed = true;
-      res.error_type = std::string(http::header_value(req, header::function_error_type));
+      res.error_type = refused_size
+                           ? std::string("Function.ResponseSizeTooLarge")
+                           : std::string(http::header_value(req, header::function_error_type));
       res.content_type = std::string(http::header_value(req, "Content-Type"));
       if ((r->kind == route_kind::response || r->kind == route_kind::error) && current &&
           current->request_id == r->request_id) {

@@ -95,6 +95,14 @@ test('a function error keeps the body and type CMD posted', async () => {
   });
 });
 
+test('a response Lambda refuses as too large is Function.ResponseSizeTooLarge, and CMD goes on', async () => {
+  await withEmulate({ args: ['--concurrency', '1'], command: wrapped(wrapRuntime) }, async (em) => {
+    const res = await em.invoke({ respond_bytes: 7 * 1024 * 1024 });
+    assertFunctionError(res, 'Function.ResponseSizeTooLarge');
+    assert.equal((await em.invoke('{"after":"too large"}')).body, '{"after":"too large"}');
+  });
+});
+
 test('an init error of CMD reaches the caller unchanged, every time', async () => {
   await withEmulate({ command: wrapped(initErrorRuntime) }, async (em) => {
     for (let i = 0; i < 2; i++) {
