@@ -226,7 +226,7 @@ describe('SQS tunnel, many instances and failures (fauxqs)', () => {
       assert.equal(JSON.parse(r.body).tag, tag, 'each caller got its own answer');
     }
     const local_count = (local.out.stderr.match(/ ok\b/g) ?? []).length;
-    assert.equal(local_count, results.length, 'every one ran locally, once');
+    assert.equal(local_count, results.length, `every one ran locally, once\n${local.out.stderr}\n${clouds.map((em) => em.stderr()).join('\n')}`);
   });
 
   test('funcie status pings the request queue and lists the connected session', async (t) => {

@@ -52,10 +52,11 @@ constexpr std::size_t fallback_message_bytes = 256 * 1024;
 /// more: a killed consumer's or a frozen function's long poll still pending on the server.
 /// What it takes comes back within a second, inside the claim window.
 constexpr int visibility_seconds = 1;
-/// A message released for another receiver is visible again at once the first times; one
-/// that keeps coming back (nobody this side can use it) is hidden longer each time, up to
-/// this, until it expires: never a tight loop.
+/// A message released for another receiver is visible again at once while fresh; one that
+/// keeps coming back (nobody this side can use it) is hidden longer as it ages, up to this,
+/// until it expires: never a tight loop (see link::release).
 constexpr int max_release_seconds = 8;
+constexpr std::int64_t release_fresh_ms = 3000;
 /// Messages further in the future than this are not funcie's (Lambda's longest timeout plus
 /// clock skew): dropped, so that a forged expiry cannot keep one circulating.
 constexpr std::int64_t max_lifetime_ms = 16 * 60 * 1000;
@@ -312,14 +313,20 @@ struct link {
       }
     });
   }
-  /// Makes a message another receiver may need visible again: at once the first two times
-  /// it was received, then hidden a second longer each time (up to max_release_seconds),
-  /// so that one nobody takes never loops.
+  /// Makes a message another receiver may need visible again: at once while it is fresh
+  /// (a claim or response another instance waits for is read within its first seconds,
+  /// however many instances share the queue), then hidden a second longer for each second of
+  /// age past release_fresh_ms, up to max_release_seconds, until it expires: one nobody takes
+  /// never loops.
   void release(const std::string& queue, const aws::sqs_json::received_message& received,
                bool at_once = false) {
+    const std::int64_t age_ms =
+        received.sent_timestamp_ms == 0
+            ? 0
+            : util::unix_ms_now() + client->clock_offset().count() - received.sent_timestamp_ms;
     const int seconds = at_once ? 0
                                 : static_cast<int>(std::clamp<std::int64_t>(
-                                      received.receive_count - 1, 0, max_release_seconds));
+                                      (age_ms - release_fresh_ms) / 1000, 0, max_release_seconds));
     asio::co_spawn(
         executor,
         [c = client, queue, receipt = received.receipt_handle, seconds]() -> asio::awaitable<void> {
@@ -407,16 +414,21 @@ struct link {
                      std::int64_t started_ms, std::int64_t returned_ms, int wait_seconds,
                      int asked) {
     if (batch_held || asked <= 1 || got.empty()) return;
-    if (returned_ms - started_ms < wait_seconds * 1000 - 200) return;
+    // Most of the wait, and at most 1.5 s: far above what a busy server takes to answer.
+    const std::int64_t held_ms = std::min<std::int64_t>(wait_seconds * 700, 1500);
     const std::int64_t offset = client->clock_offset().count();
     for (const auto& m : got) {
-      const std::int64_t sent = m.sent_timestamp_ms - offset;  // by our clock
-      if (m.sent_timestamp_ms == 0 || sent < started_ms + 100) continue;
-      if (returned_ms - sent > 700) {
+      // Only a first delivery: visible since it was sent (a released one became visible
+      // again at some time nobody knows).
+      if (m.sent_timestamp_ms == 0 || m.receive_count > 1) continue;
+      // Available since then (by our clock): a server that honours the batch answers as soon
+      // as one message is there, so it never holds one for most of a second.
+      const std::int64_t sent = std::max(m.sent_timestamp_ms - offset, started_ms);
+      if (returned_ms - sent > held_ms) {
         batch_held = true;
         spdlog::warn(
-            "the SQS server at {} held a receive of up to {} messages for its whole {} s wait "
-            "although a message came {} ms before its end: receiving one message at a time "
+            "the SQS server at {} held a receive of up to {} messages ({} s long poll) for {} ms "
+            "after a message came: receiving one message at a time "
             "from now on (set FUNCIE_SQS_RECEIVE_BATCH=1 for this server to skip the first "
             "slow receive)",
             config.service.endpoint, asked, wait_seconds, returned_ms - sent);
