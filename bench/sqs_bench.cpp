@@ -6,12 +6,13 @@
 //   2. baselines with aws::sqs_client: SendMessage 1 KB + ReceiveMessage + DeleteMessage
 //      round trip; 64 concurrent send+receive+delete loops (messages/s); 6 MiB moved as 7
 //      messages sent in parallel, received and deleted (1 MiB queue; also 25 on a 256 KiB one);
-//   3. no consumer: forwarder::forward() of 1 KB with nobody connected: the first call (it
-//      pays the claim window) and the later ones (nobody known: no SQS call);
+//   3. no consumer: forwarder::forward() of 1 KB with nobody connected: the first call (one
+//      ListQueueTags: the presence read) and the later ones (no SQS call);
 //   4. `funcie connect --backend sqs:// --concurrency 64 -- <echo>` on a 1 MiB queue pair,
 //      then on a 256 KiB pair: forward() of 1 KB sequentially, with 64 in flight, and 6 MB
 //      request + 6 MB response; on the first pair also how long after "serving app" the
-//      forwarder that had learned "nobody connected" forwards again (its background ping);
+//      forwarder that had learned "nobody connected" forwards again (its background presence
+//      read, every FUNCIE_SQS_PRESENCE_MS);
 //   5. stops everything it started by pid and prints the figures with ratios.
 // Asserts nothing about speed. Exit 0 unless something did not work.
 #include "aws/credentials.hpp"
@@ -485,12 +486,10 @@ asio::awaitable<void> run(figures& f, bool count_requests) {
   reset_count();
   f.no_consumer = co_await time_forward(fwd, no_consumer_calls, 1024, false);
   f.count_no_consumer = count_per(no_consumer_calls);
-  // The background ping of those calls ends unanswered, so that the consumer below is found
-  // by a ping sent after it started.
-  co_await sleep_for(3s);
+  co_await sleep_for(1s);
 
-  // 3. Connected, 1 MiB pair. The same forwarder believes nobody is connected: its
-  // background ping finds the consumer.
+  // 3. Connected, 1 MiB pair. The same forwarder believes nobody is connected: its next
+  // background presence read finds the consumer.
   {
     f.pairs[0].queue_bytes = one_mib;
     consumer local(ex, server.url("req1m"), server.url("resp1m"));
@@ -581,7 +580,7 @@ int main(int argc, char** argv) {
   fmt::print("     6 MiB as 25 messages, 256 KiB queue       median {:9.1f} ms\n",
              f.six_mb_raw_small.median_us / 1000);
   fmt::print("no consumer, forward() of 1 KB\n");
-  fmt::print("  2  first call (waits out the claim window)          {:9.1f} ms\n",
+  fmt::print("  2  first call (reads presence: one ListQueueTags)   {:9.1f} ms\n",
              f.first_no_consumer_us / 1000);
   fmt::print(
       "     later calls ({})                         median {:9.2f} us   p99 {:8.2f} us   = "

@@ -2,11 +2,13 @@
 
 #include "aws/credentials.hpp"
 #include "aws/sqs_client.hpp"
+#include "backend/sqs/message.hpp"
 #include "backend/sqs/sqs_backend.hpp"
 #include "forwarder/forwarder.hpp"
 #include "redis/connection.hpp"
 #include "redis/url.hpp"
 #include "tunnel/secrets.hpp"
+#include "util/clock.hpp"
 
 #include <fmt/format.h>
 #include <boost/json/parse.hpp>
@@ -604,7 +606,8 @@ asio::awaitable<bool> check_sqs(asio::any_io_executor executor,
       case aws::sqs_error::kind::access_denied:
         fix =
             "your role or user needs sqs:SendMessage, sqs:ReceiveMessage, sqs:DeleteMessage, "
-            "sqs:ChangeMessageVisibility and sqs:GetQueueAttributes on both queues "
+            "sqs:ChangeMessageVisibility and sqs:GetQueueAttributes on both queues, and "
+            "sqs:TagQueue, sqs:UntagQueue and sqs:ListQueueTags on the request queue "
             "(docs/deploy/iam-developer-policy.json)";
         break;
       case aws::sqs_error::kind::credentials:
@@ -615,6 +618,29 @@ asio::awaitable<bool> check_sqs(asio::any_io_executor executor,
         break;
     }
     add_unreachable(out, options.from_function, what, failure, fix);
+  }
+  // Presence: forwarders read the request queue's tags, funcie connect sets its own
+  // (docs/sqs.md, "Presence"). Without the permission it still works, less well: say so.
+  if (all_ok) {
+    std::string failure;
+    std::size_t present = 0;
+    try {
+      const auto tags = co_await client->list_queue_tags(settings.request_queue);
+      present = sqs_backend::read_presence(tags, settings.app, util::unix_ms_now()).until_ms != 0;
+    } catch (const aws::sqs_error& e) {
+      failure = e.what();
+    }
+    if (failure.empty()) {
+      out.add(level::ok, "presence tags",
+              present != 0
+                  ? fmt::format("readable; a session of app {} is connected", settings.app)
+                  : fmt::format("readable; no session of app {} is connected now", settings.app));
+    } else {
+      out.add(level::warning, "presence tags", failure,
+              "functions need sqs:ListQueueTags on the request queue to know at no cost whether "
+              "anyone is connected, and funcie connect sqs:TagQueue and sqs:UntagQueue "
+              "(docs/deploy.md, \"IAM for the SQS backend\")");
+    }
   }
   co_return all_ok;
 }
