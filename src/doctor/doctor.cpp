@@ -69,6 +69,7 @@ constexpr std::array<std::string_view, 17> known_function_variables = {
     "FUNCIE_ENCRYPT",
     "FUNCIE_SQS_CLAIM_MS",
     "FUNCIE_SQS_ABSENT_MS",
+    "FUNCIE_SQS_PRESENCE_MS",
     "FUNCIE_SQS_RECEIVE_BATCH",
     "FUNCIE_SQS_MAX_MESSAGE_BYTES",
 };

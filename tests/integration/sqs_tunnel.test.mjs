@@ -243,6 +243,8 @@ describe('SQS tunnel, many instances and failures (fauxqs)', () => {
     assert.equal(sessions.length, 1, out);
     assert.equal(sessions[0].pid, local.pid);
     assert.ok(sessions[0].session.startsWith(local.session), out);
+    // Its pong is a heartbeat of a moment ago (was "1796615416.0s ago").
+    assert.ok(sessions[0].heartbeat_age_ms >= 0 && sessions[0].heartbeat_age_ms < 10000, out);
   });
 
   test('a missing queue: the function runs its own code, connect says what is wrong', async (t) => {
