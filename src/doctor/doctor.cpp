@@ -53,7 +53,7 @@ bool is_sqs_url(std::string_view url) {
 
 /// Every FUNCIE_* variable a function reads (the forwarder's reader, the SQS backend's
 /// settings, the secret): another name is a typo.
-constexpr std::array<std::string_view, 17> known_function_variables = {
+constexpr std::array<std::string_view, 18> known_function_variables = {
     "FUNCIE_BACKEND",
     "FUNCIE_APP",
     "FUNCIE_REQUEST_QUEUE_URL",
