@@ -6,12 +6,13 @@
 //   2. baselines with aws::sqs_client: SendMessage 1 KB + ReceiveMessage + DeleteMessage
 //      round trip; 64 concurrent send+receive+delete loops (messages/s); 6 MiB moved as 7
 //      messages sent in parallel, received and deleted (1 MiB queue; also 25 on a 256 KiB one);
-//   3. no consumer: forwarder::forward() of 1 KB with nobody connected: the first call (it
-//      pays the claim window) and the later ones (nobody known: no SQS call);
+//   3. no consumer: forwarder::forward() of 1 KB with nobody connected: the first call (one
+//      ListQueueTags: the presence read) and the later ones (no SQS call);
 //   4. `funcie connect --backend sqs:// --concurrency 64 -- <echo>` on a 1 MiB queue pair,
 //      then on a 256 KiB pair: forward() of 1 KB sequentially, with 64 in flight, and 6 MB
 //      request + 6 MB response; on the first pair also how long after "serving app" the
-//      forwarder that had learned "nobody connected" forwards again (its background ping);
+//      forwarder that had learned "nobody connected" forwards again (its background presence
+//      read, every FUNCIE_SQS_PRESENCE_MS);
 //   5. stops everything it started by pid and prints the figures with ratios.
 // Asserts nothing about speed. Exit 0 unless something did not work.
 #include "aws/credentials.hpp"
@@ -31,14 +32,24 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifndef FUNCIE_BENCH_CLI
@@ -78,6 +89,104 @@ stats summarize(std::vector<double> us) {
 double since_us(clock_type::time_point t0) {
   return std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
 }
+
+/// The laptop's slow link: a TCP proxy on 127.0.0.1 that holds every chunk `delay` in each
+/// direction before passing it on (blocking sockets, a reader and a writer thread per
+/// direction). Lives until the process exits.
+class delay_proxy {
+ public:
+  delay_proxy(std::uint16_t upstream_port, std::chrono::milliseconds delay)
+      : upstream_(upstream_port), delay_(delay) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), len) != 0 ||
+        ::listen(listener_, 64) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error("delay_proxy: cannot listen");
+    }
+    port_ = ntohs(a.sin_port);
+    std::thread([this] { accept_loop(); }).detach();
+  }
+  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  struct pipe_state {
+    std::mutex m;
+    std::condition_variable cv;
+    std::deque<std::pair<clock_type::time_point, std::string>> chunks;
+    bool closed = false;
+  };
+
+  void accept_loop() {
+    for (;;) {
+      const int client = ::accept(listener_, nullptr, nullptr);
+      if (client < 0) return;
+      const int server = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(upstream_);
+      if (::connect(server, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(client);
+        ::close(server);
+        continue;
+      }
+      const int one = 1;
+      ::setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      ::setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      relay(client, server);
+      relay(server, client);
+    }
+  }
+
+  void relay(int from, int to) {
+    auto p = std::make_shared<pipe_state>();
+    const auto delay = delay_;
+    std::thread([p, from, delay] {
+      char buffer[65536];
+      for (;;) {
+        const auto n = ::recv(from, buffer, sizeof buffer, 0);
+        std::lock_guard lock(p->m);
+        if (n <= 0) {
+          p->closed = true;
+          p->cv.notify_all();
+          return;
+        }
+        p->chunks.emplace_back(clock_type::now() + delay,
+                               std::string(buffer, static_cast<std::size_t>(n)));
+        p->cv.notify_all();
+      }
+    }).detach();
+    std::thread([p, to] {
+      for (;;) {
+        std::unique_lock lock(p->m);
+        p->cv.wait(lock, [&] { return !p->chunks.empty() || p->closed; });
+        if (p->chunks.empty()) {
+          ::shutdown(to, SHUT_WR);
+          return;
+        }
+        auto [due, bytes] = std::move(p->chunks.front());
+        p->chunks.pop_front();
+        lock.unlock();
+        std::this_thread::sleep_until(due);
+        std::size_t at = 0;
+        while (at < bytes.size()) {
+          const auto n = ::send(to, bytes.data() + at, bytes.size() - at, MSG_NOSIGNAL);
+          if (n <= 0) return;
+          at += static_cast<std::size_t>(n);
+        }
+      }
+    }).detach();
+  }
+
+  std::uint16_t upstream_;
+  std::chrono::milliseconds delay_;
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+};
 
 std::vector<std::string> inherited_env() {
   std::vector<std::string> env;
@@ -285,8 +394,9 @@ asio::awaitable<rate> forwarded_throughput(forwarder::forwarder& fwd, clock_type
 /// `funcie connect` on one queue pair, started and stopped by pid.
 class consumer {
  public:
+  /// `endpoint`: the SQS endpoint it uses, when not the process's.
   consumer(asio::any_io_executor ex, const std::string& request_queue,
-           const std::string& response_queue) {
+           const std::string& response_queue, const std::string& endpoint = {}) {
     const std::vector<std::string> argv{FUNCIE_BENCH_CLI,
                                         "--log-level",
                                         "warn",
@@ -313,7 +423,13 @@ class consumer {
         if (seen->stderr_tail.size() > 4000) seen->stderr_tail.erase(0, 2000);
       }
     };
-    child_ = std::make_shared<process::child>(ex, argv, inherited_env(), std::move(options));
+    auto env = inherited_env();
+    if (!endpoint.empty()) {
+      std::erase_if(env,
+                    [](const std::string& v) { return v.starts_with("AWS_ENDPOINT_URL_SQS="); });
+      env.push_back("AWS_ENDPOINT_URL_SQS=" + endpoint);
+    }
+    child_ = std::make_shared<process::child>(ex, argv, env, std::move(options));
     // child::exited() only changes while somebody waits: this watcher does, and keeps the
     // child object alive until it has been reaped.
     asio::co_spawn(
@@ -413,6 +529,10 @@ struct figures {
   double back_after_connect_us = 0;
   int not_taken_after_connect = 0;
   pair_figures pairs[2];
+  // 4. The laptop's link delayed (--laptop-delay-ms).
+  int delay_ms = 0;
+  stats link_round_trip;  ///< one GetQueueAttributes through the delayed link
+  stats delayed_forwarded;
 };
 
 /// How many messages a queue holds, and the kinds of the first few visible ones (peeked
@@ -453,7 +573,7 @@ asio::awaitable<void> measure_pair(pair_figures& p, forwarder::forwarder& fwd,
                             co_await queue_depth(c, resp));
 }
 
-asio::awaitable<void> run(figures& f, bool count_requests) {
+asio::awaitable<void> run(figures& f, bool count_requests, int delay_ms) {
   auto ex = co_await asio::this_coro::executor;
   test::sqs_server server(test::sqs_server::kind::faux, {{"raw", one_mib},
                                                          {"rawtp", one_mib},
@@ -461,7 +581,9 @@ asio::awaitable<void> run(figures& f, bool count_requests) {
                                                          {"req1m", one_mib},
                                                          {"resp1m", one_mib},
                                                          {"req256", small_queue},
-                                                         {"resp256", small_queue}});
+                                                         {"resp256", small_queue},
+                                                         {"reqd", one_mib},
+                                                         {"respd", one_mib}});
   if (count_requests) {
     gate = std::make_unique<test::iam_gate>(server.endpoint(), std::vector<std::string>{});
   }
@@ -485,12 +607,10 @@ asio::awaitable<void> run(figures& f, bool count_requests) {
   reset_count();
   f.no_consumer = co_await time_forward(fwd, no_consumer_calls, 1024, false);
   f.count_no_consumer = count_per(no_consumer_calls);
-  // The background ping of those calls ends unanswered, so that the consumer below is found
-  // by a ping sent after it started.
-  co_await sleep_for(3s);
+  co_await sleep_for(1s);
 
-  // 3. Connected, 1 MiB pair. The same forwarder believes nobody is connected: its
-  // background ping finds the consumer.
+  // 3. Connected, 1 MiB pair. The same forwarder believes nobody is connected: its next
+  // background presence read finds the consumer.
   {
     f.pairs[0].queue_bytes = one_mib;
     consumer local(ex, server.url("req1m"), server.url("resp1m"));
@@ -519,6 +639,32 @@ asio::awaitable<void> run(figures& f, bool count_requests) {
     co_await measure_pair(f.pairs[1], small, c, server.url("req256"), server.url("resp256"));
     f.pairs[1].stop_us = co_await local.stop();
   }
+  // 4. funcie connect behind a link that delays each direction: the added latency of a
+  // forwarded invocation in round trips of that link (docs/sqs.md, "Measured").
+  if (delay_ms > 0) {
+    f.delay_ms = delay_ms;
+    const auto port = static_cast<std::uint16_t>(
+        std::stoi(server.endpoint().substr(server.endpoint().rfind(':') + 1)));
+    delay_proxy link(port, std::chrono::milliseconds(delay_ms));
+    ::setenv("AWS_ENDPOINT_URL_SQS", link.endpoint().c_str(), 1);
+    auto through = make_client(ex);
+    ::setenv("AWS_ENDPOINT_URL_SQS", server.endpoint().c_str(), 1);
+    std::vector<double> rts;
+    const std::vector<std::string> names{"MaximumMessageSize"};
+    for (int i = 0; i < 60; ++i) {
+      const auto t0 = clock_type::now();
+      co_await through->get_queue_attributes(server.url("reqd"), names);
+      if (i >= 10) rts.push_back(since_us(t0));
+    }
+    f.link_round_trip = summarize(rts);
+    forwarder::forwarder fwd_d(ex, sqs_config(server.url("reqd"), server.url("respd")));
+    consumer local(ex, server.url("reqd"), server.url("respd"), link.endpoint());
+    co_await local.wait_serving();
+    co_await sleep_for(500ms);
+    co_await time_forward(fwd_d, 10, 1024, true);  // warm-up
+    f.delayed_forwarded = co_await time_forward(fwd_d, 100, 1024, true);
+    co_await local.stop();
+  }
   if (gate) gate.reset();
   server.stop();
 }
@@ -527,11 +673,14 @@ asio::awaitable<void> run(figures& f, bool count_requests) {
 
 int main(int argc, char** argv) {
   bool count_requests = false;
+  int delay_ms = 0;
   for (int i = 1; i < argc; ++i) {
     if (std::string_view(argv[i]) == "--count-requests") {
       count_requests = true;
+    } else if (std::string_view(argv[i]) == "--laptop-delay-ms" && i + 1 < argc) {
+      delay_ms = std::atoi(argv[++i]);
     } else {
-      fmt::print(stderr, "usage: funcie_bench_sqs [--count-requests]\n");
+      fmt::print(stderr, "usage: funcie_bench_sqs [--count-requests] [--laptop-delay-ms N]\n");
       return 2;
     }
   }
@@ -548,7 +697,7 @@ int main(int argc, char** argv) {
   figures f;
   asio::io_context io;
   std::exception_ptr failure;
-  asio::co_spawn(io, run(f, count_requests), [&](std::exception_ptr e) { failure = e; });
+  asio::co_spawn(io, run(f, count_requests, delay_ms), [&](std::exception_ptr e) { failure = e; });
   try {
     io.run();
   } catch (const std::exception& e) {
@@ -581,7 +730,7 @@ int main(int argc, char** argv) {
   fmt::print("     6 MiB as 25 messages, 256 KiB queue       median {:9.1f} ms\n",
              f.six_mb_raw_small.median_us / 1000);
   fmt::print("no consumer, forward() of 1 KB\n");
-  fmt::print("  2  first call (waits out the claim window)          {:9.1f} ms\n",
+  fmt::print("  2  first call (reads presence: one ListQueueTags)   {:9.1f} ms\n",
              f.first_no_consumer_us / 1000);
   fmt::print(
       "     later calls ({})                         median {:9.2f} us   p99 {:8.2f} us   = "
@@ -612,6 +761,17 @@ int main(int argc, char** argv) {
         ratio(p.six_mb.median_us, raw_same), p.count_six_mb);
     fmt::print("     funcie connect, SIGINT to exit           {:9.1f} ms\n", p.stop_us / 1000);
     fmt::print("     left 1.5 s after the runs: {}\n", p.left_over);
+  }
+  if (f.delay_ms > 0) {
+    fmt::print("laptop link delayed {} ms each way (funcie connect behind a TCP proxy)\n",
+               f.delay_ms);
+    fmt::print("  4  link round trip (GetQueueAttributes)     median {:9.0f} us\n",
+               f.link_round_trip.median_us);
+    fmt::print(
+        "     forwarded 1 KB, sequential               median {:9.0f} us   p99 {:8.0f} us   = "
+        "{:.2f} link round trips\n",
+        f.delayed_forwarded.median_us, f.delayed_forwarded.p99_us,
+        ratio(f.delayed_forwarded.median_us, f.link_round_trip.median_us));
   }
   return 0;
 }

@@ -1,6 +1,7 @@
 // The SQS JSON 1.0 answers: bodies from SQS (or from anything between us and it) -> received
-// messages, a message id, a queue URL, queue attributes, an error. Each parser throws
-// parse_error or returns; parse_error_response never throws and returns printable text.
+// messages, a message id, a queue URL, queue attributes, queue tags, batch results, an error. Each
+// parser throws parse_error or returns; parse_error_response never throws and returns printable
+// text.
 #include "aws/sqs_json.hpp"
 #include "http_message.hpp"
 
@@ -9,7 +10,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace sj = funcie::aws::sqs_json;
 namespace fz = funcie::fuzz;
@@ -53,6 +56,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   parse([&] { return sj::parse_receive_message(bytes); });
   parse([&] { return sj::parse_get_queue_url(bytes); });
   parse([&] { return sj::parse_get_queue_attributes(bytes); });
+  parse([&] { return sj::parse_list_queue_tags(bytes); });
+  // A batch answer names only entries the request had, each once at most in the result.
+  const std::vector<std::string> sent(size % 11, std::string(bytes.substr(0, 8)));
+  parse([&] {
+    const auto r = sj::parse_send_message_batch(bytes, sent);
+    if (r.failed.size() != sent.size()) fz::fail("a batch result has another number of entries");
+    return r;
+  });
+  parse([&] {
+    const auto r = sj::parse_delete_message_batch(bytes, size % 11);
+    if (r.failed.size() != size % 11) fz::fail("a batch result has another number of entries");
+    return r;
+  });
 
   // The first line plays the x-amzn-query-error header, the rest the body.
   const auto newline = bytes.find('\n');

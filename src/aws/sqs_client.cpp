@@ -363,6 +363,60 @@ asio::awaitable<std::map<std::string, std::string>> sqs_client::get_queue_attrib
   co_return parse_answer(*s, c, [&] { return sqs_json::parse_get_queue_attributes(answer); });
 }
 
+asio::awaitable<std::vector<std::string>> sqs_client::send_message_batch(
+    const std::string& queue_url, const std::vector<std::string>& bodies) {
+  auto s = state_;
+  call c;
+  c.operation = "SendMessageBatch";
+  c.queue = queue_url;
+  c.body = sqs_json::send_message_batch(queue_url, bodies);
+  std::string answer = co_await perform(s, c);
+  co_return parse_answer(*s, c,
+                         [&] { return sqs_json::parse_send_message_batch(answer, bodies).failed; });
+}
+
+asio::awaitable<std::vector<std::string>> sqs_client::delete_message_batch(
+    const std::string& queue_url, const std::vector<std::string>& receipt_handles) {
+  auto s = state_;
+  call c;
+  c.operation = "DeleteMessageBatch";
+  c.queue = queue_url;
+  c.body = sqs_json::delete_message_batch(queue_url, receipt_handles);
+  std::string answer = co_await perform(s, c);
+  co_return parse_answer(*s, c, [&] {
+    return sqs_json::parse_delete_message_batch(answer, receipt_handles.size()).failed;
+  });
+}
+
+asio::awaitable<void> sqs_client::tag_queue(const std::string& queue_url,
+                                            const std::map<std::string, std::string>& tags) {
+  call c;
+  c.operation = "TagQueue";
+  c.queue = queue_url;
+  c.body = sqs_json::tag_queue(queue_url, tags);
+  co_await perform(state_, c);
+}
+
+asio::awaitable<void> sqs_client::untag_queue(const std::string& queue_url,
+                                              const std::vector<std::string>& keys) {
+  call c;
+  c.operation = "UntagQueue";
+  c.queue = queue_url;
+  c.body = sqs_json::untag_queue(queue_url, keys);
+  co_await perform(state_, c);
+}
+
+asio::awaitable<std::map<std::string, std::string>> sqs_client::list_queue_tags(
+    const std::string& queue_url) {
+  auto s = state_;
+  call c;
+  c.operation = "ListQueueTags";
+  c.queue = queue_url;
+  c.body = sqs_json::list_queue_tags(queue_url);
+  std::string answer = co_await perform(s, c);
+  co_return parse_answer(*s, c, [&] { return sqs_json::parse_list_queue_tags(answer); });
+}
+
 milliseconds sqs_client::clock_offset() const {
   return state_->offset;
 }

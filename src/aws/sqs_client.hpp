@@ -1,4 +1,4 @@
-// An SQS client on the AWS JSON 1.0 protocol: the six calls funcie needs, signed with
+// An SQS client on the AWS JSON 1.0 protocol: the calls funcie needs, signed with
 // SigV4, over http_client, with retries as AWS SDKs do them ("standard" mode: up to 3
 // attempts, exponential backoff with full jitter, on throttling, 5xx and broken
 // connections; a long poll is never cut by a retry's timeout).
@@ -80,6 +80,19 @@ class sqs_client {
                                                     const std::string& owner_account = {});
   boost::asio::awaitable<std::map<std::string, std::string>> get_queue_attributes(
       const std::string& queue_url, const std::vector<std::string>& names);
+  /// 1..10 bodies, together at most the queue's message size limit. Returns, per body,
+  /// empty when it was stored, else why not (the call as a whole failing throws).
+  boost::asio::awaitable<std::vector<std::string>> send_message_batch(
+      const std::string& queue_url, const std::vector<std::string>& bodies);
+  /// 1..10 receipt handles. Returns, per handle, empty when deleted, else why not.
+  boost::asio::awaitable<std::vector<std::string>> delete_message_batch(
+      const std::string& queue_url, const std::vector<std::string>& receipt_handles);
+  boost::asio::awaitable<void> tag_queue(const std::string& queue_url,
+                                         const std::map<std::string, std::string>& tags);
+  boost::asio::awaitable<void> untag_queue(const std::string& queue_url,
+                                           const std::vector<std::string>& keys);
+  boost::asio::awaitable<std::map<std::string, std::string>> list_queue_tags(
+      const std::string& queue_url);
 
   /// Difference between SQS's clock (its answers' Date header) and ours, in ms, as of the
   /// last answer (positive: SQS ahead); 0 before any. For the clock-skew warning.

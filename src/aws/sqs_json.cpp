@@ -359,6 +359,40 @@ std::string get_queue_attributes(std::string_view queue_url,
   return body_of({{"QueueUrl", text(queue_url)}, {"AttributeNames", std::move(list)}});
 }
 
+std::string send_message_batch(std::string_view queue_url, const std::vector<std::string>& bodies) {
+  json::array entries;
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    entries.emplace_back(json::object{{"Id", std::to_string(i)}, {"MessageBody", text(bodies[i])}});
+  }
+  return body_of({{"QueueUrl", text(queue_url)}, {"Entries", std::move(entries)}});
+}
+
+std::string delete_message_batch(std::string_view queue_url,
+                                 const std::vector<std::string>& receipt_handles) {
+  json::array entries;
+  for (std::size_t i = 0; i < receipt_handles.size(); ++i) {
+    entries.emplace_back(
+        json::object{{"Id", std::to_string(i)}, {"ReceiptHandle", text(receipt_handles[i])}});
+  }
+  return body_of({{"QueueUrl", text(queue_url)}, {"Entries", std::move(entries)}});
+}
+
+std::string tag_queue(std::string_view queue_url, const std::map<std::string, std::string>& tags) {
+  json::object list;
+  for (const auto& [key, value] : tags) list[key] = text(value);
+  return body_of({{"QueueUrl", text(queue_url)}, {"Tags", std::move(list)}});
+}
+
+std::string untag_queue(std::string_view queue_url, const std::vector<std::string>& keys) {
+  json::array list;
+  for (const auto& key : keys) list.emplace_back(text(key));
+  return body_of({{"QueueUrl", text(queue_url)}, {"TagKeys", std::move(list)}});
+}
+
+std::string list_queue_tags(std::string_view queue_url) {
+  return body_of({{"QueueUrl", text(queue_url)}});
+}
+
 std::string parse_send_message(std::string_view body) {
   const auto o = parse_object(body, "SendMessage");
   return string_field(o, "MessageId", "SendMessage response", true);
@@ -417,6 +451,96 @@ std::string parse_get_queue_url(std::string_view body) {
 
 std::map<std::string, std::string> parse_get_queue_attributes(std::string_view body) {
   return attributes(parse_object(body, "GetQueueAttributes"), "GetQueueAttributes response");
+}
+
+std::map<std::string, std::string> parse_list_queue_tags(std::string_view body) {
+  const auto o = parse_object(body, "ListQueueTags");
+  std::map<std::string, std::string> out;
+  const auto* tags = field(o, "Tags");
+  if (tags == nullptr) return out;
+  if (!tags->is_object()) throw parse_error("Tags in the ListQueueTags response is not an object");
+  for (const auto& [key, value] : tags->get_object()) {
+    if (!value.is_string())
+      throw parse_error("a tag in the ListQueueTags response is not a string");
+    out.emplace(std::string(key), std::string(value.get_string()));
+  }
+  return out;
+}
+
+bool batch_result::all_ok() const {
+  return std::all_of(failed.begin(), failed.end(), [](const auto& f) { return f.empty(); });
+}
+
+namespace {
+
+// The index an entry's Id names; a parse_error when the request had no such entry.
+std::size_t entry_index(const json::object& entry, std::size_t entries, std::string_view where) {
+  const auto id = string_field(entry, "Id", where, true);
+  std::size_t index = 0;
+  const auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), index);
+  if (id.empty() || ec != std::errc() || end != id.data() + id.size() || index >= entries) {
+    throw parse_error("an entry of the " + std::string(where) + " names an Id the request had not");
+  }
+  return index;
+}
+
+// Successful and Failed of a batch answer; `check(index, entry)` looks at each success.
+template <class Check>
+batch_result parse_batch(std::string_view body, std::string_view operation, std::size_t entries,
+                         Check&& check) {
+  const auto o = parse_object(body, operation);
+  const std::string where = std::string(operation) + " response";
+  batch_result out;
+  out.failed.assign(entries, "not in the answer");
+  auto list = [&](std::string_view key) -> const json::array* {
+    const auto* v = field(o, key);
+    if (v == nullptr) return nullptr;
+    if (!v->is_array()) {
+      throw parse_error(std::string(key) + " in the " + where + " is not a list");
+    }
+    return &v->get_array();
+  };
+  if (const auto* ok = list("Successful")) {
+    for (const auto& item : *ok) {
+      if (!item.is_object()) throw parse_error("an entry of the " + where + " is not an object");
+      const auto index = entry_index(item.get_object(), entries, where);
+      check(index, item.get_object());
+      out.failed[index].clear();
+    }
+  }
+  if (const auto* failed = list("Failed")) {
+    for (const auto& item : *failed) {
+      if (!item.is_object()) throw parse_error("an entry of the " + where + " is not an object");
+      const auto& entry = item.get_object();
+      const auto index = entry_index(entry, entries, where);
+      const auto code = string_field(entry, "Code", where, false);
+      const auto message = string_field(entry, "Message", where, false);
+      out.failed[index] = clean(
+          (code.empty() ? "failed" : code) + (message.empty() ? std::string() : ": " + message),
+          max_error_message_bytes);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+batch_result parse_send_message_batch(std::string_view body,
+                                      const std::vector<std::string>& sent_bodies) {
+  return parse_batch(body, "SendMessageBatch", sent_bodies.size(),
+                     [&](std::size_t index, const json::object& entry) {
+                       const auto digest =
+                           string_field(entry, "MD5OfMessageBody", "SendMessageBatch entry", false);
+                       if (!digest.empty() && !same_digest(digest, md5_hex(sent_bodies[index]))) {
+                         throw parse_error(
+                             "the MD5 of a message SQS stored differs from the one sent: "
+                             "corrupted in transit");
+                       }
+                     });
+}
+
+batch_result parse_delete_message_batch(std::string_view body, std::size_t entries) {
+  return parse_batch(body, "DeleteMessageBatch", entries, [](std::size_t, const json::object&) {});
 }
 
 error_info parse_error_response(unsigned status, std::string_view body,

@@ -42,6 +42,14 @@ std::string change_message_visibility(std::string_view queue_url, std::string_vi
 /// owner_account may be empty.
 std::string get_queue_url(std::string_view queue_name, std::string_view owner_account);
 std::string get_queue_attributes(std::string_view queue_url, const std::vector<std::string>& names);
+/// Entry i of a batch gets the Id "i" (its index in `bodies` / `receipt_handles`); 1..10
+/// entries.
+std::string send_message_batch(std::string_view queue_url, const std::vector<std::string>& bodies);
+std::string delete_message_batch(std::string_view queue_url,
+                                 const std::vector<std::string>& receipt_handles);
+std::string tag_queue(std::string_view queue_url, const std::map<std::string, std::string>& tags);
+std::string list_queue_tags(std::string_view queue_url);
+std::string untag_queue(std::string_view queue_url, const std::vector<std::string>& keys);
 
 // Response bodies. An empty body is what some servers send for an empty receive: it parses
 // as no messages. Throw parse_error.
@@ -54,6 +62,19 @@ std::string parse_send_message(std::string_view body, std::string_view sent_body
 std::vector<received_message> parse_receive_message(std::string_view body);
 std::string parse_get_queue_url(std::string_view body);  ///< QueueUrl
 std::map<std::string, std::string> parse_get_queue_attributes(std::string_view body);
+std::map<std::string, std::string> parse_list_queue_tags(std::string_view body);  ///< Tags
+
+/// What a batch call did with each entry: `failed[i]` is empty when entry i succeeded, else
+/// the server's code and message for it. An entry the answer names neither way counts as
+/// failed ("not in the answer"); an Id the request did not have is a parse_error.
+struct batch_result {
+  std::vector<std::string> failed;
+  bool all_ok() const;
+};
+/// `sent_bodies`: checks each successful entry's MD5OfMessageBody, as for SendMessage.
+batch_result parse_send_message_batch(std::string_view body,
+                                      const std::vector<std::string>& sent_bodies);
+batch_result parse_delete_message_batch(std::string_view body, std::size_t entries);
 
 /// What a failed call says about itself.
 struct error_info {

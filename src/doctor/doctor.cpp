@@ -2,11 +2,13 @@
 
 #include "aws/credentials.hpp"
 #include "aws/sqs_client.hpp"
+#include "backend/sqs/message.hpp"
 #include "backend/sqs/sqs_backend.hpp"
 #include "forwarder/forwarder.hpp"
 #include "redis/connection.hpp"
 #include "redis/url.hpp"
 #include "tunnel/secrets.hpp"
+#include "util/clock.hpp"
 
 #include <fmt/format.h>
 #include <boost/json/parse.hpp>
@@ -51,7 +53,7 @@ bool is_sqs_url(std::string_view url) {
 
 /// Every FUNCIE_* variable a function reads (the forwarder's reader, the SQS backend's
 /// settings, the secret): another name is a typo.
-constexpr std::array<std::string_view, 17> known_function_variables = {
+constexpr std::array<std::string_view, 18> known_function_variables = {
     "FUNCIE_BACKEND",
     "FUNCIE_APP",
     "FUNCIE_REQUEST_QUEUE_URL",
@@ -67,6 +69,7 @@ constexpr std::array<std::string_view, 17> known_function_variables = {
     "FUNCIE_ENCRYPT",
     "FUNCIE_SQS_CLAIM_MS",
     "FUNCIE_SQS_ABSENT_MS",
+    "FUNCIE_SQS_PRESENCE_MS",
     "FUNCIE_SQS_RECEIVE_BATCH",
     "FUNCIE_SQS_MAX_MESSAGE_BYTES",
 };
@@ -604,7 +607,8 @@ asio::awaitable<bool> check_sqs(asio::any_io_executor executor,
       case aws::sqs_error::kind::access_denied:
         fix =
             "your role or user needs sqs:SendMessage, sqs:ReceiveMessage, sqs:DeleteMessage, "
-            "sqs:ChangeMessageVisibility and sqs:GetQueueAttributes on both queues "
+            "sqs:ChangeMessageVisibility and sqs:GetQueueAttributes on both queues, and "
+            "sqs:TagQueue, sqs:UntagQueue and sqs:ListQueueTags on the request queue "
             "(docs/deploy/iam-developer-policy.json)";
         break;
       case aws::sqs_error::kind::credentials:
@@ -615,6 +619,29 @@ asio::awaitable<bool> check_sqs(asio::any_io_executor executor,
         break;
     }
     add_unreachable(out, options.from_function, what, failure, fix);
+  }
+  // Presence: forwarders read the request queue's tags, funcie connect sets its own
+  // (docs/sqs.md, "Presence"). Without the permission it still works, less well: say so.
+  if (all_ok) {
+    std::string failure;
+    std::size_t present = 0;
+    try {
+      const auto tags = co_await client->list_queue_tags(settings.request_queue);
+      present = sqs_backend::read_presence(tags, settings.app, util::unix_ms_now()).until_ms != 0;
+    } catch (const aws::sqs_error& e) {
+      failure = e.what();
+    }
+    if (failure.empty()) {
+      out.add(level::ok, "presence tags",
+              present != 0
+                  ? fmt::format("readable; a session of app {} is connected", settings.app)
+                  : fmt::format("readable; no session of app {} is connected now", settings.app));
+    } else {
+      out.add(level::warning, "presence tags", failure,
+              "functions need sqs:ListQueueTags on the request queue to know at no cost whether "
+              "anyone is connected, and funcie connect sqs:TagQueue and sqs:UntagQueue "
+              "(docs/deploy.md, \"IAM for the SQS backend\")");
+    }
   }
   co_return all_ok;
 }

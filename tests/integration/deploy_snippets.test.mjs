@@ -29,27 +29,34 @@ const read = (rel) => readFileSync(path.join(deployDir, rel), 'utf8');
 // The SQS API actions funcie calls, and no others. They are the operations of
 // src/aws/sqs_client.cpp that are actually called: by src/backend/sqs/sqs_backend.cpp (the
 // forwarder, funcie connect's consumer session, funcie status) and by src/doctor/doctor.cpp.
-// sqs_client also has GetQueueUrl, which nothing calls: no policy needs it.
+// sqs_client also has GetQueueUrl, which nothing calls: no policy needs it. The batch calls
+// (SendMessageBatch, DeleteMessageBatch) are authorized as SendMessage and DeleteMessage.
 const FUNCIE_SQS_ACTIONS = new Set([
   'sqs:SendMessage',
   'sqs:ReceiveMessage',
   'sqs:DeleteMessage',
   'sqs:ChangeMessageVisibility',
   'sqs:GetQueueAttributes',
+  'sqs:ListQueueTags',
+  'sqs:TagQueue',
+  'sqs:UntagQueue',
 ]);
+const QUEUE_ACTIONS = [...FUNCIE_SQS_ACTIONS].filter((a) => !/Tag/.test(a));
 // Who calls which on which queue (docs/deploy.md, "IAM for the SQS backend"). The function:
-// sends offers, pieces and pings to the request queue and asks its size limit; receives
+// sends offers, pieces and commits to the request queue, asks its size limit and reads its
+// presence tags (docs/sqs.md, "Presence"); receives
 // claims and answers from the response queue, deletes them or hands them back. The
 // developer: funcie connect takes requests (receive, delete, hand back) and answers;
-// funcie status pings and reads pongs; both check both queues' size limits.
+// funcie status pings and reads pongs; both check both queues' size limits; funcie connect
+// keeps its presence tag on the request queue.
 const NEEDS = {
   'iam-function-policy.json': {
-    requests: ['sqs:SendMessage', 'sqs:GetQueueAttributes'],
+    requests: ['sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:ListQueueTags'],
     responses: ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility'],
   },
   'iam-developer-policy.json': {
     requests: [...FUNCIE_SQS_ACTIONS],
-    responses: [...FUNCIE_SQS_ACTIONS],
+    responses: QUEUE_ACTIONS,
   },
 };
 

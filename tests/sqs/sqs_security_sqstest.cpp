@@ -18,6 +18,7 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -137,6 +138,13 @@ asio::awaitable<void> serve(tunnel::consumer_session* session, std::shared_ptr<s
 TEST_F(SqsSealed, TheQueueSeesOnlySealedBodies) {
   run_async(
       [&](asio::io_context& ctx) -> asio::awaitable<void> {
+        // A session's presence tag (it never claims): the forwarder offers, and the offer
+        // waits on the request queue for its claim window.
+        auto raw = raw_client(ctx);
+        const std::map<std::string, std::string> here{
+            {sqs_backend::presence_tag_key(app, util::random_hex(32)),
+             std::to_string(util::unix_ms_now() + 60'000)}};
+        co_await raw->tag_queue(server.url("req"), here);
         auto forwarder = tunnel::make_forwarder_backend(ctx.get_executor(), options());
         const auto req = fresh_request(R"({"card":"4111 1111 1111 1111"})");
         std::optional<tunnel::forward_outcome> outcome;
@@ -146,8 +154,6 @@ TEST_F(SqsSealed, TheQueueSeesOnlySealedBodies) {
               outcome = co_await forwarder->forward(req, steady::now() + 10s);
             },
             asio::detached);
-        // Nobody is connected: the offer waits on the request queue for its claim window.
-        auto raw = raw_client(ctx);
         auto got = co_await raw->receive_message(server.url("req"), 1, 2);
         EXPECT_EQ(got.size(), 1u);
         if (!(got.size() == 1u)) co_return;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <ostream>
 #include <random>
 #include <string>
@@ -52,8 +53,10 @@ sq::message make(message_kind kind) {
       m.data = "ff piece";
       break;
     case message_kind::claim:
+    case message_kind::commit:
     case message_kind::alive:
       m.session = session;
+      m.expires_ms = 1763900004500;
       break;
     case message_kind::response:
       m.session = session;
@@ -66,6 +69,7 @@ sq::message make(message_kind kind) {
       break;
     case message_kind::pong:
       m.session = session;
+      m.expires_ms = 1763900005000;
       m.data = R"({"version":"0.1.0","host":"laptop"})";
       break;
   }
@@ -73,8 +77,9 @@ sq::message make(message_kind kind) {
 }
 
 constexpr message_kind all_kinds[] = {
-    message_kind::offer, message_kind::part,     message_kind::ff,   message_kind::claim,
-    message_kind::alive, message_kind::response, message_kind::ping, message_kind::pong};
+    message_kind::offer,    message_kind::part,   message_kind::ff,
+    message_kind::claim,    message_kind::commit, message_kind::alive,
+    message_kind::response, message_kind::ping,   message_kind::pong};
 
 std::string random_bytes(std::size_t size, unsigned seed) {
   std::mt19937 rng(seed);
@@ -156,11 +161,11 @@ TEST(SqsMessage, EveryKindRoundTrips) {
 
 TEST(SqsMessage, EncodesOnlyTheFieldsTheKindUses) {
   auto m = make(message_kind::claim);
-  m.expires_ms = 5;  // not a claim's field
+  m.claim_by_ms = 5;  // not a claim's field
   m.data = "ignored";
   const auto body = sq::encode(m);
   EXPECT_EQ(body, "funcie-sqs/1 claim\n{\"app\":\"orders-api\",\"id\":\"" + id +
-                      "\",\"session\":\"" + session + "\"}\n");
+                      "\",\"session\":\"" + session + "\",\"expires_ms\":1763900004500}\n");
   const auto offer = sq::encode(make(message_kind::offer));
   EXPECT_EQ(offer, "funcie-sqs/1 offer\n{\"app\":\"orders-api\",\"id\":\"" + id +
                        "\",\"part\":0,\"count\":3,\"claim_by_ms\":1763900002000,"
@@ -208,11 +213,12 @@ TEST(SqsMessage, Base64RoundTripsEveryLength) {
 
 TEST(SqsMessage, UnknownHeaderFieldsAreIgnored) {
   const auto m = sq::decode(body_of(
-      "claim", R"({"app":"a","id":")" + id + R"(","session":")" + session +
-                   R"(","future":{"x":[1,2]},"expires_ms":"other kinds' fields are not read"})"));
+      "claim",
+      R"({"app":"a","id":")" + id + R"(","session":")" + session +
+          R"(","future":{"x":[1,2]},"expires_ms":9,"claim_by_ms":"other kinds' fields are not read"})"));
   EXPECT_EQ(m.kind, message_kind::claim);
   EXPECT_EQ(m.session, session);
-  EXPECT_EQ(m.expires_ms, 0);
+  EXPECT_EQ(m.expires_ms, 9);
 }
 
 TEST(SqsMessage, DecodeRefusesWhatBreaksTheRules) {
@@ -241,13 +247,24 @@ TEST(SqsMessage, DecodeRefusesWhatBreaksTheRules) {
        "\"id\" in the message header is not 32 lowercase hex digits"},
       {body_of("ping", "{" + app_id + "}"), "has no \"expires_ms\""},
       {body_of("ping", "{" + app_id + R"(,"expires_ms":-1})"), "out of range"},
+      {body_of("ping", "{" + app_id + R"(,"expires_ms":0})"), "out of range"},
       {body_of("ping", "{" + app_id + R"(,"expires_ms":1.5})"), "not an integer"},
       {body_of("ping", "{" + app_id + R"(,"expires_ms":"1"})"), "not an integer"},
       {body_of("ping", "{" + app_id + R"(,"expires_ms":18446744073709551615})"), "out of range"},
       {body_of("ping", ping, "data"), "a ping message carries no data"},
       {body_of("claim", "{" + app_id + "}"), "has no \"session\""},
-      {body_of("alive", "{" + app_id + R"(,"session":"x"})"), "\"session\" in the message"},
-      {body_of("claim", "{" + app_id + R"(,"session":")" + session + "\"}", "x"),
+      // The issue's claim without an expiry, and the other kinds that once had none.
+      {body_of("claim", "{" + app_id + R"(,"session":")" + session + "\"}"),
+       "has no \"expires_ms\""},
+      {body_of("commit", "{" + app_id + R"(,"session":")" + session + "\"}"),
+       "has no \"expires_ms\""},
+      {body_of("alive", "{" + app_id + R"(,"session":")" + session + "\"}"),
+       "has no \"expires_ms\""},
+      {body_of("pong", "{" + app_id + R"(,"session":")" + session + "\"}", "{}"),
+       "has no \"expires_ms\""},
+      {body_of("alive", "{" + app_id + R"(,"session":"x","expires_ms":1})"),
+       "\"session\" in the message"},
+      {body_of("claim", "{" + app_id + R"(,"session":")" + session + R"(","expires_ms":1})", "x"),
        "carries no data"},
       {body_of("part", piece + R"(,"part":1})"), "has no \"count\""},
       {body_of("part", piece + R"(,"count":2})"), "has no \"part\""},
@@ -433,4 +450,30 @@ TEST(SqsMessage, ADuplicateAfterTheEnvelopeIsNothingNew) {
   ASSERT_TRUE(whole);
   EXPECT_EQ(*whole, std::string(2000, 'a'));
   EXPECT_FALSE(r.add(pieces[0], 1 << 20));
+}
+
+// --- presence tags ---------------------------------------------------------------------
+
+TEST(SqsPresence, TheLatestLiveTagOfTheAppCounts) {
+  const std::int64_t now = 1763900000000;
+  const std::map<std::string, std::string> tags{
+      {sq::presence_tag_key("orders-api", session), std::to_string(now + 60000)},
+      {sq::presence_tag_key("orders-api", id), std::to_string(now + 30000)},
+      {sq::presence_tag_key("orders-api-2", id), std::to_string(now + 90000)},  // another app
+      {"funcie:orders-api:dead0000", std::to_string(now - 1)},                  // killed
+      {"funcie:orders-api:garbage0", "soon"},
+      {"team", "payments"},
+  };
+  EXPECT_EQ(sq::presence_tag_key("orders-api", session), "funcie:orders-api:fedcba98");
+  const auto p = sq::read_presence(tags, "orders-api", now);
+  EXPECT_EQ(p.until_ms, now + 60000);
+  EXPECT_EQ(p.stale_keys, std::vector<std::string>{"funcie:orders-api:dead0000"});
+  // A refresh changes the signature, so a forwarder that saw an offer go unclaimed offers
+  // again; the same tags do not.
+  auto refreshed = tags;
+  refreshed[sq::presence_tag_key("orders-api", session)] = std::to_string(now + 80000);
+  EXPECT_NE(sq::read_presence(refreshed, "orders-api", now).signature, p.signature);
+  EXPECT_EQ(sq::read_presence(tags, "orders-api", now + 1).signature, p.signature);
+  EXPECT_EQ(sq::read_presence(tags, "orders-api", now + 60000).until_ms, 0);
+  EXPECT_EQ(sq::read_presence({}, "orders-api", now).until_ms, 0);
 }

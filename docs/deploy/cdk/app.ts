@@ -10,9 +10,11 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 
 /** The SQS actions funcie calls, per side and queue (docs/deploy.md, "IAM"). */
-const FORWARDER_ON_REQUESTS = ['sqs:SendMessage', 'sqs:GetQueueAttributes'];
+const FORWARDER_ON_REQUESTS = ['sqs:SendMessage', 'sqs:GetQueueAttributes', 'sqs:ListQueueTags'];
 const FORWARDER_ON_RESPONSES = ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility'];
-const DEVELOPER_ON_BOTH = [...FORWARDER_ON_REQUESTS, ...FORWARDER_ON_RESPONSES];
+const DEVELOPER_ON_BOTH = ['sqs:SendMessage', 'sqs:GetQueueAttributes', ...FORWARDER_ON_RESPONSES];
+/** The session's presence tag on the request queue (docs/sqs.md, "Presence"). */
+const DEVELOPER_ON_REQUESTS = ['sqs:TagQueue', 'sqs:UntagQueue', 'sqs:ListQueueTags'];
 
 interface FuncieStackProps extends StackProps {
   /** The tunnel's name: funcie connect --app. */
@@ -78,6 +80,7 @@ export class FuncieStack extends Stack {
       description: 'funcie connect, funcie status and funcie doctor on this app\'s queues',
       statements: [
         new iam.PolicyStatement({ actions: DEVELOPER_ON_BOTH, resources: [requests.queueArn, responses.queueArn] }),
+        new iam.PolicyStatement({ actions: DEVELOPER_ON_REQUESTS, resources: [requests.queueArn] }),
       ],
     });
 

@@ -71,7 +71,7 @@ resource "aws_iam_role_policy" "funcie_sqs" {
       {
         Sid      = "FuncieOfferRequests"
         Effect   = "Allow"
-        Action   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
+        Action   = ["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:ListQueueTags"]
         Resource = aws_sqs_queue.requests.arn
       },
       {
@@ -89,18 +89,26 @@ resource "aws_iam_policy" "developers" {
   description = "funcie connect, funcie status and funcie doctor on this app's queues"
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [{
-      Sid    = "FuncieConnectStatusDoctor"
-      Effect = "Allow"
-      Action = [
-        "sqs:SendMessage",
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:ChangeMessageVisibility",
-        "sqs:GetQueueAttributes",
-      ]
-      Resource = [aws_sqs_queue.requests.arn, aws_sqs_queue.responses.arn]
-    }]
+    Statement = [
+      {
+        Sid    = "FuncieConnectStatusDoctor"
+        Effect = "Allow"
+        Action = [
+          "sqs:SendMessage",
+          "sqs:ReceiveMessage",
+          "sqs:DeleteMessage",
+          "sqs:ChangeMessageVisibility",
+          "sqs:GetQueueAttributes",
+        ]
+        Resource = [aws_sqs_queue.requests.arn, aws_sqs_queue.responses.arn]
+      },
+      {
+        Sid      = "FunciePresenceTag"
+        Effect   = "Allow"
+        Action   = ["sqs:TagQueue", "sqs:UntagQueue", "sqs:ListQueueTags"]
+        Resource = aws_sqs_queue.requests.arn
+      },
+    ]
   })
 }
 

@@ -48,21 +48,22 @@ fields fields_of(message_kind kind) {
     case message_kind::ff:
       return {.pieces = true, .sent = true, .expires = true, .data = true};
     case message_kind::claim:
+    case message_kind::commit:
     case message_kind::alive:
-      return {.session = true};
+      return {.session = true, .expires = true};
     case message_kind::response:
       return {.session = true, .pieces = true, .expires = true, .data = true};
     case message_kind::ping:
       return {.expires = true};
     case message_kind::pong:
-      return {.session = true, .data = true};
+      return {.session = true, .expires = true, .data = true};
   }
   return {};
 }
 
-constexpr std::array all_kinds{message_kind::offer, message_kind::part,  message_kind::ff,
-                               message_kind::claim, message_kind::alive, message_kind::response,
-                               message_kind::ping,  message_kind::pong};
+constexpr std::array all_kinds{message_kind::offer,    message_kind::part,   message_kind::ff,
+                               message_kind::claim,    message_kind::commit, message_kind::alive,
+                               message_kind::response, message_kind::ping,   message_kind::pong};
 
 // --- SQS text ---------------------------------------------------------------------------
 
@@ -203,6 +204,8 @@ std::string_view to_string(message_kind kind) {
       return "ff";
     case message_kind::claim:
       return "claim";
+    case message_kind::commit:
+      return "commit";
     case message_kind::alive:
       return "alive";
     case message_kind::response:
@@ -316,7 +319,8 @@ message decode(std::string_view body) {
   }
   if (f.claim_by) m.claim_by_ms = get_int(h, "claim_by_ms", 0, max_ms);
   if (f.sent) m.sent_ms = get_int(h, "sent_ms", 0, max_ms);
-  if (f.expires) m.expires_ms = get_int(h, "expires_ms", 0, max_ms);
+  // Every kind expires: a message that never did could circulate for ever.
+  if (f.expires) m.expires_ms = get_int(h, "expires_ms", 1, max_ms);
   if (!f.data) {
     if (!data.empty()) {
       throw message_error("a " + std::string(kind_name) + " message carries no data");
@@ -393,6 +397,34 @@ std::vector<message> split(const message& proto, std::string_view envelope,
     piece.data.assign(envelope.substr(cuts[i].first, cuts[i].second));
   }
   return pieces;
+}
+
+std::string presence_tag_prefix(std::string_view app) {
+  return "funcie:" + std::string(app) + ":";
+}
+
+std::string presence_tag_key(std::string_view app, std::string_view session_id) {
+  return presence_tag_prefix(app) + std::string(session_id.substr(0, 8));
+}
+
+presence read_presence(const std::map<std::string, std::string>& tags, std::string_view app,
+                       std::int64_t now_ms) {
+  presence out;
+  const std::string prefix = presence_tag_prefix(app);
+  for (auto it = tags.lower_bound(prefix); it != tags.end() && it->first.starts_with(prefix);
+       ++it) {
+    const auto& value = it->second;
+    std::int64_t until = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), until);
+    if (value.empty() || ec != std::errc() || end != value.data() + value.size()) continue;
+    if (until <= now_ms) {
+      out.stale_keys.push_back(it->first);
+      continue;
+    }
+    out.until_ms = std::max(out.until_ms, until);
+    out.signature += it->first + "=" + value + ";";
+  }
+  return out;
 }
 
 std::optional<std::string> reassembly::add(const message& piece, std::size_t max_bytes) {

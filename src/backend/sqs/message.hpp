@@ -21,7 +21,7 @@ class message_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class message_kind { offer, part, ff, claim, alive, response, ping, pong };
+enum class message_kind { offer, part, ff, claim, commit, alive, response, ping, pong };
 
 std::string_view to_string(message_kind kind);
 
@@ -32,11 +32,11 @@ struct message {
   message_kind kind = message_kind::offer;
   std::string app;               ///< [A-Za-z0-9._-]{1,64}
   std::string id;                ///< 32 lowercase hex: the request's envelope id, or a probe's id
-  std::string session;           ///< 32 lowercase hex for claim, alive, response, pong; else empty
+  std::string session;           ///< 32 lowercase hex for claim, commit, alive, response, pong
   std::uint32_t part = 0;        ///< Piece index, < count
   std::uint32_t count = 1;       ///< Pieces of the envelope, 1..max_pieces
   std::int64_t claim_by_ms = 0;  ///< offer: Unix ms by which a claim must be stored
-  std::int64_t expires_ms = 0;   ///< Unix ms after which the message means nothing
+  std::int64_t expires_ms = 0;   ///< Unix ms after which the message means nothing (>= 1)
   std::int64_t sent_ms = 0;      ///< ff: when the forwarder sent it
   std::string data;              ///< The piece's bytes (decoded), or a pong's JSON
 
@@ -61,6 +61,26 @@ bool is_sqs_text(std::string_view bytes);
 /// take more than max_pieces.
 std::vector<message> split(const message& proto, std::string_view envelope,
                            std::size_t max_body_bytes);
+
+// ---- presence (docs/sqs.md, "Presence") ------------------------------------------------
+
+/// Each connected session keeps a tag on the request queue, "funcie:APP:SESSION8" =
+/// "UNTIL_MS" (Unix ms until which it is there unless it refreshes it): one ListQueueTags
+/// tells a forwarder who is connected.
+std::string presence_tag_key(std::string_view app, std::string_view session_id);
+std::string presence_tag_prefix(std::string_view app);  ///< "funcie:APP:"
+
+struct presence {
+  std::int64_t until_ms = 0;  ///< The latest UNTIL_MS of `app`'s tags still in the future; 0: none
+  std::string signature;  ///< Those tags, key=value; a session that came or refreshed changes it
+  /// Keys of `app` whose time is over (left by killed sessions), for a session to remove.
+  std::vector<std::string> stale_keys;
+};
+
+/// What the queue's tags say about `app` at `now_ms`. Tags of other apps, and values that are
+/// not a whole number, are ignored.
+presence read_presence(const std::map<std::string, std::string>& tags, std::string_view app,
+                       std::int64_t now_ms);
 
 /// Collects the pieces of one envelope. Pieces may come in any order and more than once.
 class reassembly {

@@ -27,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <unordered_map>
 #include <utility>
@@ -46,16 +47,46 @@ constexpr std::size_t max_message_bytes = 1024 * 1024;
 /// Used when the queue's limit cannot be asked (no sqs:GetQueueAttributes): fits every queue
 /// made with the old default.
 constexpr std::size_t fallback_message_bytes = 256 * 1024;
-/// How long a received message stays hidden from other receivers; every message is deleted
-/// or made visible again at once, so this only matters for a receiver that dies holding one.
-constexpr int visibility_seconds = 30;
+/// How long a received message stays hidden from other receivers. Every message is deleted
+/// or released as soon as it is read, so this only matters for a receive nobody reads any
+/// more: a killed consumer's or a frozen function's long poll still pending on the server.
+/// What it takes comes back within a second, inside the claim window.
+constexpr int visibility_seconds = 1;
+/// A message released for another receiver is visible again at once while fresh; one that
+/// keeps coming back (nobody this side can use it) is hidden longer as it ages, up to this,
+/// until it expires: never a tight loop (see link::release).
+constexpr int max_release_seconds = 8;
+constexpr std::int64_t release_fresh_ms = 3000;
+/// Messages further in the future than this are not funcie's (Lambda's longest timeout plus
+/// clock skew): dropped, so that a forged expiry cannot keep one circulating.
+constexpr std::int64_t max_lifetime_ms = 16 * 60 * 1000;
+/// SQS's limit of entries per batch call.
+constexpr std::size_t max_batch_entries = 10;
 /// A forwarder's receive waits at most this long, so it stops soon after its last waiter.
 constexpr int forwarder_wait_seconds = 1;
 /// A consumer's long poll.
 constexpr int consumer_wait_seconds = 20;
 /// A fire-and-forget request means nothing after Lambda's longest timeout.
 constexpr milliseconds ff_lifetime = 15min;
-/// Pieces sent at once.
+/// A session's presence tag says "here until now + this many FUNCIE_SQS_PRESENCE_MS" and is
+/// set again every FUNCIE_SQS_PRESENCE_MS: a killed session stops being offered invocations
+/// within that (and costs each forwarder at most one claim window: see
+/// forwarder_state::mark_absent).
+constexpr int presence_ttl_periods = 3;
+/// How often a connected session cleans the response queue (sweep_loop).
+constexpr milliseconds sweep_every = 5s;
+/// How long a commit waits for its consumer: after that, the consumer has forgotten its
+/// claim (see commit_wait_ms) and the forwarder reports it lost.
+constexpr milliseconds commit_lifetime = 10s;
+/// A claim not committed by the offer's claim_by_ms plus this is forgotten.
+constexpr std::int64_t commit_wait_ms = 10000;
+/// A claim means nothing after the offer's claim_by_ms plus this (the forwarder waits
+/// claim_by_ms + its grace, 500 ms, by its own clock).
+constexpr std::int64_t claim_lifetime_ms = 2000;
+/// An offer's claim window is taken as at most this long (FUNCIE_SQS_CLAIM_MS' largest):
+/// a forged claim_by_ms far off keeps nothing held.
+constexpr std::int64_t max_claim_window_ms = 60000;
+/// Calls sent at once.
 constexpr std::size_t max_parallel_sends = 8;
 /// Rule 4 for fire-and-forget requests: sent before the session opened, minus clock skew.
 constexpr std::int64_t ff_skew_ms = 1000;
@@ -93,6 +124,13 @@ void check_queue_url(const std::string& url, const char* what) {
 
 // ---- small helpers -------------------------------------------------------------------------
 
+/// A random number in [0, n), n >= 1: jitter, nothing secret.
+std::int64_t random_below(std::int64_t n) {
+  thread_local std::mt19937_64 generator{std::random_device{}()};
+  return std::uniform_int_distribution<std::int64_t>(0,
+                                                     std::max<std::int64_t>(n, 1) - 1)(generator);
+}
+
 /// A timer used as a condition: wait() until notify() or a deadline.
 class wakeup {
  public:
@@ -107,6 +145,11 @@ class wakeup {
  private:
   asio::steady_timer timer_;
 };
+
+bool on_response_queue(message_kind kind) {
+  return kind == message_kind::claim || kind == message_kind::alive ||
+         kind == message_kind::response || kind == message_kind::pong;
+}
 
 /// What every end of the SQS tunnel shares: the client and the queues' size limits.
 struct link {
@@ -123,6 +166,10 @@ struct link {
     options.max_attempts = attempts;
     try {
       client = std::make_shared<aws::sqs_client>(executor, options, credentials);
+      // Presence is read once, never retried in an invocation: a throttled or failed read
+      // means the cloud runs it, at once.
+      options.max_attempts = 1;
+      single_attempt = std::make_shared<aws::sqs_client>(executor, options, credentials);
     } catch (const std::exception& e) {
       throw tunnel::backend_config_error(
           fmt::format("bad SQS endpoint {}: {}", config.service.endpoint, e.what()));
@@ -134,6 +181,7 @@ struct link {
   settings config;
   std::shared_ptr<aws::credential_provider> credentials;
   std::shared_ptr<aws::sqs_client> client;
+  std::shared_ptr<aws::sqs_client> single_attempt;  ///< The same, without retries
   std::string where;
   std::map<std::string, std::size_t> limits;
   std::set<std::string> foreign_keys;  // key ids of others' messages, said once each
@@ -165,7 +213,7 @@ struct link {
               "hold, are left for whoever holds it: {}",
               which, *key, e.what());
         }
-        release(queue, received.receipt_handle);
+        release(queue, received);
         return std::nullopt;
       }
       spdlog::warn("dropped a message on the {} queue: {}", which, e.what());
@@ -174,6 +222,19 @@ struct link {
     }
     drop(queue, received.receipt_handle);
     return std::nullopt;
+  }
+
+  /// True when `m` means nothing any more, or claims to mean something for longer than any
+  /// funcie message may (then also said once per queue, at debug level).
+  bool expired(const message& m, std::string_view which) const {
+    const std::int64_t now = util::unix_ms_now();
+    if (m.expires_ms < now) return true;
+    if (m.expires_ms > now + max_lifetime_ms) {
+      spdlog::debug("dropped a {} on the {} queue that says it expires in more than {} min",
+                    to_string(m.kind), which, max_lifetime_ms / 60000);
+      return true;
+    }
+    return false;
   }
 
   /// The most bytes an envelope piece's body may take on `queue`: the queue's limit (see
@@ -216,25 +277,61 @@ struct link {
     co_return limit;
   }
 
-  /// Fire and forget: a message nobody needs any more, or one for another receiver.
+  /// Fire and forget: a message nobody needs any more. Deletes asked for while handling
+  /// one receive go out together, up to 10 per DeleteMessageBatch.
   void drop(const std::string& queue, const std::string& receipt) {
-    asio::co_spawn(
-        executor,
-        [c = client, queue, receipt]() -> asio::awaitable<void> {
-          try {
-            co_await c->delete_message(queue, receipt);
-          } catch (const std::exception& e) {
-            spdlog::debug("could not delete a message from {}: {}", queue, e.what());
-          }
-        },
-        asio::detached);
+    auto& pending = deletes[queue];
+    pending.push_back(receipt);
+    if (pending.size() > 1) return;  // a flush is already on its way
+    asio::post(executor, [this, alive = std::weak_ptr<bool>(token), queue] {
+      if (alive.expired()) return;
+      auto handles = std::move(deletes[queue]);
+      deletes.erase(queue);
+      for (std::size_t at = 0; at < handles.size(); at += max_batch_entries) {
+        std::vector<std::string> chunk(
+            handles.begin() + static_cast<std::ptrdiff_t>(at),
+            handles.begin() +
+                static_cast<std::ptrdiff_t>(std::min(handles.size(), at + max_batch_entries)));
+        asio::co_spawn(
+            executor,
+            [c = client, queue, chunk = std::move(chunk)]() -> asio::awaitable<void> {
+              try {
+                if (chunk.size() == 1) {
+                  co_await c->delete_message(queue, chunk.front());
+                  co_return;
+                }
+                const auto failed = co_await c->delete_message_batch(queue, chunk);
+                for (const auto& why : failed) {
+                  if (!why.empty())
+                    spdlog::debug("could not delete a message from {}: {}", queue, why);
+                }
+              } catch (const std::exception& e) {
+                spdlog::debug("could not delete messages from {}: {}", queue, e.what());
+              }
+            },
+            asio::detached);
+      }
+    });
   }
-  void release(const std::string& queue, const std::string& receipt) {
+  /// Makes a message another receiver may need visible again: at once while it is fresh
+  /// (a claim or response another instance waits for is read within its first seconds,
+  /// however many instances share the queue), then hidden a second longer for each second of
+  /// age past release_fresh_ms, up to max_release_seconds, until it expires: one nobody takes
+  /// never loops.
+  void release(const std::string& queue, const aws::sqs_json::received_message& received,
+               bool at_once = false) {
+    const std::int64_t age_ms =
+        received.sent_timestamp_ms == 0
+            ? 0
+            : util::unix_ms_now() + client->clock_offset().count() - received.sent_timestamp_ms;
+    const int seconds = at_once ? 0
+                                : static_cast<int>(std::clamp<std::int64_t>(
+                                      (age_ms - release_fresh_ms) / 1000, 0, max_release_seconds));
     asio::co_spawn(
         executor,
-        [c = client, queue, receipt]() -> asio::awaitable<void> {
+        [c = client, queue, receipt = received.receipt_handle, seconds]() -> asio::awaitable<void> {
           try {
-            co_await c->change_message_visibility(queue, receipt, 0);
+            co_await c->change_message_visibility(queue, receipt, seconds);
           } catch (const std::exception& e) {
             spdlog::debug("could not release a message on {}: {}", queue, e.what());
           }
@@ -242,46 +339,106 @@ struct link {
         asio::detached);
   }
 
-  /// Sends every body, at most max_parallel_sends at once. Throws the first failure.
+  /// Sends every body: up to 10 per SendMessageBatch (together at most the queue's size
+  /// limit, which is also SQS's limit of a batch), at most max_parallel_sends calls at once;
+  /// an entry the batch refused is sent again on its own. Throws the first failure.
   asio::awaitable<void> send_all(std::string queue, std::vector<std::string> bodies) {
+    if (bodies.empty()) co_return;
     if (bodies.size() == 1) {
       co_await client->send_message(queue, bodies.front());
       co_return;
     }
-    struct batch {
-      explicit batch(asio::any_io_executor ex) : done(std::move(ex)) {}
+    const auto known = limits.find(queue);
+    const std::size_t batch_bytes = known != limits.end() ? known->second : fallback_message_bytes;
+    auto batches = std::make_shared<std::vector<std::vector<std::string>>>();
+    std::size_t bytes = 0;
+    for (auto& body : bodies) {
+      if (batches->empty() || batches->back().size() == max_batch_entries ||
+          bytes + body.size() > batch_bytes) {
+        batches->emplace_back();
+        bytes = 0;
+      }
+      bytes += body.size();
+      batches->back().push_back(std::move(body));
+    }
+    struct progress {
+      explicit progress(asio::any_io_executor ex) : done(std::move(ex)) {}
       std::size_t next = 0;
       std::size_t running = 0;
-      std::string error;
       std::exception_ptr first;
       wakeup done;
     };
-    auto b = std::make_shared<batch>(executor);
-    auto shared_bodies = std::make_shared<std::vector<std::string>>(std::move(bodies));
-    std::function<void()> start_more;
+    auto p = std::make_shared<progress>(executor);
     auto c = client;
-    // Each finished send starts the next one.
-    start_more = [b, shared_bodies, c, queue, ex = executor, &start_more]() {
-      while (b->running < max_parallel_sends && b->next < shared_bodies->size() && !b->first) {
-        const std::size_t index = b->next++;
-        ++b->running;
+    // Each finished call starts the next one.
+    std::function<void()> start_more = [&]() {
+      while (p->running < max_parallel_sends && p->next < batches->size() && !p->first) {
+        const std::size_t index = p->next++;
+        ++p->running;
         asio::co_spawn(
-            ex,
-            [c, queue, shared_bodies, index]() -> asio::awaitable<void> {
-              co_await c->send_message(queue, (*shared_bodies)[index]);
+            executor,
+            [c, queue, batches, index]() -> asio::awaitable<void> {
+              const auto& batch = (*batches)[index];
+              if (batch.size() == 1) {
+                co_await c->send_message(queue, batch.front());
+                co_return;
+              }
+              const auto failed = co_await c->send_message_batch(queue, batch);
+              for (std::size_t i = 0; i < failed.size(); ++i) {
+                if (failed[i].empty()) continue;
+                spdlog::debug("SendMessageBatch refused an entry ({}); sending it alone",
+                              failed[i]);
+                co_await c->send_message(queue, batch[i]);
+              }
             },
-            [b, &start_more](std::exception_ptr error) {
-              --b->running;
-              if (error && !b->first) b->first = error;
+            [p, &start_more](std::exception_ptr error) {
+              --p->running;
+              if (error && !p->first) p->first = error;
               start_more();
-              if (b->running == 0) b->done.notify();
+              if (p->running == 0) p->done.notify();
             });
       }
     };
     start_more();
-    while (b->running > 0) co_await b->done.wait_until(steady::time_point::max());
-    if (b->first) std::rethrow_exception(b->first);
+    while (p->running > 0) co_await p->done.wait_until(steady::time_point::max());
+    if (p->first) std::rethrow_exception(p->first);
   }
+
+  /// MaxNumberOfMessages of the next receive: the setting, until a receive shows that the
+  /// server holds a batched receive for its whole wait although a message came (as
+  /// local-aws-sqs does); then 1, said once.
+  int receive_batch() const { return batch_held ? 1 : config.receive_batch; }
+  /// Looks at one receive that asked for more than one message: `started_ms` and
+  /// `returned_ms` by our clock, `wait_seconds` its long poll.
+  void check_receive(const std::vector<aws::sqs_json::received_message>& got,
+                     std::int64_t started_ms, std::int64_t returned_ms, int wait_seconds,
+                     int asked) {
+    if (batch_held || asked <= 1 || got.empty()) return;
+    // Most of the wait, and at most 1.5 s: far above what a busy server takes to answer.
+    const std::int64_t held_ms = std::min<std::int64_t>(wait_seconds * 700, 1500);
+    const std::int64_t offset = client->clock_offset().count();
+    for (const auto& m : got) {
+      // Only a first delivery: visible since it was sent (a released one became visible
+      // again at some time nobody knows).
+      if (m.sent_timestamp_ms == 0 || m.receive_count > 1) continue;
+      // Available since then (by our clock): a server that honours the batch answers as soon
+      // as one message is there, so it never holds one for most of a second.
+      const std::int64_t sent = std::max(m.sent_timestamp_ms - offset, started_ms);
+      if (returned_ms - sent > held_ms) {
+        batch_held = true;
+        spdlog::warn(
+            "the SQS server at {} held a receive of up to {} messages ({} s long poll) for {} ms "
+            "after a message came: receiving one message at a time "
+            "from now on (set FUNCIE_SQS_RECEIVE_BATCH=1 for this server to skip the first "
+            "slow receive)",
+            config.service.endpoint, asked, wait_seconds, returned_ms - sent);
+        return;
+      }
+    }
+  }
+  bool batch_held = false;
+  std::map<std::string, std::vector<std::string>> deletes;     ///< queue -> receipts to delete
+  std::shared_ptr<bool> token = std::make_shared<bool>(true);  ///< Expires with the link
 };
 
 }  // namespace
@@ -339,6 +496,8 @@ settings resolve_settings(const tunnel::backend_options& options, const aws::get
       milliseconds(integer_variable(getenv, "FUNCIE_SQS_CLAIM_MS", 2000, 100, 60000));
   out.absent_for =
       milliseconds(integer_variable(getenv, "FUNCIE_SQS_ABSENT_MS", 30000, 0, 3600 * 1000));
+  out.presence_every =
+      milliseconds(integer_variable(getenv, "FUNCIE_SQS_PRESENCE_MS", 10000, 1000, 3600 * 1000));
   out.receive_batch =
       static_cast<int>(integer_variable(getenv, "FUNCIE_SQS_RECEIVE_BATCH", 10, 1, 10));
   out.max_message_bytes = static_cast<std::size_t>(integer_variable(
@@ -379,9 +538,18 @@ struct sqs_forwarder_backend::state {
   std::size_t finished_pruned_at = 0;
   bool polling = false;
   bool stopped = false;
+  /// Presence from the request queue's tags (docs/sqs.md, "Presence").
+  bool presence_known = false;    ///< A read succeeded once
+  bool presence_reading = false;  ///< A read is under way
+  bool tags_usable = true;        ///< False once ListQueueTags was refused: offer and learn
+  steady::time_point next_presence_read{};
+  presence seen;  ///< What the last successful read said
+  steady::time_point presence_read_at{};
+  bool said_presence_error = false;
+  std::string unclaimed;  ///< The signature of the tags when an offer went unclaimed
+  milliseconds presence_backoff{0};
+  /// Without tags: after an unclaimed offer, nobody is assumed connected until then.
   steady::time_point absent_until{};
-  steady::time_point last_probe{};
-  bool probing = false;
   steady::time_point backoff_until{};
   milliseconds backoff{1000};
 
@@ -396,8 +564,27 @@ struct sqs_forwarder_backend::state {
   }
   void reset_backoff() { backoff = 1000ms; }
 
-  void mark_present() { absent_until = {}; }
-  void mark_absent() { absent_until = steady::now() + config().absent_for; }
+  /// Whether to offer an invocation: a session's tag is there, fresh, and changed since the
+  /// last unclaimed offer (a killed session's tag costs one claim window, not one per call).
+  bool present() const {
+    if (!tags_usable) return steady::now() >= absent_until;
+    return presence_known && seen.until_ms > util::unix_ms_now() && seen.signature != unclaimed;
+  }
+  void mark_present() {
+    absent_until = {};
+    unclaimed.clear();
+  }
+  /// An offer went unclaimed. Without tags: nobody for FUNCIE_SQS_ABSENT_MS. With them:
+  /// nobody until the tags change: a live session refreshes its tag every
+  /// FUNCIE_SQS_PRESENCE_MS, so it is offered invocations again after that and a read; a
+  /// killed one never does, so it costs each instance one claim window in all.
+  void mark_absent() {
+    if (!tags_usable) {
+      absent_until = steady::now() + config().absent_for;
+      return;
+    }
+    unclaimed = seen.signature;
+  }
 };
 
 namespace {
@@ -411,10 +598,10 @@ void on_response_message(const std::shared_ptr<forwarder_state>& s,
   if (!taken) return;
   message m = std::move(*taken);
   if (m.app != s->config().app) {
-    s->net.release(queue, received.receipt_handle);  // another app shares the queue
+    s->net.release(queue, received);  // another app shares the queue
     return;
   }
-  if (m.expires_ms != 0 && m.expires_ms < util::unix_ms_now()) {
+  if (!on_response_queue(m.kind) || s->net.expired(m, "response")) {
     s->net.drop(queue, received.receipt_handle);
     return;
   }
@@ -423,7 +610,7 @@ void on_response_message(const std::shared_ptr<forwarder_state>& s,
     if (s->finished.contains(m.id)) {
       s->net.drop(queue, received.receipt_handle);  // late: its forward() has returned
     } else {
-      s->net.release(queue, received.receipt_handle);  // another function instance's
+      s->net.release(queue, received);  // another function instance's
     }
     return;
   }
@@ -438,13 +625,15 @@ asio::awaitable<void> poll_responses(std::shared_ptr<forwarder_state> s) {
   while (!s->waiters.empty() && !s->stopped) {
     std::vector<aws::sqs_json::received_message> got;
     std::string error;
+    const int asked = s->net.receive_batch();
+    const std::int64_t started_ms = util::unix_ms_now();
     try {
-      got = co_await s->net.client->receive_message(s->config().response_queue,
-                                                    s->config().receive_batch,
+      got = co_await s->net.client->receive_message(s->config().response_queue, asked,
                                                     forwarder_wait_seconds, visibility_seconds);
     } catch (const std::exception& e) {
       error = e.what();
     }
+    s->net.check_receive(got, started_ms, util::unix_ms_now(), forwarder_wait_seconds, asked);
     if (!error.empty()) {
       spdlog::debug("receiving from the response queue failed: {}", error);
       pause.expires_after(100ms);
@@ -494,8 +683,9 @@ class registration {
 };
 
 std::string consumer_info_json(const std::string& host, std::int64_t pid, std::int64_t since_ms,
-                               std::int64_t in_flight) {
+                               std::int64_t in_flight, std::int64_t now_ms) {
   boost::json::object info;
+  info["at_ms"] = now_ms;  // when it answered: what `funcie status` shows as its heartbeat
   info["host"] = host;
   info["pid"] = pid;
   info["since_ms"] = since_ms;
@@ -530,26 +720,76 @@ asio::awaitable<std::vector<message>> ping(std::shared_ptr<forwarder_state> s, b
   co_return pongs;
 }
 
-/// While nobody is known to be connected: one ping in the background per claim window.
-void maybe_probe(const std::shared_ptr<forwarder_state>& s) {
-  if (s->probing || steady::now() - s->last_probe < s->config().claim_window) return;
-  s->probing = true;
-  s->last_probe = steady::now();
-  asio::co_spawn(
-      s->executor,
-      [s]() -> asio::awaitable<void> {
-        try {
-          const auto pongs = co_await ping(s, true);
-          if (!pongs.empty()) {
-            spdlog::info("a consumer answered on {}: forwarding invocations again", s->net.where);
-            s->mark_present();
-          }
-        } catch (const std::exception& e) {
-          spdlog::debug("presence probe on {} failed: {}", s->net.where, e.what());
-        }
-        s->probing = false;
-      },
-      asio::detached);
+/// Reads the request queue's tags once (one attempt): who is connected. A throttled or
+/// failed read leaves the last known state (nobody, at a cold start) and is tried again
+/// later, with a growing pause; a refused one (no sqs:ListQueueTags, a server without
+/// tags) makes this forwarder offer every invocation and learn from unclaimed offers.
+asio::awaitable<void> read_presence_tags(std::shared_ptr<forwarder_state> s) {
+  s->presence_reading = true;
+  std::string error;
+  bool refused = false;
+  bool user_fixable = false;  // said at warning level, once
+  std::map<std::string, std::string> tags;
+  try {
+    tags = co_await s->net.single_attempt->list_queue_tags(s->config().request_queue);
+  } catch (const aws::sqs_error& e) {
+    error = e.what();
+    refused = e.cause() == aws::sqs_error::kind::access_denied ||
+              e.cause() == aws::sqs_error::kind::invalid;
+    user_fixable = e.cause() == aws::sqs_error::kind::queue_missing ||
+                   e.cause() == aws::sqs_error::kind::credentials;
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  s->presence_reading = false;
+  const auto now = steady::now();
+  if (error.empty()) {
+    const bool was = s->present();
+    s->seen = read_presence(tags, s->config().app, util::unix_ms_now());
+    s->presence_known = true;
+    s->presence_read_at = now;
+    s->presence_backoff = 0ms;
+    // +-20 % so that many instances started together do not read together.
+    const auto every = s->config().presence_every;
+    s->next_presence_read =
+        now + every * 4 / 5 + milliseconds(random_below(every.count() * 2 / 5 + 1));
+    if (!was && s->present()) {
+      spdlog::info("a consumer is connected on {}: forwarding invocations", s->net.where);
+    }
+    co_return;
+  }
+  if (refused) {
+    s->tags_usable = false;
+    spdlog::warn(
+        "cannot read who is connected from the tags of {} ({}); every invocation is offered, "
+        "and one nobody claims makes the next {} ms run in the cloud. Allow "
+        "sqs:ListQueueTags (docs/sqs.md)",
+        s->net.where, error, s->config().absent_for.count());
+    co_return;
+  }
+  s->presence_backoff = std::min(std::max(s->presence_backoff * 2, milliseconds(1000)),
+                                 std::max(s->config().presence_every, milliseconds(1000)));
+  s->next_presence_read =
+      now + s->presence_backoff + milliseconds(random_below(s->presence_backoff.count() + 1));
+  if (user_fixable && !s->said_presence_error) {
+    s->said_presence_error = true;
+    spdlog::warn(
+        "cannot read who is connected on {} ({}); invocations run in the cloud until "
+        "a read succeeds",
+        s->net.where, error);
+  } else {
+    spdlog::debug(
+        "reading the presence tags of {} failed ({}); invocations run in the cloud "
+        "until a read succeeds",
+        s->net.where, error);
+  }
+}
+
+/// Starts a presence read in the background when the last one is old.
+void refresh_presence(const std::shared_ptr<forwarder_state>& s) {
+  if (!s->tags_usable || s->presence_reading || steady::now() < s->next_presence_read) return;
+  s->presence_reading = true;
+  asio::co_spawn(s->executor, read_presence_tags(s), asio::detached);
 }
 
 asio::awaitable<tunnel::forward_outcome> fire_and_forget(std::shared_ptr<forwarder_state> s,
@@ -613,9 +853,19 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
   }
   const tunnel::request& request = relabelled ? *relabelled : req;
   if (config.response_queue.empty()) co_return co_await fire_and_forget(s, request);
-  if (started < s->absent_until) {
-    maybe_probe(s);
-    co_return tunnel::not_taken("no consumer answered the last offer or ping");
+  // What the tags said long ago (an instance idle for a while) is not trusted: read again.
+  const bool stale = steady::now() - s->presence_read_at > s->config().presence_every * 3;
+  if (s->tags_usable && (!s->presence_known || stale) && !s->presence_reading) {
+    // A cold start: one ListQueueTags, the only SQS call an invocation nobody debugs makes
+    // (and again after FUNCIE_SQS_PRESENCE_MS x 3 without invocations).
+    co_await read_presence_tags(s);
+  } else {
+    refresh_presence(s);  // in the background, never in an invocation's latency
+  }
+  if (!s->present()) {
+    co_return tunnel::not_taken(
+        s->tags_usable ? "no consumer is connected (presence tags of the request queue)"
+                       : "no consumer claimed the last offer");
   }
   if (give_up_at - started < 1ms) co_return tunnel::not_taken("no time left before the deadline");
 
@@ -667,7 +917,6 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
   std::optional<std::string> owner;
   steady::time_point last_heard{};
   reassembly parts;
-  bool rest_sent = pieces.size() <= 1;
   auto& w = reg.get();
   while (true) {
     const auto now = steady::now();
@@ -704,33 +953,59 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
       continue;
     }
     if (!owner) {
+      if (m.kind != message_kind::claim) {
+        // Nothing runs before our commit, so nothing but a claim can come first.
+        spdlog::warn("dropped a {} for request {} from session {}, which did not claim it",
+                     to_string(m.kind), request.id, m.session.substr(0, 8));
+        continue;
+      }
+      // 3. Commit: this session, and only it, runs the request (with the rest of a big
+      // one). From here on the request never runs in the cloud.
       owner = m.session;
       s->mark_present();
-    } else if (*owner != m.session) {
-      spdlog::warn("dropped a {} for request {} from session {}, which did not claim it",
-                   to_string(m.kind), request.id, m.session.substr(0, 8));
-      continue;
-    }
-    last_heard = steady::now();
-    if (!rest_sent) {
-      // 3. The rest of a big request goes only to a claimed one.
-      rest_sent = true;
-      std::vector<std::string> bodies;
+      message commit;
+      commit.kind = message_kind::commit;
+      commit.app = config.app;
+      commit.id = request.id;
+      commit.session = *owner;
+      commit.expires_ms = std::min(expires_ms, util::unix_ms_now() + commit_lifetime.count());
+      std::vector<std::string> bodies{s->net.body_of(commit)};
       for (std::size_t i = 1; i < pieces.size(); ++i) bodies.push_back(s->net.body_of(pieces[i]));
+      const bool alone = bodies.size() == 1;
       pieces.clear();
       std::string send_error;
+      bool not_stored = false;
       try {
         co_await s->net.send_all(config.request_queue, std::move(bodies));
+      } catch (const aws::sqs_error& e) {
+        send_error = e.what();
+        not_stored = alone && e.cause() != aws::sqs_error::kind::transport &&
+                     e.cause() != aws::sqs_error::kind::server;
       } catch (const std::exception& e) {
         send_error = e.what();
       }
       if (!send_error.empty()) {
-        co_return tunnel::failed("Funcie.BrokerLost",
-                                 fmt::format("could not send the rest of the request to {} after a "
-                                             "consumer claimed it: {}",
-                                             s->net.where, send_error));
+        s->enter_backoff(send_error);
+        // A commit SQS refused for sure reaches nobody: the cloud may run the request. One
+        // whose fate is unknown may be run locally: it must not run here too.
+        if (not_stored) {
+          co_return tunnel::not_taken(
+              fmt::format("could not commit the request to its consumer: {}", send_error));
+        }
+        co_return tunnel::failed(
+            "Funcie.BrokerLost",
+            fmt::format("could not send the commit for the request to {}, so it may or may not "
+                        "run on the consumer that claimed it: {}",
+                        s->net.where, send_error));
       }
+    } else if (*owner != m.session) {
+      if (m.kind != message_kind::claim) {
+        spdlog::warn("dropped a {} for request {} from session {}, which did not claim it",
+                     to_string(m.kind), request.id, m.session.substr(0, 8));
+      }
+      continue;  // another session's claim (a second delivery of the offer): never committed
     }
+    last_heard = steady::now();
     if (m.kind != message_kind::response) continue;
     std::optional<std::string> whole;
     std::string bad;
@@ -771,9 +1046,12 @@ namespace {
 struct held_request {
   std::string key;  ///< The key its offer was sealed with: what answers it are sealed with.
   bool ff = false;
+  bool committed = false;  ///< The forwarder committed it to this session (ff: always)
   bool delivered = false;
   std::int64_t expires_ms = 0;
+  std::int64_t commit_by_ms = 0;  ///< Forgotten when not committed by then
   reassembly parts;
+  std::optional<std::string> envelope;  ///< Whole, waiting for the commit
 };
 
 }  // namespace
@@ -785,7 +1063,9 @@ struct sqs_consumer_session::state {
             std::max(opts.timing.command_timeout * 3, milliseconds(3000)), 3),
         session_id(util::random_hex(32)),
         ready_signal(ex),
-        alive_timer(ex) {
+        alive_timer(ex),
+        presence_timer(ex),
+        sweep_timer(ex) {
     char name[256] = {};
     if (::gethostname(name, sizeof name - 1) == 0) host = name;
     pid = static_cast<std::int64_t>(::getpid());
@@ -802,11 +1082,14 @@ struct sqs_consumer_session::state {
   bool stopped = false;
   std::string lost;
   std::map<std::string, held_request> held;
-  /// Offers claimed (id -> expiry), so a second delivery of one is ignored.
+  /// Offers claimed (id -> expiry), so a second delivery of one is ignored, and so are the
+  /// late copies of its pieces and commit.
   std::map<std::string, std::int64_t> claimed;
   std::deque<tunnel::request> ready;
   wakeup ready_signal;
   asio::steady_timer alive_timer;
+  asio::steady_timer presence_timer;
+  asio::steady_timer sweep_timer;
   asio::cancellation_signal stop_receiving;  ///< Ends the long poll in flight at close()
   steady::time_point last_receive{};
 
@@ -817,12 +1100,16 @@ struct sqs_consumer_session::state {
     lost = std::move(reason);
     spdlog::warn("consumer session {} is over: {}", session_id, lost);
     alive_timer.cancel();
+    presence_timer.cancel();
+    sweep_timer.cancel();
     ready_signal.notify();
   }
 
   void shutdown() {
     stopped = true;
     alive_timer.cancel();
+    presence_timer.cancel();
+    sweep_timer.cancel();
     ready_signal.notify();
     stop_receiving.emit(asio::cancellation_type::terminal);
   }
@@ -833,8 +1120,13 @@ struct sqs_consumer_session::state {
     const std::int64_t now = util::unix_ms_now();
     std::erase_if(claimed, [now](const auto& entry) { return entry.second < now; });
     std::erase_if(held, [now](const auto& entry) {
-      return !entry.second.delivered && entry.second.expires_ms != 0 &&
-             entry.second.expires_ms < now;
+      const auto& h = entry.second;
+      if (!h.committed && h.commit_by_ms < now) {
+        spdlog::debug("request {} was claimed but never committed: its forwarder ran it itself",
+                      entry.first);
+        return true;
+      }
+      return !h.delivered && h.expires_ms < now;
     });
   }
 };
@@ -917,7 +1209,19 @@ void deliver(const std::shared_ptr<session_state>& s, const std::string& id,
       asio::detached);
 }
 
-/// Adds a piece to a held request; delivers it once whole.
+/// Hands a held request to next() once it is whole and committed.
+void deliver_when_ready(const std::shared_ptr<session_state>& s, const std::string& id) {
+  auto it = s->held.find(id);
+  if (it == s->held.end() || it->second.delivered || !it->second.committed ||
+      !it->second.envelope) {
+    return;
+  }
+  const std::string envelope = std::move(*it->second.envelope);
+  it->second.envelope.reset();
+  deliver(s, id, envelope);
+}
+
+/// Adds a piece to a held request; delivers it once whole (and committed).
 void add_piece(const std::shared_ptr<session_state>& s, const message& m) {
   auto it = s->held.find(m.id);
   if (it == s->held.end() || it->second.delivered) return;
@@ -933,63 +1237,107 @@ void add_piece(const std::shared_ptr<session_state>& s, const message& m) {
     s->held.erase(it);
     return;
   }
-  if (whole) deliver(s, m.id, *whole);
+  if (!whole) return;
+  it->second.envelope = std::move(*whole);
+  deliver_when_ready(s, m.id);
+}
+
+/// Why an offer cannot be a funcie request worth claiming, or empty. A request of one
+/// piece is checked whole; the first piece of a bigger one must start like a request
+/// envelope. A look-alike is never claimed.
+std::string offer_problem(const message& m, const std::string& app) {
+  try {
+    if (m.count == 1) {
+      const auto req = tunnel::decode_request(m.data);
+      if (req.id != m.id || req.app != app) return "its id or app differs from its message";
+      return {};
+    }
+    if (tunnel::peek_kind(m.data) != tunnel::message_kind::request) {
+      return "its first piece is not a request envelope";
+    }
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return {};
 }
 
 asio::awaitable<void> take_offer(std::shared_ptr<session_state> s,
                                  aws::sqs_json::received_message received, message m,
                                  std::string key) {
   const std::string& queue = s->config().request_queue;
-  if (s->claimed.contains(m.id) || s->held.contains(m.id)) {
-    s->net.drop(queue, received.receipt_handle);  // delivered twice
-    co_return;
-  }
-  if (m.claim_by_ms <= util::unix_ms_now() || s->config().response_queue.empty()) {
+  s->net.drop(queue, received.receipt_handle);  // claimed or not, nobody else needs it
+  if (s->claimed.contains(m.id) || s->held.contains(m.id)) co_return;  // delivered twice
+  const std::int64_t now = util::unix_ms_now();
+  if (m.claim_by_ms <= now || s->config().response_queue.empty()) {
     spdlog::debug("dropped offer {}: its claim window is over", m.id);
-    s->net.drop(queue, received.receipt_handle);
     co_return;
   }
-  // Held before the claim is sent: the forwarder sends the other pieces once it sees the
-  // claim, and they must find us ready.
+  if (const auto problem = offer_problem(m, s->config().app); !problem.empty()) {
+    spdlog::warn("dropped an offer on the request queue that is not a valid request: {}", problem);
+    co_return;
+  }
+  // A claim runs nothing: the request runs here only when its forwarder commits it to this
+  // session (docs/sqs.md, "Who runs a request").
+  const std::int64_t claim_by = std::min(m.claim_by_ms, now + max_claim_window_ms);
   held_request entry;
   entry.key = key;
   entry.expires_ms = m.expires_ms;
+  entry.commit_by_ms = claim_by + commit_wait_ms;
+  s->claimed[m.id] = std::max(m.expires_ms, entry.commit_by_ms);
   s->held.emplace(m.id, std::move(entry));
-  s->claimed[m.id] = std::max(m.expires_ms, m.claim_by_ms);
+  add_piece(s, m);
   message claim;
   claim.kind = message_kind::claim;
   claim.app = s->config().app;
   claim.id = m.id;
   claim.session = s->session_id;
-  claim.expires_ms = m.expires_ms;
-  std::string error;
+  claim.expires_ms = claim_by + claim_lifetime_ms;
   try {
     co_await s->net.client->send_message(s->config().response_queue, s->net.body_of(claim, key));
   } catch (const std::exception& e) {
-    error = e.what();
+    spdlog::warn("could not claim request {}: {}; it runs in the cloud", m.id, e.what());
+    if (auto it = s->held.find(m.id); it != s->held.end() && !it->second.committed) {
+      s->held.erase(it);
+    }
   }
-  const bool in_time = error.empty() && util::unix_ms_now() < m.claim_by_ms;
+}
+
+/// A commit: the forwarder chose the session it names to run the request.
+void take_commit(const std::shared_ptr<session_state>& s,
+                 const aws::sqs_json::received_message& received, const message& m) {
+  const std::string& queue = s->config().request_queue;
+  auto it = s->held.find(m.id);
+  if (m.session != s->session_id) {
+    // Another session's: that one runs it. If this one claimed it too (a second delivery
+    // of the offer), it forgets its claim.
+    if (it != s->held.end() && !it->second.committed) s->held.erase(it);
+    s->net.release(queue, received);
+    return;
+  }
   s->net.drop(queue, received.receipt_handle);
-  if (!in_time) {
-    s->held.erase(m.id);
-    if (!error.empty()) {
-      spdlog::warn("could not claim request {}: {}; it runs in the cloud", m.id, error);
-    } else {
+  if (it == s->held.end()) {
+    if (!s->claimed.contains(m.id)) {
       spdlog::warn(
-          "claimed request {} too late (its claim window ended); it runs in the cloud. If this "
-          "repeats, check this machine's clock and its latency to SQS",
+          "request {} was committed to this session after it stopped waiting for the commit; "
+          "its forwarder reports the consumer lost",
           m.id);
     }
-    co_return;
+    return;  // else a second copy of a commit already taken
   }
-  add_piece(s, m);
+  if (it->second.committed) return;
+  it->second.committed = true;
+  deliver_when_ready(s, m.id);
 }
 
 void take_piece(const std::shared_ptr<session_state>& s,
                 const aws::sqs_json::received_message& received, const message& m) {
   const std::string& queue = s->config().request_queue;
   if (!s->held.contains(m.id)) {
-    s->net.release(queue, received.receipt_handle);  // for the session that holds it
+    if (s->claimed.contains(m.id)) {
+      s->net.drop(queue, received.receipt_handle);  // a late copy of a piece we had
+    } else {
+      s->net.release(queue, received);  // for the session that holds it
+    }
     return;
   }
   s->net.drop(queue, received.receipt_handle);
@@ -1010,7 +1358,9 @@ void take_ff(const std::shared_ptr<session_state>& s,
   held_request entry;
   entry.key = std::move(key);
   entry.ff = true;
+  entry.committed = true;  // nobody waits to choose: whoever takes it runs it
   entry.expires_ms = m.expires_ms;
+  entry.commit_by_ms = m.expires_ms;
   s->held.emplace(m.id, std::move(entry));
   s->claimed[m.id] = m.expires_ms;
   add_piece(s, m);
@@ -1024,7 +1374,7 @@ asio::awaitable<void> answer_ping(std::shared_ptr<session_state> s, message m, s
   pong.id = m.id;
   pong.session = s->session_id;
   pong.expires_ms = m.expires_ms;
-  pong.data = consumer_info_json(s->host, s->pid, s->since_ms, s->in_flight);
+  pong.data = consumer_info_json(s->host, s->pid, s->since_ms, s->in_flight, util::unix_ms_now());
   try {
     co_await s->net.client->send_message(s->config().response_queue, s->net.body_of(pong, key));
   } catch (const std::exception& e) {
@@ -1036,7 +1386,7 @@ void on_request_message(const std::shared_ptr<session_state>& s,
                         aws::sqs_json::received_message received) {
   const std::string& queue = s->config().request_queue;
   if (s->stopped || !s->lost.empty()) {
-    s->net.release(queue, received.receipt_handle);  // for the next session
+    s->net.release(queue, received);  // for the next session
     return;
   }
   std::string key;
@@ -1044,10 +1394,10 @@ void on_request_message(const std::shared_ptr<session_state>& s,
   if (!taken) return;
   message m = std::move(*taken);
   if (m.app != s->config().app) {
-    s->net.release(queue, received.receipt_handle);
+    s->net.release(queue, received);
     return;
   }
-  if (m.expires_ms != 0 && m.expires_ms < util::unix_ms_now()) {
+  if (s->net.expired(m, "request")) {
     s->net.drop(queue, received.receipt_handle);
     return;
   }
@@ -1058,6 +1408,9 @@ void on_request_message(const std::shared_ptr<session_state>& s,
       return;
     case message_kind::part:
       take_piece(s, received, m);
+      return;
+    case message_kind::commit:
+      take_commit(s, received, m);
       return;
     case message_kind::ff:
       take_ff(s, received, m, std::move(key));
@@ -1081,13 +1434,15 @@ asio::awaitable<void> receive_loop(std::shared_ptr<session_state> s) {
   while (!s->stopped && s->lost.empty()) {
     std::vector<aws::sqs_json::received_message> got;
     std::string error;
+    const int asked = s->net.receive_batch();
+    const std::int64_t started_ms = util::unix_ms_now();
     try {
-      got = co_await s->net.client->receive_message(s->config().request_queue,
-                                                    s->config().receive_batch,
+      got = co_await s->net.client->receive_message(s->config().request_queue, asked,
                                                     consumer_wait_seconds, visibility_seconds);
     } catch (const std::exception& e) {
       error = e.what();
     }
+    s->net.check_receive(got, started_ms, util::unix_ms_now(), consumer_wait_seconds, asked);
     if (!error.empty()) {
       if (s->stopped) break;
       // What we hold was failed by its forwarders once they heard nothing for a heartbeat.
@@ -1119,7 +1474,7 @@ asio::awaitable<void> alive_loop(std::shared_ptr<session_state> s) {
     if (s->stopped || !s->lost.empty()) break;
     std::vector<std::string> bodies;
     for (const auto& [id, entry] : s->held) {
-      if (entry.ff) continue;
+      if (entry.ff || !entry.committed) continue;
       message alive;
       alive.kind = message_kind::alive;
       alive.app = s->config().app;
@@ -1133,6 +1488,87 @@ asio::awaitable<void> alive_loop(std::shared_ptr<session_state> s) {
       co_await s->net.send_all(s->config().response_queue, std::move(bodies));
     } catch (const std::exception& e) {
       spdlog::warn("could not tell SQS that session {} is alive: {}", s->session_id.substr(0, 8),
+                   e.what());
+    }
+  }
+}
+
+/// Sets this session's presence tag on the request queue: here until now + presence_ttl.
+asio::awaitable<void> publish_presence(std::shared_ptr<session_state> s) {
+  const std::map<std::string, std::string> tags{
+      {presence_tag_key(s->config().app, s->session_id),
+       std::to_string(util::unix_ms_now() +
+                      presence_ttl_periods * s->config().presence_every.count())}};
+  co_await s->net.client->tag_queue(s->config().request_queue, tags);
+}
+
+/// Removes the tags of this app's sessions whose time is over (killed ones): a queue holds
+/// at most 50 tags. Best effort.
+asio::awaitable<void> remove_stale_presence(std::shared_ptr<session_state> s) {
+  try {
+    const auto tags = co_await s->net.client->list_queue_tags(s->config().request_queue);
+    const auto seen = read_presence(tags, s->config().app, util::unix_ms_now());
+    if (!seen.stale_keys.empty()) {
+      co_await s->net.client->untag_queue(s->config().request_queue, seen.stale_keys);
+    }
+  } catch (const std::exception& e) {
+    spdlog::debug("could not remove stale presence tags: {}", e.what());
+  }
+}
+
+/// Forwarders read the response queue only while they wait, so a message nobody waits for
+/// any more (a late alive, a claim nobody committed, a forged or foreign one) could stay
+/// there until the queue's retention ends. While connected, a session looks at the
+/// response queue every sweep_every and deletes what has expired or is not funcie's,
+/// releasing the rest at once (docs/sqs.md, "Nothing circulates").
+asio::awaitable<void> sweep_loop(std::shared_ptr<session_state> s) {
+  const std::string& queue = s->config().response_queue;
+  while (!s->stopped && s->lost.empty()) {
+    s->sweep_timer.expires_after(sweep_every);
+    boost::system::error_code ignored;
+    co_await s->sweep_timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    for (int round = 0; round < 50 && !s->stopped && s->lost.empty(); ++round) {
+      std::vector<aws::sqs_json::received_message> got;
+      try {
+        got = co_await s->net.client->receive_message(queue, 10, 0, visibility_seconds);
+      } catch (const std::exception& e) {
+        spdlog::debug("sweeping the response queue failed: {}", e.what());
+        break;
+      }
+      std::size_t dropped = 0;
+      for (const auto& received : got) {
+        std::optional<message> m;
+        bool foreign_key = false;
+        try {
+          m = decode(s->config().keys.open(received.body));
+        } catch (const tunnel::seal_error&) {
+          const auto key = tunnel::keyring::key_id_of(received.body);
+          foreign_key = key && s->config().keys.enabled() && !s->config().keys.holds(*key);
+        } catch (const std::exception&) {
+        }
+        if (foreign_key || (m && !s->net.expired(*m, "response"))) {
+          s->net.release(queue, received, true);
+        } else {
+          s->net.drop(queue, received.receipt_handle);
+          ++dropped;
+        }
+      }
+      if (got.size() < 10 || dropped == 0) break;
+    }
+  }
+}
+
+/// Keeps the presence tag fresh while the session lives.
+asio::awaitable<void> presence_loop(std::shared_ptr<session_state> s) {
+  while (!s->stopped && s->lost.empty()) {
+    s->presence_timer.expires_after(s->config().presence_every);
+    boost::system::error_code ignored;
+    co_await s->presence_timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    if (s->stopped || !s->lost.empty()) break;
+    try {
+      co_await publish_presence(s);
+    } catch (const std::exception& e) {
+      spdlog::warn("could not refresh this session's presence tag on {}: {}", s->net.where,
                    e.what());
     }
   }
@@ -1168,6 +1604,8 @@ asio::awaitable<void> sqs_consumer_session::open() {
     co_await s->net.queue_limit(s->config().request_queue, true);
     if (!s->config().response_queue.empty()) {
       co_await s->net.queue_limit(s->config().response_queue, true);
+      // Forwarders learn that a session is connected from its tag (docs/sqs.md).
+      co_await publish_presence(s);
     }
   } catch (const std::exception& e) {
     error = e.what();
@@ -1191,6 +1629,11 @@ asio::awaitable<void> sqs_consumer_session::open() {
   asio::co_spawn(s->executor, receive_loop(s),
                  asio::bind_cancellation_slot(s->stop_receiving.slot(), asio::detached));
   asio::co_spawn(s->executor, alive_loop(s), asio::detached);
+  if (!s->config().response_queue.empty()) {
+    asio::co_spawn(s->executor, presence_loop(s), asio::detached);
+    asio::co_spawn(s->executor, sweep_loop(s), asio::detached);
+    asio::co_spawn(s->executor, remove_stale_presence(s), asio::detached);
+  }
 }
 
 asio::awaitable<tunnel::request> sqs_consumer_session::next() {
@@ -1228,8 +1671,18 @@ asio::awaitable<void> sqs_consumer_session::respond(const tunnel::response& answ
 }
 
 asio::awaitable<void> sqs_consumer_session::close() {
-  state_->shutdown();
-  co_return;
+  const std::shared_ptr<state> s = state_;
+  const bool was_open = s->opened && !s->stopped;
+  s->shutdown();
+  if (!was_open || s->config().response_queue.empty()) co_return;
+  // Gone: forwarders stop offering at their next presence read. One attempt; if it fails
+  // the tag's own time ends it.
+  const std::vector<std::string> keys{presence_tag_key(s->config().app, s->session_id)};
+  try {
+    co_await s->net.single_attempt->untag_queue(s->config().request_queue, keys);
+  } catch (const std::exception& e) {
+    spdlog::debug("could not remove this session's presence tag: {}", e.what());
+  }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1274,9 +1727,12 @@ asio::awaitable<std::vector<tunnel::consumer_info>> list_consumers(
       entry.pid = integer("pid");
       entry.since_ms = integer("since_ms");
       entry.in_flight = integer("in_flight");
+      // When it answered, by its clock: a pong is a heartbeat of a moment ago.
+      if (const std::int64_t at = integer("at_ms"); at > 0) {
+        entry.heartbeat_age_ms = std::max<std::int64_t>(0, now - at);
+      }
     }
-    entry.heartbeat_age_ms =
-        std::max<std::int64_t>(0, now - pong.expires_ms + s->config().claim_window.count());
+    entry.heartbeat_age_ms = 0;
     out.push_back(std::move(entry));
   }
   co_return out;

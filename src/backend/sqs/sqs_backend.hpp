@@ -1,6 +1,6 @@
-// The SQS backend of the tunnel: a request queue and a response queue, claims by message,
-// presence learned from claims and pings, envelopes cut to the queues' size limit
-// (docs/sqs.md).
+// The SQS backend of the tunnel: a request queue and a response queue; offer, claim and
+// commit by message; presence from a tag on the request queue; envelopes cut to the queues' size
+// limit (docs/sqs.md).
 #pragma once
 
 #include "aws/credentials.hpp"
@@ -31,10 +31,11 @@ struct settings {
   std::chrono::milliseconds command_timeout{1000};
   std::chrono::milliseconds claim_window{2000};  ///< FUNCIE_SQS_CLAIM_MS
   std::chrono::milliseconds claim_grace{500};
-  std::chrono::milliseconds absent_for{30000};  ///< FUNCIE_SQS_ABSENT_MS
-  int receive_batch = 10;                       ///< FUNCIE_SQS_RECEIVE_BATCH
-  std::size_t max_message_bytes = 0;            ///< FUNCIE_SQS_MAX_MESSAGE_BYTES; 0: ask
-  tunnel::keyring keys;                         ///< Every body is sealed with these
+  std::chrono::milliseconds absent_for{30000};      ///< FUNCIE_SQS_ABSENT_MS (without the tag)
+  std::chrono::milliseconds presence_every{10000};  ///< FUNCIE_SQS_PRESENCE_MS
+  int receive_batch = 10;                           ///< FUNCIE_SQS_RECEIVE_BATCH
+  std::size_t max_message_bytes = 0;                ///< FUNCIE_SQS_MAX_MESSAGE_BYTES; 0: ask
+  tunnel::keyring keys;                             ///< Every body is sealed with these
 };
 
 /// Throws tunnel::backend_config_error naming the variable or flag to fix.
