@@ -52,6 +52,7 @@ void environment::start() {
     options.on_line = [output = config_.output, index = index_](int stream, std::string_view line) {
       output(index, stream, line);
     };
+    options.before_read = config_.output_room;
   }
   process_ = std::make_unique<process::child>(executor_, config_.command, env, std::move(options));
   spdlog::debug("environment {}: started runtime pid {} with Runtime API {}", index_,
