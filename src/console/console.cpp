@@ -176,6 +176,8 @@ console::console(std::FILE* out, bool colour, clock time_of_day, bool live)
 
 console::~console() {
   status({});
+  // The queue writes what is left after this console is gone: it must not call back here.
+  if (queue_ != nullptr) queue_->on_gone({});
 }
 
 void console::align_functions(std::size_t width) {
