@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 
@@ -111,4 +113,28 @@ TEST(OutputQueue, FlushWritesWhatIsLeftWithoutTheLoop) {
   }
   reader.join();
   EXPECT_EQ(got, std::string(300000, 'z'));
+}
+
+TEST(OutputQueue, ARegularFileIsWrittenInPlaceNotOpenedAgain) {
+  // Opened again, a file would get an offset of its own and overwrite what is there.
+  const std::string path = testing::TempDir() + "output_queue_file.txt";
+  const int file = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(file, 0);
+  ASSERT_EQ(::write(file, "before\n", 7), 7);
+  const int saved = ::dup(STDERR_FILENO);
+  ::dup2(file, STDERR_FILENO);
+  ::close(file);
+  {
+    asio::io_context io;
+    output_queue queue(io.get_executor());
+    queue.write(STDERR_FILENO, "one\n");
+    queue.write(STDERR_FILENO, "two\n");
+    auto drained = asio::co_spawn(io, queue.drained(), asio::use_future);
+    while (drained.wait_for(0s) != std::future_status::ready) io.run_one_for(1s);
+  }
+  ::dup2(saved, STDERR_FILENO);
+  ::close(saved);
+  std::ifstream in(path);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(all, "before\none\ntwo\n");
 }
