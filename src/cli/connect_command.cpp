@@ -326,8 +326,14 @@ class logs_through {
 int run_connect(std::vector<project::function_spec> specs, bool verbose, bool report) {
   asio::io_context io;
   auto executor = io.get_executor();
+  // The terminal is written without blocking the event loop: one that stops reading
+  // (Ctrl-S, a pane in copy mode) holds back the runtimes' output, never the heartbeats.
+  // Declared before the console, which writes through it until its destructor; its own
+  // destructor writes what is left, waiting for the terminal.
+  console::output_queue written(executor);
   console::console out(stderr, console::wants_colour(stderr), console::local_time_of_day,
                        console::wants_live(stderr));
+  out.write_through(written);
   logs_through logs(out);
   const bool several = specs.size() > 1;
 
@@ -354,6 +360,9 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
         io,
         [&]() -> asio::awaitable<void> {
           for (auto& f : served) co_await f->stop();
+          // What the runtimes printed is shown before funcie ends (a second Ctrl-C does not
+          // wait for a terminal that stopped reading).
+          co_await out.drained();
           io.stop();
         },
         asio::detached);
@@ -428,10 +437,10 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
       try {
         std::rethrow_exception(e);
       } catch (const tunnel::backend_config_error& error) {
-        fmt::print(stderr, "funcie connect: {}: {}\n", name, error.what());
+        out.print_to(stderr, fmt::format("funcie connect: {}: {}\n", name, error.what()));
         exit_code = exit_usage;
       } catch (const std::exception& error) {
-        fmt::print(stderr, "funcie connect: {}: {}\n", name, error.what());
+        out.print_to(stderr, fmt::format("funcie connect: {}: {}\n", name, error.what()));
         exit_code = exit_failure;
       }
       leave("could not serve");

@@ -176,6 +176,8 @@ console::console(std::FILE* out, bool colour, clock time_of_day, bool live)
 
 console::~console() {
   status({});
+  // The queue writes what is left after this console is gone: it must not call back here.
+  if (queue_ != nullptr) queue_->on_gone({});
 }
 
 void console::align_functions(std::size_t width) {
@@ -449,18 +451,40 @@ void console::print_to(std::FILE* stream, std::string_view text) {
   if (live_ && status_drawn_ && !gone_) write_all(out_, status_);
 }
 
+void console::write_through(output_queue& queue) {
+  queue_ = &queue;
+  queue.on_gone([this](int fd) {
+    if (out_ == nullptr || fd != ::fileno(out_) || gone_) return;
+    gone_ = true;
+    if (on_gone_) on_gone_();
+  });
+}
+
+boost::asio::awaitable<void> console::room() {
+  if (queue_ != nullptr) co_await queue_->room();
+}
+
+boost::asio::awaitable<void> console::drained() {
+  if (queue_ != nullptr) co_await queue_->drained();
+}
+
 void console::write_all(std::FILE* stream, std::string_view text) {
   const int fd = ::fileno(stream);
+  if (queue_ != nullptr && (fd == STDOUT_FILENO || fd == STDERR_FILENO)) {
+    std::fflush(stream);  // what stdio holds goes first
+    queue_->write(fd, std::string(text));
+    return;
+  }
   if (fd < 0) {  // a stream without a descriptor (tests' memory streams)
     if (std::fwrite(text.data(), 1, text.size(), stream) != text.size()) std::clearerr(stream);
     std::fflush(stream);
     return;
   }
-  // Straight to the descriptor, all of it: a short write is continued, never dropped. The
-  // descriptor is blocking (funcie connect never sets O_NONBLOCK on a terminal it shares
-  // with the shell); should something else have set it, poll() waits until the terminal
-  // takes more. Waiting here is the backpressure: while the terminal is behind, the
-  // handler's pipe is not read and the handler waits on its own writes.
+  // Without a queue (tests, funcie's other commands): straight to the descriptor, all of it:
+  // a short write is continued, never dropped. The descriptor is blocking (funcie connect never
+  // sets O_NONBLOCK on a terminal it shares with the shell); should something else have set it,
+  // poll() waits until the terminal takes more. Waiting here is the backpressure: while the
+  // terminal is behind, the handler's pipe is not read and the handler waits on its own writes.
   std::fflush(stream);
   std::string_view rest(text);
   while (!rest.empty()) {

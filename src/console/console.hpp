@@ -5,13 +5,17 @@
 // "[app#k 8b01d77a]", notices, REPORT figures, with --verbose the event and the response,
 // and on a terminal a status line kept at the bottom (a held request's countdown).
 //
-// Every line (or block) is built whole and written whole to the descriptor before anything
-// else runs (one event loop), so lines from different sources never interleave mid-line and
-// none is ever dropped. Everything that comes from outside (the event, the handler's output
+// Every line (or block) is built whole and written whole, so lines from different sources
+// never interleave mid-line and none is ever dropped: straight to the descriptor, or, under
+// funcie connect, through an output_queue that never blocks the event loop
+// (write_through()). Everything that comes from outside (the event, the handler's output
 // and errors, function names) goes through printable() first: nothing printed here can send
 // a terminal an escape sequence we did not write ourselves.
 
+#include "console/output_queue.hpp"
 #include "console/trigger.hpp"
+
+#include <boost/asio/awaitable.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -129,6 +133,20 @@ class console {
   /// 24), so that columns line up from the first line. Names seen widen it too.
   void align_functions(std::size_t width);
 
+  /// From now on, what is written to stdout and stderr goes through `queue` (which must
+  /// outlive the console): the event loop never waits for the terminal. Without it, each
+  /// write waits until the descriptor took all of it.
+  void write_through(output_queue& queue);
+
+  /// Completes when the output is not behind: at once without a queue, else when the queue
+  /// is not full. Whoever produces the bulk of the output (a runtime's pipe) waits for it
+  /// before reading more.
+  boost::asio::awaitable<void> room();
+  /// Whether the output is behind (the queue is full).
+  bool behind() const { return queue_ != nullptr && queue_->full(); }
+  /// Completes when everything written so far has reached the descriptors.
+  boost::asio::awaitable<void> drained();
+
   /// Called once when the output is gone for good (a terminal that hung up, a pipe nobody
   /// reads): funcie connect leaves then, as it does on Ctrl-C. Nothing is written after.
   void on_output_gone(std::function<void()> gone);
@@ -145,6 +163,7 @@ class console {
   void write_all(std::FILE* stream, std::string_view text);
 
   std::FILE* out_;
+  output_queue* queue_ = nullptr;
   bool colour_;
   clock clock_;
   std::size_t function_width_ = 0;

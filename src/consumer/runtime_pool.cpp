@@ -78,6 +78,7 @@ emulate::function_config config_for(const runtime_pool_options& options,
   if (!fn.log_stream.empty()) config.environment["AWS_LAMBDA_LOG_STREAM_NAME"] = fn.log_stream;
   config.working_directory = options.working_directory;
   config.output = options.output;
+  config.output_room = options.output_room;
   config.on_invoke = options.on_invoke;
   if (options.forward_credentials && !first.credentials.empty()) {
     // The function's role, as Lambda gives it: the developer's own settings stay out.

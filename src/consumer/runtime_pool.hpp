@@ -36,6 +36,8 @@ struct runtime_pool_options {
   /// Each line CMD writes (environment index from 0, stream 1 or 2); empty: CMD inherits
   /// funcie's stdout and stderr.
   std::function<void(unsigned environment, int stream, std::string_view line)> output;
+  /// With output: each read of CMD's pipes waits for it first (emulate's output_room).
+  std::function<boost::asio::awaitable<void>()> output_room;
   /// Called when a request is handed to an environment (emulate::function_config::on_invoke).
   std::function<void(unsigned environment, std::string_view request_id)> on_invoke;
   /// Give the handler the function's AWS credentials when a request carries them;

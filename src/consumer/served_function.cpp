@@ -122,6 +122,7 @@ struct served_function::state {
               : fmt::format("[{}#{} {}]", name, environment + 1, env.request_id.substr(0, 8));
       out->handler_output(prefix, text, stream == 2);
     };
+    if (o.out != nullptr) p.output_room = [out = o.out]() { return out->room(); };
     p.on_invoke = [seen](unsigned environment, std::string_view request_id) {
       auto& env = seen->by_index[environment];
       if (!env.request_id.empty()) seen->index_of.erase(env.request_id);
@@ -132,19 +133,23 @@ struct served_function::state {
   }
 
   /// Returns once the output of the environment that ran `request_id` has been read: no
-  /// new line for a few milliseconds. What a runtime printed before it answered is in its
-  /// pipe when the answer arrives, but the event loop may see the answer first.
+  /// new line for 15 ms while its pipes may be read. What a runtime printed before it
+  /// answered is in its pipe when the answer arrives (or, for Node, still in the runtime's
+  /// own buffer, written as the pipe takes it), but the event loop may see the answer first;
+  /// 3 ms was too short for a busy machine. While the terminal is behind, the pipes are not read
+  /// (backpressure): that is no quiet, so the wait goes on until the console has room again.
   asio::awaitable<void> output_settled(const std::string& request_id) {
     const auto found = seen->index_of.find(request_id);
     if (found == seen->index_of.end()) co_return;
     const unsigned index = found->second;
     asio::steady_timer timer(executor);
     for (int round = 0; round < 100; ++round) {
+      co_await out().room();
       const auto before = seen->by_index[index].lines;
-      timer.expires_after(milliseconds(3));
+      timer.expires_after(milliseconds(15));
       boost::system::error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (seen->by_index[index].lines == before) break;
+      if (seen->by_index[index].lines == before && !out().behind()) break;
     }
   }
 

@@ -1,6 +1,8 @@
 // What `funcie emulate` emulates: one function's configuration, checked as Lambda checks it.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
+
 #include <chrono>
 #include <functional>
 #include <map>
@@ -43,6 +45,9 @@ struct function_config {
   /// writes (without its '\n'), with the environment's index (from 0) and the stream (1
   /// stdout, 2 stderr), on the emulator's executor. Copied into each runtime process.
   std::function<void(unsigned environment_index, int stream, std::string_view line)> output;
+  /// With output. Empty: the runtime's pipes are read as it writes. Set: each read waits for
+  /// it first (process::child_options::before_read): backpressure from a terminal behind.
+  std::function<boost::asio::awaitable<void>()> output_room;
   /// Empty: nothing. Set: called on the emulator's executor when an invocation is handed to
   /// an environment, before it runs, with the environment's index and the request id, so
   /// that the lines `output` gets next can be tied to the invocation that printed them.

@@ -69,6 +69,7 @@ void environment::start() {
       if (log->text.size() > 64 * 1024) log->text.erase(0, log->text.size() - 8 * 1024);
     }
   };
+  options.before_read = config_.output_room;
   process_ = std::make_unique<process::child>(executor_, config_.command, env, std::move(options));
   spdlog::debug("environment {}: started runtime pid {} with Runtime API {}", index_,
                 process_->pid(), api_->address());

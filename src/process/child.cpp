@@ -59,6 +59,7 @@ struct child::output {
     bool ended = false;   // EOF seen: the pipe is closed
   };
   std::function<void(int, std::string_view)> on_line;
+  std::function<asio::awaitable<void>()> before_read;
   std::array<stream, 2> streams;
   bool stopped = false;     // the child object is gone: no more calls...
   bool draining = false;    // ...but for those its destructor makes itself
@@ -234,6 +235,12 @@ asio::awaitable<void> read_lines(std::shared_ptr<child::output> out, std::size_t
     co_await s.pipe->async_wait(asio::posix::stream_descriptor::wait_read,
                                 asio::redirect_error(asio::use_awaitable, ec));
     if (ec || out->stopped || s.ended) co_return;
+    if (out->before_read) {
+      // Holds a copy: the child (and its options) may go while this waits.
+      auto wait = out->before_read;
+      co_await wait();
+      if (out->stopped || s.ended) co_return;
+    }
     // Bounded, so that a chatty runtime cannot starve the rest of the event loop.
     out->delivering = true;
     bool more = pump(*out, s, 256 * 1024);
@@ -334,6 +341,7 @@ child::child(asio::any_io_executor executor, const std::vector<std::string>& arg
   if (capture) {
     output_ = std::make_shared<output>();
     output_->on_line = std::move(options.on_line);
+    output_->before_read = std::move(options.before_read);
     std::array<unique_fd*, 2> ends = {&out_read, &err_read};
     for (std::size_t i = 0; i < 2; ++i) {
       auto& s = output_->streams[i];

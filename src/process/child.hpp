@@ -41,6 +41,11 @@ struct child_options {
   /// words), then never calls again, even if grandchildren keep the pipes open. Must not
   /// throw (what it throws is logged and dropped).
   std::function<void(int stream, std::string_view line)> on_line;
+  /// With on_line. Empty: the pipes are read as the child writes. Set: each read of a pipe
+  /// first waits for this to complete: while whoever shows the lines is behind (a terminal
+  /// that stopped reading), the pipes are not read and the child waits on its own writes
+  /// (backpressure, not loss).
+  std::function<boost::asio::awaitable<void>()> before_read;
   /// Empty: the parent's. A relative argv[0] ("./bootstrap") is found from here. One that
   /// cannot be entered is a spawn_error naming it.
   std::string working_directory;

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { echoBin, ended, repoRoot, ricBin } from './lib/harness.mjs';
 import { startCloud, startRedis, where } from './lib/tunnel.mjs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connectInPty } from './lib/terminal.mjs';
 
 const sanitized = Boolean(process.env.ASAN_OPTIONS);
@@ -62,6 +63,65 @@ export const handler = async (event) => {
   const firstWrong = seen.findIndex((m, i) => Number(m[1]) !== i || m[2].length !== 40);
   assert.equal(firstWrong, -1, `in order and whole; first wrong: ${seen[firstWrong]?.[0]}`);
 
+  const { before: was, after: is } = pty.state();
+  assert.ok(was && is, pty.screen().slice(-2000));
+  assert.equal(is, was, 'the file status flags (O_NONBLOCK) and termios settings of the terminal are unchanged');
+});
+
+test('a terminal that stops reading (Ctrl-S) holds the handler back, not the session: heartbeats go on, and every line arrives once it reads again', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'funcie-term-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'handler.mjs'), `
+export const handler = async (event) => {
+  if (event.where) return { where: 'local' };
+  const lines = [];
+  for (let i = 0; i < event.lines; ++i) lines.push('line ' + String(i).padStart(5, '0') + ' ' + 'y'.repeat(40));
+  process.stdout.write(lines.join('\\n') + '\\n');
+  return { printed: event.lines };
+};
+`);
+  const heartbeat = 1000;  // the bound past which the cloud takes a silent session for dead
+  const { app, em } = await cloud(t);
+  const pty = connectInPty(t, ['--backend', redis.url, '--app', app, '--heartbeat-ms', String(heartbeat), '--', process.execPath, ricBin, 'handler.handler'], { cwd: dir });
+  await pty.waitFor(/r reloads/);
+  const pid = await pty.pid();
+  assert.equal(await where(em), 'local');
+
+  // Ctrl-S: the terminal takes no more output until Ctrl-Q. The handler then prints 3.3 MB,
+  // far more than funcie's queue, the pipe and the pty hold together.
+  pty.type('\u0013');
+  await sleep(200);
+  const shown = pty.screen().length;
+  const printing = em.invoke({ lines: 50000 });
+  // Four heartbeat bounds with the terminal stopped: the session must stay alive meanwhile.
+  await sleep(4 * heartbeat);
+  const probe = await em.invoke({ where: true });  // a second environment runs it
+  assert.equal(probe.headers.get('x-amz-function-error'), null, probe.body);
+  assert.equal(JSON.parse(probe.body).where, 'local', 'the session is alive while the terminal is stopped');
+  await sleep(heartbeat);
+  assert.ok(pty.screen().length - shown < 4096, `the terminal was stopped (${pty.screen().length - shown} bytes shown meanwhile)`);
+
+  pty.type('\u0011');  // Ctrl-Q: the terminal reads again
+  const r = await printing;
+  assert.equal(r.headers.get('x-amz-function-error'), null, r.body);
+  assert.equal(JSON.parse(r.body).printed, 50000, 'answered by the local handler, its session never lost');
+  await pty.waitFor(/line 49999 y{40}\r?\n/, 60000);
+  assert.doesNotMatch(pty.screen(), /reconnected app/, 'no new session was needed');
+
+  process.kill(pid, 'SIGINT');
+  const [code] = await pty.exited;
+  assert.equal(code, 0, pty.screen().slice(-2000));
+  const plain = pty.screen().replace(/\u001b\[[0-9;?]*[A-Za-z]/g, '');
+  const seen = [...plain.matchAll(/line (\d{5}) (y*)\r?$/gm)];
+  assert.equal(seen.length, 50000, 'every line arrived');
+  const firstWrong = seen.findIndex((m, i) => Number(m[1]) !== i || m[2].length !== 40);
+  assert.equal(firstWrong, -1, `in order and whole; first wrong: ${seen[firstWrong]?.[0]}`);
+  // The invocation's line comes after its own output.
+  const last = plain.lastIndexOf('line 49999');
+  const id = plain.slice(0, last).match(/\[t-\d+#1 ([0-9a-f]{8})\] line 00000/)?.[1];
+  assert.ok(id, 'the handler\'s lines carry its request id');
+  const summary = plain.search(new RegExp(`\\d\\d:\\d\\d:\\d\\d\\.\\d{3} ${id} direct`));
+  assert.ok(summary > last, `the invocation's line (${summary}) after its last output line (${last}):\n${plain.slice(summary - 400, summary + 400)}`);
   const { before: was, after: is } = pty.state();
   assert.ok(was && is, pty.screen().slice(-2000));
   assert.equal(is, was, 'the file status flags (O_NONBLOCK) and termios settings of the terminal are unchanged');

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <fcntl.h>
@@ -167,6 +170,41 @@ TEST(ChildOutput, ManyLinesArriveInOrder) {
   ASSERT_EQ(lines.size(), 3000u);
   for (std::size_t i = 0; i < lines.size(); ++i) {
     ASSERT_EQ(lines[i].text, "line-" + std::to_string(i));
+  }
+}
+
+TEST(ChildOutput, BeforeReadHoldsThePipesBackAndTheChildWaitsOnItsWrites) {
+  asio::io_context io;
+  std::vector<line> lines;
+  auto options = capture(lines);
+  bool open = false;
+  asio::steady_timer gate(io, asio::steady_timer::time_point::max());
+  options.before_read = [&]() -> asio::awaitable<void> {
+    while (!open) {
+      boost::system::error_code ec;
+      co_await gate.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  };
+  // ~250 KB: more than a pipe holds, so the child waits in its writes while it is not read.
+  child c(io.get_executor(),
+          {"sh", "-c",
+           "i=0; while [ $i -lt 5000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; "
+           "i=$((i+1)); done"},
+          env(), std::move(options));
+  auto status = asio::co_spawn(io, c.wait(), asio::use_future);
+  asio::steady_timer later(io, std::chrono::milliseconds(500));
+  bool held_back = false;
+  later.async_wait([&](boost::system::error_code) {
+    held_back = lines.empty() && !c.exited();
+    open = true;
+    gate.cancel();
+  });
+  io.run();
+  EXPECT_EQ(status.get().describe(), "exit status 0");
+  EXPECT_TRUE(held_back) << "nothing read, the child still writing, while the gate was closed";
+  ASSERT_EQ(lines.size(), 5000u);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    ASSERT_EQ(lines[i].text, "line-" + std::to_string(i) + "-" + std::string(40, 'x'));
   }
 }
 
