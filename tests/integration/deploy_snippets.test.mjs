@@ -41,7 +41,7 @@ const FUNCIE_SQS_ACTIONS = new Set([
   'sqs:TagQueue',
   'sqs:UntagQueue',
 ]);
-const QUEUE_ACTIONS = [...FUNCIE_SQS_ACTIONS].filter((a) => !/Tag/.test(a));
+const QUEUE_ACTIONS = [...FUNCIE_SQS_ACTIONS].filter((a) => !/tag/i.test(a));  // TagQueue, UntagQueue, ListQueueTags
 // Who calls which on which queue (docs/deploy.md, "IAM for the SQS backend"). The function:
 // sends offers, pieces and commits to the request queue, asks its size limit and reads its
 // presence tags (docs/sqs.md, "Presence"); receives
