@@ -190,6 +190,44 @@ asio::awaitable<void> send(std::shared_ptr<session_ctx> ctx, tunnel::response an
   }
 }
 
+/// A streamed result: each piece goes on the session as the runtime writes it, numbered,
+/// then the last one with how it ended. Stops sending when the request is no longer this
+/// session's (stop() answered it, or the session was lost).
+asio::awaitable<void> send_pieces(state_ptr s, std::shared_ptr<session_ctx> ctx,
+                                  const tunnel::request& req, runtime_api::result result) {
+  auto ours = [&] {
+    const auto it = s->held.find(req.id);
+    return it != s->held.end() && it->second.ctx == ctx && !ctx->over && ctx->lost_reason.empty();
+  };
+  const std::shared_ptr<runtime_api::piece_source> source = result.pieces;
+  tunnel::response piece;
+  piece.id = req.id;
+  piece.app = req.app;
+  piece.consumer = ctx->session->id();
+  piece.content_type = result.content_type;
+  piece.piece = 0;
+  while (std::optional<std::string> bytes = co_await source->read()) {
+    if (!ours()) co_return;
+    piece.more = true;
+    piece.body = std::move(*bytes);
+    co_await send(ctx, piece);
+    ++piece.piece;
+    piece.content_type.clear();
+  }
+  if (!ours()) co_return;
+  s->held.erase(req.id);
+  s->update_in_flight();
+  piece.more = false;
+  if (const auto& error = source->error()) {
+    piece.result = tunnel::response::outcome::error;
+    piece.error_type = error->error_type;
+    piece.body = source->error_body();
+  } else {
+    piece.body.clear();
+  }
+  co_await send(ctx, std::move(piece));
+}
+
 /// Runs one held request and answers it, unless stop() or a lost session took it away.
 asio::awaitable<void> serve_one(state_ptr s, std::shared_ptr<session_ctx> ctx,
                                 tunnel::request req) {
@@ -204,6 +242,10 @@ asio::awaitable<void> serve_one(state_ptr s, std::shared_ptr<session_ctx> ctx,
   } catch (...) {
     failed = true;
     failure = "unknown exception";
+  }
+  if (!failed && result.pieces) {
+    co_await send_pieces(s, ctx, req, std::move(result));
+    co_return;
   }
   auto it = s->held.find(req.id);
   if (it == s->held.end() || it->second.ctx != ctx) co_return;  // answered or dropped already

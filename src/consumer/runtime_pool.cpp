@@ -5,6 +5,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <deque>
+#include <exception>
+
 namespace funcie::consumer {
 
 namespace asio = boost::asio;
@@ -27,6 +36,102 @@ std::string arn_field(std::string_view arn, std::size_t index) {
     arn.remove_prefix(colon + 1);
   }
   return std::string(arn.substr(0, arn.find(':')));
+}
+
+using wake_channel = asio::experimental::channel<void(boost::system::error_code)>;
+
+constexpr std::size_t max_merged_bytes = 1024 * 1024;
+
+// A streamed response on its way from a local runtime to the tunnel: the runtime's pieces
+// are queued as it writes them (the environment is never held up by the broker), read in
+// order by the consumer, and end with how the invocation ended.
+class local_stream final : public runtime_api::piece_source {
+ public:
+  explicit local_stream(const asio::any_io_executor& executor)
+      : wake_(executor, 1), first_(executor, 1) {
+    sink.start = [this](std::string_view content_type) -> asio::awaitable<void> {
+      content_type_ = content_type;
+      co_return;
+    };
+    sink.bytes = [this](std::string_view bytes) -> asio::awaitable<void> {
+      if (bytes.empty()) co_return;
+      queue_.emplace_back(bytes);
+      wake_.try_send(boost::system::error_code{});
+      if (!started_) {
+        started_ = true;
+        first_.try_send(boost::system::error_code{});
+      }
+      co_return;
+    };
+  }
+
+  asio::awaitable<std::optional<std::string>> read() override {
+    for (;;) {
+      if (!queue_.empty()) {
+        // What queued up while the last piece was on its way goes as one piece (up to
+        // 1 MiB), so a slow broker costs round trips, not memory.
+        std::string bytes = std::move(queue_.front());
+        queue_.pop_front();
+        while (!queue_.empty() && bytes.size() + queue_.front().size() <= max_merged_bytes) {
+          bytes += queue_.front();
+          queue_.pop_front();
+        }
+        co_return bytes;
+      }
+      if (ended_) co_return std::nullopt;
+      boost::system::error_code ec;
+      co_await wake_.async_receive(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  const std::optional<runtime_api::function_error>& error() const override { return error_; }
+  const std::string& error_body() const override { return error_body_; }
+
+  /// The invocation ended (after its last piece).
+  void finish(runtime_api::result ended) {
+    if (ended.outcome != runtime_api::result::kind::success) {
+      error_ = runtime_api::function_error{ended.error_type, {}, {}};
+      error_body_ = ended.body;
+    }
+    done = std::move(ended);
+    ended_ = true;
+    wake_.try_send(boost::system::error_code{});
+    first_.try_send(boost::system::error_code{});
+  }
+
+  /// Waits until the first bytes are written or the invocation ended without any.
+  asio::awaitable<void> started_or_ended() {
+    while (!started_ && !ended_) {
+      boost::system::error_code ec;
+      co_await first_.async_receive(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  bool started() const { return started_; }
+  const std::string& content_type() const { return content_type_; }
+
+  emulate::stream_sink sink;
+  runtime_api::result done;    ///< How it ended, once it did.
+  std::exception_ptr failure;  ///< The invocation threw.
+
+ private:
+  std::deque<std::string> queue_;
+  wake_channel wake_;
+  wake_channel first_;
+  std::string content_type_;
+  bool started_ = false;
+  bool ended_ = false;
+  std::optional<runtime_api::function_error> error_;
+  std::string error_body_;
+};
+
+runtime_api::result to_result(emulate::outcome out) {
+  runtime_api::result r;
+  r.outcome = out.function_error ? runtime_api::result::kind::function_error
+                                 : runtime_api::result::kind::success;
+  r.body = std::move(out.body);
+  r.content_type = out.function_error ? std::string() : std::move(out.content_type);
+  r.error_type = std::move(out.error_type);
+  return r;
 }
 
 }  // namespace
@@ -113,11 +218,48 @@ asio::awaitable<runtime_api::result> runtime_pool::run(const tunnel::request& re
                   emulator_->config().name);
   }
   runtime_api::invocation inv{req.context, req.payload};
+  // A forwarder that takes a streamed response as pieces gets one as soon as the runtime
+  // writes its first bytes; one that fails before that is an ordinary result (--hold holds
+  // it).
+  const std::int64_t start_by = req.answer_by_ms != 0 ? req.answer_by_ms - answer_transit_ms : 0;
+  if (req.stream) {
+    auto stream = std::make_shared<local_stream>(executor_);
+    emulate::emulator* emulator = emulator_.get();
+    asio::co_spawn(
+        executor_,
+        [stream, emulator, inv = std::move(inv), start_by,
+         this]() mutable -> asio::awaitable<void> {
+          runtime_api::result ended;
+          try {
+            ended = to_result(co_await emulator->invoke(std::move(inv), start_by, &stream->sink));
+          } catch (const process::spawn_error& e) {
+            ended = error_result("Runtime.InvalidEntrypoint", e.what());
+          } catch (const std::exception& e) {
+            if (shutting_down_) {
+              ended = error_result("Funcie.ConsumerLeft", "the local runtimes are shutting down");
+            } else if (stream->started()) {
+              ended = error_result("Funcie.ConsumerError", e.what());
+            } else {
+              stream->failure = std::current_exception();
+            }
+          }
+          stream->finish(std::move(ended));
+        },
+        asio::detached);
+    co_await stream->started_or_ended();
+    if (!stream->started()) {
+      if (stream->failure) std::rethrow_exception(stream->failure);
+      co_return std::move(stream->done);
+    }
+    runtime_api::result r;
+    r.content_type = stream->content_type();
+    r.pieces = stream;
+    co_return r;
+  }
   emulate::outcome out;
   try {
     // A request still queued when the forwarder is about to stop waiting never runs: its
     // caller has an answer (this one, in time to arrive first).
-    const std::int64_t start_by = req.answer_by_ms != 0 ? req.answer_by_ms - answer_transit_ms : 0;
     out = co_await emulator_->invoke(std::move(inv), start_by);
   } catch (const process::spawn_error& e) {
     co_return error_result("Runtime.InvalidEntrypoint", e.what());
@@ -127,13 +269,7 @@ asio::awaitable<runtime_api::result> runtime_pool::run(const tunnel::request& re
     }
     throw;
   }
-  runtime_api::result r;
-  r.outcome = out.function_error ? runtime_api::result::kind::function_error
-                                 : runtime_api::result::kind::success;
-  r.body = std::move(out.body);
-  r.content_type = out.function_error ? std::string() : std::move(out.content_type);
-  r.error_type = std::move(out.error_type);
-  co_return r;
+  co_return to_result(std::move(out));
 }
 
 void runtime_pool::restart() {

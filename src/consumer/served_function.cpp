@@ -313,6 +313,66 @@ void finish_line(const state_ptr& s, const tunnel::request& req, const console::
       asio::detached);
 }
 
+/// A streamed result on its way to the tunnel: its line is printed when the stream ends,
+/// with how it ended. One that fails after its first bytes cannot be held (the caller has
+/// them already), and the console says so.
+class logged_stream final : public runtime_api::piece_source {
+ public:
+  logged_stream(state_ptr s, const tunnel::request& req, console::trigger what,
+                steady_clock::time_point started, std::shared_ptr<runtime_api::piece_source> inner)
+      : s_(std::move(s)), what_(what), started_(started), inner_(std::move(inner)) {
+    req_.id = req.id;
+    req_.app = req.app;
+    req_.context = req.context;
+    req_.function = req.function;
+    req_.answer_by_ms = req.answer_by_ms;
+  }
+
+  asio::awaitable<std::optional<std::string>> read() override {
+    std::optional<std::string> bytes = co_await inner_->read();
+    if (bytes) {
+      streamed_ += bytes->size();
+      co_return bytes;
+    }
+    if (logged_) co_return bytes;
+    logged_ = true;
+    const auto elapsed =
+        std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - started_);
+    runtime_api::result r;
+    if (const auto& error = inner_->error()) {
+      r.outcome = runtime_api::result::kind::function_error;
+      r.error_type = error->error_type;
+      r.body = inner_->error_body();
+      finish_line(
+          s_, req_, what_, elapsed, r,
+          r.error_type == "Sandbox.Timedout" ? console::outcome::timeout : console::outcome::error);
+      if (s_->options.spec.hold) {
+        s_->out().warn(s_->label(),
+                       fmt::format("{}: not held: it failed after streaming {} bytes to the "
+                                   "caller, so it cannot run again; the caller gets this error",
+                                   req_.context.request_id.substr(0, 8), streamed_));
+      }
+    } else {
+      r.content_type = "application/octet-stream";
+      finish_line(s_, req_, what_, elapsed, r, console::outcome::ok);
+    }
+    co_return bytes;
+  }
+  const std::optional<runtime_api::function_error>& error() const override {
+    return inner_->error();
+  }
+  const std::string& error_body() const override { return inner_->error_body(); }
+
+ private:
+  state_ptr s_;
+  tunnel::request req_;  // without the event
+  console::trigger what_;
+  steady_clock::time_point started_;
+  std::shared_ptr<runtime_api::piece_source> inner_;
+  std::size_t streamed_ = 0;
+  bool logged_ = false;
+};
+
 asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& req) {
   // Credentials without --forward-credentials: the pool never uses them (config_for).
   if (!req.credentials.empty() && !s->options.spec.forward_credentials) {
@@ -340,6 +400,11 @@ asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& r
         std::chrono::duration_cast<std::chrono::microseconds>(steady_clock::now() - started);
     const auto took = std::chrono::duration_cast<milliseconds>(elapsed);
     if (s->stopping) co_return result;  // the caller got Funcie.ConsumerLeft already
+    if (result.pieces) {
+      // It has streamed: from here on it cannot be held.
+      result.pieces = std::make_shared<logged_stream>(s, req, what, started, result.pieces);
+      co_return result;
+    }
 
     const bool timed_out = result.error_type == "Sandbox.Timedout";
     const bool holdable = !is_success(result) && s->options.spec.hold && !timed_out &&

@@ -109,6 +109,92 @@ runtime_api::result to_result(tunnel::forward_outcome& outcome) {
   return r;
 }
 
+// The pieces of a streamed answer, read as they come through the tunnel. A failure on the
+// way (consumer lost, broker lost, deadline) ends the stream with that error.
+class tunnel_pieces final : public runtime_api::piece_source {
+ public:
+  tunnel_pieces(std::string request_id, tunnel::forward_outcome first,
+                std::chrono::steady_clock::time_point give_up_at)
+      : request_id_(std::move(request_id)),
+        pending_(std::move(first.answer)),
+        rest_(std::move(first.pieces)),
+        give_up_at_(give_up_at) {}
+
+  asio::awaitable<std::optional<std::string>> read() override {
+    for (;;) {
+      if (pending_) {
+        tunnel::response piece = std::move(*pending_);
+        pending_.reset();
+        const bool last = !piece.is_piece() || !piece.more;
+        if (last) {
+          done_ = true;
+          if (piece.result == tunnel::response::outcome::error) {
+            end_with(piece.error_type.empty() ? std::string("Function.Error") : piece.error_type,
+                     std::move(piece.body));
+            co_return std::nullopt;
+          }
+        }
+        total_ += piece.body.size();
+        if (total_ > runtime_api::max_streamed_response_bytes) {
+          done_ = true;
+          end_with("Function.ResponseSizeTooLarge",
+                   runtime_api::format_error(
+                       {.error_type = "Function.ResponseSizeTooLarge",
+                        .error_message = fmt::format(
+                            "Response payload size exceeded maximum allowed payload size ({} "
+                            "bytes).",
+                            runtime_api::max_streamed_response_bytes),
+                        .stack_trace = {}}));
+          co_return std::nullopt;
+        }
+        if (!piece.body.empty()) co_return std::move(piece.body);
+        continue;
+      }
+      if (done_ || !rest_) co_return std::nullopt;
+      tunnel::forward_outcome next = co_await rest_->next(give_up_at_);
+      if (next.outcome == tunnel::forward_outcome::kind::answered) {
+        pending_ = std::move(next.answer);
+        continue;
+      }
+      done_ = true;
+      spdlog::warn("{}: streamed response ended by {}: {}", request_id_, next.error_type,
+                   next.message);
+      std::string body = runtime_api::format_error(
+          {.error_type = next.error_type, .error_message = next.message, .stack_trace = {}});
+      end_with(std::move(next.error_type), std::move(body));
+      co_return std::nullopt;
+    }
+  }
+
+  const std::optional<runtime_api::function_error>& error() const override { return error_; }
+  const std::string& error_body() const override { return error_body_; }
+
+ private:
+  void end_with(std::string type, std::string body) {
+    error_ = runtime_api::function_error{
+        .error_type = std::move(type), .error_message = {}, .stack_trace = {}};
+    error_body_ = std::move(body);
+  }
+
+  std::string request_id_;
+  std::optional<tunnel::response> pending_;
+  std::shared_ptr<tunnel::response_pieces> rest_;
+  std::chrono::steady_clock::time_point give_up_at_;
+  std::size_t total_ = 0;
+  bool done_ = false;
+  std::optional<runtime_api::function_error> error_;
+  std::string error_body_;
+};
+
+runtime_api::result streamed_result(const std::string& request_id, tunnel::forward_outcome first,
+                                    std::chrono::steady_clock::time_point give_up_at) {
+  runtime_api::result r;
+  r.outcome = runtime_api::result::kind::success;
+  r.content_type = first.answer.content_type;
+  r.pieces = std::make_shared<tunnel_pieces>(request_id, std::move(first), give_up_at);
+  return r;
+}
+
 }  // namespace
 
 forwarder_config config_from_environment(const getenv_function& getenv, std::string_view app) {
@@ -233,6 +319,7 @@ asio::awaitable<std::optional<runtime_api::result>> forwarder::forward(
       if (req.credentials.secret_access_key.empty()) req.credentials = {};
     }
     req.payload = invocation.payload;
+    req.stream = backend_->streams();
     const auto give_up_at = steady_now + milliseconds(left_ms);
 
     offered = true;
@@ -252,6 +339,9 @@ asio::awaitable<std::optional<runtime_api::result>> forwarder::forward(
                         outcome.answer.result == tunnel::response::outcome::success
                             ? std::string()
                             : " with error " + outcome.answer.error_type);
+        }
+        if (outcome.answer.is_piece()) {
+          co_return streamed_result(request_id, std::move(outcome), give_up_at);
         }
         co_return to_result(outcome);
       }

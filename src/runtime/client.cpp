@@ -1,14 +1,20 @@
 #include "runtime/client.hpp"
 
+#include "runtime_api/server.hpp"
+#include "util/base64.hpp"
+
 #include <fmt/format.h>
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
@@ -277,6 +283,89 @@ asio::awaitable<void> client::post_response(std::string_view request_id, std::st
                                             std::string_view content_type) {
   std::string target = runtime_api::route_path(runtime_api::route_kind::response, request_id);
   co_await post(std::move(target), std::move(body), content_type, {});
+}
+
+asio::awaitable<void> client::post_streaming_response(std::string_view request_id,
+                                                      std::string_view content_type,
+                                                      runtime_api::piece_source& source) {
+  const std::string target = runtime_api::route_path(runtime_api::route_kind::response, request_id);
+  request_.method(http::verb::post);
+  request_.target(to_beast(target));
+  request_.set(
+      http::field::content_type,
+      to_beast(content_type.empty() ? std::string_view("application/octet-stream") : content_type));
+  request_.erase(to_beast(runtime_api::header::function_error_type));
+  request_.erase(http::field::content_length);
+  request_.set(to_beast(runtime_api::header::response_mode), "streaming");
+  request_.set(http::field::trailer,
+               "Lambda-Runtime-Function-Error-Type, "
+               "Lambda-Runtime-Function-Error-Body");
+  request_.body().clear();
+  request_.chunked(true);
+  auto restore = [this] {
+    request_.chunked(false);
+    request_.erase(to_beast(runtime_api::header::response_mode));
+    request_.erase(http::field::trailer);
+  };
+  error_code ec;
+  try {
+    // The header goes at once (on a fresh connection if the kept one was closed meanwhile),
+    // each piece as it is read, the error (if any) as trailers.
+    for (bool resent = false;; resent = true) {
+      const bool reused = stream_.socket().is_open();
+      if (!reused) co_await connect();
+      http::request_serializer<http::string_body> header(request_);
+      stream_.expires_after(options_.io_timeout);
+      co_await http::async_write_header(stream_, header,
+                                        asio::redirect_error(asio::use_awaitable, ec));
+      stream_.expires_never();
+      if (!ec) break;
+      close();
+      if (!reused || resent) fail(host_port_, request_, ec);
+    }
+    while (std::optional<std::string> piece = co_await source.read()) {
+      if (piece->empty()) continue;
+      stream_.expires_after(options_.io_timeout);
+      co_await asio::async_write(stream_, http::make_chunk(asio::buffer(*piece)),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      stream_.expires_never();
+      if (ec) {
+        close();
+        fail(host_port_, request_, ec);
+      }
+    }
+    http::fields trailers;
+    if (const auto& error = source.error()) {
+      trailers.set(to_beast(runtime_api::header::function_error_type), to_beast(error->error_type));
+      trailers.set(to_beast(runtime_api::header::function_error_body),
+                   util::to_base64(source.error_body()));
+    }
+    stream_.expires_after(options_.io_timeout);
+    co_await asio::async_write(stream_, http::make_chunk_last(trailers),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      stream_.expires_never();
+      close();
+      fail(host_port_, request_, ec);
+    }
+    http::response_parser<http::string_body> parser;
+    parser.header_limit(max_header_bytes);
+    parser.body_limit(max_body_bytes);
+    co_await http::async_read(stream_, buffer_, parser,
+                              asio::redirect_error(asio::use_awaitable, ec));
+    stream_.expires_never();
+    if (ec) {
+      close();
+      fail(host_port_, request_, ec);
+    }
+    response_type answer = parser.release();
+    if (!answer.keep_alive()) close();
+    if (answer.result_int() / 100 != 2) fail(host_port_, request_, answer);
+  } catch (...) {
+    restore();
+    throw;
+  }
+  restore();
 }
 
 asio::awaitable<void> client::post_error(std::string_view request_id,

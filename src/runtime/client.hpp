@@ -17,6 +17,10 @@
 
 #include "funcie/runtime_api/protocol.hpp"
 
+namespace funcie::runtime_api {
+class piece_source;
+}
+
 namespace funcie::runtime {
 
 /// What went wrong in a call to the Runtime API.
@@ -79,6 +83,14 @@ class client {
   /// POST /runtime/invocation/{id}/response with `body` as is.
   boost::asio::awaitable<void> post_response(std::string_view request_id, std::string body,
                                              std::string_view content_type);
+
+  /// POST /runtime/invocation/{id}/response in streaming mode
+  /// (Lambda-Runtime-Function-Response-Mode: streaming, chunked): each piece of `source` as
+  /// it is read; its error, if any, as the trailers Lambda-Runtime-Function-Error-Type and
+  /// -Body (base64).
+  boost::asio::awaitable<void> post_streaming_response(std::string_view request_id,
+                                                       std::string_view content_type,
+                                                       runtime_api::piece_source& source);
 
   /// POST /runtime/invocation/{id}/error.
   boost::asio::awaitable<void> post_error(std::string_view request_id,

@@ -163,7 +163,9 @@ asio::awaitable<void> post_result(client& api, const std::string& request_id,
                                   runtime_api::result result) {
   if (result.relayed) co_return;  // the runtime's own post already reached the Runtime API
   try {
-    if (result.outcome == runtime_api::result::kind::success) {
+    if (result.pieces) {
+      co_await api.post_streaming_response(request_id, result.content_type, *result.pieces);
+    } else if (result.outcome == runtime_api::result::kind::success) {
       co_await api.post_response(request_id, std::move(result.body), result.content_type);
     } else {
       co_await api.post_error_body(request_id, std::move(result.body), result.error_type);

@@ -39,6 +39,16 @@ class response_stream {
   std::shared_ptr<state> state_;
 };
 
+/// A streamed response that comes from elsewhere than a runtime of this server (the
+/// forwarder's tunnel): read() as response_stream's, then error() and error_body().
+class piece_source {
+ public:
+  virtual ~piece_source() = default;
+  virtual boost::asio::awaitable<std::optional<std::string>> read() = 0;
+  virtual const std::optional<function_error>& error() const = 0;
+  virtual const std::string& error_body() const = 0;
+};
+
 /// What came of one invocation, as the runtime reported it.
 struct result {
   enum class kind {
@@ -56,6 +66,9 @@ struct result {
   /// here as they are written; a mid-stream error ends the stream (outcome stays success
   /// until then).
   std::shared_ptr<response_stream> stream;
+  /// Set when the response is to be posted streamed from `pieces` (a forwarded streamed
+  /// response); `body` is empty, content_type holds the stream's.
+  std::shared_ptr<piece_source> pieces;
   /// Already passed on to the real Runtime API as the runtime sent it (a relaying server):
   /// nothing is left to post. `body` is empty.
   bool relayed = false;

@@ -66,6 +66,19 @@ struct backend_options {
   keyring keys;
 };
 
+struct forward_outcome;
+
+/// The rest of a streamed answer (docs/tunnel.md, "Streamed responses").
+class response_pieces {
+ public:
+  virtual ~response_pieces() = default;
+  /// Waits for the next piece, in order, until `give_up_at`: answered with the piece
+  /// (more == false on the last), or failed (consumer lost, broker lost, deadline). Never
+  /// throws for broker trouble.
+  virtual boost::asio::awaitable<forward_outcome> next(
+      std::chrono::steady_clock::time_point give_up_at) = 0;
+};
+
 /// What came of offering a request to the consumers.
 struct forward_outcome {
   enum class kind {
@@ -81,6 +94,8 @@ struct forward_outcome {
   std::string message;     ///< For failed: one sentence for the caller and the log.
   std::string reason;      ///< For not_taken: why, for a debug log line ("no consumer",
                            ///< "broker unreachable: ...", "backing off until ...").
+  /// For answered with a piece that has more after it: where the next ones come from.
+  std::shared_ptr<response_pieces> pieces;
 };
 
 /// Cloud side. One object per process, used by one event loop; several forward() calls
@@ -95,6 +110,10 @@ class forwarder_backend {
   /// At most once: not_taken means no consumer can ever run `req`.
   virtual boost::asio::awaitable<forward_outcome> forward(
       const request& req, std::chrono::steady_clock::time_point give_up_at) = 0;
+
+  /// This backend carries streamed responses as pieces (the forwarder then sets
+  /// request::stream). False: a consumer sends one whole response (SQS, for now).
+  virtual bool streams() const { return false; }
 };
 
 /// A connected consumer as `funcie status` shows it.
@@ -125,7 +144,8 @@ class consumer_session {
   /// gone, heartbeat lapsed): the caller drops what it holds and opens a new session.
   virtual boost::asio::awaitable<request> next() = 0;
 
-  /// Sends the response to a claimed request. A response the forwarder no longer waits
+  /// Sends the response to a claimed request, or one piece of it (response::piece; in
+  /// order, the last with more == false). A response the forwarder no longer waits
   /// for expires by itself. Throws backend_error.
   virtual boost::asio::awaitable<void> respond(const response& answer) = 0;
 

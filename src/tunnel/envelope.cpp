@@ -96,6 +96,16 @@ std::string get_string(const json::object& o, std::string_view key, bool require
   return std::string(v->get_string());
 }
 
+bool get_bool(const json::object& o, std::string_view key) {
+  const auto* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) return false;
+  if (!v->is_bool()) {
+    throw protocol_error("\"" + std::string(key) +
+                         "\" in the envelope header is not true or false");
+  }
+  return v->get_bool();
+}
+
 std::int64_t get_int(const json::object& o, std::string_view key, std::int64_t min,
                      std::int64_t max) {
   const auto* v = o.if_contains(key);
@@ -184,6 +194,7 @@ std::string encode(const request& m) {
     put(credentials, "session_token", m.credentials.session_token);
     header["credentials"] = std::move(credentials);
   }
+  if (m.stream) header["stream"] = true;
   return assemble(message_kind::request, header, m.payload);
 }
 
@@ -196,6 +207,10 @@ std::string encode(const response& m) {
   };
   if (!m.content_type.empty()) header["content_type"] = text(m.content_type);
   if (!m.error_type.empty()) header["error_type"] = text(m.error_type);
+  if (m.is_piece()) {
+    header["piece"] = m.piece;
+    header["more"] = m.more;
+  }
   return assemble(message_kind::response, header, m.body);
 }
 
@@ -267,6 +282,7 @@ request decode_request(std::string_view bytes) {
   if (!m.credentials.empty() && m.credentials.secret_access_key.empty()) {
     throw protocol_error("the request's credentials have a key id but no secret key");
   }
+  m.stream = get_bool(h, "stream");
   m.payload = std::string(body);
   return m;
 }
@@ -289,6 +305,15 @@ response decode_response(std::string_view bytes) {
   }
   m.content_type = get_string(h, "content_type");
   m.error_type = get_string(h, "error_type");
+  if (h.if_contains("piece") != nullptr && !h.at("piece").is_null()) {
+    m.piece = get_int(h, "piece", 0, std::numeric_limits<std::int64_t>::max());
+    m.more = get_bool(h, "more");
+    if (m.more && m.result != response::outcome::success) {
+      throw protocol_error("a response piece with more after it has the outcome \"error\"");
+    }
+  } else if (h.if_contains("more") != nullptr && !h.at("more").is_null()) {
+    throw protocol_error("the response has \"more\" but no \"piece\"");
+  }
   m.body = std::string(body);
   return m;
 }

@@ -1,30 +1,104 @@
-// `funcie connect`'s local Runtime API accepts a streamed response (aws-lambda-ric's
-// awslambda.streamifyResponse) as Lambda's does, through a real redis-server:
-//   funcie emulate -> funcie wrap -> redis-server -> funcie connect -> aws-lambda-ric.
-// The tunnel carries the response whole for now (docs/tunnel.md): the caller gets every byte,
-// and a throw mid-stream is a function error with its type, never a success with half a body.
+// Response streaming through the tunnel, through a real redis-server:
+//   @aws-sdk/client-lambda -> funcie emulate -> funcie wrap -> redis-server -> funcie connect
+//   -> aws-lambda-ric running awslambda.streamifyResponse handlers.
+// The local handler's chunks travel as numbered pieces as they are written (docs/tunnel.md,
+// "Streamed responses"), and wrap posts them to the Runtime API as a streamed response: the
+// caller's first byte comes before the handler writes its last, a throw mid-stream reaches
+// the caller as the error of InvokeComplete, and more than 6 MB passes.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
-import { repoRoot } from './lib/harness.mjs';
+import { peersDir, repoRoot } from './lib/harness.mjs';
 import { startRedis } from './lib/tunnel.mjs';
 import { nodeRuntime, withConnected } from './lib/languages.mjs';
 
-const fixtures = path.join(repoRoot, 'tests/integration/fixtures/node');
-let redis;
-before(async () => { redis = await startRedis(); });
-after(async () => { await redis?.stop(); });
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
+const require = createRequire(path.join(peersDir, 'package.json'));
+const { LambdaClient, InvokeWithResponseStreamCommand } = require('@aws-sdk/client-lambda');
 
-test('a streamed response of the local handler reaches the caller whole', async () => {
+const fixtures = path.join(repoRoot, 'tests/integration/fixtures/node');
+const secret = 'c3RyZWFtZWQgcGllY2VzIGFyZSBzZWFsZWQgdG9vLCAzMiBieXRlcw==';
+let redis;
+let secretDir;
+before(async () => {
+  redis = await startRedis();
+  secretDir = mkdtempSync(path.join(os.tmpdir(), 'funcie-stream-secret-'));
+  writeFileSync(path.join(secretDir, 'secret'), `${secret}\n`, { mode: 0o600 });
+});
+after(async () => {
+  await redis?.stop();
+  if (secretDir) rmSync(secretDir, { recursive: true, force: true });
+});
+
+/** InvokeWithResponseStream on the cloud side; every event with the time it arrived. */
+async function invokeStream(em, functionName) {
+  const lambda = new LambdaClient({
+    endpoint: em.url, region: 'us-east-1', maxAttempts: 1,
+    credentials: { accessKeyId: 'AKIDFUNCIETEST', secretAccessKey: 'funcie-test-secret' },
+  });
+  try {
+    const sent = Date.now();
+    const res = await lambda.send(new InvokeWithResponseStreamCommand({
+      FunctionName: functionName, Payload: new TextEncoder().encode('{}'),
+    }));
+    const events = [];
+    for await (const event of res.EventStream) events.push({ at: Date.now(), ...event });
+    const chunks = events.filter((e) => e.PayloadChunk);
+    const complete = events.filter((e) => e.InvokeComplete);
+    assert.equal(complete.length, 1, 'one InvokeComplete');
+    assert.ok(events.at(-1).InvokeComplete, 'InvokeComplete last');
+    return {
+      res, sent, chunks, complete: complete[0].InvokeComplete,
+      payload: Buffer.concat(chunks.map((c) => Buffer.from(c.PayloadChunk.Payload))),
+    };
+  } finally {
+    lambda.destroy();
+  }
+}
+
+const sealed = () => ({
+  cloudArgs: ['--env', `FUNCIE_SECRET=${secret}`],
+  connectArgs: ['--secret-file', path.join(secretDir, 'secret')],
+});
+
+test('the local handler\'s chunks reach the caller as they are written (sealed)', async (t) => {
+  await withConnected({ redis, command: nodeRuntime(fixtures, 'streaming.chunks'), ...sealed() },
+    async ({ em, local, functionName }) => {
+      const { res, sent, chunks, complete, payload } = await invokeStream(em, functionName);
+      assert.equal(res.StatusCode, 200);
+      assert.equal(payload.toString(), 'chunk 1 of 3\nchunk 2 of 3\nchunk 3 of 3\n');
+      assert.equal(complete.ErrorCode, undefined);
+      assert.ok(chunks.length >= 2, `the chunks came apart (${chunks.length} PayloadChunk events)`);
+      const m = (await local.waitFor(/LAST_CHUNK_WRITTEN_AT (\d+)/))[1];
+      assert.ok(chunks[0].at < Number(m),
+        `the first chunk reached the caller (${chunks[0].at}) before the last was written (${m})`);
+      t.diagnostic(`through the tunnel: first PayloadChunk ${chunks[0].at - sent} ms after the call, ` +
+        `last chunk written ${Number(m) - sent} ms after it, last PayloadChunk ${chunks.at(-1).at - sent} ms after it`);
+      assert.doesNotMatch(local.out.all, /cannot be held|not held/);
+    });
+});
+
+test('a throw mid-stream is the error of InvokeComplete; --hold says it cannot hold it', async () => {
+  await withConnected({ redis, command: nodeRuntime(fixtures, 'streaming.failMidway'), connectArgs: ['--hold'] },
+    async ({ em, local, functionName }) => {
+      const { payload, complete } = await invokeStream(em, functionName);
+      assert.equal(payload.toString(), 'first\nsecond\n');
+      assert.equal(complete.ErrorCode, 'TypeError');
+      assert.match(complete.ErrorDetails, /broke after two chunks/);
+      await local.waitFor(/not held: it failed after streaming 13 bytes/);
+    });
+});
+
+test('the buffered Invoke of a streaming handler through the tunnel: the whole body, or the error', async () => {
   await withConnected({ redis, command: nodeRuntime(fixtures, 'streaming.chunks') }, async ({ em }) => {
     const res = await em.invoke({});
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('x-amz-function-error'), null, res.body);
     assert.equal(res.body, 'chunk 1 of 3\nchunk 2 of 3\nchunk 3 of 3\n');
   });
-});
-
-test('a throw mid-stream in the local handler is a function error, and connect says so', async () => {
   await withConnected({ redis, command: nodeRuntime(fixtures, 'streaming.failMidway') }, async ({ em, local }) => {
     const res = await em.invoke({});
     assert.equal(res.headers.get('x-amz-function-error'), 'Unhandled', res.body);
@@ -32,5 +106,50 @@ test('a throw mid-stream in the local handler is a function error, and connect s
     assert.equal(error.errorType, 'TypeError');
     assert.equal(error.errorMessage, 'broke after two chunks');
     await local.waitFor(/TypeError/);
+  });
+});
+
+test('a stream over 6 MB passes through the tunnel', async (t) => {
+  await withConnected({ redis, command: nodeRuntime(fixtures, 'streaming.big') }, async ({ em, functionName }) => {
+    const { sent, payload, complete, chunks } = await invokeStream(em, functionName);
+    assert.equal(complete.ErrorCode, undefined, complete.ErrorDetails);
+    assert.equal(payload.length, 8 * 1024 * 1024);
+    assert.ok(payload.every((b) => b === 0x62), 'every byte as written');
+    t.diagnostic(`8 MiB streamed through the tunnel in ${chunks.at(-1).at - sent} ms, ${chunks.length} PayloadChunk events`);
+  });
+});
+
+test('a consumer killed mid-stream: the stream ends with Funcie.ConsumerLost within the heartbeat bound', async (t) => {
+  await withConnected({
+    redis, command: nodeRuntime(fixtures, 'streaming.slowMidway'),
+    cloudArgs: ['--env', 'FUNCIE_HEARTBEAT_MS=1000'], connectArgs: ['--heartbeat-ms', '1000'],
+  }, async ({ em, local, functionName }) => {
+    const lambda = new LambdaClient({
+      endpoint: em.url, region: 'us-east-1', maxAttempts: 1,
+      credentials: { accessKeyId: 'AKIDFUNCIETEST', secretAccessKey: 'funcie-test-secret' },
+    });
+    try {
+      const res = await lambda.send(new InvokeWithResponseStreamCommand({
+        FunctionName: functionName, Payload: new TextEncoder().encode('{}'),
+      }));
+      const events = [];
+      let killedAt;
+      for await (const event of res.EventStream) {
+        events.push({ at: Date.now(), ...event });
+        if (event.PayloadChunk && !killedAt) {
+          killedAt = Date.now();
+          local.child.kill('SIGKILL');
+        }
+      }
+      const complete = events.at(-1).InvokeComplete;
+      assert.ok(complete, 'InvokeComplete last');
+      assert.equal(Buffer.from(events[0].PayloadChunk.Payload).toString(), 'started\n');
+      assert.equal(complete.ErrorCode, 'Funcie.ConsumerLost', complete.ErrorDetails);
+      const took = events.at(-1).at - killedAt;
+      t.diagnostic(`the stream ended ${took} ms after the consumer was killed (heartbeat 1000 ms)`);
+      assert.ok(took < 4000, `ended ${took} ms after the kill, within the heartbeat bound`);
+    } finally {
+      lambda.destroy();
+    }
   });
 });

@@ -76,6 +76,49 @@ TEST(Envelope, ResponsesRoundTripSuccessAndError) {
   EXPECT_EQ(tn::decode_response(tn::encode(err)), err);
 }
 
+TEST(Envelope, StreamedPiecesRoundTripAndOldReadersSeeWholeResponses) {
+  tn::request req = full_request();
+  req.stream = true;
+  EXPECT_EQ(tn::decode_request(tn::encode(req)), req);
+  EXPECT_FALSE(tn::decode_request(tn::encode(full_request())).stream);
+
+  tn::response first{id,         "orders-api", consumer,           tn::response::outcome::success,
+                     "text/csv", "",           binary_payload(100)};
+  first.piece = 0;
+  first.more = true;
+  EXPECT_EQ(tn::decode_response(tn::encode(first)), first);
+  tn::response last{id,
+                    "orders-api",
+                    consumer,
+                    tn::response::outcome::error,
+                    "",
+                    "TypeError",
+                    R"({"errorMessage":"broke","errorType":"TypeError"})"};
+  last.piece = 7;
+  last.more = false;
+  const auto decoded = tn::decode_response(tn::encode(last));
+  EXPECT_EQ(decoded, last);
+  EXPECT_TRUE(decoded.is_piece());
+
+  // A whole response (no "piece") is what a consumer of protocol 1.0 sends.
+  tn::response whole{id, "orders-api", consumer, tn::response::outcome::success, "", "", "x"};
+  EXPECT_FALSE(tn::decode_response(tn::encode(whole)).is_piece());
+}
+
+TEST(Envelope, PiecesAreChecked) {
+  const std::string base =
+      R"("id":"0123456789abcdef0123456789abcdef","app":"a","consumer":"fedcba9876543210fedcba9876543210")";
+  auto response = [&](const std::string& fields) {
+    return tn::decode_response("funcie/1 response\n{" + base + fields + "}\n");
+  };
+  EXPECT_THROW(response(R"(,"outcome":"success","piece":-1,"more":true)"), rt::protocol_error);
+  EXPECT_THROW(response(R"(,"outcome":"success","piece":"0","more":true)"), rt::protocol_error);
+  EXPECT_THROW(response(R"(,"outcome":"success","piece":0,"more":"yes")"), rt::protocol_error);
+  EXPECT_THROW(response(R"(,"outcome":"success","more":true)"), rt::protocol_error);
+  EXPECT_THROW(response(R"(,"outcome":"error","piece":0,"more":true)"), rt::protocol_error);
+  EXPECT_EQ(response(R"(,"outcome":"error","piece":3,"more":false)").piece, 3);
+}
+
 TEST(Envelope, NoticeRoundTripsAndIsSmall) {
   tn::notice n{id, "orders-api"};
   const auto bytes = tn::encode(n);

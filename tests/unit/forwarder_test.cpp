@@ -12,6 +12,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 using namespace funcie;
 using forwarder::forwarder_config;
@@ -214,4 +215,87 @@ TEST(Forwarder, WithoutBackendEverythingRunsInTheCloud) {
                         [&](std::exception_ptr, std::optional<result> r) { out = std::move(r); });
   io.run();
   EXPECT_EQ(out, std::nullopt);
+}
+
+namespace {
+
+// The pieces after the first, then a failure (or the end).
+class fake_pieces : public tunnel::response_pieces {
+ public:
+  std::vector<tunnel::forward_outcome> rest;
+  std::size_t next_index = 0;
+  boost::asio::awaitable<tunnel::forward_outcome> next(steady_clock::time_point) override {
+    co_return rest.at(next_index++);
+  }
+};
+
+tunnel::forward_outcome piece(std::int64_t n, bool more, std::string body) {
+  tunnel::response r;
+  r.id = "0123456789abcdef0123456789abcdef";
+  r.app = "orders-api";
+  r.consumer = "fedcba9876543210fedcba9876543210";
+  r.piece = n;
+  r.more = more;
+  r.body = std::move(body);
+  return tunnel::answered(std::move(r));
+}
+
+// Reads a piece source to its end.
+std::vector<std::string> read_all(runtime_api::piece_source& source) {
+  boost::asio::io_context io;
+  std::vector<std::string> pieces;
+  boost::asio::co_spawn(
+      io,
+      [&]() -> boost::asio::awaitable<void> {
+        while (auto bytes = co_await source.read()) pieces.push_back(std::move(*bytes));
+      },
+      [](std::exception_ptr e) { EXPECT_FALSE(e) << "read() threw"; });
+  io.run();
+  return pieces;
+}
+
+}  // namespace
+
+TEST(Forwarder, AskedForPiecesOnlyWhenTheBackendStreams) {
+  fixture f;
+  f.forward(invocation_due_in(milliseconds(3000)));
+  EXPECT_FALSE(f.backend->seen.stream) << "the fake, like SQS, carries whole responses only";
+}
+
+TEST(Forwarder, AStreamedAnswerIsPostedPieceByPieceAndEndsWithTheError) {
+  fixture f;
+  auto first = piece(0, true, "first\n");
+  first.answer.content_type = "text/plain";
+  auto rest = std::make_shared<fake_pieces>();
+  rest->rest.push_back(piece(1, true, "second\n"));
+  auto last = piece(2, false, R"({"errorMessage":"broke","errorType":"TypeError"})");
+  last.answer.result = tunnel::response::outcome::error;
+  last.answer.error_type = "TypeError";
+  rest->rest.push_back(last);
+  first.pieces = rest;
+  f.backend->outcome = first;
+  auto r = f.forward(invocation_due_in(milliseconds(3000)));
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(r->pieces);
+  EXPECT_EQ(r->outcome, result::kind::success);
+  EXPECT_EQ(r->content_type, "text/plain");
+  EXPECT_EQ(read_all(*r->pieces), (std::vector<std::string>{"first\n", "second\n"}));
+  ASSERT_TRUE(r->pieces->error());
+  EXPECT_EQ(r->pieces->error()->error_type, "TypeError");
+  EXPECT_EQ(r->pieces->error_body(), R"({"errorMessage":"broke","errorType":"TypeError"})");
+}
+
+TEST(Forwarder, AConsumerLostMidStreamEndsTheStreamWithThatError) {
+  fixture f;
+  auto first = piece(0, true, "started\n");
+  auto rest = std::make_shared<fake_pieces>();
+  rest->rest.push_back(tunnel::failed("Funcie.ConsumerLost", "the consumer session is gone"));
+  first.pieces = rest;
+  f.backend->outcome = first;
+  auto r = f.forward(invocation_due_in(milliseconds(3000)));
+  ASSERT_TRUE(r && r->pieces);
+  EXPECT_EQ(read_all(*r->pieces), std::vector<std::string>{"started\n"});
+  ASSERT_TRUE(r->pieces->error());
+  EXPECT_EQ(r->pieces->error()->error_type, "Funcie.ConsumerLost");
+  EXPECT_NE(r->pieces->error_body().find("the consumer session is gone"), std::string::npos);
 }

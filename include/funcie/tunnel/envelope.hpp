@@ -69,6 +69,9 @@ struct request {
   function_info function;
   aws_credentials credentials;  ///< Empty unless the function opted in.
   std::string payload;          ///< The event, byte for byte.
+  /// The forwarder takes a streamed response as numbered pieces (protocol 1.1,
+  /// docs/PROTOCOL.md "Streamed responses"). Absent (false): one whole response only.
+  bool stream = false;
 
   bool operator==(const request&) const = default;
 };
@@ -82,9 +85,16 @@ struct response {
   outcome result = outcome::success;
   std::string content_type;  ///< Of a success payload; may be empty.
   std::string error_type;    ///< Of an error (e.g. "TypeError", "Funcie.ConsumerLeft").
-  /// A success payload byte for byte, or the error as Lambda's JSON error object.
+  /// A success payload byte for byte, or the error as Lambda's JSON error object; of a
+  /// piece: its bytes of the stream, or (the last piece of a failed stream) the error.
   std::string body;
+  /// -1: a whole response. 0, 1, 2...: a piece of a streamed response, in order; only sent
+  /// for a request with `stream` set.
+  std::int64_t piece = -1;
+  /// Of a piece: more pieces follow. The last piece (more == false) carries the outcome.
+  bool more = false;
 
+  bool is_piece() const { return piece >= 0; }
   bool operator==(const response&) const = default;
 };
 

@@ -267,6 +267,205 @@ std::string seconds_text(milliseconds wait) {
 
 }  // namespace
 
+namespace {
+
+/// What a wait for the answer to one request keeps between the pieces of a stream.
+struct wait_state {
+  tunnel::request req;  ///< id and app only
+  steady::time_point offered_at;
+  std::string cloud_ttl;
+  std::optional<std::string> owner;  ///< The session that claimed it, once known.
+  std::int64_t next_piece = 0;
+  bool streaming = false;
+};
+
+/// A piece must be the next one; a whole response after pieces ends the stream (the
+/// consumer left, or refused the request).
+tunnel::forward_outcome in_order(wait_state& w, tunnel::response answer) {
+  if (answer.is_piece()) {
+    if (answer.piece != w.next_piece) {
+      return tunnel::failed(
+          "Funcie.BadResponse",
+          fmt::format("piece {} of the streamed response came where piece {} was due", answer.piece,
+                      w.next_piece));
+    }
+    ++w.next_piece;
+    w.streaming = answer.more;
+  } else {
+    w.streaming = false;
+  }
+  // The owner is who sent it (check_response checked it against the claim, when known).
+  if (!w.owner) w.owner = answer.consumer;
+  return tunnel::answered(std::move(answer));
+}
+
+/// Waits for the next answer (a whole response or the next piece) until `give_up_at`.
+asio::awaitable<tunnel::forward_outcome> await_answer(
+    std::shared_ptr<redis_forwarder_backend::state> s, wait_state& w,
+    steady::time_point give_up_at) {
+  const auto& timing = s->options.timing;
+  const auto& code = all_scripts();
+  const tunnel::request& req = w.req;
+  const auto offered_at = w.offered_at;
+  const std::string& cloud_ttl = w.cloud_ttl;
+  std::optional<std::string>& owner = w.owner;
+  const std::string resp_key = s->keys.resp(req.id);
+  const std::string claim_key = s->keys.claim(req.id);
+  const std::string req_key = s->keys.req(req.id);
+  const milliseconds slice = std::max(timing.heartbeat / 6, milliseconds(10));
+  std::string owner_key = owner ? s->keys.consumer(*owner) : std::string();
+
+  got_connection blocking = co_await get_blocking(s);
+  if (!blocking.conn) {
+    co_return broker_lost(s->where, blocking.error);
+  }
+  bool first_blocking_command = true;
+
+  while (true) {
+    const auto now = steady::now();
+    if (now >= give_up_at) break;
+    const milliseconds wait =
+        std::clamp(std::chrono::ceil<milliseconds>(give_up_at - now), milliseconds(1), slice);
+    const std::string wait_text = seconds_text(wait);
+    std::vector<std::string_view> blpop{"BLPOP", resp_key, wait_text};
+    std::optional<redis::reply> popped;
+    std::optional<redis::error> failure;
+    try {
+      popped = co_await blocking.conn->execute(blpop, wait + timing.command_timeout);
+    } catch (const redis::error& e) {
+      failure.emplace(e);
+    }
+    if (failure) {
+      blocking.conn->close();
+      if (first_blocking_command && !blocking.fresh && failure->code() == redis::errc::io) {
+        first_blocking_command = false;
+        s->drop_idle();
+        blocking = co_await get_blocking(s);
+        if (blocking.conn) continue;
+        failure.emplace(redis::errc::connect_failed, blocking.error);
+      }
+      co_return broker_lost(s->where, failure->what());
+    }
+    first_blocking_command = false;
+    if (popped->is_error()) {
+      s->release(blocking.conn);
+      co_return broker_lost(s->where, "it refused the wait for the answer: " + popped->str);
+    }
+    if (popped->type == redis::reply::kind::array && popped->elements.size() == 2) {
+      if (auto answer = check_response(popped->elements[1].str, req, s->options, owner)) {
+        s->release(blocking.conn);
+        co_return in_order(w, std::move(*answer));
+      }
+    }
+
+    // Who holds it?
+    got_connection cmd = co_await get_command(s);
+    if (!cmd.conn) {
+      s->release(blocking.conn);
+      co_return broker_lost(s->where, cmd.error);
+    }
+    const milliseconds check_timeout =
+        std::clamp(std::chrono::ceil<milliseconds>(give_up_at - steady::now()), milliseconds(50),
+                   std::max(timing.command_timeout, milliseconds(50)));
+    std::optional<redis::reply> watched;
+    std::optional<redis::reply> alive;
+    std::optional<redis::error> watch_failure;
+    try {
+      if (!owner) {
+        const bool bound_passed = steady::now() - offered_at >= timing.heartbeat;
+        std::vector<std::string_view> keys{claim_key, req_key};
+        std::vector<std::string_view> args{bound_passed ? "1" : "0", cloud_ttl};
+        watched = co_await run_script(*cmd.conn, code.watch, keys, args, check_timeout);
+      }
+      if (watched && !watched->elements.empty()) {
+        const auto verdict = watched->elements[0].integer;
+        if (verdict == 1) {
+          s->release(blocking.conn);
+          co_return tunnel::not_taken(
+              fmt::format("no consumer claimed it within the heartbeat bound ({} ms)",
+                          timing.heartbeat.count()));
+        }
+        if (verdict == 2 && watched->elements.size() == 2) {
+          owner = watched->elements[1].str;
+          owner_key = s->keys.consumer(*owner);
+        }
+      }
+      if (owner) {
+        std::vector<std::string_view> exists{"EXISTS", owner_key};
+        alive = co_await cmd.conn->execute(exists, check_timeout);
+      }
+    } catch (const redis::error& e) {
+      watch_failure.emplace(e);
+    }
+    if (watch_failure) {
+      s->forget(cmd.conn);
+      s->release(blocking.conn);
+      co_return broker_lost(s->where, watch_failure->what());
+    }
+    if (owner && *owner == "cloud") {
+      s->release(blocking.conn);
+      co_return tunnel::not_taken("no consumer claimed it");
+    }
+    if (alive && alive->type == redis::reply::kind::integer && alive->integer == 0) {
+      // The owner is gone. It may have answered just before leaving: look once more.
+      for (int i = 0; i < max_late_responses; ++i) {
+        std::vector<std::string_view> lpop{"LPOP", resp_key};
+        std::optional<redis::reply> late;
+        try {
+          late = co_await cmd.conn->execute(lpop, check_timeout);
+        } catch (const redis::error&) {
+        }
+        if (!late || late->type != redis::reply::kind::string) break;
+        if (auto answer = check_response(late->str, req, s->options, owner)) {
+          s->release(blocking.conn);
+          co_return in_order(w, std::move(*answer));
+        }
+      }
+      s->release(blocking.conn);
+      co_return tunnel::failed(
+          "Funcie.ConsumerLost",
+          fmt::format("the consumer session {} that took this request is gone (killed, stopped "
+                      "or cut off) without answering",
+                      *owner));
+    }
+  }
+
+  s->release(blocking.conn);
+  const auto waited = std::chrono::duration_cast<milliseconds>(steady::now() - offered_at).count();
+  if (owner) {
+    co_return tunnel::failed(
+        "Funcie.Timeout",
+        fmt::format("the local handler did not answer in time: session {} held the request for "
+                    "{} ms, until the deadline",
+                    *owner, waited));
+  }
+  co_return tunnel::failed(
+      "Funcie.Timeout",
+      fmt::format("the local handler did not answer in time: no consumer took the "
+                  "request in the {} ms before the deadline",
+                  waited));
+}
+
+/// The pieces of a streamed answer after the first.
+class redis_pieces final : public tunnel::response_pieces {
+ public:
+  redis_pieces(std::shared_ptr<redis_forwarder_backend::state> s, std::shared_ptr<wait_state> w)
+      : state_(std::move(s)), wait_(std::move(w)) {}
+
+  asio::awaitable<tunnel::forward_outcome> next(steady::time_point give_up_at) override {
+    if (!wait_->streaming) {
+      co_return tunnel::failed("Funcie.BadResponse", "read past the end of a streamed response");
+    }
+    co_return co_await await_answer(state_, *wait_, give_up_at);
+  }
+
+ private:
+  std::shared_ptr<redis_forwarder_backend::state> state_;
+  std::shared_ptr<wait_state> wait_;
+};
+
+}  // namespace
+
 redis_forwarder_backend::redis_forwarder_backend(asio::any_io_executor executor,
                                                  const tunnel::backend_options& options)
     : state_(std::make_shared<state>(std::move(executor), options)) {}
@@ -365,143 +564,17 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
   if (receivers == 0) co_return tunnel::not_taken("no consumer");
 
   // 2. Wait: BLPOP in slices; between slices, see who holds it.
-  const auto offered_at = steady::now();
-  const std::string resp_key = s->keys.resp(req.id);
-  const std::string claim_key = s->keys.claim(req.id);
-  const std::string cloud_ttl = std::to_string(left.count() + 60000);
-  const milliseconds slice = std::max(timing.heartbeat / 6, milliseconds(10));
-  std::optional<std::string> owner;
-  std::string owner_key;
-
-  got_connection blocking = co_await get_blocking(s);
-  if (!blocking.conn) {
-    co_return broker_lost(s->where, blocking.error);
+  auto w = std::make_shared<wait_state>();
+  w->req.id = req.id;
+  w->req.app = req.app;
+  w->offered_at = steady::now();
+  w->cloud_ttl = std::to_string(left.count() + 60000);
+  tunnel::forward_outcome outcome = co_await await_answer(s, *w, give_up_at);
+  if (outcome.outcome == tunnel::forward_outcome::kind::answered && outcome.answer.is_piece() &&
+      outcome.answer.more) {
+    outcome.pieces = std::make_shared<redis_pieces>(s, std::move(w));
   }
-  bool first_blocking_command = true;
-
-  while (true) {
-    const auto now = steady::now();
-    if (now >= give_up_at) break;
-    const milliseconds wait =
-        std::clamp(std::chrono::ceil<milliseconds>(give_up_at - now), milliseconds(1), slice);
-    const std::string wait_text = seconds_text(wait);
-    std::vector<std::string_view> blpop{"BLPOP", resp_key, wait_text};
-    std::optional<redis::reply> popped;
-    std::optional<redis::error> failure;
-    try {
-      popped = co_await blocking.conn->execute(blpop, wait + timing.command_timeout);
-    } catch (const redis::error& e) {
-      failure.emplace(e);
-    }
-    if (failure) {
-      blocking.conn->close();
-      if (first_blocking_command && !blocking.fresh && failure->code() == redis::errc::io) {
-        first_blocking_command = false;
-        s->drop_idle();
-        blocking = co_await get_blocking(s);
-        if (blocking.conn) continue;
-        failure.emplace(redis::errc::connect_failed, blocking.error);
-      }
-      co_return broker_lost(s->where, failure->what());
-    }
-    first_blocking_command = false;
-    if (popped->is_error()) {
-      s->release(blocking.conn);
-      co_return broker_lost(s->where, "it refused the wait for the answer: " + popped->str);
-    }
-    if (popped->type == redis::reply::kind::array && popped->elements.size() == 2) {
-      if (auto answer = check_response(popped->elements[1].str, req, s->options, owner)) {
-        s->release(blocking.conn);
-        co_return tunnel::answered(std::move(*answer));
-      }
-    }
-
-    // Who holds it?
-    got_connection cmd = co_await get_command(s);
-    if (!cmd.conn) {
-      s->release(blocking.conn);
-      co_return broker_lost(s->where, cmd.error);
-    }
-    const milliseconds check_timeout =
-        std::clamp(std::chrono::ceil<milliseconds>(give_up_at - steady::now()), milliseconds(50),
-                   std::max(timing.command_timeout, milliseconds(50)));
-    std::optional<redis::reply> watched;
-    std::optional<redis::reply> alive;
-    std::optional<redis::error> watch_failure;
-    try {
-      if (!owner) {
-        const bool bound_passed = steady::now() - offered_at >= timing.heartbeat;
-        std::vector<std::string_view> keys{claim_key, req_key};
-        std::vector<std::string_view> args{bound_passed ? "1" : "0", cloud_ttl};
-        watched = co_await run_script(*cmd.conn, code.watch, keys, args, check_timeout);
-      }
-      if (watched && !watched->elements.empty()) {
-        const auto verdict = watched->elements[0].integer;
-        if (verdict == 1) {
-          s->release(blocking.conn);
-          co_return tunnel::not_taken(
-              fmt::format("no consumer claimed it within the heartbeat bound ({} ms)",
-                          timing.heartbeat.count()));
-        }
-        if (verdict == 2 && watched->elements.size() == 2) {
-          owner = watched->elements[1].str;
-          owner_key = s->keys.consumer(*owner);
-        }
-      }
-      if (owner) {
-        std::vector<std::string_view> exists{"EXISTS", owner_key};
-        alive = co_await cmd.conn->execute(exists, check_timeout);
-      }
-    } catch (const redis::error& e) {
-      watch_failure.emplace(e);
-    }
-    if (watch_failure) {
-      s->forget(cmd.conn);
-      s->release(blocking.conn);
-      co_return broker_lost(s->where, watch_failure->what());
-    }
-    if (owner && *owner == "cloud") {
-      s->release(blocking.conn);
-      co_return tunnel::not_taken("no consumer claimed it");
-    }
-    if (alive && alive->type == redis::reply::kind::integer && alive->integer == 0) {
-      // The owner is gone. It may have answered just before leaving: look once more.
-      for (int i = 0; i < max_late_responses; ++i) {
-        std::vector<std::string_view> lpop{"LPOP", resp_key};
-        std::optional<redis::reply> late;
-        try {
-          late = co_await cmd.conn->execute(lpop, check_timeout);
-        } catch (const redis::error&) {
-        }
-        if (!late || late->type != redis::reply::kind::string) break;
-        if (auto answer = check_response(late->str, req, s->options, owner)) {
-          s->release(blocking.conn);
-          co_return tunnel::answered(std::move(*answer));
-        }
-      }
-      s->release(blocking.conn);
-      co_return tunnel::failed(
-          "Funcie.ConsumerLost",
-          fmt::format("the consumer session {} that took this request is gone (killed, stopped "
-                      "or cut off) without answering",
-                      *owner));
-    }
-  }
-
-  s->release(blocking.conn);
-  const auto waited = std::chrono::duration_cast<milliseconds>(steady::now() - offered_at).count();
-  if (owner) {
-    co_return tunnel::failed(
-        "Funcie.Timeout",
-        fmt::format("the local handler did not answer in time: session {} held the request for "
-                    "{} ms, until the deadline",
-                    *owner, waited));
-  }
-  co_return tunnel::failed(
-      "Funcie.Timeout",
-      fmt::format("the local handler did not answer in time: no consumer took the "
-                  "request in the {} ms before the deadline",
-                  waited));
+  co_return outcome;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -673,8 +746,13 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
   }
   std::string reply_key;
   if (const auto it = s->reply_keys.find(answer.id); it != s->reply_keys.end()) {
-    reply_key = std::move(it->second);
-    s->reply_keys.erase(it);
+    // The pieces of a stream are all sealed with it: it goes with the last.
+    if (answer.is_piece() && answer.more) {
+      reply_key = it->second;
+    } else {
+      reply_key = std::move(it->second);
+      s->reply_keys.erase(it);
+    }
   }
   const std::string envelope =
       s->options.keys.seal(tunnel::encode(relabelled ? *relabelled : answer), reply_key);

@@ -25,6 +25,7 @@ class redis_forwarder_backend final : public tunnel::forwarder_backend {
 
   boost::asio::awaitable<tunnel::forward_outcome> forward(
       const tunnel::request& req, std::chrono::steady_clock::time_point give_up_at) override;
+  bool streams() const override { return true; }
 
   struct state;
 
