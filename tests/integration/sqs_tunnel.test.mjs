@@ -225,7 +225,12 @@ describe('SQS tunnel, many instances and failures (fauxqs)', () => {
       assert.equal(r.status, 200);
       assert.equal(JSON.parse(r.body).tag, tag, 'each caller got its own answer');
     }
-    const local_count = (local.out.stderr.match(/ ok\b/g) ?? []).length;
+    // connect prints an invocation's line once its own output has settled, a moment after
+    // the answer went back: wait for the lines, then check there is exactly one per call.
+    const localCount = () => (local.out.stderr.match(/ ok\b/g) ?? []).length;
+    await eventually(async () => localCount() >= results.length, { ms: 10000, what: 'a line per invocation' })
+      .catch(() => {});
+    const local_count = localCount();
     assert.equal(local_count, results.length, `every one ran locally, once\n${local.out.stderr}\n${clouds.map((em) => em.stderr()).join('\n')}`);
   });
 
