@@ -39,7 +39,11 @@ async function withTunnel({ server = () => redis, cloudArgs = [], cloudEnv = {},
  * forwarder then rightly runs it in the cloud: that attempt is awaited and another started.
  */
 async function startSlowInvocation(em, local, app, ms = 20000) {
+  const claimKeys = async () => (await redis.cli('--scan', '--pattern', `funcie:{${app}}:claim:*`)).trim().split('\n').filter(Boolean);
   for (let attempt = 1; ; ++attempt) {
+    // Claims of earlier invocations (the where() probe, a retried attempt) live on for a while:
+    // drop them, so that the claim found below is this invocation's own.
+    await redis.cli('DEL', ...(await claimKeys()), 'none');
     const mark = local.length();
     const started = Date.now();
     const result = em.invoke({ sleep_ms: ms });
@@ -55,7 +59,6 @@ async function startSlowInvocation(em, local, app, ms = 20000) {
     if (owner !== 'cloud') return { result, started, mark };
     assert.ok(attempt < 3, 'the consumer never claimed the request in time');
     await result;
-    await redis.cli('DEL', ...(await redis.cli('--scan', '--pattern', `funcie:{${app}}:claim:*`)).trim().split('\n').filter(Boolean), 'none');
   }
 }
 
