@@ -6,6 +6,7 @@
 #include "aws/sqs_client.hpp"
 #include "backend/sqs/message.hpp"
 #include "consumer/consumer.hpp"
+#include "sqs/serving.hpp"
 #include "sqs/sqs_server.hpp"
 #include "tunnel/backend.hpp"
 #include "util/clock.hpp"
@@ -33,6 +34,8 @@ using steady = std::chrono::steady_clock;
 using kind = tunnel::forward_outcome::kind;
 using funcie::test::run_async;
 using funcie::test::scoped_env;
+using funcie::test::serve;
+using funcie::test::serving;
 using funcie::test::sleep_for;
 using funcie::test::sqs_server;
 
@@ -111,29 +114,6 @@ class SqsSealed : public ::testing::Test {
     return std::make_unique<aws::sqs_client>(ctx.get_executor(), o, credentials);
   }
 };
-
-/// A consumer session that records what it was given and answers with the event.
-struct serving {
-  std::vector<std::string> handled;
-};
-
-asio::awaitable<void> serve(tunnel::consumer_session* session, std::shared_ptr<serving> log) {
-  for (;;) {
-    tunnel::request req;
-    try {
-      req = co_await session->next();
-    } catch (const std::exception&) {
-      co_return;
-    }
-    log->handled.push_back(req.id);
-    tunnel::response answer;
-    answer.id = req.id;
-    answer.app = req.app;
-    answer.consumer = session->id();
-    answer.body = req.payload;
-    co_await session->respond(answer);
-  }
-}
 
 TEST_F(SqsSealed, TheQueueSeesOnlySealedBodies) {
   run_async(

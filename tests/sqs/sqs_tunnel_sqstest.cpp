@@ -7,6 +7,7 @@
 #include "aws/credentials.hpp"
 #include "aws/sqs_client.hpp"
 #include "backend/sqs/message.hpp"
+#include "sqs/serving.hpp"
 #include "sqs/sqs_server.hpp"
 #include "tunnel/backend.hpp"
 #include "util/clock.hpp"
@@ -37,6 +38,8 @@ using kind = tunnel::forward_outcome::kind;
 using funcie::test::iam_gate;
 using funcie::test::run_async;
 using funcie::test::scoped_env;
+using funcie::test::serve;
+using funcie::test::serving;
 using funcie::test::sleep_for;
 using funcie::test::sqs_server;
 
@@ -60,33 +63,6 @@ tunnel::request fresh_request(std::string payload) {
   req.function.name = std::string(app);
   req.payload = std::move(payload);
   return req;
-}
-
-/// A consumer session that records what it ran and answers with the event.
-struct serving {
-  std::vector<std::string> handled;
-};
-
-asio::awaitable<void> serve(tunnel::consumer_session* session, std::shared_ptr<serving> log) {
-  for (;;) {
-    tunnel::request req;
-    try {
-      req = co_await session->next();
-    } catch (const std::exception&) {
-      co_return;
-    }
-    log->handled.push_back(req.id);
-    tunnel::response answer;
-    answer.id = req.id;
-    answer.app = req.app;
-    answer.consumer = session->id();
-    answer.body = req.payload;
-    try {
-      co_await session->respond(answer);
-    } catch (const std::exception&) {
-      co_return;
-    }
-  }
 }
 
 class SqsTunnel : public ::testing::TestWithParam<sqs_server::kind> {
