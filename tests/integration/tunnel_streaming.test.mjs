@@ -4,14 +4,16 @@
 // The local handler's chunks travel as numbered pieces as they are written (docs/tunnel.md,
 // "Streamed responses"), and wrap posts them to the Runtime API as a streamed response: the
 // caller's first byte comes before the handler writes its last, a throw mid-stream reaches
-// the caller as the error of InvokeComplete, and more than 6 MB passes.
+// the caller as the error of InvokeComplete, and more than 6 MB passes. The same through
+// `funcie proxy`, and `--hold` holds a stream that fails before its first byte.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { peersDir, repoRoot } from './lib/harness.mjs';
+import { funcieBin, peersDir, repoRoot } from './lib/harness.mjs';
 import { startRedis } from './lib/tunnel.mjs';
 import { nodeRuntime, withConnected } from './lib/languages.mjs';
 
@@ -79,6 +81,44 @@ test('the local handler\'s chunks reach the caller as they are written (sealed)'
         `last chunk written ${Number(m) - sent} ms after it, last PayloadChunk ${chunks.at(-1).at - sent} ms after it`);
       assert.doesNotMatch(local.out.all, /cannot be held|not held/);
     });
+});
+
+test('through funcie proxy (the proxy-only bootstrap) the chunks reach the caller as they are written', async (t) => {
+  await withConnected({ redis, command: nodeRuntime(fixtures, 'streaming.chunks'), cloudCommand: [funcieBin, 'proxy'] },
+    async ({ em, local, functionName }) => {
+      const { sent, chunks, complete, payload } = await invokeStream(em, functionName);
+      assert.equal(payload.toString(), 'chunk 1 of 3\nchunk 2 of 3\nchunk 3 of 3\n');
+      assert.equal(complete.ErrorCode, undefined, complete.ErrorDetails);
+      const m = (await local.waitFor(/LAST_CHUNK_WRITTEN_AT (\d+)/))[1];
+      assert.ok(chunks[0].at < Number(m),
+        `the first chunk reached the caller (${chunks[0].at}) before the last was written (${m})`);
+      t.diagnostic(`through funcie proxy: first PayloadChunk ${chunks[0].at - sent} ms after the call`);
+    });
+});
+
+test('--hold holds a stream that fails before its first byte; the fixed handler\'s stream reaches the caller', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'funcie-stream-hold-'));
+  const mode = path.join(dir, 'mode.txt');
+  writeFileSync(mode, 'broken');
+  try {
+    await withConnected({
+      redis, command: nodeRuntime(fixtures, 'streaming.failFirstUntilFixed'),
+      connectArgs: ['--hold', '--env', `FUNCIE_TEST_MODE_FILE=${mode}`],
+    }, async ({ em, local, functionName }) => {
+      let settled = false;
+      const pending = invokeStream(em, functionName).finally(() => { settled = true; });
+      await local.waitFor(/held TypeError/);
+      await sleep(300);
+      assert.equal(settled, false, 'the caller is still waiting while the request is held');
+      writeFileSync(mode, 'fixed');
+      process.kill(local.pid, 'SIGUSR1');
+      const { payload, complete } = await pending;
+      assert.equal(complete.ErrorCode, undefined, complete.ErrorDetails);
+      assert.equal(payload.toString(), 'fixed 1\nfixed 2\n');
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a throw mid-stream is the error of InvokeComplete; --hold says it cannot hold it', async () => {

@@ -32,11 +32,11 @@ export function nodeRuntime(dir, handler) {
  * The cloud side, like startCloud, but the Lambda function has its own name (not the
  * app's), so a test can tell which one the local handler was given.
  */
-function startCloudFunction({ url, app, functionName, args }) {
+function startCloudFunction({ url, app, functionName, args, command }) {
   return startEmulate({
     functionName,
     args: ['--env', `FUNCIE_BACKEND=${url}`, '--env', `FUNCIE_APP=${app}`, ...args],
-    command: [funcieBin, 'wrap', '--', echoBin, 'cloud'],
+    command: command ?? [funcieBin, 'wrap', '--', echoBin, 'cloud'],
   });
 }
 
@@ -44,11 +44,11 @@ let appNumber = 0;
 
 /**
  * Starts the cloud side (`funcie emulate --timeout CLOUD_TIMEOUT_S CLOUD_ARGS -- funcie
- * wrap -- echo cloud`, function `functionName`) and `funcie connect CONNECT_ARGS --
- * COMMAND` for a fresh app, runs body({ app, functionName, em, local }), and always stops
+ * wrap -- echo cloud`, or CLOUD_COMMAND, function `functionName`) and `funcie connect
+ * CONNECT_ARGS -- COMMAND` for a fresh app, runs body({ app, functionName, em, local }), and always stops
  * both: connect with Ctrl-C (it stops its runtimes), SIGKILL if that takes over 5 s.
  */
-export async function withConnected({ redis, command, cloudArgs = [], connectArgs = [], functionName }, body) {
+export async function withConnected({ redis, command, cloudArgs = [], cloudCommand, connectArgs = [], functionName }, body) {
   const app = `lang-${process.pid}-${++appNumber}`;
   functionName = functionName ?? app;
   const em = await startCloudFunction({
@@ -56,6 +56,7 @@ export async function withConnected({ redis, command, cloudArgs = [], connectArg
     app,
     functionName,
     args: ['--timeout', String(CLOUD_TIMEOUT_S), ...cloudArgs],
+    command: cloudCommand,
   });
   let local;
   try {
