@@ -28,8 +28,11 @@ class redis_cluster {
       redis_server_options o;
       o.tls = tls;
       if (tls && i > 0) o.certs_from = nodes_[0]->dir().string();
+      // The bus port is the port + 10000 unless given: a free port above 55535 would overflow.
       o.extra_args = {"--cluster-enabled",
                       "yes",
+                      "--cluster-port",
+                      std::to_string(redis_server::free_port()),
                       "--cluster-node-timeout",
                       "1000",
                       "--cluster-config-file",

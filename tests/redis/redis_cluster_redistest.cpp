@@ -62,6 +62,7 @@ struct handler_log {
   std::vector<std::string> handled;  ///< Request ids, in the order claimed.
   int sessions = 0;                  ///< Sessions opened (reconnects + 1).
   bool ended = false;
+  bool waiting = false;  ///< In next(): the session may be destroyed now.
   std::string end_reason;
 };
 
@@ -69,13 +70,16 @@ struct handler_log {
 asio::awaitable<void> serve(tunnel::consumer_session* session, std::shared_ptr<handler_log> log) {
   while (true) {
     tunnel::request req;
+    log->waiting = true;
     try {
       req = co_await session->next();
     } catch (const tunnel::backend_error& e) {
+      log->waiting = false;
       log->ended = true;
       log->end_reason = e.what();
       co_return;
     }
+    log->waiting = false;
     log->handled.push_back(req.id);
     tunnel::response answer;
     answer.id = req.id;
@@ -84,11 +88,8 @@ asio::awaitable<void> serve(tunnel::consumer_session* session, std::shared_ptr<h
     answer.content_type = "application/octet-stream";
     answer.body = req.payload;
     std::reverse(answer.body.begin(), answer.body.end());
-    try {
-      co_await session->respond(answer);
-    } catch (const tunnel::backend_error&) {
-      // the session is over; next() says so
-    }
+    // A session that is over throws here: this serving ends, as a killed consumer would.
+    co_await session->respond(answer);
   }
 }
 
@@ -112,7 +113,11 @@ asio::awaitable<void> keep_serving(asio::any_io_executor ex, tunnel::backend_opt
     }
     if (opened) {
       ++c->log->sessions;
-      co_await serve(c->current.get(), c->log);
+      try {
+        co_await serve(c->current.get(), c->log);
+      } catch (const tunnel::backend_error&) {
+        // respond() failed: the session is over
+      }
     }
     if (!c->stop) co_await sleep_for(100ms);
   }
@@ -290,7 +295,8 @@ TEST_F(RedisCluster, ASeedListSkipsADeadSeedAndAKilledConsumerIsReplacedByANewSe
     EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
     EXPECT_EQ(out.answer.body, "cba");
 
-    session.reset();  // killed: connections closed, no goodbye
+    while (!log->waiting) co_await sleep_for(5ms);  // its respond() has returned
+    session.reset();                                // killed: connections closed, no goodbye
     co_await sleep_for(50ms);
     auto cloud = co_await forwarder->forward(make_request(app, "x"), steady::now() + 10s);
     EXPECT_EQ(cloud.outcome, kind::not_taken) << cloud.reason << cloud.message;
@@ -302,6 +308,7 @@ TEST_F(RedisCluster, ASeedListSkipsADeadSeedAndAKilledConsumerIsReplacedByANewSe
     auto back = co_await forwarder->forward(make_request(app, "xyz"), steady::now() + 10s);
     EXPECT_EQ(back.outcome, kind::answered) << back.reason << back.message;
     EXPECT_EQ(back.answer.consumer, again->id());
+    while (!log2->waiting) co_await sleep_for(5ms);
     co_await again->close();
   });
 }

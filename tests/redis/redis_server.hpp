@@ -199,7 +199,7 @@ class redis_server {
       ext << "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
              "basicConstraints=CA:FALSE\n"
              "keyUsage=digitalSignature,keyEncipherment\n"
-             "extendedKeyUsage=serverAuth\n";
+             "extendedKeyUsage=serverAuth,clientAuth\n";  // clientAuth: a cluster bus over TLS
     }
     const std::string ec_key = "ec:" + path("params.pem");
     run({"/usr/bin/openssl", "ecparam", "-name", "prime256v1", "-out", path("params.pem")});
