@@ -445,6 +445,8 @@ asio::awaitable<bool> check_redis(asio::any_io_executor executor,
   co.verify = backend.tls_verify;
   co.connect_timeout = options.timeout;
   co.client_name = "funcie-doctor";
+  // On a Redis Cluster: the node of the app's slot, as the tunnel connects (docs/tunnel.md).
+  if (!backend.app.empty()) co.route_key = "funcie:{" + backend.app + "}:requests";
   const std::string where = tunnel::redact_url(backend.url);
   std::unique_ptr<redis::connection> conn;
   std::string failure;
@@ -504,6 +506,13 @@ asio::awaitable<bool> check_redis(asio::any_io_executor executor,
   out.add(level::ok, "broker",
           fmt::format("{} answered PING{}", where,
                       version.empty() ? std::string() : fmt::format(" (Redis {})", version)));
+  if (conn->clustered()) {
+    out.add(level::ok, "cluster",
+            fmt::format("cluster with {} masters, app slot {} on {}{}", conn->cluster_masters(),
+                        conn->route_slot(), conn->server_name(),
+                        conn->sharded_pubsub() ? " (sharded pub/sub)"
+                                               : " (classic pub/sub: Redis before 7.0)"));
+  }
   int major = 0;
   int minor = 0;
   if (std::sscanf(version.c_str(), "%d.%d", &major, &minor) == 2 &&

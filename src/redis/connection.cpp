@@ -4,6 +4,9 @@
 // the waiting execute(); an expiry is the command's timeout.
 #include "redis/connection.hpp"
 
+#include "redis/cluster.hpp"
+#include "redis/cluster_map.hpp"
+
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -66,11 +69,18 @@ std::string format_ms(std::chrono::milliseconds ms) {
 enum class pubsub_command { none, subscribe, psubscribe, unsubscribe, punsubscribe };
 
 pubsub_command classify(std::string_view upper_name) {
-  if (upper_name == "SUBSCRIBE") return pubsub_command::subscribe;
+  // Sharded pub/sub (SSUBSCRIBE, Redis 7.0+) confirms like the classic one.
+  if (upper_name == "SUBSCRIBE" || upper_name == "SSUBSCRIBE") return pubsub_command::subscribe;
   if (upper_name == "PSUBSCRIBE") return pubsub_command::psubscribe;
-  if (upper_name == "UNSUBSCRIBE") return pubsub_command::unsubscribe;
+  if (upper_name == "UNSUBSCRIBE" || upper_name == "SUNSUBSCRIBE") {
+    return pubsub_command::unsubscribe;
+  }
   if (upper_name == "PUNSUBSCRIBE") return pubsub_command::punsubscribe;
   return pubsub_command::none;
+}
+
+bool is_text(const reply& r) {
+  return r.type == reply::kind::string || r.type == reply::kind::status;
 }
 
 // ["subscribe"|"unsubscribe"|"psubscribe"|"punsubscribe", name, count]
@@ -365,7 +375,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
     if (subscriptions > 0 && r.type == reply::kind::array && !r.elements.empty() &&
         r.elements[0].type == reply::kind::string) {
       const auto& kind = r.elements[0].str;
-      if (r.elements.size() == 3 && lower(kind) == "message") {
+      if (r.elements.size() == 3 && (lower(kind) == "message" || lower(kind) == "smessage")) {
         messages.push_back({std::move(r.elements[1].str), std::move(r.elements[2].str)});
         message_event.cancel();
         return;
@@ -375,6 +385,14 @@ struct connection::impl : std::enable_shared_from_this<impl> {
         message_event.cancel();
         return;
       }
+    }
+    // A cluster node drops the sharded subscriptions of a slot it no longer serves.
+    if (r.type == reply::kind::array && r.elements.size() == 3 && is_text(r.elements[0]) &&
+        lower(r.elements[0].str) == "sunsubscribe" &&
+        (pending.empty() || pending.front()->pubsub != pubsub_command::unsubscribe)) {
+      fail(errc::io, "the server ended the sharded subscription to " + r.elements[1].str +
+                         " (its slot moved to another node)");
+      return;
     }
     if (pending.empty()) {
       fail(errc::protocol, "the server sent a reply nobody asked for");
@@ -586,6 +604,10 @@ struct connection::impl : std::enable_shared_from_this<impl> {
     }
   }
 
+  /// Connects to options.server alone (no routing). Throws error.
+  static asio::awaitable<std::shared_ptr<impl>> open_direct(asio::any_io_executor executor,
+                                                            const connect_options& options);
+
   asio::awaitable<void> establish(std::shared_ptr<attempt_state> attempt) {
     co_await open_transport(attempt);
     if (attempt->timed_out) co_return;
@@ -595,8 +617,8 @@ struct connection::impl : std::enable_shared_from_this<impl> {
   }
 };
 
-asio::awaitable<std::unique_ptr<connection>> connection::connect(asio::any_io_executor executor,
-                                                                 const connect_options& options) {
+asio::awaitable<std::shared_ptr<connection::impl>> connection::impl::open_direct(
+    asio::any_io_executor executor, const connect_options& options) {
   auto self = std::make_shared<impl>(executor, options);
   auto attempt = std::make_shared<attempt_state>(executor);
   const auto timeout = options.connect_timeout;
@@ -640,7 +662,184 @@ asio::awaitable<std::unique_ptr<connection>> connection::connect(asio::any_io_ex
     }
     throw *failure;
   }
-  co_return std::unique_ptr<connection>(new connection(std::move(self)));
+  co_return self;
+}
+
+struct connection::route {
+  route(asio::any_io_executor ex, connect_options o, std::string k, std::uint16_t s)
+      : executor(std::move(ex)),
+        options(std::move(o)),
+        key(std::move(k)),
+        slot(s),
+        moved_event(executor, asio::steady_timer::time_point::max()) {}
+
+  asio::any_io_executor executor;
+  connect_options options;  ///< As given (the seeds).
+  std::string key;          ///< cluster::deployment_key
+  std::uint16_t slot;
+  bool sharded = false;
+  std::size_t masters = 0;
+  bool moving = false;  ///< A MOVED is being followed: others wait for it.
+  bool closed = false;
+  asio::steady_timer moved_event;
+
+  /// The options for one node of the cluster (same scheme, credentials and TLS settings).
+  connect_options at(const cluster::node& n) const {
+    connect_options o = options;
+    o.server.host = n.host;
+    o.server.port = n.port;
+    o.server.more_seeds.clear();
+    o.route_key.clear();
+    return o;
+  }
+};
+
+namespace {
+
+/// What the node behind `conn` says about itself: standalone, or a cluster and its map.
+/// Throws error (the node is unusable) or cluster::topology_error.
+template <class Impl>
+asio::awaitable<cluster::knowledge> discover(std::shared_ptr<Impl> conn, const cluster::node& asked,
+                                             const connect_options& options) {
+  const auto timeout = options.connect_timeout;
+  // Standalone: "ERR This instance has cluster support disabled". A server (or a proxy)
+  // without CLUSTER, or an ACL that denies it, is taken as standalone too: funcie then
+  // works as it always did.
+  auto standalone = [](const reply& r) {
+    return r.str.find("cluster support disabled") != std::string::npos ||
+           r.str.starts_with("NOPERM") || r.str.find("unknown command") != std::string::npos;
+  };
+  cluster::knowledge k;
+  const std::vector<std::string_view> shards_command{"CLUSTER", "SHARDS"};
+  reply shards = co_await Impl::await_reply(conn, conn->enqueue(shards_command), timeout);
+  if (!shards.is_error()) {
+    k.kind = cluster::mode::cluster;
+    k.map = cluster::parse_shards(shards, asked, options.server.tls);
+    k.sharded_pubsub = true;
+    co_return k;
+  }
+  if (standalone(shards)) {
+    k.kind = cluster::mode::standalone;
+    co_return k;
+  }
+  // Before 7.0: no CLUSTER SHARDS, no sharded pub/sub.
+  const std::vector<std::string_view> slots_command{"CLUSTER", "SLOTS"};
+  reply slots = co_await Impl::await_reply(conn, conn->enqueue(slots_command), timeout);
+  if (slots.is_error()) {
+    if (standalone(slots)) {
+      k.kind = cluster::mode::standalone;
+      co_return k;
+    }
+    throw error(errc::connect_failed,
+                "Redis at " + cluster::describe(asked) +
+                    " refused CLUSTER SHARDS and CLUSTER SLOTS: " + slots.str);
+  }
+  k.kind = cluster::mode::cluster;
+  k.map = cluster::parse_slots(slots, asked);
+  co_return k;
+}
+
+}  // namespace
+
+asio::awaitable<std::unique_ptr<connection>> connection::connect(asio::any_io_executor executor,
+                                                                 const connect_options& options) {
+  if (options.route_key.empty()) {
+    auto direct = co_await impl::open_direct(executor, options);
+    co_return std::unique_ptr<connection>(new connection(std::move(direct)));
+  }
+  const std::string key = cluster::deployment_key(options.server);
+  const std::uint16_t slot = cluster::key_slot(options.route_key);
+  auto r = std::make_shared<route>(executor, options, key, slot);
+  auto routed = [&](std::shared_ptr<impl> state, const cluster::knowledge& k) {
+    auto conn = std::unique_ptr<connection>(new connection(std::move(state)));
+    r->sharded = k.sharded_pubsub;
+    r->masters = k.map.masters;
+    conn->route_ = r;
+    return conn;
+  };
+
+  cluster::knowledge k = cluster::known(key);
+  if (k.kind == cluster::mode::standalone) {
+    const cluster::node seed{options.server.host, options.server.port};
+    const connect_options seed_options = r->at(seed);
+    auto direct = co_await impl::open_direct(executor, seed_options);
+    co_return std::unique_ptr<connection>(new connection(std::move(direct)));
+  }
+  if (k.kind == cluster::mode::cluster) {
+    if (auto owner = cluster::owner(key, slot)) {
+      bool refused_credentials = false;
+      try {
+        const connect_options owner_options = r->at(*owner);
+        auto state = co_await impl::open_direct(executor, owner_options);
+        co_return routed(std::move(state), k);
+      } catch (const error& e) {
+        // Gone (a failover?): ask the cluster again below.
+        refused_credentials = e.code() == errc::auth_failed;
+        if (refused_credentials) throw;
+      }
+    }
+  }
+
+  // Ask the seeds, then the masters last known, until one answers.
+  std::vector<cluster::node> candidates;
+  candidates.push_back(cluster::node{options.server.host, options.server.port});
+  for (const auto& s : options.server.more_seeds) {
+    candidates.push_back(cluster::node{s.host, s.port});
+  }
+  for (const auto& range : k.map.ranges) {
+    if (std::find(candidates.begin(), candidates.end(), range.master) == candidates.end()) {
+      candidates.push_back(range.master);
+    }
+  }
+  std::optional<error> last;
+  for (const auto& candidate : candidates) {
+    std::shared_ptr<impl> state;
+    try {
+      const connect_options candidate_options = r->at(candidate);
+      state = co_await impl::open_direct(executor, candidate_options);
+    } catch (const error& e) {
+      if (e.code() == errc::auth_failed) throw;
+      last = e;
+      continue;
+    }
+    cluster::knowledge learnt;
+    try {
+      learnt = co_await discover(state, candidate, options);
+    } catch (const error& e) {
+      last = e;
+    } catch (const cluster::topology_error& e) {
+      last = error(errc::protocol, "Redis at " + cluster::describe(candidate) +
+                                       " gave a bad topology: " + e.what());
+    }
+    if (learnt.kind == cluster::mode::unknown) {
+      state->fail(errc::io, "the connection was closed");
+      continue;
+    }
+    cluster::learn(key, learnt);
+    if (learnt.kind == cluster::mode::standalone) {
+      co_return std::unique_ptr<connection>(new connection(std::move(state)));
+    }
+    const auto owner = learnt.map.owner(slot);
+    if (!owner) {
+      state->fail(errc::io, "the connection was closed");
+      last = error(errc::connect_failed, "Redis Cluster at " + cluster::describe(candidate) +
+                                             ": no master serves slot " + std::to_string(slot) +
+                                             " (a failover is under way, or the cluster is " +
+                                             "not fully set up)");
+      continue;
+    }
+    if (*owner == candidate) co_return routed(std::move(state), learnt);
+    state->fail(errc::io, "the connection was closed");
+    try {
+      const connect_options owned_options = r->at(*owner);
+      auto owned = co_await impl::open_direct(executor, owned_options);
+      co_return routed(std::move(owned), learnt);
+    } catch (const error& e) {
+      if (e.code() == errc::auth_failed) throw;
+      last = e;
+    }
+  }
+  throw last ? *last : error(errc::connect_failed, "cannot connect to Redis: no seed node to ask");
 }
 
 connection::connection(std::shared_ptr<impl> state) : impl_(std::move(state)) {}
@@ -651,10 +850,104 @@ connection::~connection() {
 
 asio::awaitable<reply> connection::execute(std::vector<std::string_view> args,
                                            std::optional<std::chrono::milliseconds> timeout) {
-  auto self = impl_;
-  request_ptr r = self->enqueue(args);
-  reply result = co_await impl::await_reply(self, r, timeout);
-  co_return result;
+  for (int attempt = 0;; ++attempt) {
+    auto self = impl_;
+    request_ptr r = self->enqueue(args);
+    reply result = co_await impl::await_reply(self, r, timeout);
+    // A command refused with MOVED, ASK or TRYAGAIN was not run: it is safe to send again.
+    if (!route_ || !result.is_error() || attempt >= 50) co_return result;
+    const bool subscribing = !args.empty() && r->pubsub != pubsub_command::none;
+    if (result.str.starts_with("TRYAGAIN")) {
+      // Keys of the slot are split between two nodes mid-migration: wait a moment.
+      asio::steady_timer pause(self->executor, std::chrono::milliseconds(20));
+      co_await pause.async_wait(asio::use_awaitable);
+      continue;
+    }
+    const cluster::node here{self->options.server.host, self->options.server.port};
+    const auto redirect = cluster::parse_redirect(result.str, here);
+    if (!redirect) co_return result;
+    if (redirect->ask) {
+      if (subscribing) {
+        // A subscription must stay on one node: wait for the migration to end.
+        asio::steady_timer pause(self->executor, std::chrono::milliseconds(20));
+        co_await pause.async_wait(asio::use_awaitable);
+        continue;
+      }
+      co_return co_await follow_ask(args, redirect->target.host, redirect->target.port, timeout);
+    }
+    co_await follow_moved(self, redirect->target.host, redirect->target.port, redirect->slot);
+  }
+}
+
+asio::awaitable<void> connection::follow_moved(std::shared_ptr<impl> from, const std::string& host,
+                                               std::uint16_t port, std::uint16_t slot) {
+  const auto r = route_;
+  cluster::moved(r->key, slot, {host, port});
+  if (impl_ != from) co_return;  // another caller moved the connection already
+  if (r->moving) {
+    while (r->moving) {
+      error_code ignored;
+      r->moved_event.expires_at(asio::steady_timer::time_point::max());
+      co_await r->moved_event.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+    co_return;
+  }
+  r->moving = true;
+  std::shared_ptr<impl> fresh;
+  std::optional<error> failure;
+  try {
+    const cluster::node moved_to{host, port};
+    const connect_options moved_options = r->at(moved_to);
+    fresh = co_await impl::open_direct(r->executor, moved_options);
+  } catch (const error& e) {
+    failure = e;
+  }
+  r->moving = false;
+  r->moved_event.cancel();
+  if (failure) throw *failure;
+  if (r->closed) {
+    fresh->fail(errc::io, "the connection was closed");
+    throw from->closed_error();
+  }
+  impl_ = fresh;
+  // Commands still on the old node get their replies (MOVED too) before it is closed.
+  asio::co_spawn(
+      r->executor,
+      [](std::shared_ptr<impl> old) -> asio::awaitable<void> {
+        asio::steady_timer tick(old->executor);
+        for (int i = 0;
+             i < 600 && old->open && (!old->pending.empty() || !old->write_queue.empty()); ++i) {
+          tick.expires_after(std::chrono::milliseconds(50));
+          co_await tick.async_wait(asio::use_awaitable);
+        }
+        old->fail(errc::io, "the connection moved to another node");
+      }(from),
+      asio::detached);
+}
+
+asio::awaitable<reply> connection::follow_ask(const std::vector<std::string_view>& args,
+                                              const std::string& host, std::uint16_t port,
+                                              std::optional<std::chrono::milliseconds> timeout) {
+  // ASKING holds for the next command of the connection only: a connection of its own keeps
+  // other callers' commands from coming between.
+  const auto r = route_;
+  const cluster::node asked{host, port};
+  const connect_options ask_options = r->at(asked);
+  auto target = co_await impl::open_direct(r->executor, ask_options);
+  std::optional<reply> result;
+  std::optional<error> failure;
+  try {
+    std::vector<std::string_view> asking{"ASKING"};
+    request_ptr first = target->enqueue(asking);
+    request_ptr command = target->enqueue(args);
+    co_await impl::await_reply(target, first, timeout);
+    result = co_await impl::await_reply(target, command, timeout);
+  } catch (const error& e) {
+    failure = e;
+  }
+  target->fail(errc::io, "the connection was closed");
+  if (failure) throw *failure;
+  co_return std::move(*result);
 }
 
 asio::awaitable<reply> connection::execute_checked(
@@ -669,7 +962,8 @@ asio::awaitable<reply> connection::execute_checked(
 }
 
 asio::awaitable<void> connection::subscribe(std::string_view channel) {
-  std::vector<std::string_view> args{"SUBSCRIBE", channel};
+  std::vector<std::string_view> args{route_ && route_->sharded ? "SSUBSCRIBE" : "SUBSCRIBE",
+                                     channel};
   co_await execute_checked(std::move(args));
 }
 
@@ -694,7 +988,24 @@ asio::awaitable<message> connection::receive() {
 }
 
 void connection::close() noexcept {
+  if (route_) route_->closed = true;
   if (impl_) impl_->fail(errc::io, "the connection was closed");
+}
+
+bool connection::clustered() const noexcept {
+  return route_ != nullptr;
+}
+
+bool connection::sharded_pubsub() const noexcept {
+  return route_ && route_->sharded;
+}
+
+std::size_t connection::cluster_masters() const noexcept {
+  return route_ ? route_->masters : 0;
+}
+
+std::uint16_t connection::route_slot() const noexcept {
+  return route_ ? route_->slot : 0;
 }
 
 bool connection::is_open() const noexcept {

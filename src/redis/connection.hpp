@@ -2,6 +2,11 @@
 // are pipelined: many coroutines may call execute() at once; replies come back in order.
 // Replies are parsed by hiredis's RESP reader (RESP2). A connection in subscriber mode
 // delivers published messages through receive().
+//
+// With connect_options::route_key set, the server may be a Redis Cluster: connect() then
+// opens the connection on the master that owns the key's slot, and execute() follows MOVED
+// (moving the connection to the new owner) and ASK (ASKING then the command on the target),
+// and retries TRYAGAIN. Standalone Redis is detected once per process (src/redis/cluster.hpp).
 #pragma once
 
 #include "redis/reply.hpp"
@@ -48,6 +53,9 @@ struct connect_options {
   bool verify = true;   ///< TLS: verify certificate chain and host name.
   std::chrono::milliseconds connect_timeout{200};  ///< Whole connect incl. TLS and AUTH.
   std::string client_name;  ///< CLIENT SETNAME when not empty (shown by CLIENT LIST).
+  /// Not empty: on a Redis Cluster, connect to the master of this key's slot (seed nodes:
+  /// server and server.more_seeds) and follow redirections; on standalone Redis, no effect.
+  std::string route_key;
 };
 
 /// A published message received in subscriber mode.
@@ -79,7 +87,9 @@ class connection {
   boost::asio::awaitable<reply> execute_checked(
       std::vector<std::string_view> args, std::optional<std::chrono::milliseconds> timeout = {});
 
-  /// SUBSCRIBE channel; returns when the server confirmed. From then on the connection is
+  /// SUBSCRIBE channel (SSUBSCRIBE on a cluster with sharded pub/sub); returns when the
+  /// server confirmed. A sharded subscription ends when the channel's slot moves to another
+  /// node: receive() then throws errc::io. From then on the connection is
   /// in subscriber mode: only (UN)SUBSCRIBE and PING may be executed; published messages
   /// arrive through receive().
   boost::asio::awaitable<void> subscribe(std::string_view channel);
@@ -94,10 +104,26 @@ class connection {
   /// The server, as "host:port", for messages.
   const std::string& server_name() const noexcept;
 
+  /// Routed on a Redis Cluster (route_key set and the server is one).
+  bool clustered() const noexcept;
+  /// Routed on a cluster whose nodes have SSUBSCRIBE/SPUBLISH (Redis 7.0+): publish to the
+  /// route key's channel with SPUBLISH, as subscribe() uses SSUBSCRIBE.
+  bool sharded_pubsub() const noexcept;
+  /// On a cluster: how many masters serve slots, and the route key's slot; else zeros.
+  std::size_t cluster_masters() const noexcept;
+  std::uint16_t route_slot() const noexcept;
+
  private:
   struct impl;
+  struct route;
   explicit connection(std::shared_ptr<impl> state);
+  boost::asio::awaitable<void> follow_moved(std::shared_ptr<impl> from, const std::string& host,
+                                            std::uint16_t port, std::uint16_t slot);
+  boost::asio::awaitable<reply> follow_ask(const std::vector<std::string_view>& args,
+                                           const std::string& host, std::uint16_t port,
+                                           std::optional<std::chrono::milliseconds> timeout);
   std::shared_ptr<impl> impl_;
+  std::shared_ptr<route> route_;  ///< Null on standalone Redis or without route_key.
 };
 
 }  // namespace funcie::redis

@@ -13,7 +13,7 @@ constexpr std::string_view rediss_scheme = "rediss://";
 
 [[noreturn]] void fail(std::string_view what) {
   throw url_error("Redis URL: " + std::string(what) +
-                  " (expected redis[s]://[[user]:password@]host[:port][/db])");
+                  " (expected redis[s]://[[user]:password@]host[:port][,host[:port]...][/db])");
 }
 
 char lower(char c) {
@@ -100,6 +100,57 @@ std::size_t userinfo_end(std::string_view rest) {
   return rest.rfind('@');
 }
 
+// One "host[:port]" (IPv6 in brackets) of the authority.
+void parse_host_port(std::string_view authority, std::string& host_out, std::uint16_t& port_out) {
+  std::string_view port_text;
+  bool has_port = false;
+  if (!authority.empty() && authority.front() == '[') {
+    std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) fail("unterminated IPv6 address in the host");
+    std::string_view address = authority.substr(1, close - 1);
+    if (address.empty()) fail("missing host");
+    for (char c : address) {
+      if (!is_ipv6_char(c)) fail("invalid IPv6 address in the host");
+    }
+    if (address.find(':') == std::string_view::npos) fail("invalid IPv6 address in the host");
+    host_out = std::string(address);
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') fail("unexpected characters after the IPv6 address");
+      has_port = true;
+      port_text = after.substr(1);
+    }
+  } else {
+    std::size_t colon = authority.find(':');
+    std::string_view host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      has_port = true;
+      port_text = authority.substr(colon + 1);
+      if (port_text.find(':') != std::string_view::npos) {
+        fail("an IPv6 host must be written in brackets, as [::1]");
+      }
+    }
+    if (host.empty()) fail("missing host");
+    for (char c : host) {
+      if (c == '?' || c == '#') fail("query strings and fragments are not supported");
+      if (!is_host_char(c)) fail("the host contains a character that is not allowed");
+    }
+    host_out = std::string(host);
+  }
+
+  if (has_port) {
+    if (!all_digits(port_text)) {
+      if (port_text.find_first_of("?#") != std::string_view::npos) {
+        fail("query strings and fragments are not supported");
+      }
+      fail("the port must be a number from 1 to 65535");
+    }
+    long long port = parse_number(port_text, std::numeric_limits<std::uint16_t>::max());
+    if (port < 1) fail("the port must be a number from 1 to 65535");
+    port_out = static_cast<std::uint16_t>(port);
+  }
+}
+
 }  // namespace
 
 endpoint parse_url(std::string_view url) {
@@ -124,52 +175,25 @@ endpoint parse_url(std::string_view url) {
   std::string_view path =
       slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
 
-  std::string_view port_text;
-  bool has_port = false;
-  if (!authority.empty() && authority.front() == '[') {
-    std::size_t close = authority.find(']');
-    if (close == std::string_view::npos) fail("unterminated IPv6 address in the host");
-    std::string_view address = authority.substr(1, close - 1);
-    if (address.empty()) fail("missing host");
-    for (char c : address) {
-      if (!is_ipv6_char(c)) fail("invalid IPv6 address in the host");
+  // "h1:p1,h2:p2": the seed nodes of a cluster.
+  if (authority.empty()) fail("missing host");
+  bool first = true;
+  while (true) {
+    const std::size_t comma = authority.find(',');
+    const std::string_view one = authority.substr(0, comma);
+    if (one.empty()) {
+      fail("an empty host in the list of hosts (write host:port,host:port)");
     }
-    if (address.find(':') == std::string_view::npos) fail("invalid IPv6 address in the host");
-    result.host = std::string(address);
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') fail("unexpected characters after the IPv6 address");
-      has_port = true;
-      port_text = after.substr(1);
+    if (first) {
+      parse_host_port(one, result.host, result.port);
+      first = false;
+    } else {
+      seed more;
+      parse_host_port(one, more.host, more.port);
+      result.more_seeds.push_back(std::move(more));
     }
-  } else {
-    std::size_t colon = authority.find(':');
-    std::string_view host = authority.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      has_port = true;
-      port_text = authority.substr(colon + 1);
-      if (port_text.find(':') != std::string_view::npos) {
-        fail("an IPv6 host must be written in brackets, as [::1]");
-      }
-    }
-    if (host.empty()) fail("missing host");
-    for (char c : host) {
-      if (c == '?' || c == '#') fail("query strings and fragments are not supported");
-      if (!is_host_char(c)) fail("the host contains a character that is not allowed");
-    }
-    result.host = std::string(host);
-  }
-
-  if (has_port) {
-    if (!all_digits(port_text)) {
-      if (port_text.find_first_of("?#") != std::string_view::npos) {
-        fail("query strings and fragments are not supported");
-      }
-      fail("the port must be a number from 1 to 65535");
-    }
-    long long port = parse_number(port_text, std::numeric_limits<std::uint16_t>::max());
-    if (port < 1) fail("the port must be a number from 1 to 65535");
-    result.port = static_cast<std::uint16_t>(port);
+    if (comma == std::string_view::npos) break;
+    authority = authority.substr(comma + 1);
   }
 
   if (!path.empty()) {

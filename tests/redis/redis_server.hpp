@@ -45,6 +45,9 @@ struct redis_server_options {
   std::string acl_password{};  ///< ...and this password.
   bool tls = false;            ///< Serve TLS only (--port 0 --tls-port PORT), certs generated.
   std::vector<std::string> extra_args{};  ///< More redis-server arguments ("--maxclients", "10").
+  /// TLS: take the CA and certificate made by another server (its dir()), so that one CA
+  /// file trusts every node of a cluster.
+  std::string certs_from{};
 };
 
 class redis_server {
@@ -53,7 +56,12 @@ class redis_server {
     char pattern[] = "/tmp/funcie-redis-XXXXXX";
     if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("redis_server: mkdtemp failed");
     dir_ = pattern;
-    if (options_.tls) make_certificates();
+    if (options_.tls && options_.certs_from.empty()) make_certificates();
+    if (options_.tls && !options_.certs_from.empty()) {
+      for (const char* f : {"ca.pem", "other-ca.pem", "server.pem", "server.key"}) {
+        std::filesystem::copy_file(std::filesystem::path(options_.certs_from) / f, dir_ / f);
+      }
+    }
     for (int attempt = 0;; ++attempt) {
       port_ = free_port();
       if (launch()) break;
@@ -191,7 +199,7 @@ class redis_server {
       ext << "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
              "basicConstraints=CA:FALSE\n"
              "keyUsage=digitalSignature,keyEncipherment\n"
-             "extendedKeyUsage=serverAuth\n";
+             "extendedKeyUsage=serverAuth,clientAuth\n";  // clientAuth: a cluster bus over TLS
     }
     const std::string ec_key = "ec:" + path("params.pem");
     run({"/usr/bin/openssl", "ecparam", "-name", "prime256v1", "-out", path("params.pem")});

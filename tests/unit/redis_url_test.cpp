@@ -159,3 +159,30 @@ TEST(RedisUrl, Describe) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(RedisUrl, SeveralHostsAreClusterSeeds) {
+  auto e = rd::parse_url("rediss://bob:pw@h1:7001,h2,[::1]:7003/0");
+  EXPECT_TRUE(e.tls);
+  EXPECT_EQ(e.host, "h1");
+  EXPECT_EQ(e.port, 7001);
+  EXPECT_EQ(e.user, "bob");
+  EXPECT_EQ(e.password, "pw");
+  ASSERT_EQ(e.more_seeds.size(), 2u);
+  EXPECT_EQ(e.more_seeds[0], (rd::seed{"h2", 6379}));
+  EXPECT_EQ(e.more_seeds[1], (rd::seed{"::1", 7003}));
+  EXPECT_TRUE(rd::parse_url("redis://h1:1").more_seeds.empty());
+}
+
+TEST(RedisUrl, SeedListErrorsSayWhatIsWrong) {
+  EXPECT_NE(error_of("redis://h1:1,").find("empty host in the list"), std::string::npos);
+  EXPECT_NE(error_of("redis://,h2:1").find("empty host in the list"), std::string::npos);
+  EXPECT_NE(error_of("redis://h1:1,,h3:1").find("empty host in the list"), std::string::npos);
+  EXPECT_NE(error_of("redis://h1:1,h2:x").find("port"), std::string::npos);
+  EXPECT_NE(error_of("redis://h1:1,h 2").find("host"), std::string::npos);
+  EXPECT_NE(error_of("redis://:hunter2hunter2@h1,,h2").find("empty host"), std::string::npos);
+  EXPECT_EQ(error_of("redis://:hunter2hunter2@h1,,h2").find("hunter2"), std::string::npos);
+}
+
+}  // namespace

@@ -68,6 +68,8 @@ redis::connect_options connect_options_for(const tunnel::backend_options& option
   connect.verify = options.tls_verify;
   connect.connect_timeout = timing.connect_timeout;
   connect.client_name = std::move(client_name);
+  // On a Redis Cluster: the node of the app's slot (all its keys share the {app} hash tag).
+  connect.route_key = app_keys(options.app).channel();
   return connect;
 }
 
@@ -518,6 +520,7 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
       co_return tunnel::not_taken(fmt::format("broker unreachable: {}", cmd.error));
     }
     std::optional<redis::error> failure;
+    const std::string_view publish = cmd.conn->sharded_pubsub() ? "SPUBLISH" : "PUBLISH";
     try {
       if (envelope.size() > presence_first_bytes) {
         std::vector<std::string_view> keys{consumers_key};
@@ -533,13 +536,13 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
         std::vector<std::string_view> set{"SET", req_key, envelope, "PX", req_ttl};
         co_await cmd.conn->execute_checked(set, offer_timeout);
         std::vector<std::string_view> keys{consumers_key, req_key};
-        std::vector<std::string_view> args{"announce", "", req_ttl, channel, notice};
+        std::vector<std::string_view> args{"announce", "", req_ttl, channel, notice, publish};
         const redis::reply offered =
             co_await run_script(*cmd.conn, code.offer, keys, args, timing.command_timeout);
         receivers = offered.integer;
       } else if (receivers != 0) {
         std::vector<std::string_view> keys{consumers_key, req_key};
-        std::vector<std::string_view> args{"offer", envelope, req_ttl, channel, notice};
+        std::vector<std::string_view> args{"offer", envelope, req_ttl, channel, notice, publish};
         const redis::reply offered =
             co_await run_script(*cmd.conn, code.offer, keys, args, offer_timeout);
         receivers = offered.integer;

@@ -19,11 +19,13 @@ struct script {
 std::string sha1_hex(std::string_view text);
 
 /// Offer (forwarder). KEYS: consumers, req:<id>. ARGV: mode, envelope, ttl ms of req:<id>,
-/// channel, notice. Drops expired sessions by server TIME; returns 0 when none is left.
-/// Mode "presence" returns 1 then. Mode "offer" stores the envelope, publishes the notice
-/// and returns the number of receivers, deleting the envelope again (and returning 0) when
-/// the notice reached nobody. Mode "announce" is "offer" for an envelope stored just before
-/// with a plain SET (a big one: Lua would copy it twice); it is deleted when nobody is left.
+/// channel, notice, and "SPUBLISH" on a Redis Cluster with sharded pub/sub (the consumers
+/// listen with SSUBSCRIBE on the slot's node; else PUBLISH). Drops expired sessions by server TIME;
+/// returns 0 when none is left. Mode "presence" returns 1 then. Mode "offer" stores the envelope,
+/// publishes the notice and returns the number of receivers, deleting the envelope again (and
+/// returning 0) when the notice reached nobody. Mode "announce" is "offer" for an envelope stored
+/// just before with a plain SET (a big one: Lua would copy it twice); it is deleted when nobody is
+/// left.
 inline constexpr std::string_view offer_text = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -34,7 +36,9 @@ if redis.call('ZCARD', KEYS[1]) == 0 then
 end
 if ARGV[1] == 'presence' then return 1 end
 if ARGV[1] == 'offer' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
-local receivers = redis.call('PUBLISH', ARGV[4], ARGV[5])
+local publish = 'PUBLISH'
+if ARGV[6] == 'SPUBLISH' then publish = 'SPUBLISH' end
+local receivers = redis.call(publish, ARGV[4], ARGV[5])
 if receivers == 0 then
   redis.call('DEL', KEYS[2])
   return 0
