@@ -313,6 +313,39 @@ TEST_F(RedisCluster, ASeedListSkipsADeadSeedAndAKilledConsumerIsReplacedByANewSe
   });
 }
 
+TEST_F(RedisCluster, WithoutClusterShardsTheClassicPubSubOnTheSlotsMasterIsUsed) {
+  // As on Redis before 7.0: only CLUSTER SLOTS answers (here an ACL refuses CLUSTER SHARDS).
+  const std::string app = app_elsewhere(0);
+  const std::size_t seed = seed_not_owning(app);
+  const int owner = cluster.owner_of(redis_backend::app_keys(app).channel());
+  for (std::size_t i = 0; i < cluster.size(); ++i) {
+    cluster.node(i).cli(
+        {"ACL", "SETUSER", "old", "on", ">oldpass", "~*", "&*", "+@all", "-cluster|shards"});
+  }
+  const std::string url =
+      "redis://old:oldpass@127.0.0.1:" + std::to_string(cluster.node(seed).port());
+  run([&]() -> asio::awaitable<void> {
+    const auto o = options(app, url);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
+    auto alone = co_await forwarder->forward(make_request(app, "{}"), steady::now() + 10s);
+    EXPECT_EQ(alone.outcome, kind::not_taken) << alone.reason << alone.message;
+    auto consumer = co_await start_consumer(o);
+    const std::string channel = redis_backend::app_keys(app).channel();
+    const std::string classic = cluster.node(owner).cli({"PUBSUB", "NUMSUB", channel});
+    EXPECT_NE(classic.find("\n1\n"), std::string::npos) << classic;
+    const std::string sharded = cluster.node(owner).cli({"PUBSUB", "SHARDNUMSUB", channel});
+    EXPECT_NE(sharded.find("\n0\n"), std::string::npos) << sharded;
+    for (int i = 0; i < 5; ++i) {
+      auto out = co_await forwarder->forward(make_request(app, "abc"), steady::now() + 10s);
+      EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
+      EXPECT_EQ(out.answer.body, "cba");
+    }
+    co_await stop_consumer(consumer);
+    auto after = co_await forwarder->forward(make_request(app, "{}"), steady::now() + 10s);
+    EXPECT_EQ(after.outcome, kind::not_taken) << after.reason << after.message;
+  });
+}
+
 /// Invocations every `gap` until `stop`; checks each gets exactly one outcome by its deadline
 /// and that none ran both locally and in the cloud (not_taken) or twice locally.
 struct stream_result {
