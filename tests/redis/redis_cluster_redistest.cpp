@@ -476,6 +476,15 @@ TEST_F(RedisCluster, TheSlotMovesToAnotherMasterMidStreamWithExactlyOneOutcomeEa
         const std::string target_id = cluster.id_of(target);
         auto& src = cluster.node(source);
         auto& dst = cluster.node(target);
+        // A routed connection opened before: it must follow ASK, then MOVED, by itself.
+        redis::connect_options routed;
+        routed.server = redis::parse_url(cluster.url(seed));
+        routed.route_key = channel;
+        auto probe = co_await redis::connection::connect(io.get_executor(), routed);
+        const std::string probe_key = redis_backend::app_keys(app).prefix() + "probe";
+        std::vector<std::string_view> set{"SET", probe_key, "before"};
+        co_await probe->execute_checked(set);
+        const std::string source_name = probe->server_name();
         dst.cli({"CLUSTER", "SETSLOT", s, "IMPORTING", source_id});
         src.cli({"CLUSTER", "SETSLOT", s, "MIGRATING", target_id});
         for (int round = 0; round < 100; ++round) {
@@ -498,11 +507,21 @@ TEST_F(RedisCluster, TheSlotMovesToAnotherMasterMidStreamWithExactlyOneOutcomeEa
           }
           co_await sleep_for(20ms);  // invocations go on between the batches
         }
+        // Every key moved, the slot not yet: the source answers ASK.
+        std::vector<std::string_view> get{"GET", probe_key};
+        const redis::reply asked = co_await probe->execute_checked(get);
+        EXPECT_EQ(asked.str, "before") << "ASK was not followed";
+        EXPECT_EQ(probe->server_name(), source_name);
         for (std::size_t i = 0; i < cluster.size(); ++i) {
           if (!cluster.node(i).running()) continue;
           cluster.node(i).cli({"CLUSTER", "SETSLOT", s, "NODE", target_id});
         }
         const auto moved = steady::now();
+        // The slot is the target's: MOVED, and the connection moves there.
+        const redis::reply after_move = co_await probe->execute_checked(get);
+        EXPECT_EQ(after_move.str, "before") << "MOVED was not followed";
+        EXPECT_EQ(probe->server_name(), "127.0.0.1:" + std::to_string(dst.port()));
+        probe->close();
         std::optional<double> resumed;
         while (ms_since(moved) < 15000) {
           co_await sleep_for(50ms);
