@@ -718,11 +718,11 @@ asio::awaitable<cluster::knowledge> discover(std::shared_ptr<Impl> conn, const c
     k.sharded_pubsub = true;
     co_return k;
   }
-  if (standalone(shards)) {
+  if (!shards.str.starts_with("NOPERM") && standalone(shards)) {
     k.kind = cluster::mode::standalone;
     co_return k;
   }
-  // Before 7.0: no CLUSTER SHARDS, no sharded pub/sub.
+  // Before 7.0 (or a user allowed CLUSTER SLOTS only): the classic pub/sub.
   const std::vector<std::string_view> slots_command{"CLUSTER", "SLOTS"};
   reply slots = co_await Impl::await_reply(conn, conn->enqueue(slots_command), timeout);
   if (slots.is_error()) {

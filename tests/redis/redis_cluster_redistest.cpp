@@ -313,6 +313,39 @@ TEST_F(RedisCluster, ASeedListSkipsADeadSeedAndAKilledConsumerIsReplacedByANewSe
   });
 }
 
+TEST_F(RedisCluster, WithoutClusterShardsTheClassicPubSubOnTheSlotsMasterIsUsed) {
+  // As on Redis before 7.0: only CLUSTER SLOTS answers (here an ACL refuses CLUSTER SHARDS).
+  const std::string app = app_elsewhere(0);
+  const std::size_t seed = seed_not_owning(app);
+  const int owner = cluster.owner_of(redis_backend::app_keys(app).channel());
+  for (std::size_t i = 0; i < cluster.size(); ++i) {
+    cluster.node(i).cli(
+        {"ACL", "SETUSER", "old", "on", ">oldpass", "~*", "&*", "+@all", "-cluster|shards"});
+  }
+  const std::string url =
+      "redis://old:oldpass@127.0.0.1:" + std::to_string(cluster.node(seed).port());
+  run([&]() -> asio::awaitable<void> {
+    const auto o = options(app, url);
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
+    auto alone = co_await forwarder->forward(make_request(app, "{}"), steady::now() + 10s);
+    EXPECT_EQ(alone.outcome, kind::not_taken) << alone.reason << alone.message;
+    auto consumer = co_await start_consumer(o);
+    const std::string channel = redis_backend::app_keys(app).channel();
+    const std::string classic = cluster.node(owner).cli({"PUBSUB", "NUMSUB", channel});
+    EXPECT_NE(classic.find("\n1\n"), std::string::npos) << classic;
+    const std::string sharded = cluster.node(owner).cli({"PUBSUB", "SHARDNUMSUB", channel});
+    EXPECT_NE(sharded.find("\n0\n"), std::string::npos) << sharded;
+    for (int i = 0; i < 5; ++i) {
+      auto out = co_await forwarder->forward(make_request(app, "abc"), steady::now() + 10s);
+      EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
+      EXPECT_EQ(out.answer.body, "cba");
+    }
+    co_await stop_consumer(consumer);
+    auto after = co_await forwarder->forward(make_request(app, "{}"), steady::now() + 10s);
+    EXPECT_EQ(after.outcome, kind::not_taken) << after.reason << after.message;
+  });
+}
+
 /// Invocations every `gap` until `stop`; checks each gets exactly one outcome by its deadline
 /// and that none ran both locally and in the cloud (not_taken) or twice locally.
 struct stream_result {
@@ -340,6 +373,15 @@ asio::awaitable<void> invoke_steadily(tunnel::forwarder_backend* forwarder, std:
         },
         asio::detached);
     co_await sleep_for(gap);
+  }
+}
+
+/// Waits until every invocation issued has its outcome (each is due by its deadline, 4 s
+/// after it was issued; a missing one is reported by check_exactly_one_outcome).
+asio::awaitable<void> all_outcomes_in(const stream_result& r) {
+  const auto until = steady::now() + 6s;
+  while (static_cast<int>(r.outcomes.size()) < r.issued && steady::now() < until) {
+    co_await sleep_for(20ms);
   }
 }
 
@@ -400,7 +442,7 @@ TEST_F(RedisCluster, TheSlotsMasterDiesMidStreamAndTheTunnelGoesOnWithExactlyOne
         }
         co_await sleep_for(500ms);
         stop = true;
-        co_await sleep_for(5500ms);  // every outcome is in by its deadline
+        co_await all_outcomes_in(*result);
         EXPECT_TRUE(resumed) << "no invocation was answered locally after the failover";
         std::printf(
             "[ figures  ] failover: invocations local again %.0f ms after the master died\n",
@@ -434,6 +476,15 @@ TEST_F(RedisCluster, TheSlotMovesToAnotherMasterMidStreamWithExactlyOneOutcomeEa
         const std::string target_id = cluster.id_of(target);
         auto& src = cluster.node(source);
         auto& dst = cluster.node(target);
+        // A routed connection opened before: it must follow ASK, then MOVED, by itself.
+        redis::connect_options routed;
+        routed.server = redis::parse_url(cluster.url(seed));
+        routed.route_key = channel;
+        auto probe = co_await redis::connection::connect(io.get_executor(), routed);
+        const std::string probe_key = redis_backend::app_keys(app).prefix() + "probe";
+        std::vector<std::string_view> set{"SET", probe_key, "before"};
+        co_await probe->execute_checked(set);
+        const std::string source_name = probe->server_name();
         dst.cli({"CLUSTER", "SETSLOT", s, "IMPORTING", source_id});
         src.cli({"CLUSTER", "SETSLOT", s, "MIGRATING", target_id});
         for (int round = 0; round < 100; ++round) {
@@ -456,11 +507,21 @@ TEST_F(RedisCluster, TheSlotMovesToAnotherMasterMidStreamWithExactlyOneOutcomeEa
           }
           co_await sleep_for(20ms);  // invocations go on between the batches
         }
+        // Every key moved, the slot not yet: the source answers ASK.
+        std::vector<std::string_view> get{"GET", probe_key};
+        const redis::reply asked = co_await probe->execute_checked(get);
+        EXPECT_EQ(asked.str, "before") << "ASK was not followed";
+        EXPECT_EQ(probe->server_name(), source_name);
         for (std::size_t i = 0; i < cluster.size(); ++i) {
           if (!cluster.node(i).running()) continue;
           cluster.node(i).cli({"CLUSTER", "SETSLOT", s, "NODE", target_id});
         }
         const auto moved = steady::now();
+        // The slot is the target's: MOVED, and the connection moves there.
+        const redis::reply after_move = co_await probe->execute_checked(get);
+        EXPECT_EQ(after_move.str, "before") << "MOVED was not followed";
+        EXPECT_EQ(probe->server_name(), "127.0.0.1:" + std::to_string(dst.port()));
+        probe->close();
         std::optional<double> resumed;
         while (ms_since(moved) < 15000) {
           co_await sleep_for(50ms);
@@ -473,7 +534,7 @@ TEST_F(RedisCluster, TheSlotMovesToAnotherMasterMidStreamWithExactlyOneOutcomeEa
         }
         co_await sleep_for(500ms);
         stop = true;
-        co_await sleep_for(5500ms);
+        co_await all_outcomes_in(*result);
         EXPECT_TRUE(resumed) << "no invocation was answered locally after the slot moved";
         std::printf("[ figures  ] slot moved: invocations local again %.0f ms after\n",
                     resumed.value_or(-1));
