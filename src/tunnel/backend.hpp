@@ -6,6 +6,7 @@
 
 #include <funcie/tunnel/envelope.hpp>
 
+#include "tunnel/consumer_info.hpp"
 #include "tunnel/seal.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -114,16 +115,6 @@ class forwarder_backend {
   /// This backend carries streamed responses as pieces (the forwarder then sets
   /// request::stream). False: a consumer sends one whole response (SQS, for now).
   virtual bool streams() const { return false; }
-};
-
-/// A connected consumer as `funcie status` shows it.
-struct consumer_info {
-  std::string session;  ///< The session id.
-  std::string host;     ///< Host name of the machine running it.
-  std::int64_t pid = 0;
-  std::int64_t since_ms = 0;          ///< Unix ms when the session started.
-  std::int64_t in_flight = 0;         ///< Requests it holds, as of its last heartbeat.
-  std::int64_t heartbeat_age_ms = 0;  ///< How long ago it last said it is alive.
 };
 
 /// Local side: one session of a consumer. open() joins the tunnel; requests published
