@@ -1,7 +1,8 @@
 // The one interface between the tunnel's two ends and a broker. The forwarder (cloud side)
-// and the consumer (local side) depend only on this; each backend (Redis now, SQS next)
-// lives in its own folder under src/backend/ and implements it. docs/tunnel.md says what
-// every implementation must guarantee; docs/redis.md how the Redis one does it.
+// and the consumer (local side) depend only on this; each backend (Redis, SQS) lives in its
+// own folder under src/backend/ and implements it, on the shared core of tunnel/core.hpp.
+// docs/tunnel.md says what every implementation must guarantee (its numbered rules, cited
+// below as "rule N") and how the Redis one does it; docs/sqs.md how the SQS one does it.
 #pragma once
 
 #include <funcie/tunnel/envelope.hpp>
