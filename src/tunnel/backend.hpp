@@ -5,6 +5,8 @@
 // below as "rule N") and how the Redis one does it; docs/sqs.md how the SQS one does it.
 #pragma once
 
+#include "util/user_error.hpp"
+
 #include <funcie/tunnel/envelope.hpp>
 
 #include "tunnel/consumer_info.hpp"
@@ -31,9 +33,9 @@ class backend_error : public std::runtime_error {
 };
 
 /// A backend URL or option is malformed; thrown at construction, before any I/O.
-class backend_config_error : public std::runtime_error {
+class backend_config_error : public util::user_error {
  public:
-  using std::runtime_error::runtime_error;
+  using util::user_error::user_error;
 };
 
 /// Timings every backend keeps. The defaults are the brief's bounds.
