@@ -2,6 +2,8 @@
 // the command line is parsed. main.cpp holds only what all subcommands share.
 #pragma once
 
+#include "util/user_error.hpp"
+
 #include <CLI/CLI.hpp>
 
 #include <functional>
@@ -13,6 +15,12 @@ namespace funcie::cli {
 inline constexpr int exit_ok = 0;
 inline constexpr int exit_failure = 1;
 inline constexpr int exit_usage = 2;
+
+/// A bad flag or combination of flags: one line, exit 2 (as every util::user_error).
+class usage_error : public util::user_error {
+ public:
+  using util::user_error::user_error;
+};
 
 struct command {
   CLI::App* app = nullptr;
@@ -30,7 +38,8 @@ command add_doctor(CLI::App& app);
 command add_secret(CLI::App& app);
 
 /// Runs `body` and turns an escaping exception into one line on stderr, "funcie NAME: ...",
-/// and exit_failure, so that no subcommand ends with an uncaught exception.
+/// and exit_usage for what the user can fix (util::user_error), exit_failure for the rest,
+/// so that no subcommand ends with an uncaught exception.
 int run_guarded(const char* name, const std::function<int()>& body);
 
 /// AWS_LAMBDA_RUNTIME_API, for a subcommand that runs inside Lambda (wrap, proxy); nullopt

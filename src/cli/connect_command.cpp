@@ -71,12 +71,6 @@ struct given_options {
       no_encrypt;
 };
 
-/// Bad flags or project: one line, exit 2.
-class usage_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 std::string absolute_existing(const std::string& path, const char* what) {
   std::error_code ec;
   auto full = fs::absolute(path, ec);
@@ -96,10 +90,7 @@ void check_spec(const project::function_spec& spec) {
   if (spec.app.empty()) {
     throw usage_error("no app: give --app NAME (or FUNCIE_APP), the name the function forwards to");
   }
-  if (!tunnel::is_valid_app(spec.app)) {
-    throw usage_error("--app must be 1 to 64 letters, digits, '-', '_' or '.' (got '" +
-                      spec.app.substr(0, 80) + "')");
-  }
+  tunnel::check_app(spec.app);  // the one message for a bad app name
   if (spec.concurrency < 1 || spec.concurrency > 1000) {
     throw usage_error("--concurrency must be between 1 and 1000");
   }
@@ -528,15 +519,7 @@ command add_connect(CLI::App& app) {
               std::vector<project::function_spec> specs;
               try {
                 specs = specs_for(*o, g);
-              } catch (const usage_error& e) {
-                return usage(e);
-              } catch (const project::project_error& e) {
-                return usage(e);
-              } catch (const tunnel::backend_config_error& e) {
-                return usage(e);
-              } catch (const emulate::config_error& e) {
-                return usage(e);
-              } catch (const tunnel::secret_error& e) {
+              } catch (const util::user_error& e) {
                 return usage(e);
               }
               return run_connect(std::move(specs), o->verbose, o->report);

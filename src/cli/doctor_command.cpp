@@ -58,11 +58,6 @@ struct target {
   const char* app_flag = "--app";
 };
 
-class usage_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 std::string variable(const char* name) {
   const char* value = std::getenv(name);
   return value != nullptr ? std::string(value) : std::string();
@@ -335,9 +330,7 @@ command add_doctor(CLI::App& app) {
                       },
                       [&](std::exception_ptr e) { failure = e; });
                 }
-              } catch (const usage_error& e) {
-                return usage(e.what());
-              } catch (const doctor::env_file_error& e) {
+              } catch (const util::user_error& e) {
                 return usage(e.what());
               }
               io.run();

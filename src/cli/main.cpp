@@ -20,6 +20,9 @@ namespace funcie::cli {
 int run_guarded(const char* name, const std::function<int()>& body) {
   try {
     return body();
+  } catch (const util::user_error& e) {
+    fmt::print(stderr, "funcie {}: {}\n", name, e.what());
+    return exit_usage;
   } catch (const std::exception& e) {
     fmt::print(stderr, "funcie {}: {}\n", name, e.what());
     return exit_failure;
@@ -102,7 +105,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, args);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version print and exit 0; every other parse error (an unknown option, a
+    // bad value) is the user's to fix: CLI11's message, then exit 2 as for any usage error.
+    return app.exit(e) == 0 ? exit_ok : exit_usage;
   }
   setup_logging(log_level);
   for (const auto& c : commands) {

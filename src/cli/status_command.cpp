@@ -115,13 +115,11 @@ command add_status(CLI::App& app) {
                            "funcie status: no broker: give --backend URL (or FUNCIE_BACKEND)\n");
                 return exit_usage;
               }
-              if (o->app.empty() || !tunnel::is_valid_app(o->app)) {
-                fmt::print(stderr,
-                           "funcie status: --app (or FUNCIE_APP) must be 1 to 64 letters, "
-                           "digits, '-', '_' or '.' (got '{}')\n",
-                           o->app.substr(0, 80));
+              if (o->app.empty()) {
+                fmt::print(stderr, "funcie status: no app: give --app NAME (or FUNCIE_APP)\n");
                 return exit_usage;
               }
+              tunnel::check_app(o->app);  // the one message for a bad app name
               tunnel::backend_options backend;
               backend.url = o->backend;
               backend.app = o->app;
@@ -149,7 +147,7 @@ command add_status(CLI::App& app) {
               if (failure) {
                 try {
                   std::rethrow_exception(failure);
-                } catch (const tunnel::backend_config_error& e) {
+                } catch (const util::user_error& e) {
                   fmt::print(stderr, "funcie status: {}\n", e.what());
                   return exit_usage;
                 } catch (const std::invalid_argument& e) {

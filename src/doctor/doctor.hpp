@@ -4,6 +4,8 @@
 // broker URLs go through tunnel::redact_url, secrets and AWS keys are never read back.
 #pragma once
 
+#include "util/user_error.hpp"
+
 #include "tunnel/backend.hpp"
 #include "tunnel/seal.hpp"
 
@@ -77,9 +79,9 @@ secret_check check_secret(std::string_view secret_file, bool encrypt, const gete
 // ---- a function's environment (funcie doctor --function-env) -----------------------------
 
 /// An --env-file that cannot be read as KEY=VALUE lines or a JSON object.
-class env_file_error : public std::runtime_error {
+class env_file_error : public util::user_error {
  public:
-  using std::runtime_error::runtime_error;
+  using util::user_error::user_error;
 };
 
 using environment = std::map<std::string, std::string>;

@@ -1,6 +1,8 @@
 // What `funcie emulate` emulates: one function's configuration, checked as Lambda checks it.
 #pragma once
 
+#include "util/user_error.hpp"
+
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
@@ -15,9 +17,9 @@ namespace funcie::emulate {
 
 /// A configuration value a user gave is out of range or malformed; the message says which
 /// and what is allowed.
-class config_error : public std::runtime_error {
+class config_error : public util::user_error {
  public:
-  using std::runtime_error::runtime_error;
+  using util::user_error::user_error;
 };
 
 struct function_config {

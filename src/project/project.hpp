@@ -3,6 +3,8 @@
 // key of the first problem.
 #pragma once
 
+#include "util/user_error.hpp"
+
 #include "tunnel/backend.hpp"
 
 #include <chrono>
@@ -16,9 +18,9 @@ namespace funcie::project {
 
 /// The file cannot be read, is not TOML, or has an unknown key or a bad value. what() is
 /// "FILE:LINE:COLUMN: what is wrong; what to do" (no line when there is none).
-class project_error : public std::runtime_error {
+class project_error : public util::user_error {
  public:
-  using std::runtime_error::runtime_error;
+  using util::user_error::user_error;
 };
 
 /// One function to serve: from the command line, or one [functions.NAME] table with the

@@ -1,10 +1,9 @@
-// Backends are picked by the scheme of their URL: redis:// and rediss:// (src/backend/redis),
-// sqs:// (src/backend/sqs).
+// Backends are picked by the scheme of their URL, among the kinds registered
+// (src/tunnel/registry.hpp): redis:// and rediss:// (src/backend/redis), sqs://
+// (src/backend/sqs).
 #include "tunnel/backend.hpp"
 
-#include "backend/redis/redis_backend.hpp"
-#include "backend/sqs/sqs_backend.hpp"
-#include "redis/url.hpp"
+#include "tunnel/registry.hpp"
 
 #include <fmt/format.h>
 
@@ -27,18 +26,33 @@ std::string scheme_of(std::string_view url) {
   return scheme;
 }
 
-bool is_redis(const std::string& scheme) {
-  return scheme == "redis" || scheme == "rediss";
+const backend_kind* kind_of(const std::string& scheme) {
+  for (const backend_kind* kind : backend_kinds()) {
+    for (const auto known : kind->schemes) {
+      if (scheme == known) return kind;
+    }
+  }
+  return nullptr;
 }
 
-bool is_sqs(const std::string& scheme) {
-  return scheme == "sqs";
+/// "use redis://, rediss:// or sqs://"
+std::string schemes_hint() {
+  std::vector<std::string> all;
+  for (const backend_kind* kind : backend_kinds()) {
+    for (const auto scheme : kind->schemes) all.push_back(fmt::format("{}://", scheme));
+  }
+  std::string hint = "use ";
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (i > 0) hint += i + 1 == all.size() ? " or " : ", ";
+    hint += all[i];
+  }
+  return hint;
 }
 
-constexpr std::string_view schemes_hint = "use redis://, rediss:// or sqs://";
-
-void check(const backend_options& options) {
+/// The kind serving `options.url`, whose form is checked. Throws backend_config_error.
+const backend_kind& checked_kind(const backend_options& options) {
   check_backend_url(options.url);
+  return *kind_of(scheme_of(options.url));
 }
 
 }  // namespace
@@ -89,26 +103,13 @@ void check_app(std::string_view app) {
 }
 
 void check_backend_url(std::string_view url) {
-  if (url.empty()) throw backend_config_error(fmt::format("no backend URL; {}", schemes_hint));
+  if (url.empty()) throw backend_config_error(fmt::format("no backend URL; {}", schemes_hint()));
   const std::string scheme = scheme_of(url);
   if (scheme.empty()) {
-    throw backend_config_error(fmt::format("the backend URL has no scheme; {}", schemes_hint));
+    throw backend_config_error(fmt::format("the backend URL has no scheme; {}", schemes_hint()));
   }
-  if (is_redis(scheme)) {
-    try {
-      redis::parse_url(url);
-    } catch (const redis::url_error& e) {
-      // url_error's message never holds the password.
-      throw backend_config_error(fmt::format("bad Redis URL: {}", e.what()));
-    }
-    return;
-  }
-  if (is_sqs(scheme)) {
-    if (url.size() != 6) {
-      throw backend_config_error(
-          "the SQS backend URL is just sqs://: the queues come from --request-queue and "
-          "--response-queue (FUNCIE_REQUEST_QUEUE_URL, FUNCIE_RESPONSE_QUEUE_URL)");
-    }
+  if (const backend_kind* kind = kind_of(scheme)) {
+    kind->check_url(url);
     return;
   }
   // The scheme is shown only when it is short and plain: it is not a secret, but a URL
@@ -118,39 +119,30 @@ void check_backend_url(std::string_view url) {
         return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '-' || c == '.';
       });
   throw backend_config_error(fmt::format("unsupported backend URL scheme '{}'; {}",
-                                         plain ? scheme : std::string("?"), schemes_hint));
+                                         plain ? scheme : std::string("?"), schemes_hint()));
 }
 
 std::unique_ptr<forwarder_backend> make_forwarder_backend(boost::asio::any_io_executor executor,
                                                           const backend_options& options) {
-  check(options);
-  if (is_sqs(scheme_of(options.url))) {
-    return std::make_unique<sqs_backend::sqs_forwarder_backend>(std::move(executor), options);
-  }
-  return std::make_unique<redis_backend::redis_forwarder_backend>(std::move(executor), options);
+  return checked_kind(options).make_forwarder(std::move(executor), options);
 }
 
 std::unique_ptr<consumer_session> make_consumer_session(boost::asio::any_io_executor executor,
                                                         const backend_options& options) {
-  check(options);
-  if (is_sqs(scheme_of(options.url))) {
-    return std::make_unique<sqs_backend::sqs_consumer_session>(std::move(executor), options);
-  }
-  return std::make_unique<redis_backend::redis_consumer_session>(std::move(executor), options);
+  return checked_kind(options).make_session(std::move(executor), options);
 }
 
 boost::asio::awaitable<std::vector<consumer_info>> list_consumers(
     boost::asio::any_io_executor executor, const backend_options& options) {
-  check(options);
-  if (is_sqs(scheme_of(options.url))) {
-    co_return co_await sqs_backend::list_consumers(std::move(executor), options);
-  }
-  co_return co_await redis_backend::list_consumers(std::move(executor), options);
+  const backend_kind& kind = checked_kind(options);
+  co_return co_await kind.list_consumers(std::move(executor), options);
 }
 
 std::string redact_url(std::string_view url) {
   const std::string scheme = scheme_of(url);
-  if (is_redis(scheme)) return redis::redact(url);
+  if (const backend_kind* kind = kind_of(scheme); kind != nullptr && kind->redact_url) {
+    return kind->redact_url(url);
+  }
   if (scheme.empty()) return "(not a URL)";
   // Any other URL: hide what stands between the user name and '@' in the authority.
   const auto authority_begin = url.find("://") + 3;

@@ -1,11 +1,15 @@
 // The one interface between the tunnel's two ends and a broker. The forwarder (cloud side)
-// and the consumer (local side) depend only on this; each backend (Redis now, SQS next)
-// lives in its own folder under src/backend/ and implements it. docs/tunnel.md says what
-// every implementation must guarantee; docs/redis.md how the Redis one does it.
+// and the consumer (local side) depend only on this; each backend (Redis, SQS) lives in its
+// own folder under src/backend/ and implements it, on the shared core of tunnel/core.hpp.
+// docs/tunnel.md says what every implementation must guarantee (its numbered rules, cited
+// below as "rule N") and how the Redis one does it; docs/sqs.md how the SQS one does it.
 #pragma once
+
+#include "util/user_error.hpp"
 
 #include <funcie/tunnel/envelope.hpp>
 
+#include "tunnel/consumer_info.hpp"
 #include "tunnel/seal.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -29,9 +33,9 @@ class backend_error : public std::runtime_error {
 };
 
 /// A backend URL or option is malformed; thrown at construction, before any I/O.
-class backend_config_error : public std::runtime_error {
+class backend_config_error : public util::user_error {
  public:
-  using std::runtime_error::runtime_error;
+  using util::user_error::user_error;
 };
 
 /// Timings every backend keeps. The defaults are the brief's bounds.
@@ -114,16 +118,6 @@ class forwarder_backend {
   /// This backend carries streamed responses as pieces (the forwarder then sets
   /// request::stream). False: a consumer sends one whole response (SQS, for now).
   virtual bool streams() const { return false; }
-};
-
-/// A connected consumer as `funcie status` shows it.
-struct consumer_info {
-  std::string session;  ///< The session id.
-  std::string host;     ///< Host name of the machine running it.
-  std::int64_t pid = 0;
-  std::int64_t since_ms = 0;          ///< Unix ms when the session started.
-  std::int64_t in_flight = 0;         ///< Requests it holds, as of its last heartbeat.
-  std::int64_t heartbeat_age_ms = 0;  ///< How long ago it last said it is alive.
 };
 
 /// Local side: one session of a consumer. open() joins the tunnel; requests published

@@ -21,6 +21,8 @@
 // are 96 random bits from the OS (RAND_bytes) per message.
 #pragma once
 
+#include "util/user_error.hpp"
+
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -34,9 +36,9 @@ namespace funcie::tunnel {
 
 /// A secret that cannot be used (too short, empty line in a secret file...). The message
 /// says what is wrong and what to do; it never contains the secret or any part of it.
-class secret_error : public std::runtime_error {
+class secret_error : public util::user_error {
  public:
-  using std::runtime_error::runtime_error;
+  using util::user_error::user_error;
 };
 
 /// A frame that fails the check: not sealed while this side has a secret, sealed while it

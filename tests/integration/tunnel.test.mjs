@@ -217,4 +217,13 @@ test('bad flags and URLs are refused with a clear error and no password in it', 
   r = await run(['status', '--backend', 'redis://:hunter2@127.0.0.1:1', '--app', 'a']);
   assert.equal(r.code, 1);
   assert.doesNotMatch(r.stderr, /hunter2/);
+  // An option no command knows is the user's to fix too: exit 2, naming it.
+  for (const command of ['connect', 'status', 'doctor']) {
+    r = await run([command, '--no-such-option']);
+    assert.equal(r.code, 2, `${command}: ${r.stderr}`);
+    assert.match(r.stderr, /--no-such-option/);
+  }
+  r = await run(['status', '--backend', redis.url, '--app', 'bad{app}']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /app/);
 });

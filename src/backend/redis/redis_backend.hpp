@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+namespace funcie::tunnel {
+struct backend_kind;
+}
+
 namespace funcie::redis_backend {
 
 /// Cloud side. Opens its command connection on first use; blocking waits (BLPOP) each take
@@ -58,5 +62,8 @@ class redis_consumer_session final : public tunnel::consumer_session {
 /// The sessions present for options.app now. Throws tunnel::backend_error.
 boost::asio::awaitable<std::vector<tunnel::consumer_info>> list_consumers(
     boost::asio::any_io_executor executor, const tunnel::backend_options& options);
+
+/// This backend's kind, for the registry (src/tunnel/registry.hpp).
+const tunnel::backend_kind& kind();
 
 }  // namespace funcie::redis_backend

@@ -16,6 +16,10 @@
 #include <string>
 #include <vector>
 
+namespace funcie::tunnel {
+struct backend_kind;
+}
+
 namespace funcie::sqs_backend {
 
 /// Everything the backend needs, resolved from the options and the environment before any
@@ -78,5 +82,8 @@ class sqs_consumer_session final : public tunnel::consumer_session {
 /// Pings the request queue and collects the answers for one claim window.
 boost::asio::awaitable<std::vector<tunnel::consumer_info>> list_consumers(
     boost::asio::any_io_executor executor, const tunnel::backend_options& options);
+
+/// This backend's kind, for the registry (src/tunnel/registry.hpp).
+const tunnel::backend_kind& kind();
 
 }  // namespace funcie::sqs_backend

@@ -1,0 +1,340 @@
+// The Redis backend's cloud side: offer (one script), then BLPOP in slices for the answer;
+// between slices, see who holds the request (docs/tunnel.md, "Who claims a request").
+#include "backend/redis/keys.hpp"
+#include "backend/redis/pool.hpp"
+#include "backend/redis/redis_backend.hpp"
+#include "backend/redis/settings.hpp"
+#include "tunnel/core.hpp"
+#include "tunnel/try_await.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+namespace funcie::redis_backend {
+
+namespace asio = boost::asio;
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+struct redis_forwarder_backend::state {
+  state(asio::any_io_executor ex, const tunnel::backend_options& opts)
+      : executor(std::move(ex)),
+        options(opts),
+        keys(opts.app),
+        broker(broker_name(opts)),
+        pool(std::make_shared<connection_pool>(executor,
+                                               connect_options_for(opts, "funcie-forwarder"),
+                                               opts.timing.command_timeout * 2)),
+        backoff(broker) {}
+
+  asio::any_io_executor executor;
+  tunnel::backend_options options;
+  app_keys keys;
+  std::string broker;  ///< "Redis at host:port"
+  std::shared_ptr<connection_pool> pool;
+  tunnel::broker_backoff backoff;
+};
+
+namespace {
+
+using forwarder_state = redis_forwarder_backend::state;
+
+/// A response popped for `req`, or nullopt (with one log line) when it is not one.
+std::optional<tunnel::response> check_response(std::string_view bytes, const tunnel::request& req,
+                                               const tunnel::backend_options& options,
+                                               const std::optional<std::string>& owner) {
+  const std::string& app = options.app;
+  tunnel::response answer;
+  try {
+    answer = tunnel::decode_response(options.keys.open(bytes));
+  } catch (const std::exception& e) {
+    spdlog::warn("dropped a response for request {}: {}", req.id, e.what());
+    return std::nullopt;
+  }
+  if (answer.id != req.id || answer.app != app) {
+    spdlog::warn("dropped a response for request {} carrying another request id or app", req.id);
+    return std::nullopt;
+  }
+  if (owner && answer.consumer != *owner) {
+    spdlog::warn("dropped a response for request {} from session {}, which did not claim it",
+                 req.id, answer.consumer);
+    return std::nullopt;
+  }
+  return answer;
+}
+
+std::string seconds_text(milliseconds wait) {
+  return fmt::format("{}.{:03}", wait.count() / 1000, wait.count() % 1000);
+}
+
+/// What a wait for the answer to one request keeps between the pieces of a stream.
+struct wait_state {
+  tunnel::request req;  ///< id and app only
+  steady::time_point offered_at;
+  std::string cloud_ttl;
+  std::optional<std::string> owner;  ///< The session that claimed it, once known.
+  std::int64_t next_piece = 0;
+  bool streaming = false;
+};
+
+/// A piece must be the next one; a whole response after pieces ends the stream (the
+/// consumer left, or refused the request).
+tunnel::forward_outcome in_order(wait_state& w, tunnel::response answer) {
+  if (answer.is_piece()) {
+    if (answer.piece != w.next_piece) {
+      return tunnel::failed(
+          "Funcie.BadResponse",
+          fmt::format("piece {} of the streamed response came where piece {} was due", answer.piece,
+                      w.next_piece));
+    }
+    ++w.next_piece;
+    w.streaming = answer.more;
+  } else {
+    w.streaming = false;
+  }
+  // The owner is who sent it (check_response checked it against the claim, when known).
+  if (!w.owner) w.owner = answer.consumer;
+  return tunnel::answered(std::move(answer));
+}
+
+/// Who holds the request, asked between two slices of the wait.
+struct holder {
+  std::optional<redis::reply> watched;  ///< The watch script's verdict, while no owner is known
+  std::optional<redis::reply> alive;    ///< EXISTS of the owner's key, once one is known
+};
+
+/// Waits for the next answer (a whole response or the next piece) until `give_up_at`.
+asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_state> s,
+                                                      wait_state& w,
+                                                      steady::time_point give_up_at) {
+  const auto& timing = s->options.timing;
+  const auto& code = all_scripts();
+  const tunnel::request& req = w.req;
+  std::optional<std::string>& owner = w.owner;
+  const std::string resp_key = s->keys.resp(req.id);
+  const std::string claim_key = s->keys.claim(req.id);
+  const std::string req_key = s->keys.req(req.id);
+  const milliseconds slice = std::max(timing.heartbeat / 6, milliseconds(10));
+  std::string owner_key = owner ? s->keys.consumer(*owner) : std::string();
+
+  connection_lease blocking = co_await s->pool->get_blocking();
+  if (!blocking) co_return tunnel::broker_lost(s->broker, blocking.error());
+  bool first_blocking_command = true;
+
+  while (true) {
+    const auto now = steady::now();
+    if (now >= give_up_at) break;
+    const milliseconds wait =
+        std::clamp(std::chrono::ceil<milliseconds>(give_up_at - now), milliseconds(1), slice);
+    const std::string wait_text = seconds_text(wait);
+    std::vector<std::string_view> blpop{"BLPOP", resp_key, wait_text};
+    auto popped = co_await tunnel::try_await<redis::error>(
+        blocking->execute(blpop, wait + timing.command_timeout));
+    if (!popped) {
+      blocking->close();
+      std::string what = popped.error;
+      if (first_blocking_command && !blocking.fresh() &&
+          popped.failure->code() == redis::errc::io) {
+        // A stale idle connection (Lambda froze us): one fresh one.
+        first_blocking_command = false;
+        s->pool->drop_idle();
+        blocking = co_await s->pool->get_blocking();
+        if (blocking) continue;
+        what = redis::error(redis::errc::connect_failed, blocking.error()).what();
+      }
+      co_return tunnel::broker_lost(s->broker, what);
+    }
+    first_blocking_command = false;
+    if (popped->is_error()) {
+      co_return tunnel::broker_lost(s->broker,
+                                    "it refused the wait for the answer: " + popped->str);
+    }
+    if (popped->type == redis::reply::kind::array && popped->elements.size() == 2) {
+      if (auto answer = check_response(popped->elements[1].str, req, s->options, owner)) {
+        co_return in_order(w, std::move(*answer));
+      }
+    }
+
+    // Who holds it?
+    got_connection cmd = co_await s->pool->get_command();
+    if (!cmd.conn) co_return tunnel::broker_lost(s->broker, cmd.error);
+    const milliseconds check_timeout =
+        std::clamp(std::chrono::ceil<milliseconds>(give_up_at - steady::now()), milliseconds(50),
+                   std::max(timing.command_timeout, milliseconds(50)));
+    auto held = co_await tunnel::try_await<redis::error>([&]() -> asio::awaitable<holder> {
+      holder h;
+      if (!owner) {
+        const bool bound_passed = steady::now() - w.offered_at >= timing.heartbeat;
+        std::vector<std::string_view> keys{claim_key, req_key};
+        std::vector<std::string_view> args{bound_passed ? "1" : "0", w.cloud_ttl};
+        h.watched = co_await run_script(*cmd.conn, code.watch, keys, args, check_timeout);
+        if (!h.watched->elements.empty() && h.watched->elements[0].integer == 1) co_return h;
+        if (!h.watched->elements.empty() && h.watched->elements[0].integer == 2 &&
+            h.watched->elements.size() == 2) {
+          owner = h.watched->elements[1].str;
+          owner_key = s->keys.consumer(*owner);
+        }
+      }
+      if (owner) {
+        std::vector<std::string_view> exists{"EXISTS", owner_key};
+        h.alive = co_await cmd.conn->execute(exists, check_timeout);
+      }
+      co_return h;
+    }());
+    if (!held) {
+      s->pool->forget(cmd.conn);
+      co_return tunnel::broker_lost(s->broker, held.error);
+    }
+    if (held->watched && !held->watched->elements.empty() &&
+        held->watched->elements[0].integer == 1) {
+      co_return tunnel::not_taken(fmt::format(
+          "no consumer claimed it within the heartbeat bound ({} ms)", timing.heartbeat.count()));
+    }
+    if (owner && *owner == "cloud") co_return tunnel::not_taken("no consumer claimed it");
+    const auto& alive = held->alive;
+    if (alive && alive->type == redis::reply::kind::integer && alive->integer == 0) {
+      // The owner is gone. It may have answered just before leaving: look once more.
+      for (int i = 0; i < max_late_responses; ++i) {
+        std::vector<std::string_view> lpop{"LPOP", resp_key};
+        auto late =
+            co_await tunnel::try_await<redis::error>(cmd.conn->execute(lpop, check_timeout));
+        if (!late || late->type != redis::reply::kind::string) break;
+        if (auto answer = check_response(late->str, req, s->options, owner)) {
+          co_return in_order(w, std::move(*answer));
+        }
+      }
+      co_return tunnel::failed(
+          "Funcie.ConsumerLost",
+          fmt::format("the consumer session {} that took this request is gone (killed, stopped "
+                      "or cut off) without answering",
+                      *owner));
+    }
+  }
+  co_return tunnel::timed_out(
+      owner, std::chrono::duration_cast<milliseconds>(steady::now() - w.offered_at));
+}
+
+/// The pieces of a streamed answer after the first.
+class redis_pieces final : public tunnel::response_pieces {
+ public:
+  redis_pieces(std::shared_ptr<forwarder_state> s, std::shared_ptr<wait_state> w)
+      : state_(std::move(s)), wait_(std::move(w)) {}
+
+  asio::awaitable<tunnel::forward_outcome> next(steady::time_point give_up_at) override {
+    if (!wait_->streaming) {
+      co_return tunnel::failed("Funcie.BadResponse", "read past the end of a streamed response");
+    }
+    co_return co_await await_answer(state_, *wait_, give_up_at);
+  }
+
+ private:
+  std::shared_ptr<forwarder_state> state_;
+  std::shared_ptr<wait_state> wait_;
+};
+
+/// Offers the envelope: stores it and publishes its notice, in one script for a small one.
+/// Returns the number of receivers (0: nobody took it). Throws redis::error.
+asio::awaitable<long long> offer(const std::shared_ptr<forwarder_state>& s, redis::connection& conn,
+                                 const std::string& envelope, const std::string& notice,
+                                 const std::string& req_key, const std::string& req_ttl) {
+  const auto& timing = s->options.timing;
+  const auto& code = all_scripts();
+  const std::string consumers_key = s->keys.consumers();
+  const std::string channel = s->keys.channel();
+  const milliseconds offer_timeout = timeout_for(timing.command_timeout, envelope.size(), 10240);
+  const std::string_view publish = conn.sharded_pubsub() ? "SPUBLISH" : "PUBLISH";
+  if (envelope.size() <= presence_first_bytes) {
+    std::vector<std::string_view> keys{consumers_key, req_key};
+    std::vector<std::string_view> args{"offer", envelope, req_ttl, channel, notice, publish};
+    co_return (co_await run_script(conn, code.offer, keys, args, offer_timeout)).integer;
+  }
+  std::vector<std::string_view> presence_keys{consumers_key};
+  std::vector<std::string_view> presence_args{"presence"};
+  const redis::reply present =
+      co_await run_script(conn, code.offer, presence_keys, presence_args, timing.command_timeout);
+  if (present.integer == 0) co_return 0;
+  // Big: a plain SET (no copy through Lua), then announce it.
+  std::vector<std::string_view> set{"SET", req_key, envelope, "PX", req_ttl};
+  co_await conn.execute_checked(set, offer_timeout);
+  std::vector<std::string_view> keys{consumers_key, req_key};
+  std::vector<std::string_view> args{"announce", "", req_ttl, channel, notice, publish};
+  co_return (co_await run_script(conn, code.offer, keys, args, timing.command_timeout)).integer;
+}
+
+}  // namespace
+
+redis_forwarder_backend::redis_forwarder_backend(asio::any_io_executor executor,
+                                                 const tunnel::backend_options& options)
+    : state_(std::make_shared<state>(std::move(executor), options)) {}
+
+redis_forwarder_backend::~redis_forwarder_backend() {
+  state_->pool->drop_connections();
+}
+
+asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
+    const tunnel::request& req, steady::time_point give_up_at) {
+  const std::shared_ptr<state> s = state_;
+  const auto started = steady::now();
+  if (auto refused = tunnel::refuse_early(s->backoff, req, started)) co_return std::move(*refused);
+  const auto left = std::chrono::duration_cast<milliseconds>(give_up_at - started);
+  if (left < 1ms) co_return tunnel::not_taken("no time left before the deadline");
+
+  // 1. Offer.
+  const tunnel::labelled_request request(req, s->options.app);
+  const std::string envelope = s->options.keys.seal(tunnel::encode(request.get()));
+  const std::string notice =
+      s->options.keys.seal(tunnel::encode(tunnel::notice{req.id, s->options.app}));
+  const std::string req_key = s->keys.req(req.id);
+  const std::string req_ttl = std::to_string(left.count());
+
+  long long receivers = 0;
+  for (int attempt = 0;; ++attempt) {
+    if (attempt > 0 && s->backoff.active(steady::now())) {
+      co_return tunnel::not_taken(fmt::format("backing off from {}", s->broker));
+    }
+    got_connection cmd = co_await s->pool->get_command();
+    if (!cmd.conn) {
+      s->backoff.enter(cmd.error);
+      co_return tunnel::not_taken(fmt::format("broker unreachable: {}", cmd.error));
+    }
+    auto offered = co_await tunnel::try_await<redis::error>(
+        offer(s, *cmd.conn, envelope, notice, req_key, req_ttl));
+    if (offered) {
+      receivers = *offered.value;
+      break;
+    }
+    s->pool->forget(cmd.conn);
+    if (attempt == 0 && !cmd.fresh && offered.failure->code() == redis::errc::io) {
+      // Most likely a socket that died while Lambda froze us: reopen once, same envelope id,
+      // so that even an offer that did reach Redis cannot be claimed twice.
+      spdlog::debug("Redis connection found broken; reopening it once");
+      s->pool->drop_idle();
+      continue;
+    }
+    s->pool->drop_connections();
+    s->backoff.enter(offered.error);
+    co_return tunnel::not_taken(fmt::format("broker trouble: {}", offered.error));
+  }
+  s->backoff.reset();
+  if (receivers == 0) co_return tunnel::not_taken("no consumer");
+
+  // 2. Wait: BLPOP in slices; between slices, see who holds it.
+  auto w = std::make_shared<wait_state>();
+  w->req.id = req.id;
+  w->req.app = req.app;
+  w->offered_at = steady::now();
+  w->cloud_ttl = std::to_string(left.count() + 60000);
+  tunnel::forward_outcome outcome = co_await await_answer(s, *w, give_up_at);
+  if (outcome.outcome == tunnel::forward_outcome::kind::answered && outcome.answer.is_piece() &&
+      outcome.answer.more) {
+    outcome.pieces = std::make_shared<redis_pieces>(s, std::move(w));
+  }
+  co_return outcome;
+}
+
+}  // namespace funcie::redis_backend

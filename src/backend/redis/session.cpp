@@ -1,0 +1,343 @@
+// The Redis backend's local side: a subscriber connection for notices, a command connection
+// for claims, responses and the heartbeat (docs/tunnel.md, "Who claims a request").
+#include "backend/redis/keys.hpp"
+#include "backend/redis/redis_backend.hpp"
+#include "backend/redis/settings.hpp"
+#include "tunnel/consumer_info.hpp"
+#include "tunnel/core.hpp"
+#include "tunnel/try_await.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+
+namespace funcie::redis_backend {
+
+namespace asio = boost::asio;
+using std::chrono::milliseconds;
+using namespace std::chrono_literals;
+
+struct redis_consumer_session::state : tunnel::session_lifecycle {
+  state(asio::any_io_executor ex, const tunnel::backend_options& opts)
+      : executor(std::move(ex)),
+        options(opts),
+        connect(connect_options_for(opts, "funcie-consumer-" + session_id.substr(0, 8))),
+        keys(opts.app),
+        broker(broker_name(opts)),
+        consumer_key(keys.consumer(session_id)),
+        consumers_key(keys.consumers()),
+        channel(keys.channel()),
+        heartbeat_timer(executor),
+        ping_timer(executor) {}
+
+  asio::any_io_executor executor;
+  tunnel::backend_options options;
+  redis::connect_options connect;
+  app_keys keys;
+  std::string broker;  ///< "Redis at host:port"
+  std::string consumer_key;
+  std::string consumers_key;
+  std::string channel;
+  std::shared_ptr<redis::connection> command;
+  std::shared_ptr<redis::connection> subscriber;
+  asio::steady_timer heartbeat_timer;
+  asio::steady_timer ping_timer;
+  /// The key each held request was sealed with: its response is sealed with the same one,
+  /// so a function still on the previous secret during a rotation can open it.
+  std::unordered_map<std::string, std::string> reply_keys;
+
+  milliseconds ttl() const { return options.timing.heartbeat * 5 / 6; }
+  milliseconds interval() const { return std::max(options.timing.heartbeat / 6, milliseconds(10)); }
+
+  std::string info_json() const {
+    tunnel::consumer_card card;
+    card.host = host;
+    card.pid = pid;
+    card.since_ms = since_ms;
+    card.in_flight = in_flight;
+    card.ttl_ms = static_cast<std::int64_t>(ttl().count());
+    return tunnel::encode_consumer_card(card);
+  }
+
+  /// The session is over: next() throws `reason` from now on.
+  void lose(std::string reason) {
+    if (!mark_lost(std::move(reason))) return;
+    heartbeat_timer.cancel();
+    ping_timer.cancel();
+    if (subscriber) subscriber->close();
+  }
+
+  /// Ends the session (if it is not over yet) and throws why.
+  [[noreturn]] void fail(std::string reason) {
+    lose(std::move(reason));
+    check_running();
+    throw tunnel::backend_error(lost);  // not reached: check_running threw
+  }
+
+  std::string expired() const {
+    return fmt::format(
+        "session expired on {}: its heartbeat lapsed (stopped longer than the heartbeat bound)",
+        broker);
+  }
+
+  void shutdown() noexcept {
+    stopped = true;
+    heartbeat_timer.cancel();
+    ping_timer.cancel();
+    if (subscriber) subscriber->close();
+    if (command) command->close();
+  }
+};
+
+namespace {
+
+using session_state = redis_consumer_session::state;
+
+asio::awaitable<long long> beat(std::shared_ptr<session_state> s, bool first) {
+  const auto conn = s->command;
+  if (!conn) throw redis::error(redis::errc::io, "the session's connection is closed");
+  const std::string ttl = std::to_string(s->ttl().count());
+  const std::string info = s->info_json();
+  std::vector<std::string_view> keys{s->consumers_key, s->consumer_key};
+  std::vector<std::string_view> args{s->session_id, ttl, info, first ? "1" : "0"};
+  const redis::reply reply = co_await run_script(*conn, all_scripts().heartbeat, keys, args,
+                                                 s->options.timing.command_timeout);
+  co_return reply.integer;
+}
+
+asio::awaitable<void> heartbeat_loop(std::shared_ptr<session_state> s) {
+  while (!s->over()) {
+    boost::system::error_code ignored;
+    s->heartbeat_timer.expires_after(s->interval());
+    co_await s->heartbeat_timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    if (s->over()) co_return;
+    auto alive = co_await tunnel::try_await(beat(s, false));
+    if (!alive) {
+      s->lose(fmt::format("its heartbeat to {} failed: {}", s->broker, alive.error));
+    } else if (*alive == 0) {
+      s->lose(s->expired());
+    }
+  }
+}
+
+/// PINGs the subscriber connection; throws when it does not answer.
+asio::awaitable<void> ping(std::shared_ptr<redis::connection> conn, milliseconds timeout) {
+  std::vector<std::string_view> ping{"PING"};
+  const redis::reply reply = co_await conn->execute(ping, timeout);
+  if (reply.is_error()) throw redis::error(redis::errc::server, reply.str);
+}
+
+/// A subscriber connection can die silently (no RST): PING it like the heartbeat.
+asio::awaitable<void> ping_loop(std::shared_ptr<session_state> s) {
+  while (!s->over()) {
+    boost::system::error_code ignored;
+    s->ping_timer.expires_after(s->interval());
+    co_await s->ping_timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    if (s->over()) co_return;
+    const auto conn = s->subscriber;
+    if (!conn) co_return;
+    auto pinged = co_await tunnel::try_await(ping(conn, s->options.timing.command_timeout));
+    if (!pinged) {
+      s->lose(fmt::format("its subscription on {} stopped answering: {}", s->broker, pinged.error));
+    }
+  }
+}
+
+asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
+                                    const tunnel::response& answer) {
+  const auto conn = s->command;
+  if (!conn || !conn->is_open()) {
+    throw tunnel::backend_error(
+        fmt::format("cannot send the response for request {}: the session on {} is closed",
+                    answer.id, s->broker));
+  }
+  const tunnel::labelled_response labelled(answer, s->session_id, s->options.app);
+  std::string reply_key;
+  if (const auto it = s->reply_keys.find(answer.id); it != s->reply_keys.end()) {
+    // The pieces of a stream are all sealed with it: it goes with the last.
+    if (answer.is_piece() && answer.more) {
+      reply_key = it->second;
+    } else {
+      reply_key = std::move(it->second);
+      s->reply_keys.erase(it);
+    }
+  }
+  const std::string envelope = s->options.keys.seal(tunnel::encode(labelled.get()), reply_key);
+  const std::string key = s->keys.resp(answer.id);
+  const milliseconds timeout =
+      timeout_for(s->options.timing.command_timeout, envelope.size(), 1024);
+  auto sent = co_await tunnel::try_await<redis::error>([&]() -> asio::awaitable<void> {
+    if (envelope.size() > big_envelope_bytes) {
+      // Big: plain commands (Lua would copy it twice); the expiry follows at once.
+      std::vector<std::string_view> rpush{"RPUSH", key, envelope};
+      co_await conn->execute_checked(rpush, timeout);
+      std::vector<std::string_view> pexpire{"PEXPIRE", key, response_ttl_ms};
+      co_await conn->execute_checked(pexpire, s->options.timing.command_timeout);
+    } else {
+      std::vector<std::string_view> keys{key};
+      std::vector<std::string_view> args{envelope, response_ttl_ms};
+      co_await run_script(*conn, all_scripts().respond, keys, args, timeout);
+    }
+  }());
+  if (!sent) {
+    throw tunnel::backend_error(fmt::format("cannot send the response for request {} to {}: {}",
+                                            answer.id, s->broker, sent.error));
+  }
+}
+
+/// Claims the request of a notice: its envelope when this session won it, the script's
+/// integer otherwise (0: someone else's or gone; -1: this session expired). Throws.
+asio::awaitable<redis::reply> claim(std::shared_ptr<session_state> s, const std::string& id) {
+  const auto& timing = s->options.timing;
+  const std::string claim_key = s->keys.claim(id);
+  const std::string req_key = s->keys.req(id);
+  std::vector<std::string_view> keys{s->consumer_key, claim_key, req_key};
+  const std::string big = std::to_string(big_envelope_bytes);
+  std::vector<std::string_view> args{s->session_id, big};
+  redis::reply claimed =
+      co_await run_script(*s->command, all_scripts().claim, keys, args, timing.command_timeout);
+  if (claimed.type == redis::reply::kind::integer && claimed.integer == 1) {
+    // Ours, and big: fetch it with a plain command.
+    std::vector<std::string_view> getdel{"GETDEL", req_key};
+    claimed = co_await s->command->execute_checked(getdel, timing.command_timeout + 6000ms);
+    if (claimed.type != redis::reply::kind::string) {
+      spdlog::warn("request {} expired before it could be fetched", id);
+    }
+  }
+  co_return claimed;
+}
+
+}  // namespace
+
+redis_consumer_session::redis_consumer_session(asio::any_io_executor executor,
+                                               const tunnel::backend_options& options)
+    : state_(std::make_shared<state>(std::move(executor), options)) {}
+
+redis_consumer_session::~redis_consumer_session() {
+  state_->shutdown();
+}
+
+const std::string& redis_consumer_session::id() const {
+  return state_->session_id;
+}
+
+void redis_consumer_session::set_in_flight(std::int64_t count) {
+  state_->in_flight = count;
+}
+
+asio::awaitable<void> redis_consumer_session::open() {
+  const std::shared_ptr<state> s = state_;
+  s->begin_open();
+  auto joined = co_await tunnel::try_await([&]() -> asio::awaitable<void> {
+    s->subscriber = co_await open_connection(s->executor, s->connect);
+    s->command = co_await open_connection(s->executor, s->connect);
+    co_await s->subscriber->subscribe(s->channel);
+    co_await beat(s, true);
+  }());
+  if (!joined || s->stopped) {
+    if (s->subscriber) s->subscriber->close();
+    if (s->command) s->command->close();
+    throw tunnel::backend_error(
+        fmt::format("cannot join the tunnel on {}: {}", s->broker,
+                    joined ? std::string("the session was closed") : joined.error));
+  }
+  s->opened = true;
+  spdlog::debug("consumer session {} joined app {} on {}", s->session_id, s->options.app,
+                s->broker);
+  asio::co_spawn(s->executor, heartbeat_loop(s), asio::detached);
+  asio::co_spawn(s->executor, ping_loop(s), asio::detached);
+}
+
+asio::awaitable<tunnel::request> redis_consumer_session::next() {
+  const std::shared_ptr<state> s = state_;
+  s->check_open();
+  while (true) {
+    s->check_running();
+    const auto subscriber = s->subscriber;
+    auto message = co_await tunnel::try_await(subscriber->receive());
+    if (!message) {
+      s->fail(fmt::format("its subscription on {} broke: {}", s->broker, message.error));
+    }
+    if (message->channel != s->channel) continue;
+
+    tunnel::notice notice;
+    try {
+      notice = tunnel::decode_notice(s->options.keys.open(message->payload));
+    } catch (const std::exception& e) {
+      spdlog::warn("dropped a message on {}: {}", s->channel, e.what());
+      continue;
+    }
+    if (notice.app != s->options.app) {
+      spdlog::warn("dropped a notice for another app on {}", s->channel);
+      continue;
+    }
+
+    auto claimed = co_await tunnel::try_await(claim(s, notice.id));
+    if (!claimed) {
+      s->fail(fmt::format("claiming a request on {} failed: {}", s->broker, claimed.error));
+    }
+    if (claimed->type == redis::reply::kind::integer && claimed->integer == -1) {
+      s->fail(s->expired());
+    }
+    if (claimed->type != redis::reply::kind::string) continue;  // someone else's, or gone
+
+    tunnel::request req;
+    std::string key_id;
+    std::string bad;
+    try {
+      req = tunnel::decode_request(s->options.keys.open(claimed->str, &key_id));
+    } catch (const std::exception& e) {
+      bad = e.what();
+    }
+    if (bad.empty() && (req.id != notice.id || req.app != s->options.app)) {
+      bad = "its id or app differs from its notice";
+    }
+    if (bad.empty()) {
+      if (!key_id.empty()) s->reply_keys[req.id] = std::move(key_id);
+      co_return req;
+    }
+
+    spdlog::warn("dropped request {}: {}", notice.id, bad);
+    // It is ours now and nobody else will run it: tell its forwarder at once.
+    const tunnel::response refusal =
+        tunnel::bad_request_response(notice.id, s->options.app, s->session_id, bad);
+    auto refused = co_await tunnel::try_await(send_response(s, refusal));
+    if (!refused) spdlog::warn("could not refuse request {}: {}", notice.id, refused.error);
+  }
+}
+
+asio::awaitable<void> redis_consumer_session::respond(const tunnel::response& answer) {
+  co_await send_response(state_, answer);
+}
+
+asio::awaitable<void> redis_consumer_session::close() {
+  const std::shared_ptr<state> s = state_;
+  if (s->stopped) co_return;
+  s->stopped = true;
+  s->heartbeat_timer.cancel();
+  s->ping_timer.cancel();
+  if (s->subscriber) s->subscriber->close();
+  const auto conn = s->command;
+  if (s->opened && conn && conn->is_open()) {
+    std::vector<std::string_view> keys{s->consumers_key, s->consumer_key};
+    std::vector<std::string_view> args{s->session_id};
+    auto left = co_await tunnel::try_await(
+        run_script(*conn, all_scripts().leave, keys, args, s->options.timing.command_timeout));
+    if (!left) {
+      spdlog::debug("consumer session {} left without removing its presence: {}", s->session_id,
+                    left.error);
+    }
+  }
+  s->shutdown();
+}
+
+}  // namespace funcie::redis_backend

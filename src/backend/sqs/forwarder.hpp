@@ -1,0 +1,111 @@
+// The SQS backend's cloud side, as its files share it: the forwarder's state, the waiters
+// for messages on the response queue, and the ping `funcie status` also uses.
+#pragma once
+
+#include "backend/sqs/link.hpp"
+#include "tunnel/core.hpp"
+
+#include <deque>
+#include <unordered_map>
+
+namespace funcie::sqs_backend {
+
+namespace asio = boost::asio;
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace detail {
+
+/// One forward() (or probe) waiting for messages about its id.
+struct waiter {
+  explicit waiter(asio::any_io_executor ex) : wake(std::move(ex)) {}
+  std::deque<message> inbox;
+  wakeup wake;
+};
+
+}  // namespace detail
+
+struct sqs_forwarder_backend::state {
+  state(asio::any_io_executor ex, const tunnel::backend_options& opts)
+      : executor(ex),
+        net(ex, resolve_settings(opts, [](const char* name) { return std::getenv(name); }),
+            opts.timing.command_timeout, 2),
+        backoff(net.where) {}
+
+  asio::any_io_executor executor;
+  detail::link net;
+  std::unordered_map<std::string, std::shared_ptr<detail::waiter>> waiters;
+  /// Ids this process waited for and no longer does, until their messages expire (Unix
+  /// ms): a late `alive` or piece for one is deleted, not passed round to other instances.
+  std::unordered_map<std::string, std::int64_t> finished;
+  std::size_t finished_pruned_at = 0;
+  bool polling = false;
+  bool stopped = false;
+  /// Presence from the request queue's tags (docs/sqs.md, "Presence").
+  bool presence_known = false;    ///< A read succeeded once
+  bool presence_reading = false;  ///< A read is under way
+  bool tags_usable = true;        ///< False once ListQueueTags was refused: offer and learn
+  steady::time_point next_presence_read{};
+  presence seen;  ///< What the last successful read said
+  steady::time_point presence_read_at{};
+  bool said_presence_error = false;
+  std::string unclaimed;  ///< The signature of the tags when an offer went unclaimed
+  milliseconds presence_backoff{0};
+  /// Without tags: after an unclaimed offer, nobody is assumed connected until then.
+  steady::time_point absent_until{};
+  tunnel::broker_backoff backoff;
+
+  const settings& config() const { return net.config; }
+
+  /// Whether to offer an invocation: a session's tag is there, fresh, and changed since the
+  /// last unclaimed offer (a killed session's tag costs one claim window, not one per call).
+  bool present() const {
+    if (!tags_usable) return steady::now() >= absent_until;
+    return presence_known && seen.until_ms > util::unix_ms_now() && seen.signature != unclaimed;
+  }
+  void mark_present() {
+    absent_until = {};
+    unclaimed.clear();
+  }
+  /// An offer went unclaimed. Without tags: nobody for FUNCIE_SQS_ABSENT_MS. With them:
+  /// nobody until the tags change: a live session refreshes its tag every
+  /// FUNCIE_SQS_PRESENCE_MS, so it is offered invocations again after that and a read; a
+  /// killed one never does, so it costs each instance one claim window in all.
+  void mark_absent() {
+    if (!tags_usable) {
+      absent_until = steady::now() + config().absent_for;
+      return;
+    }
+    unclaimed = seen.signature;
+  }
+};
+
+namespace detail {
+
+using forwarder_state = sqs_forwarder_backend::state;
+
+/// Registers a waiter for `id` (and starts the poller); unregisters when destroyed.
+class registration {
+ public:
+  /// `expires_ms`: when messages about `id` stop meaning anything.
+  registration(std::shared_ptr<forwarder_state> s, std::string id, std::int64_t expires_ms);
+  ~registration();
+  registration(const registration&) = delete;
+  registration& operator=(const registration&) = delete;
+  waiter& get() { return *waiter_; }
+
+ private:
+  std::shared_ptr<forwarder_state> s_;
+  std::string id_;
+  std::int64_t expires_ms_;
+  std::shared_ptr<waiter> waiter_;
+};
+
+/// Sends a ping and collects the pongs until the claim window (plus grace) ends. With
+/// `first_only`, returns at the first pong.
+asio::awaitable<std::vector<message>> ping(std::shared_ptr<forwarder_state> s, bool first_only);
+
+}  // namespace detail
+
+}  // namespace funcie::sqs_backend

@@ -1,0 +1,124 @@
+// The SQS forwarder's response queue: one poller while anybody waits, handing each message
+// to the forward() (or ping) waiting for its id.
+#include "backend/sqs/forwarder.hpp"
+#include "tunnel/try_await.hpp"
+#include "util/ids.hpp"
+
+namespace funcie::sqs_backend {
+
+namespace asio = boost::asio;
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace detail {
+
+namespace {
+
+void on_response_message(const std::shared_ptr<forwarder_state>& s,
+                         aws::sqs_json::received_message received) {
+  const std::string& queue = s->config().response_queue;
+  auto taken = s->net.take(queue, received, "response");
+  if (!taken) return;
+  message m = std::move(*taken);
+  if (m.app != s->config().app) {
+    s->net.release(queue, received);  // another app shares the queue
+    return;
+  }
+  if (!on_response_queue(m.kind) || s->net.expired(m, "response")) {
+    s->net.drop(queue, received.receipt_handle);
+    return;
+  }
+  const auto it = s->waiters.find(m.id);
+  if (it == s->waiters.end()) {
+    if (s->finished.contains(m.id)) {
+      s->net.drop(queue, received.receipt_handle);  // late: its forward() has returned
+    } else {
+      s->net.release(queue, received);  // another function instance's
+    }
+    return;
+  }
+  s->net.drop(queue, received.receipt_handle);
+  it->second->inbox.push_back(std::move(m));
+  it->second->wake.notify();
+}
+
+/// Receives from the response queue while anybody waits.
+asio::awaitable<void> poll_responses(std::shared_ptr<forwarder_state> s) {
+  asio::steady_timer pause(s->executor);
+  while (!s->waiters.empty() && !s->stopped) {
+    const int asked = s->net.receive_batch();
+    const std::int64_t started_ms = util::unix_ms_now();
+    auto polled = co_await tunnel::try_await(s->net.client->receive_message(
+        s->config().response_queue, asked, forwarder_wait_seconds, visibility_seconds));
+    std::vector<aws::sqs_json::received_message> got;
+    if (polled) got = std::move(*polled.value);
+    s->net.check_receive(got, started_ms, util::unix_ms_now(), forwarder_wait_seconds, asked);
+    if (!polled) {
+      const std::string& error = polled.error;
+      spdlog::debug("receiving from the response queue failed: {}", error);
+      pause.expires_after(100ms);
+      boost::system::error_code ignored;
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+      continue;
+    }
+    for (auto& received : got) on_response_message(s, std::move(received));
+  }
+  s->polling = false;
+}
+
+}  // namespace
+
+registration::registration(std::shared_ptr<forwarder_state> s, std::string id,
+                           std::int64_t expires_ms)
+    : s_(std::move(s)),
+      id_(std::move(id)),
+      expires_ms_(expires_ms),
+      waiter_(std::make_shared<waiter>(s_->executor)) {
+  s_->waiters[id_] = waiter_;
+  if (!s_->polling) {
+    s_->polling = true;
+    asio::co_spawn(s_->executor, poll_responses(s_), asio::detached);
+  }
+}
+
+registration::~registration() {
+  s_->waiters.erase(id_);
+  auto& finished = s_->finished;
+  finished[id_] = expires_ms_;
+  if (finished.size() >= 2 * s_->finished_pruned_at + 64) {
+    const std::int64_t now = util::unix_ms_now();
+    std::erase_if(finished, [now](const auto& entry) { return entry.second < now; });
+    s_->finished_pruned_at = finished.size();
+  }
+}
+
+/// Sends a ping and collects the pongs until the claim window (plus grace) ends. With
+/// `first_only`, returns at the first pong.
+asio::awaitable<std::vector<message>> ping(std::shared_ptr<forwarder_state> s, bool first_only) {
+  const std::string probe_id = util::random_hex(32);
+  const std::int64_t expires_ms = util::unix_ms_now() + s->config().claim_window.count();
+  registration reg(s, probe_id, expires_ms);
+  const auto until = steady::now() + s->config().claim_window + s->config().claim_grace;
+  message m;
+  m.kind = message_kind::ping;
+  m.app = s->config().app;
+  m.id = probe_id;
+  m.expires_ms = expires_ms;
+  co_await s->net.client->send_message(s->config().request_queue, s->net.body_of(m));
+  std::vector<message> pongs;
+  while (steady::now() < until) {
+    auto& w = reg.get();
+    if (w.inbox.empty()) co_await w.wake.wait_until(until);
+    while (!w.inbox.empty()) {
+      if (w.inbox.front().kind == message_kind::pong) pongs.push_back(std::move(w.inbox.front()));
+      w.inbox.pop_front();
+    }
+    if (first_only && !pongs.empty()) break;
+  }
+  co_return pongs;
+}
+
+}  // namespace detail
+
+}  // namespace funcie::sqs_backend

@@ -1,0 +1,109 @@
+// The SQS backend's local side, as its files share it: the session's state and how it
+// takes each kind of message off the request queue.
+#pragma once
+
+#include "backend/sqs/link.hpp"
+#include "tunnel/core.hpp"
+
+#include <boost/asio/cancellation_signal.hpp>
+
+#include <deque>
+
+namespace funcie::sqs_backend {
+
+namespace asio = boost::asio;
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace detail {
+
+/// A request this session claimed (or a fire-and-forget one it took).
+struct held_request {
+  std::string key;  ///< The key its offer was sealed with: what answers it are sealed with.
+  bool ff = false;
+  bool committed = false;  ///< The forwarder committed it to this session (ff: always)
+  bool delivered = false;
+  std::int64_t expires_ms = 0;
+  std::int64_t commit_by_ms = 0;  ///< Forgotten when not committed by then
+  reassembly parts;
+  std::optional<std::string> envelope;  ///< Whole, waiting for the commit
+};
+
+}  // namespace detail
+
+struct sqs_consumer_session::state : tunnel::session_lifecycle {
+  state(asio::any_io_executor ex, const tunnel::backend_options& opts)
+      : executor(ex),
+        net(ex, resolve_settings(opts, [](const char* name) { return std::getenv(name); }),
+            std::max(opts.timing.command_timeout * 3, milliseconds(3000)), 3),
+        ready_signal(ex),
+        alive_timer(ex),
+        presence_timer(ex),
+        sweep_timer(ex) {}
+
+  asio::any_io_executor executor;
+  detail::link net;
+  std::map<std::string, detail::held_request> held;
+  /// Offers claimed (id -> expiry), so a second delivery of one is ignored, and so are the
+  /// late copies of its pieces and commit.
+  std::map<std::string, std::int64_t> claimed;
+  std::deque<tunnel::request> ready;
+  detail::wakeup ready_signal;
+  asio::steady_timer alive_timer;
+  asio::steady_timer presence_timer;
+  asio::steady_timer sweep_timer;
+  asio::cancellation_signal stop_receiving;  ///< Ends the long poll in flight at close()
+  steady::time_point last_receive{};
+
+  const settings& config() const { return net.config; }
+
+  void lose(std::string reason) {
+    if (!mark_lost(std::move(reason))) return;
+    alive_timer.cancel();
+    presence_timer.cancel();
+    sweep_timer.cancel();
+    ready_signal.notify();
+  }
+
+  void shutdown() {
+    stopped = true;
+    alive_timer.cancel();
+    presence_timer.cancel();
+    sweep_timer.cancel();
+    ready_signal.notify();
+    stop_receiving.emit(asio::cancellation_type::terminal);
+  }
+
+  /// Drops what can no longer matter: claims past their expiry, and requests whose pieces
+  /// never all came (their forwarder gave up or died).
+  void forget_old_claims() {
+    const std::int64_t now = util::unix_ms_now();
+    std::erase_if(claimed, [now](const auto& entry) { return entry.second < now; });
+    std::erase_if(held, [now](const auto& entry) {
+      const auto& h = entry.second;
+      if (!h.committed && h.commit_by_ms < now) {
+        spdlog::debug("request {} was claimed but never committed: its forwarder ran it itself",
+                      entry.first);
+        return true;
+      }
+      return !h.delivered && h.expires_ms < now;
+    });
+  }
+};
+
+namespace detail {
+
+using session_state = sqs_consumer_session::state;
+
+asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
+                                    const tunnel::response& answer, std::int64_t expires_ms,
+                                    std::string key);
+/// Takes one message off the request queue: an offer, a piece, a commit, a fire-and-forget
+/// request or a ping.
+void on_request_message(const std::shared_ptr<session_state>& s,
+                        aws::sqs_json::received_message received);
+
+}  // namespace detail
+
+}  // namespace funcie::sqs_backend

@@ -1,0 +1,51 @@
+// `funcie status` on SQS: a ping on the request queue, the pongs collected for one claim
+// window.
+#include "backend/sqs/forwarder.hpp"
+#include "tunnel/consumer_info.hpp"
+#include "tunnel/try_await.hpp"
+
+namespace funcie::sqs_backend {
+
+namespace asio = boost::asio;
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+using namespace detail;
+
+// ------------------------------------------------------------------------------------------
+// Status
+
+asio::awaitable<std::vector<tunnel::consumer_info>> list_consumers(
+    asio::any_io_executor executor, const tunnel::backend_options& options) {
+  auto s = std::make_shared<forwarder_state>(executor, options);
+  if (s->config().response_queue.empty()) {
+    throw tunnel::backend_error(
+        "cannot list consumers without a response queue (FUNCIE_RESPONSE_QUEUE_URL)");
+  }
+  auto pinged = co_await tunnel::try_await(ping(s, false));
+  s->stopped = true;
+  if (!pinged)
+    throw tunnel::backend_error(fmt::format("cannot list the consumers: {}", pinged.error));
+  const std::vector<message>& pongs = *pinged.value;
+  std::vector<tunnel::consumer_info> out;
+  std::set<std::string> seen;
+  for (const auto& pong : pongs) {
+    if (!seen.insert(pong.session).second) continue;
+    tunnel::consumer_info entry;
+    entry.session = pong.session;
+    if (const auto card = tunnel::decode_consumer_card(pong.data)) {
+      entry.host = card->host;
+      entry.pid = card->pid;
+      entry.since_ms = card->since_ms;
+      entry.in_flight = card->in_flight;
+    }
+    // A pong is a heartbeat of a moment ago; its at_ms is by the consumer's clock, which
+    // is not compared with this one.
+    entry.heartbeat_age_ms = 0;
+    out.push_back(std::move(entry));
+  }
+  co_return out;
+}
+
+}  // namespace funcie::sqs_backend
