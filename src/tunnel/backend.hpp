@@ -4,7 +4,7 @@
 // every implementation must guarantee; docs/redis.md how the Redis one does it.
 #pragma once
 
-#include <funcie/tunnel/envelope.hpp>
+#include "tunnel/envelope.hpp"
 
 #include "tunnel/seal.hpp"
 
