@@ -1,7 +1,6 @@
-// The runtime loop of runtime.hpp on top of runtime::client: one io_context on
-// the calling thread, the handler called synchronously between /next and the
-// post of its result. The loop takes an optional hook (loop.hpp) that
-// funcie::start uses to forward invocations.
+// The runtime loop of runtime.hpp on top of runtime::client: one io_context on the calling
+// thread, the handler called synchronously between /next and the post of its result. The
+// loop takes an optional hook (loop.hpp) that funcie::start uses to forward invocations.
 #include <cxxabi.h>
 #include <fmt/format.h>
 
@@ -17,21 +16,20 @@
 #include <utility>
 
 #include "funcie/runtime/runtime.hpp"
+#include "runtime_api/protocol.hpp"
 #include "runtime/client.hpp"
 #include "runtime/loop.hpp"
-#include "runtime_api/protocol.hpp"
 
 namespace funcie::runtime {
 
 namespace asio = boost::asio;
 
 std::chrono::milliseconds invocation_request::get_time_remaining() const {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::system_clock::now());
+  return std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                               std::chrono::system_clock::now());
 }
 
-invocation_response invocation_response::success(std::string payload,
-                                                 std::string content_type) {
+invocation_response invocation_response::success(std::string payload, std::string content_type) {
   invocation_response response;
   response.success_ = true;
   response.payload_ = std::move(payload);
@@ -40,59 +38,56 @@ invocation_response invocation_response::success(std::string payload,
 }
 
 invocation_response invocation_response::failure(std::string error_message,
-                                                 std::string error_type) {
+                                                 std::string error_type,
+                                                 std::vector<std::string> stack_trace) {
   invocation_response response;
   response.error_message_ = std::move(error_message);
   response.error_type_ = std::move(error_type);
+  response.stack_trace_ = std::move(stack_trace);
   return response;
 }
 
 namespace {
 
-constexpr const char *trace_env = "_X_AMZN_TRACE_ID";
+constexpr const char* trace_env = "_X_AMZN_TRACE_ID";
 
 void say(std::string_view line) {
   fmt::print(stderr, "funcie runtime: {}\n", line);
 }
 
-// "std::runtime_error" for the exception being handled; empty when there is
-// none.
+// "std::runtime_error" for the exception being handled; empty when there is none.
 std::string current_exception_type() {
-  const std::type_info *type = abi::__cxa_current_exception_type();
-  if (type == nullptr)
-    return {};
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  if (type == nullptr) return {};
   struct free_deleter {
-    void operator()(char *p) const noexcept { std::free(p); }
+    void operator()(char* p) const noexcept { std::free(p); }
   };
   int status = 0;
   const std::unique_ptr<char, free_deleter> name(
       abi::__cxa_demangle(type->name(), nullptr, nullptr, &status));
-  return status == 0 && name ? std::string(name.get())
-                             : std::string(type->name());
+  return status == 0 && name ? std::string(name.get()) : std::string(type->name());
 }
 
-} // namespace
+}  // namespace
 
-// The handler never takes the process down: whatever it throws becomes a
-// function error.
-invocation_response call_handler(const handler_function &handler,
-                                 const invocation_request &request) {
+// The handler never takes the process down: whatever it throws becomes a function error.
+invocation_response call_handler(const handler_function& handler,
+                                 const invocation_request& request) {
   try {
     return handler(request);
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     return invocation_response::failure(e.what(), current_exception_type());
   } catch (...) {
     const std::string type = current_exception_type();
     return invocation_response::failure(
-        type.empty()
-            ? "the handler threw an exception of unknown type"
-            : fmt::format("the handler threw an exception of type {}", type),
+        type.empty() ? "the handler threw an exception of unknown type"
+                     : fmt::format("the handler threw an exception of type {}", type),
         "UnknownException");
   }
 }
 
 invocation_request to_request(runtime_api::invocation invocation) {
-  auto &context = invocation.context;
+  auto& context = invocation.context;
   invocation_request request;
   request.payload = std::move(invocation.payload);
   request.request_id = std::move(context.request_id);
@@ -107,10 +102,9 @@ invocation_request to_request(runtime_api::invocation invocation) {
   return request;
 }
 
-// glibc's setenv never frees a value it replaces, and a warm environment runs
-// millions of invocations with a new trace id each: own the "NAME=value" entry
-// and putenv it instead.
-void set_trace_env(const std::string &trace_id) {
+// glibc's setenv never frees a value it replaces, and a warm environment runs millions of
+// invocations with a new trace id each: own the "NAME=value" entry and putenv it instead.
+void set_trace_env(const std::string& trace_id) {
   static std::unique_ptr<char[]> entry;
   if (trace_id.empty()) {
     ::unsetenv(trace_env);
@@ -120,39 +114,34 @@ void set_trace_env(const std::string &trace_id) {
   const std::string text = std::string(trace_env) + "=" + trace_id;
   auto next = std::make_unique<char[]>(text.size() + 1);
   std::memcpy(next.get(), text.c_str(), text.size() + 1);
-  ::putenv(next.get()); // the environment now points at `next`; the old entry
-                        // is unused
+  ::putenv(next.get());  // the environment now points at `next`; the old entry is unused
   entry = std::move(next);
 }
 
-// Moves the payload out of a response, so a 6 MiB result is posted without a
-// copy.
+// Moves the payload out of a response, so a 6 MiB result is posted without a copy.
 struct response_access {
-  static std::string take_payload(invocation_response &response) {
+  static std::string take_payload(invocation_response& response) {
     return std::move(response.payload_);
   }
 };
 
 namespace {
 
-// A function error for a result that is not a success or is too large to post
-// as one.
-runtime_api::function_error error_of(const invocation_response &response) {
+// A function error for a result that is not a success or is too large to post as one.
+runtime_api::function_error error_of(const invocation_response& response) {
   if (!response.is_success()) {
     return {.error_type = response.get_error_type(),
             .error_message = response.get_error_message(),
-            .stack_trace = {}};
+            .stack_trace = response.get_stack_trace()};
   }
   return {.error_type = "Function.ResponseSizeTooLarge",
-          .error_message =
-              fmt::format("Response payload size ({} bytes) exceeded maximum "
-                          "allowed payload size ({} bytes).",
-                          response.get_payload().size(),
-                          runtime_api::max_runtime_post_bytes),
+          .error_message = fmt::format(
+              "Response payload size ({} bytes) exceeded maximum allowed payload size ({} bytes).",
+              response.get_payload().size(), runtime_api::max_runtime_post_bytes),
           .stack_trace = {}};
 }
 
-} // namespace
+}  // namespace
 
 runtime_api::result to_result(invocation_response response) {
   runtime_api::result result;
@@ -170,45 +159,36 @@ runtime_api::result to_result(invocation_response response) {
   return result;
 }
 
-// Arguments of co_await calls are named locals: GCC 12 destroys some
-// temporaries in a co_await full-expression twice.
-asio::awaitable<void> post_result(client &api, const std::string &request_id,
+// Arguments of co_await calls are named locals: GCC 12 destroys some temporaries in a
+// co_await full-expression twice.
+asio::awaitable<void> post_result(client& api, const std::string& request_id,
                                   runtime_api::result result) {
-  if (result.relayed)
-    co_return; // the runtime's own post already reached the Runtime API
+  if (result.relayed) co_return;  // the runtime's own post already reached the Runtime API
   try {
     if (result.pieces) {
-      co_await api.post_streaming_response(request_id, result.content_type,
-                                           *result.pieces);
+      co_await api.post_streaming_response(request_id, result.content_type, *result.pieces);
     } else if (result.outcome == runtime_api::result::kind::success) {
-      co_await api.post_response(request_id, std::move(result.body),
-                                 result.content_type);
+      co_await api.post_response(request_id, std::move(result.body), result.content_type);
     } else {
-      co_await api.post_error_body(request_id, std::move(result.body),
-                                   result.error_type);
+      co_await api.post_error_body(request_id, std::move(result.body), result.error_type);
     }
-  } catch (const client_error &e) {
-    // The Runtime API refused this one result (say, the invocation already
-    // timed out): the next invocation can still run. A 5xx or a lost connection
-    // means exit.
-    if (e.code() != client_errc::http_status ||
-        e.http_status().value_or(500) >= 500)
-      throw;
+  } catch (const client_error& e) {
+    // The Runtime API refused this one result (say, the invocation already timed out): the
+    // next invocation can still run. A 5xx or a lost connection means exit.
+    if (e.code() != client_errc::http_status || e.http_status().value_or(500) >= 500) throw;
     say(fmt::format("result of {} not accepted: {}", request_id, e.what()));
   }
 }
 
 namespace {
 
-asio::awaitable<void> serve(client &api, const handler_function &handler,
+asio::awaitable<void> serve(client& api, const handler_function& handler,
                             std::size_t max_invocations, invocation_hook hook) {
-  for (std::size_t handled = 0;
-       max_invocations == 0 || handled < max_invocations; ++handled) {
+  for (std::size_t handled = 0; max_invocations == 0 || handled < max_invocations; ++handled) {
     runtime_api::invocation invocation = co_await api.next();
     const std::string request_id = invocation.context.request_id;
     std::optional<runtime_api::result> result;
-    if (hook)
-      result = co_await hook(invocation);
+    if (hook) result = co_await hook(invocation);
     if (!result) {
       const invocation_request request = to_request(std::move(invocation));
       set_trace_env(request.xray_trace_id);
@@ -218,79 +198,69 @@ asio::awaitable<void> serve(client &api, const handler_function &handler,
   }
 }
 
-// Runs `work` on a fresh io_context on this thread; a client_error ends it with
-// one line on stderr, anything else propagates.
+// Runs `work` on a fresh io_context on this thread; a client_error ends it with one line on
+// stderr, anything else propagates.
 template <typename Work>
-void run_on_this_thread(const std::string &address, Work work) {
+void run_on_this_thread(const std::string& address, Work work) {
   asio::io_context io(1);
   std::optional<client> api;
   std::exception_ptr failure;
   try {
     api.emplace(io.get_executor(), address);
-    asio::co_spawn(
-        io, work(*api, io.get_executor()),
-        [&failure](std::exception_ptr e) { failure = std::move(e); });
+    asio::co_spawn(io, work(*api, io.get_executor()),
+                   [&failure](std::exception_ptr e) { failure = std::move(e); });
     io.run();
-    if (failure)
-      std::rethrow_exception(failure);
-  } catch (const client_error &e) {
+    if (failure) std::rethrow_exception(failure);
+  } catch (const client_error& e) {
     say(e.what());
   }
 }
 
-std::optional<std::string> runtime_api_address(const std::string &configured) {
-  if (!configured.empty())
-    return configured;
-  const char *address =
-      std::getenv(std::string(runtime_api::runtime_api_env).c_str());
-  if (address != nullptr && *address != '\0')
-    return std::string(address);
-  say(fmt::format(
-      "{} is not set, so there is no Lambda Runtime API to take invocations "
-      "from; this "
-      "program runs as a Lambda function (a custom runtime's bootstrap)",
-      runtime_api::runtime_api_env));
+std::optional<std::string> runtime_api_address(const std::string& configured) {
+  if (!configured.empty()) return configured;
+  const char* address = std::getenv(std::string(runtime_api::runtime_api_env).c_str());
+  if (address != nullptr && *address != '\0') return std::string(address);
+  say(
+      fmt::format("{} is not set, so there is no Lambda Runtime API to take invocations from; this "
+                  "program runs as a Lambda function (a custom runtime's bootstrap)",
+                  runtime_api::runtime_api_env));
   return std::nullopt;
 }
 
-} // namespace
+}  // namespace
 
-void run_loop(const handler_function &handler, const run_options &options,
-              const hook_factory &make_hook) {
+int run_loop(const handler_function& handler, const run_options& options,
+             const hook_factory& make_hook) {
   const auto address = runtime_api_address(options.runtime_api);
-  if (!address)
-    return;
-  run_on_this_thread(
-      *address, [&](client &api, asio::any_io_executor executor) {
-        invocation_hook hook =
-            make_hook ? make_hook(std::move(executor)) : invocation_hook();
-        return serve(api, handler, options.max_invocations, std::move(hook));
-      });
+  if (!address) return 1;
+  run_on_this_thread(*address, [&](client& api, asio::any_io_executor executor) {
+    invocation_hook hook = make_hook ? make_hook(std::move(executor)) : invocation_hook();
+    return serve(api, handler, options.max_invocations, std::move(hook));
+  });
+  return 0;
 }
 
-void run_handler(const handler_function &handler, const run_options &options) {
-  run_loop(handler, options, {});
+int run_handler(const handler_function& handler, const run_options& options) {
+  return run_loop(handler, options, {});
 }
 
-void run_handler(const handler_function &handler) {
-  run_handler(handler, run_options{});
+int run_handler(const handler_function& handler) {
+  return run_handler(handler, run_options{});
 }
 
 void report_init_error(std::string error_type, std::string error_message) {
   const auto address = runtime_api_address({});
-  if (!address)
-    return;
+  if (!address) return;
   runtime_api::function_error error{.error_type = std::move(error_type),
                                     .error_message = std::move(error_message),
                                     .stack_trace = {}};
   try {
-    run_on_this_thread(*address,
-                       [&error](client &api, const asio::any_io_executor &) {
-                         return api.post_init_error(error);
-                       });
-  } catch (const std::exception &e) {
+    run_on_this_thread(*address, [&error](client& api, const asio::any_io_executor&) {
+      return api.post_init_error(error);
+    });
+  } catch (const std::exception& e) {
     say(fmt::format("could not report the init error: {}", e.what()));
   }
 }
 
-} // namespace funcie::runtime
+}  // namespace funcie::runtime

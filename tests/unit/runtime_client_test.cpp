@@ -1,6 +1,6 @@
-// The Runtime API client and run_handler against a fake Runtime API written
-// here (Beast, on 127.0.0.1 port 0, its own thread), so each behaviour a
-// function author relies on is seen on the wire.
+// The Runtime API client and run_handler against a fake Runtime API written here (Beast, on
+// 127.0.0.1 port 0, its own thread), so each behaviour a function author relies on is seen
+// on the wire.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -48,8 +48,7 @@ using funcie::runtime::invocation_response;
 using funcie::runtime::run_options;
 using funcie::test::scoped_env;
 
-constexpr std::string_view invocation_prefix =
-    "/2018-06-01/runtime/invocation/";
+constexpr std::string_view invocation_prefix = "/2018-06-01/runtime/invocation/";
 
 /// An invocation the fake hands out on GET /next.
 struct queued_invocation {
@@ -61,7 +60,7 @@ struct queued_invocation {
 struct recorded_post {
   std::string target;
   std::string content_type;
-  std::string error_type; ///< Lambda-Runtime-Function-Error-Type
+  std::string error_type;  ///< Lambda-Runtime-Function-Error-Type
   std::string body;
 };
 
@@ -73,17 +72,17 @@ std::string deadline_in_5s() {
 }
 
 queued_invocation event(std::string request_id, std::string payload) {
-  return {{{std::string(header::request_id), std::move(request_id)},
-           {std::string(header::deadline_ms), deadline_in_5s()},
-           {std::string(header::function_arn),
-            "arn:aws:lambda:eu-west-1:123456789012:function:echo"}},
-          std::move(payload)};
+  return {
+      {{std::string(header::request_id), std::move(request_id)},
+       {std::string(header::deadline_ms), deadline_in_5s()},
+       {std::string(header::function_arn), "arn:aws:lambda:eu-west-1:123456789012:function:echo"}},
+      std::move(payload)};
 }
 
 /// How the fake Runtime API misbehaves, if asked to.
 struct fake_behaviour {
-  /// Close each connection right after an answer, without saying so
-  /// (Connection: close), as a server whose keep-alive timer fired does.
+  /// Close each connection right after an answer, without saying so (Connection: close),
+  /// as a server whose keep-alive timer fired does.
   bool close_after_each_answer = false;
   /// Hold every /next this long before answering.
   std::chrono::milliseconds next_delay{0};
@@ -91,14 +90,12 @@ struct fake_behaviour {
   unsigned post_status = 202;
 };
 
-/// A Runtime API good enough to drive a runtime: /next pops a queue (500 when
-/// it is empty, which tells a runtime to exit), posts are recorded and answered
-/// 202.
+/// A Runtime API good enough to drive a runtime: /next pops a queue (500 when it is empty,
+/// which tells a runtime to exit), posts are recorded and answered 202.
 class fake_runtime_api {
-public:
+ public:
   explicit fake_runtime_api(fake_behaviour b = {})
-      : behaviour_(b),
-        acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+      : behaviour_(b), acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
     port_ = acceptor_.local_endpoint().port();
     asio::co_spawn(io_, accept_loop(), asio::detached);
     thread_ = std::thread([this] { io_.run(); });
@@ -107,8 +104,8 @@ public:
     io_.stop();
     thread_.join();
   }
-  fake_runtime_api(const fake_runtime_api &) = delete;
-  fake_runtime_api &operator=(const fake_runtime_api &) = delete;
+  fake_runtime_api(const fake_runtime_api&) = delete;
+  fake_runtime_api& operator=(const fake_runtime_api&) = delete;
 
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
 
@@ -123,7 +120,7 @@ public:
   int connections() const { return connections_; }
   int next_calls() const { return next_calls_; }
 
-private:
+ private:
   using request_type = http::request<http::string_body>;
   using response_type = http::response<http::string_body>;
 
@@ -143,8 +140,7 @@ private:
       boost::system::error_code ec;
       co_await http::async_read(socket, buffer, parser,
                                 asio::redirect_error(asio::use_awaitable, ec));
-      if (ec)
-        co_return;
+      if (ec) co_return;
       const request_type request = parser.release();
       if (request.target() == "/2018-06-01/runtime/invocation/next" &&
           behaviour_.next_delay.count() > 0) {
@@ -154,64 +150,52 @@ private:
       response_type response = answer(request);
       response.keep_alive(request.keep_alive());
       response.prepare_payload();
-      co_await http::async_write(socket, response,
-                                 asio::redirect_error(asio::use_awaitable, ec));
-      if (ec || behaviour_.close_after_each_answer)
-        co_return; // drops the socket
+      co_await http::async_write(socket, response, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || behaviour_.close_after_each_answer) co_return;  // drops the socket
     }
   }
 
-  static response_type reply(unsigned status, std::string_view type,
-                             std::string_view message) {
+  static response_type reply(unsigned status, std::string_view type, std::string_view message) {
     response_type response(static_cast<http::status>(status), 11);
     response.set(http::field::content_type, "application/json");
     response.body() = funcie::runtime_api::format_api_error(type, message);
     return response;
   }
 
-  response_type answer(const request_type &request) {
+  response_type answer(const request_type& request) {
     const std::lock_guard lock(mutex_);
     const std::string target(request.target());
-    if (request.method() == http::verb::get &&
-        target == "/2018-06-01/runtime/invocation/next") {
+    if (request.method() == http::verb::get && target == "/2018-06-01/runtime/invocation/next") {
       ++next_calls_;
-      if (queue_.empty())
-        return reply(500, "Runtime.NoMoreInvocations", "the test is over");
+      if (queue_.empty()) return reply(500, "Runtime.NoMoreInvocations", "the test is over");
       queued_invocation invocation = std::move(queue_.front());
       queue_.pop_front();
       response_type response(http::status::ok, 11);
       response.set(http::field::content_type, "application/json");
-      for (const auto &[name, value] : invocation.headers)
-        response.set(name, value);
-      for (const auto &[name, value] : invocation.headers) {
-        if (beast::iequals(name, header::request_id))
-          issued_.insert(value);
+      for (const auto& [name, value] : invocation.headers) response.set(name, value);
+      for (const auto& [name, value] : invocation.headers) {
+        if (beast::iequals(name, header::request_id)) issued_.insert(value);
       }
       response.body() = std::move(invocation.payload);
       return response;
     }
-    if (request.method() != http::verb::post)
-      return reply(404, "NotFound", "no such route");
+    if (request.method() != http::verb::post) return reply(404, "NotFound", "no such route");
 
     recorded_post post{target, std::string(request[http::field::content_type]),
-                       std::string(request[header::function_error_type]),
-                       request.body()};
+                       std::string(request[header::function_error_type]), request.body()};
     if (target == "/2018-06-01/runtime/init/error") {
       posts_.push_back(std::move(post));
       return reply(202, "", "");
     }
     std::string_view rest = target;
-    if (!rest.starts_with(invocation_prefix) ||
-        rest.rfind('/') < invocation_prefix.size()) {
+    if (!rest.starts_with(invocation_prefix) || rest.rfind('/') < invocation_prefix.size()) {
       return reply(404, "NotFound", "no such route");
     }
     rest.remove_prefix(invocation_prefix.size());
     const std::string id(rest.substr(0, rest.rfind('/')));
-    if (issued_.count(id) == 0)
-      return reply(400, "InvalidRequestID", "unknown request id");
+    if (issued_.count(id) == 0) return reply(400, "InvalidRequestID", "unknown request id");
     posts_.push_back(std::move(post));
-    return reply(behaviour_.post_status,
-                 behaviour_.post_status == 202 ? "" : "Refused", "test");
+    return reply(behaviour_.post_status, behaviour_.post_status == 202 ? "" : "Refused", "test");
   }
 
   fake_behaviour behaviour_;
@@ -227,7 +211,7 @@ private:
   std::atomic<int> next_calls_{0};
 };
 
-run_options against(const fake_runtime_api &api, std::size_t max_invocations) {
+run_options against(const fake_runtime_api& api, std::size_t max_invocations) {
   return {.max_invocations = max_invocations, .runtime_api = api.address()};
 }
 
@@ -240,8 +224,7 @@ std::string error_target(std::string_view id) {
 
 /// Runs one coroutine on a client to completion; rethrows what it throws.
 template <typename T>
-T with_client(const std::string &address,
-              const std::function<asio::awaitable<T>(client &)> &work,
+T with_client(const std::string& address, const std::function<asio::awaitable<T>(client&)>& work,
               client::options options = {}) {
   asio::io_context io;
   client api(io.get_executor(), address, options);
@@ -250,7 +233,7 @@ T with_client(const std::string &address,
   return result.get();
 }
 
-funcie::runtime_api::function_error parse_error_body(const std::string &body) {
+funcie::runtime_api::function_error parse_error_body(const std::string& body) {
   return funcie::runtime_api::parse_error(body, "");
 }
 
@@ -258,17 +241,15 @@ namespace my_app {
 struct bad_event : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
-} // namespace my_app
+}  // namespace my_app
 
 TEST(RunHandler, GivesTheHandlerEveryContextHeader) {
   fake_runtime_api api;
   queued_invocation invocation{
-      {{"lambda-runtime-aws-request-id", "req-1"}, // any case
+      {{"lambda-runtime-aws-request-id", "req-1"},  // any case
        {std::string(header::deadline_ms), "1700000012345"},
-       {std::string(header::function_arn),
-        "arn:aws:lambda:eu-west-1:123456789012:function:f:live"},
-       {std::string(header::trace_id),
-        "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"},
+       {std::string(header::function_arn), "arn:aws:lambda:eu-west-1:123456789012:function:f:live"},
+       {std::string(header::trace_id), "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"},
        {std::string(header::client_context), R"({"custom":{"k":"v"}})"},
        {std::string(header::cognito_identity),
         R"({"cognitoIdentityId":"id","cognitoIdentityPoolId":"pool"})"},
@@ -278,7 +259,7 @@ TEST(RunHandler, GivesTheHandlerEveryContextHeader) {
 
   invocation_request seen;
   funcie::runtime::run_handler(
-      [&](const invocation_request &request) {
+      [&](const invocation_request& request) {
         seen = request;
         return invocation_response::success("{}");
       },
@@ -286,18 +267,14 @@ TEST(RunHandler, GivesTheHandlerEveryContextHeader) {
 
   EXPECT_EQ(seen.request_id, "req-1");
   EXPECT_EQ(seen.payload, R"({"hello":"world"})");
-  EXPECT_EQ(seen.function_arn,
-            "arn:aws:lambda:eu-west-1:123456789012:function:f:live");
-  EXPECT_EQ(seen.xray_trace_id,
-            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1");
+  EXPECT_EQ(seen.function_arn, "arn:aws:lambda:eu-west-1:123456789012:function:f:live");
+  EXPECT_EQ(seen.xray_trace_id, "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1");
   EXPECT_EQ(seen.client_context, R"({"custom":{"k":"v"}})");
-  EXPECT_EQ(seen.cognito_identity,
-            R"({"cognitoIdentityId":"id","cognitoIdentityPoolId":"pool"})");
+  EXPECT_EQ(seen.cognito_identity, R"({"cognitoIdentityId":"id","cognitoIdentityPoolId":"pool"})");
   EXPECT_EQ(seen.tenant_id, "tenant-7");
-  EXPECT_EQ(seen.deadline, std::chrono::system_clock::time_point(
-                               std::chrono::milliseconds(1700000012345)));
-  EXPECT_LT(seen.get_time_remaining().count(), 0)
-      << "a deadline in 2023 has passed";
+  EXPECT_EQ(seen.deadline,
+            std::chrono::system_clock::time_point(std::chrono::milliseconds(1700000012345)));
+  EXPECT_LT(seen.get_time_remaining().count(), 0) << "a deadline in 2023 has passed";
 }
 
 TEST(RunHandler, TimeRemainingCountsDownToTheDeadline) {
@@ -305,7 +282,7 @@ TEST(RunHandler, TimeRemainingCountsDownToTheDeadline) {
   api.push(event("req-1", "{}"));
   std::chrono::milliseconds remaining{};
   funcie::runtime::run_handler(
-      [&](const invocation_request &request) {
+      [&](const invocation_request& request) {
         remaining = request.get_time_remaining();
         return invocation_response::success("{}");
       },
@@ -318,38 +295,33 @@ TEST(RunHandler, SetsXAmznTraceIdForEachInvocationAndClearsItWithoutOne) {
   const scoped_env stale("_X_AMZN_TRACE_ID", "Root=stale");
   fake_runtime_api api;
   queued_invocation traced = event("req-1", "{}");
-  traced.headers.emplace_back(header::trace_id,
-                              "Root=1-abc;Parent=def;Sampled=1");
+  traced.headers.emplace_back(header::trace_id, "Root=1-abc;Parent=def;Sampled=1");
   api.push(std::move(traced));
   api.push(event("req-2", "{}"));
 
   std::vector<std::optional<std::string>> seen;
   funcie::runtime::run_handler(
-      [&](const invocation_request &) {
-        const char *value = std::getenv("_X_AMZN_TRACE_ID");
-        seen.push_back(value != nullptr ? std::optional<std::string>(value)
-                                        : std::nullopt);
+      [&](const invocation_request&) {
+        const char* value = std::getenv("_X_AMZN_TRACE_ID");
+        seen.push_back(value != nullptr ? std::optional<std::string>(value) : std::nullopt);
         return invocation_response::success("{}");
       },
       against(api, 2));
 
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen[0], "Root=1-abc;Parent=def;Sampled=1");
-  EXPECT_EQ(seen[1], std::nullopt)
-      << "a trace id of an earlier invocation must not leak";
+  EXPECT_EQ(seen[1], std::nullopt) << "a trace id of an earlier invocation must not leak";
 }
 
 TEST(RunHandler, PostsTheSuccessPayloadAndContentTypeByteForByte) {
   fake_runtime_api api;
   api.push(event("req-1", "ignored"));
   using namespace std::string_literals;
-  const std::string payload =
-      "\0\xff\r\n\r\nbinary \"x\"\n"s; // NUL, not UTF-8, CRLF
+  const std::string payload = "\0\xff\r\n\r\nbinary \"x\"\n"s;  // NUL, not UTF-8, CRLF
 
   funcie::runtime::run_handler(
-      [&](const invocation_request &) {
-        return invocation_response::success(payload,
-                                            "application/octet-stream");
+      [&](const invocation_request&) {
+        return invocation_response::success(payload, "application/octet-stream");
       },
       against(api, 1));
 
@@ -369,13 +341,10 @@ TEST(RunHandler, HandlerExceptionsBecomeFunctionErrorsAndTheLoopGoesOn) {
   api.push(event("req-4", "d"));
 
   funcie::runtime::run_handler(
-      [](const invocation_request &request) -> invocation_response {
-        if (request.payload == "a")
-          throw std::runtime_error("boom: \"quoted\"");
-        if (request.payload == "b")
-          throw my_app::bad_event("no name");
-        if (request.payload == "c")
-          throw 42;
+      [](const invocation_request& request) -> invocation_response {
+        if (request.payload == "a") throw std::runtime_error("boom: \"quoted\"");
+        if (request.payload == "b") throw my_app::bad_event("no name");
+        if (request.payload == "c") throw 42;
         return invocation_response::success("still alive");
       },
       against(api, 4));
@@ -395,8 +364,7 @@ TEST(RunHandler, HandlerExceptionsBecomeFunctionErrorsAndTheLoopGoesOn) {
   EXPECT_EQ(posts[2].target, error_target("req-3"));
   EXPECT_EQ(posts[2].error_type, "UnknownException");
   EXPECT_EQ(parse_error_body(posts[2].body).error_type, "UnknownException");
-  EXPECT_NE(parse_error_body(posts[2].body).error_message.find("int"),
-            std::string::npos);
+  EXPECT_NE(parse_error_body(posts[2].body).error_message.find("int"), std::string::npos);
 
   EXPECT_EQ(posts[3].target, response_target("req-4"));
   EXPECT_EQ(posts[3].body, "still alive");
@@ -406,9 +374,8 @@ TEST(RunHandler, FailureIsPostedAsAFunctionError) {
   fake_runtime_api api;
   api.push(event("req-1", "{}"));
   funcie::runtime::run_handler(
-      [](const invocation_request &) {
-        return invocation_response::failure("the event has no name",
-                                            "InvalidEvent");
+      [](const invocation_request&) {
+        return invocation_response::failure("the event has no name", "InvalidEvent");
       },
       against(api, 1));
 
@@ -422,14 +389,32 @@ TEST(RunHandler, FailureIsPostedAsAFunctionError) {
   EXPECT_EQ(error.error_message, "the event has no name");
 }
 
+TEST(RunHandler, FailureCarriesItsStackTrace) {
+  fake_runtime_api api;
+  api.push(event("req-1", "{}"));
+  funcie::runtime::run_handler(
+      [](const invocation_request&) {
+        return invocation_response::failure("no name", "InvalidEvent",
+                                            {"parse_event (main.cpp:12)", "main (main.cpp:40)"});
+      },
+      against(api, 1));
+
+  const auto posts = api.posts();
+  ASSERT_EQ(posts.size(), 1u);
+  const auto error = parse_error_body(posts[0].body);
+  EXPECT_EQ(error.error_type, "InvalidEvent");
+  EXPECT_EQ(error.error_message, "no name");
+  EXPECT_EQ(error.stack_trace,
+            (std::vector<std::string>{"parse_event (main.cpp:12)", "main (main.cpp:40)"}));
+}
+
 TEST(RunHandler, ManyInvocationsShareOneKeepAliveConnection) {
   fake_runtime_api api;
   constexpr int count = 50;
-  for (int i = 0; i < count; ++i)
-    api.push(event("req-" + std::to_string(i), std::to_string(i)));
+  for (int i = 0; i < count; ++i) api.push(event("req-" + std::to_string(i), std::to_string(i)));
 
   funcie::runtime::run_handler(
-      [](const invocation_request &request) {
+      [](const invocation_request& request) {
         return invocation_response::success(request.payload);
       },
       against(api, count));
@@ -446,13 +431,12 @@ TEST(RunHandler, ManyInvocationsShareOneKeepAliveConnection) {
 TEST(RunHandler, EchoesAnEventOfLambdasFullSize) {
   fake_runtime_api api;
   std::string big(funcie::runtime_api::max_payload_bytes, 'x');
-  for (std::size_t i = 0; i < big.size(); i += 4096)
-    big[i] = static_cast<char>('a' + i % 26);
+  for (std::size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + i % 26);
   api.push(event("req-big", big));
 
   std::size_t seen_size = 0;
   funcie::runtime::run_handler(
-      [&](const invocation_request &request) {
+      [&](const invocation_request& request) {
         seen_size = request.payload.size();
         return invocation_response::success(request.payload);
       },
@@ -469,7 +453,7 @@ TEST(RunHandler, ATooLargeResultBecomesResponseSizeTooLarge) {
   fake_runtime_api api;
   api.push(event("req-1", "{}"));
   funcie::runtime::run_handler(
-      [](const invocation_request &) {
+      [](const invocation_request&) {
         return invocation_response::success(
             std::string(funcie::runtime_api::max_runtime_post_bytes + 1, 'x'));
       },
@@ -488,7 +472,7 @@ TEST(RunHandler, KeepsGoingWhenTheRuntimeApiRefusesOneResult) {
   int calls = 0;
   testing::internal::CaptureStderr();
   funcie::runtime::run_handler(
-      [&](const invocation_request &) {
+      [&](const invocation_request&) {
         ++calls;
         return invocation_response::success("{}");
       },
@@ -505,7 +489,7 @@ TEST(RunHandler, ReturnsWhenTheRuntimeApiFailsAPostWith5xx) {
   int calls = 0;
   testing::internal::CaptureStderr();
   funcie::runtime::run_handler(
-      [&](const invocation_request &) {
+      [&](const invocation_request&) {
         ++calls;
         return invocation_response::success("{}");
       },
@@ -515,15 +499,14 @@ TEST(RunHandler, ReturnsWhenTheRuntimeApiFailsAPostWith5xx) {
   EXPECT_EQ(api.next_calls(), 1);
 }
 
-TEST(RunHandler,
-     ReadsTheAddressFromTheEnvironmentAndReturnsWhenNextAnswers500) {
+TEST(RunHandler, ReadsTheAddressFromTheEnvironmentAndReturnsWhenNextAnswers500) {
   fake_runtime_api api;
   api.push(event("req-1", "one"));
   api.push(event("req-2", "two"));
   const scoped_env env("AWS_LAMBDA_RUNTIME_API", api.address().c_str());
 
   testing::internal::CaptureStderr();
-  funcie::runtime::run_handler([](const invocation_request &request) {
+  funcie::runtime::run_handler([](const invocation_request& request) {
     return invocation_response::success(request.payload, "text/plain");
   });
   const std::string stderr_text = testing::internal::GetCapturedStderr();
@@ -539,52 +522,46 @@ TEST(RunHandler, SaysWhatIsMissingWhenAwsLambdaRuntimeApiIsUnset) {
   const scoped_env env("AWS_LAMBDA_RUNTIME_API", nullptr);
   bool called = false;
   testing::internal::CaptureStderr();
-  funcie::runtime::run_handler([&](const invocation_request &) {
+  funcie::runtime::run_handler([&](const invocation_request&) {
     called = true;
     return invocation_response::success("{}");
   });
   const std::string stderr_text = testing::internal::GetCapturedStderr();
   EXPECT_FALSE(called);
-  EXPECT_NE(stderr_text.find("AWS_LAMBDA_RUNTIME_API is not set"),
-            std::string::npos)
+  EXPECT_NE(stderr_text.find("AWS_LAMBDA_RUNTIME_API is not set"), std::string::npos)
       << stderr_text;
 }
 
 unsigned short closed_port() {
   asio::io_context io;
   tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
-  return acceptor.local_endpoint().port(); // closed again when acceptor goes
+  return acceptor.local_endpoint().port();  // closed again when acceptor goes
 }
 
 TEST(RunHandler, ReturnsSoonWhenNoRuntimeApiListens) {
   const auto start = std::chrono::steady_clock::now();
   testing::internal::CaptureStderr();
   funcie::runtime::run_handler(
-      [](const invocation_request &) {
-        return invocation_response::success("{}");
-      },
+      [](const invocation_request&) { return invocation_response::success("{}"); },
       {.runtime_api = "127.0.0.1:" + std::to_string(closed_port())});
   const std::string stderr_text = testing::internal::GetCapturedStderr();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
-  EXPECT_NE(stderr_text.find("cannot connect"), std::string::npos)
-      << stderr_text;
+  EXPECT_NE(stderr_text.find("cannot connect"), std::string::npos) << stderr_text;
 }
 
 TEST(RunHandler, ReconnectsWhenTheServerDropsTheKeptAliveConnection) {
   fake_runtime_api api({.close_after_each_answer = true});
-  for (int i = 0; i < 5; ++i)
-    api.push(event("req-" + std::to_string(i), std::to_string(i)));
+  for (int i = 0; i < 5; ++i) api.push(event("req-" + std::to_string(i), std::to_string(i)));
 
   funcie::runtime::run_handler(
-      [](const invocation_request &request) {
+      [](const invocation_request& request) {
         return invocation_response::success(request.payload);
       },
       against(api, 5));
 
   const auto posts = api.posts();
   ASSERT_EQ(posts.size(), 5u) << "each result posted exactly once";
-  for (int i = 0; i < 5; ++i)
-    EXPECT_EQ(posts[i].body, std::to_string(i));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(posts[i].body, std::to_string(i));
   EXPECT_EQ(api.next_calls(), 5);
   EXPECT_GE(api.connections(), 5);
 }
@@ -592,8 +569,7 @@ TEST(RunHandler, ReconnectsWhenTheServerDropsTheKeptAliveConnection) {
 TEST(ReportInitError, PostsTheErrorToInitError) {
   fake_runtime_api api;
   const scoped_env env("AWS_LAMBDA_RUNTIME_API", api.address().c_str());
-  funcie::runtime::report_init_error("Runtime.ConfigError",
-                                     "FUNCIE_URL is not set");
+  funcie::runtime::report_init_error("Runtime.ConfigError", "FUNCIE_URL is not set");
 
   const auto posts = api.posts();
   ASSERT_EQ(posts.size(), 1u);
@@ -612,7 +588,7 @@ TEST(RuntimeClient, NextWaitsLongerThanThePostTimeout) {
   options.io_timeout = std::chrono::milliseconds(100);
 
   const auto invocation = with_client<funcie::runtime_api::invocation>(
-      api.address(), [](client &c) { return c.next(); }, options);
+      api.address(), [](client& c) { return c.next(); }, options);
   EXPECT_EQ(invocation.context.request_id, "req-1");
   EXPECT_EQ(invocation.payload, "late");
 }
@@ -620,17 +596,16 @@ TEST(RuntimeClient, NextWaitsLongerThanThePostTimeout) {
 TEST(RuntimeClient, ARefusedPostCarriesTheStatusAndTheRuntimeApisError) {
   fake_runtime_api api;
   try {
-    with_client<void>(api.address(), [](client &c) -> asio::awaitable<void> {
+    with_client<void>(api.address(), [](client& c) -> asio::awaitable<void> {
       co_await c.post_response("never-issued", "{}", "application/json");
     });
     FAIL() << "expected client_error";
-  } catch (const client_error &e) {
+  } catch (const client_error& e) {
     EXPECT_EQ(e.code(), client_errc::http_status);
     EXPECT_EQ(e.http_status(), 400u);
     EXPECT_EQ(e.api_error_type(), "InvalidRequestID");
     EXPECT_EQ(e.api_error_message(), "unknown request id");
-    EXPECT_NE(std::string(e.what()).find("never-issued/response"),
-              std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("never-issued/response"), std::string::npos);
   }
 }
 
@@ -638,13 +613,11 @@ TEST(RuntimeClient, ANextAnswerWithoutRequestIdIsABadResponse) {
   fake_runtime_api api;
   api.push({{{std::string(header::deadline_ms), deadline_in_5s()}}, "{}"});
   try {
-    with_client<funcie::runtime_api::invocation>(
-        api.address(), [](client &c) { return c.next(); });
+    with_client<funcie::runtime_api::invocation>(api.address(), [](client& c) { return c.next(); });
     FAIL() << "expected client_error";
-  } catch (const client_error &e) {
+  } catch (const client_error& e) {
     EXPECT_EQ(e.code(), client_errc::bad_response);
-    EXPECT_NE(std::string(e.what()).find("Lambda-Runtime-Aws-Request-Id"),
-              std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("Lambda-Runtime-Aws-Request-Id"), std::string::npos);
   }
 }
 
@@ -653,10 +626,9 @@ TEST(RuntimeClient, NoListenerIsAConnectFailure) {
   options.connect_attempts = 2;
   try {
     with_client<funcie::runtime_api::invocation>(
-        "127.0.0.1:" + std::to_string(closed_port()),
-        [](client &c) { return c.next(); }, options);
+        "127.0.0.1:" + std::to_string(closed_port()), [](client& c) { return c.next(); }, options);
     FAIL() << "expected client_error";
-  } catch (const client_error &e) {
+  } catch (const client_error& e) {
     EXPECT_EQ(e.code(), client_errc::connect_failed);
     EXPECT_TRUE(e.is_connection_error());
     EXPECT_EQ(e.http_status(), std::nullopt);
@@ -669,4 +641,4 @@ TEST(RuntimeClient, AnAddressWithoutPortIsRefused) {
   EXPECT_THROW(client(io.get_executor(), ":9001"), client_error);
 }
 
-} // namespace
+}  // namespace
