@@ -7,7 +7,8 @@
 # LIBRARIES: libraries the binary only dlopen's. NO_STRIP: keep the binary's debug info.
 # Not part of `all`: `cmake --build build --target package-TARGET`. Needs patchelf.
 #
-# In this repository funcie is the target funcie_cli; elsewhere set FUNCIE_EXECUTABLE, or
+# In this repository funcie is the target funcie_cli; find_package(funcie) sets
+# FUNCIE_EXECUTABLE to the funcie installed with it; elsewhere set FUNCIE_EXECUTABLE, or
 # have `funcie` in PATH.
 function(funcie_package_target target)
   cmake_parse_arguments(PARSE_ARGV 1 FUNCIE_PKG "NO_STRIP" "OUTPUT" "LIBRARIES")

@@ -3,7 +3,7 @@
 // return a message that encodes back to an equivalent one.
 #include "http_message.hpp"
 
-#include <funcie/tunnel/envelope.hpp>
+#include "tunnel/envelope.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -1,7 +1,7 @@
 // The Runtime API client's view of GET .../invocation/next: raw HTTP -> invocation context.
 #include "http_message.hpp"
 
-#include <funcie/runtime_api/protocol.hpp>
+#include "runtime_api/protocol.hpp"
 
 #include <string>
 #include <utility>

@@ -1,7 +1,7 @@
 // The Runtime API server's view of a runtime's request: raw HTTP -> route -> error body.
 #include "http_message.hpp"
 
-#include <funcie/runtime_api/protocol.hpp>
+#include "runtime_api/protocol.hpp"
 
 #include <boost/json/parse.hpp>
 

@@ -2,7 +2,7 @@
 // servers and client set, and a header lookup over the parsed fields.
 #pragma once
 
-#include <funcie/runtime_api/protocol.hpp>
+#include "runtime_api/protocol.hpp"
 
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http.hpp>

@@ -22,27 +22,28 @@
 
 namespace funcie {
 
-/// Knobs of start(); the defaults read everything from the environment.
+/// Knobs of start(); the defaults read everything from the environment, once, when start()
+/// is called.
 struct start_options {
-  /// The broker's URL (redis://host:6379, rediss://user:password@host:6380). Empty reads
-  /// FUNCIE_BACKEND. In Lambda, empty and no FUNCIE_BACKEND means forwarding is off.
+  /// In Lambda, the runtime loop's knobs, as for run_handler. `run.runtime_api` empty reads
+  /// AWS_LAMBDA_RUNTIME_API; when that is not set either, start() runs as the local consumer.
+  runtime::run_options run;
+  /// The broker's URL (redis://host:6379, rediss://user:password@host:6380, sqs://...).
+  /// Empty reads FUNCIE_BACKEND. In Lambda, empty and no FUNCIE_BACKEND means forwarding is
+  /// off.
   std::string backend;
-  /// In Lambda: return after this many invocations; 0 runs until the Runtime API goes
-  /// away. For tests and benchmarks.
-  std::size_t max_invocations = 0;
-  /// The Runtime API's host:port. Empty reads AWS_LAMBDA_RUNTIME_API; when that is not set
-  /// either, start() runs as the local consumer.
-  std::string runtime_api;
 };
 
 /// Serves `handler` for the tunnel named `app` (empty: FUNCIE_APP, else the Lambda function's
-/// name), in Lambda or locally as described above, and returns the process exit code:
-/// 0 after the Runtime API went away or Ctrl-C, 2 for a bad configuration (a FUNCIE_*
-/// variable; in Lambda also reported as the init error "Funcie.ConfigError"), 1 when the
-/// local consumer cannot run at all. Other settings: FUNCIE_HEARTBEAT_MS,
-/// FUNCIE_CONNECT_TIMEOUT_MS, FUNCIE_DEADLINE_MARGIN_MS, FUNCIE_CA_FILE, FUNCIE_TLS_VERIFY
-/// (docs/tunnel.md). The handler runs one invocation at a time on one thread, and an
-/// exception it throws becomes a function error, as with run_handler.
+/// name), in Lambda or locally as described above, and returns the process exit code, as
+/// run_handler does: 0 after the Runtime API went away (or `run.max_invocations`) or, run
+/// locally, after Ctrl-C; 1 when it cannot run at all; 2 for a bad configuration (a FUNCIE_*
+/// variable; in Lambda also reported as the init error "Funcie.ConfigError"). Other settings:
+/// FUNCIE_HEARTBEAT_MS, FUNCIE_CONNECT_TIMEOUT_MS, FUNCIE_DEADLINE_MARGIN_MS, FUNCIE_CA_FILE,
+/// FUNCIE_TLS_VERIFY (docs/tunnel.md). The handler runs one invocation at a time on the
+/// thread that called start(), in Lambda and locally (where the tunnel's event loop runs on
+/// a thread of its own meanwhile), and an exception it throws becomes a function error, as
+/// with run_handler.
 int start(std::string app, runtime::handler_function handler);
 
 /// start() with options.

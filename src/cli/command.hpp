@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 
 namespace funcie::cli {
@@ -36,6 +37,14 @@ command add_proxy(CLI::App& app);
 command add_package(CLI::App& app);
 command add_doctor(CLI::App& app);
 command add_secret(CLI::App& app);
+
+using command_factory = command (*)(CLI::App&);
+
+/// The main of a funcie executable with these subcommands: the shared options (--log-level,
+/// --version), the names `bootstrap` (runs proxy) and `funcie-wrapper` (runs wrap --), the
+/// logger, then the chosen subcommand. Returns the exit code.
+int run_main(int argc, char** argv, const char* description,
+             std::span<const command_factory> factories);
 
 /// Runs `body` and turns an escaping exception into one line on stderr, "funcie NAME: ...",
 /// and exit_usage for what the user can fix (util::user_error), exit_failure for the rest,

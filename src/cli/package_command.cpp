@@ -37,12 +37,12 @@ command add_package(CLI::App& app) {
       "library it needs, or with --layer the layer with /opt/funcie-wrapper "
       "(AWS_LAMBDA_EXEC_WRAPPER), or with --proxy the proxy-only function (docs/packaging.md)");
   cmd->add_option("binary", s->options.binary,
-                  "The function's binary (with --layer or --proxy: the funcie binary to package, "
-                  "default this one)");
+                  "The function's binary (with --layer or --proxy: the funcie-cloud binary to "
+                  "package, default the one next to this funcie)");
   cmd->add_option("-o,--output", s->options.output,
                   "The zip to write (default BINARY-NAME.zip, funcie-layer.zip, funcie-proxy.zip)");
-  auto* layer = cmd->add_flag("--layer", s->layer, "The layer: funcie as /opt/funcie-wrapper");
-  cmd->add_flag("--proxy", s->proxy, "The proxy-only function: funcie as /var/task/bootstrap")
+  auto* layer = cmd->add_flag("--layer", s->layer, "The layer: funcie-cloud as /opt/funcie-wrapper");
+  cmd->add_flag("--proxy", s->proxy, "The proxy-only function: funcie-cloud as /var/task/bootstrap")
       ->excludes(layer);
   cmd->add_option("--library", s->options.libraries,
                   "A library the binary only dlopen's, added with its dependencies (repeatable)")

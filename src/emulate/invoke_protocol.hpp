@@ -2,7 +2,7 @@
 // functions over request bytes, so that the fuzzers reach every one of them.
 #pragma once
 
-#include <funcie/runtime_api/protocol.hpp>
+#include "runtime_api/protocol.hpp"
 
 #include <cstdint>
 #include <optional>

@@ -73,9 +73,19 @@ std::string resolve_binary(const package_options& options) {
     if (options.kind == package_kind::function) {
       throw package_error("no binary given: funcie package BINARY -o function.zip");
     }
+    // The layer and the proxy ship funcie-cloud (wrap and proxy only), built and installed
+    // next to the developer's funcie.
     std::error_code ec;
-    binary = fs::read_symlink("/proc/self/exe", ec).string();
+    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
     if (ec) throw package_error("cannot find the running funcie binary (/proc/self/exe)");
+    binary = (self.parent_path() / cloud_binary_name).string();
+    if (!fs::exists(binary, ec)) {
+      throw package_error(fmt::format(
+          "{} is missing: --layer and --proxy package funcie-cloud, which is built and "
+          "installed next to funcie (build the target funcie_cloud), or name a funcie-cloud "
+          "binary: funcie package --layer PATH/funcie-cloud",
+          binary));
+    }
   }
   std::error_code ec;
   const auto status = fs::status(binary, ec);

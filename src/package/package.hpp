@@ -43,9 +43,12 @@ std::vector<planned_file> plan_files(const package_layout& layout, const std::st
                                      const std::optional<std::string>& interpreter,
                                      const std::vector<library>& libraries);
 
+/// The cloud side's binary (wrap and proxy), which the layer and the proxy zip ship.
+inline constexpr const char* cloud_binary_name = "funcie-cloud";
+
 struct package_options {
   package_kind kind = package_kind::function;
-  /// The binary; empty for layer and proxy: the running funcie (/proc/self/exe).
+  /// The binary; empty for layer and proxy: funcie-cloud in the running funcie's directory.
   std::string binary;
   std::string output;
   /// Libraries that are only dlopen'd: added with their own dependencies.

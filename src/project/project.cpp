@@ -37,7 +37,7 @@
 #include "tunnel/backend.hpp"
 #include "tunnel/secrets.hpp"
 
-#include <funcie/tunnel/envelope.hpp>
+#include "tunnel/envelope.hpp"
 
 #include <fmt/format.h>
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <string_view>
 
-#include "funcie/runtime_api/protocol.hpp"
+#include "runtime_api/protocol.hpp"
 
 namespace funcie::runtime_api {
 class piece_source;

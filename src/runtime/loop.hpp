@@ -4,8 +4,8 @@
 #pragma once
 
 #include "funcie/runtime/runtime.hpp"
-#include "funcie/runtime_api/protocol.hpp"
 #include "runtime/client.hpp"
+#include "runtime_api/protocol.hpp"
 #include "runtime_api/server.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -25,10 +25,10 @@ using invocation_hook = std::function<boost::asio::awaitable<std::optional<runti
 /// Makes the hook on the loop's executor, once, before the first /next.
 using hook_factory = std::function<invocation_hook(boost::asio::any_io_executor)>;
 
-/// run_handler with a hook: the same loop, exits and messages. `make_hook` may be empty.
-/// Exceptions from `make_hook` propagate.
-void run_loop(const handler_function& handler, const run_options& options,
-              const hook_factory& make_hook);
+/// run_handler with a hook: the same loop, exits, messages and return value. `make_hook`
+/// may be empty. Exceptions from `make_hook` propagate.
+int run_loop(const handler_function& handler, const run_options& options,
+             const hook_factory& make_hook);
 
 /// The handler's view of an invocation (moves the payload).
 invocation_request to_request(runtime_api::invocation invocation);

@@ -16,7 +16,7 @@
 #include <utility>
 
 #include "funcie/runtime/runtime.hpp"
-#include "funcie/runtime_api/protocol.hpp"
+#include "runtime_api/protocol.hpp"
 #include "runtime/client.hpp"
 #include "runtime/loop.hpp"
 
@@ -38,10 +38,12 @@ invocation_response invocation_response::success(std::string payload, std::strin
 }
 
 invocation_response invocation_response::failure(std::string error_message,
-                                                 std::string error_type) {
+                                                 std::string error_type,
+                                                 std::vector<std::string> stack_trace) {
   invocation_response response;
   response.error_message_ = std::move(error_message);
   response.error_type_ = std::move(error_type);
+  response.stack_trace_ = std::move(stack_trace);
   return response;
 }
 
@@ -130,7 +132,7 @@ runtime_api::function_error error_of(const invocation_response& response) {
   if (!response.is_success()) {
     return {.error_type = response.get_error_type(),
             .error_message = response.get_error_message(),
-            .stack_trace = {}};
+            .stack_trace = response.get_stack_trace()};
   }
   return {.error_type = "Function.ResponseSizeTooLarge",
           .error_message = fmt::format(
@@ -227,22 +229,23 @@ std::optional<std::string> runtime_api_address(const std::string& configured) {
 
 }  // namespace
 
-void run_loop(const handler_function& handler, const run_options& options,
-              const hook_factory& make_hook) {
+int run_loop(const handler_function& handler, const run_options& options,
+             const hook_factory& make_hook) {
   const auto address = runtime_api_address(options.runtime_api);
-  if (!address) return;
+  if (!address) return 1;
   run_on_this_thread(*address, [&](client& api, asio::any_io_executor executor) {
     invocation_hook hook = make_hook ? make_hook(std::move(executor)) : invocation_hook();
     return serve(api, handler, options.max_invocations, std::move(hook));
   });
+  return 0;
 }
 
-void run_handler(const handler_function& handler, const run_options& options) {
-  run_loop(handler, options, {});
+int run_handler(const handler_function& handler, const run_options& options) {
+  return run_loop(handler, options, {});
 }
 
-void run_handler(const handler_function& handler) {
-  run_handler(handler, run_options{});
+int run_handler(const handler_function& handler) {
+  return run_handler(handler, run_options{});
 }
 
 void report_init_error(std::string error_type, std::string error_message) {

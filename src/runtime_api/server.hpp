@@ -3,7 +3,7 @@
 // pulls them with GET /next and answers with POST .../response or .../error.
 #pragma once
 
-#include <funcie/runtime_api/protocol.hpp>
+#include "runtime_api/protocol.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>

@@ -5,9 +5,8 @@
 // below as "rule N") and how the Redis one does it; docs/sqs.md how the SQS one does it.
 #pragma once
 
+#include "tunnel/envelope.hpp"
 #include "util/user_error.hpp"
-
-#include <funcie/tunnel/envelope.hpp>
 
 #include "tunnel/consumer_info.hpp"
 #include "tunnel/seal.hpp"

@@ -1,18 +1,15 @@
 #include "util/base64.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 
 namespace funcie::util {
 
 namespace {
 
-// EVP_EncodeBlock and EVP_DecodeBlock take an int length: big inputs go in chunks of whole
-// groups (3 bytes in, 4 characters out).
-constexpr std::size_t base64_chunk = std::size_t{3} << 24;
+constexpr char base64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-// The value of a character of the alphabet.
+// The value of a character of the alphabet (callers check is_base64_char first).
 unsigned base64_value(unsigned char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
@@ -22,17 +19,30 @@ unsigned base64_value(unsigned char c) {
 
 }  // namespace
 
+// Written here rather than taken from OpenSSL, so that run_handler's library (which
+// base64-encodes a streamed response's error) links no libcrypto (docs/ARCHITECTURE.md).
 void append_base64(std::string& out, std::string_view bytes) {
   const std::size_t start = out.size();
-  out.resize(start + base64_size(bytes.size()) + 1);  // + EVP_EncodeBlock's NUL
-  auto* dst = reinterpret_cast<unsigned char*>(out.data() + start);
-  const auto* src = reinterpret_cast<const unsigned char*>(bytes.data());
-  for (std::size_t done = 0; done < bytes.size();) {
-    const std::size_t n = std::min(base64_chunk, bytes.size() - done);
-    dst += EVP_EncodeBlock(dst, src + done, static_cast<int>(n));
-    done += n;
-  }
   out.resize(start + base64_size(bytes.size()));
+  char* dst = out.data() + start;
+  const auto* src = reinterpret_cast<const unsigned char*>(bytes.data());
+  const std::size_t whole = bytes.size() / 3 * 3;
+  for (std::size_t i = 0; i < whole; i += 3) {
+    const unsigned group = (unsigned{src[i]} << 16) | (unsigned{src[i + 1]} << 8) | src[i + 2];
+    *dst++ = base64_alphabet[(group >> 18) & 0x3F];
+    *dst++ = base64_alphabet[(group >> 12) & 0x3F];
+    *dst++ = base64_alphabet[(group >> 6) & 0x3F];
+    *dst++ = base64_alphabet[group & 0x3F];
+  }
+  const std::size_t left = bytes.size() - whole;
+  if (left > 0) {
+    unsigned group = unsigned{src[whole]} << 16;
+    if (left == 2) group |= unsigned{src[whole + 1]} << 8;
+    *dst++ = base64_alphabet[(group >> 18) & 0x3F];
+    *dst++ = base64_alphabet[(group >> 12) & 0x3F];
+    *dst++ = left == 2 ? base64_alphabet[(group >> 6) & 0x3F] : '=';
+    *dst++ = '=';
+  }
 }
 
 std::string to_base64(std::string_view bytes) {
@@ -48,8 +58,7 @@ bool is_base64_char(unsigned char c) {
 
 bool append_from_base64(std::string& out, std::string_view text, bool canonical) {
   if (text.size() % 4 != 0) return false;
-  // EVP_DecodeBlock skips whitespace and reads '=' anywhere as zero bits: only the canonical
-  // alphabet, with at most two '=' at the very end, gets that far.
+  // Only the canonical alphabet, with at most two '=' at the very end.
   std::size_t padding = 0;
   while (padding < 2 && padding < text.size() && text[text.size() - 1 - padding] == '=') {
     ++padding;
@@ -64,23 +73,17 @@ bool append_from_base64(std::string& out, std::string_view text, bool canonical)
     const unsigned last = base64_value(static_cast<unsigned char>(digits.back()));
     if ((last & (padding == 2 ? 0x0Fu : 0x03u)) != 0) return false;
   }
-  const std::size_t start = out.size();
-  out.resize(start + text.size() / 4 * 3);
-  auto* dst = reinterpret_cast<unsigned char*>(out.data() + start);
-  const auto* src = reinterpret_cast<const unsigned char*>(text.data());
-  constexpr std::size_t chunk = base64_chunk / 3 * 4;
-  for (std::size_t done = 0; done < text.size();) {
-    const std::size_t n = std::min(chunk, text.size() - done);
-    const int written = EVP_DecodeBlock(dst, src + done, static_cast<int>(n));
-    if (written < 0) {
-      out.resize(start);
-      return false;
+  out.reserve(out.size() + digits.size() / 4 * 3 + 2);
+  unsigned group = 0;
+  int bits = 0;
+  for (const char c : digits) {
+    group = (group << 6) | base64_value(static_cast<unsigned char>(c));
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((group >> bits) & 0xFF));
     }
-    dst += written;
-    done += n;
   }
-  // DecodeBlock counts the zero bytes the padding stands for.
-  out.resize(out.size() - padding);
   return true;
 }
 

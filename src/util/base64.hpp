@@ -1,6 +1,6 @@
-// Base64 (RFC 4648, standard alphabet, with padding, one line) over OpenSSL's EVP block
-// codec: the SQS message codec and sealed text frames (tunnel/seal.hpp) use it. Pure (no
-// I/O): the fuzzers link it.
+// Base64 (RFC 4648, standard alphabet, with padding, one line), written out here so that
+// the runtime library links no OpenSSL: the SQS message codec, sealed text frames
+// (tunnel/seal.hpp) and streamed error trailers use it. Pure (no I/O): the fuzzers link it.
 #pragma once
 
 #include <cstddef>

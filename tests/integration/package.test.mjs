@@ -132,6 +132,11 @@ test('the zips hold bootstrap, the loader and the libraries, with their modes', 
   for (const lib of ['ld-linux-x86-64.so.2', 'libc.so.6', 'libstdc++.so.6', 'libssl.so.3', 'libcrypto.so.3']) {
     assert.ok(bundle.includes(lib), `bundle/ has ${lib}: ${bundle.join(' ')}`);
   }
+  // The proxy and the layer ship funcie-cloud (wrap and proxy only), not the developer's
+  // funcie: no zip writer, no project-file parser.
+  for (const lib of ['libzip.so.4', 'libtomlplusplus.so.3']) {
+    assert.ok(!bundle.includes(lib), `bundle/ has no ${lib}: ${bundle.join(' ')}`);
+  }
   assert.equal(statSync(path.join(task, 'bundle/ld-linux-x86-64.so.2')).mode & 0o777, 0o755);
   assert.equal(statSync(path.join(task, 'bundle/libc.so.6')).mode & 0o777, 0o644);
   const opt = path.join(root, 'opt');
@@ -162,6 +167,14 @@ test('the zips hold bootstrap, the loader and the libraries, with their modes', 
   const again = path.join(work, 'proxy-again.zip');
   await funciePackage(['--proxy', '-o', again]);
   assert.ok(spawnSync('cmp', [again, zips.proxy]).status === 0, 'deterministic zip');
+});
+
+test('a run_handler function\'s zip carries no OpenSSL (funcie::runtime links none)', () => {
+  const r = spawnSync(unzip, ['-Z1', zips.echo], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^bootstrap$/m);
+  assert.match(r.stdout, /^bundle\/libc\.so\.6$/m);
+  assert.doesNotMatch(r.stdout, /libssl|libcrypto/);
 });
 
 test('control: the unpackaged binary cannot start in such a root (no system loader there)', async (t) => {

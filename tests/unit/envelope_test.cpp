@@ -1,4 +1,4 @@
-#include <funcie/tunnel/envelope.hpp>
+#include "tunnel/envelope.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include <funcie/runtime_api/protocol.hpp>
+#include "runtime_api/protocol.hpp"
 
 #include <gtest/gtest.h>
 

@@ -30,8 +30,8 @@
 
 #include "../support/env.hpp"
 #include "funcie/runtime/runtime.hpp"
-#include "funcie/runtime_api/protocol.hpp"
 #include "runtime/client.hpp"
+#include "runtime_api/protocol.hpp"
 
 namespace {
 
@@ -387,6 +387,25 @@ TEST(RunHandler, FailureIsPostedAsAFunctionError) {
   const auto error = parse_error_body(posts[0].body);
   EXPECT_EQ(error.error_type, "InvalidEvent");
   EXPECT_EQ(error.error_message, "the event has no name");
+}
+
+TEST(RunHandler, FailureCarriesItsStackTrace) {
+  fake_runtime_api api;
+  api.push(event("req-1", "{}"));
+  funcie::runtime::run_handler(
+      [](const invocation_request&) {
+        return invocation_response::failure("no name", "InvalidEvent",
+                                            {"parse_event (main.cpp:12)", "main (main.cpp:40)"});
+      },
+      against(api, 1));
+
+  const auto posts = api.posts();
+  ASSERT_EQ(posts.size(), 1u);
+  const auto error = parse_error_body(posts[0].body);
+  EXPECT_EQ(error.error_type, "InvalidEvent");
+  EXPECT_EQ(error.error_message, "no name");
+  EXPECT_EQ(error.stack_trace,
+            (std::vector<std::string>{"parse_event (main.cpp:12)", "main (main.cpp:40)"}));
 }
 
 TEST(RunHandler, ManyInvocationsShareOneKeepAliveConnection) {

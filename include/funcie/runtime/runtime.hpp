@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace funcie::runtime {
 
@@ -47,8 +48,10 @@ class invocation_response {
                                      std::string content_type = "application/json");
 
   /// A function error. The caller receives {"errorMessage": error_message, "errorType":
-  /// error_type, "stackTrace": []} and the invocation counts as failed (Unhandled).
-  static invocation_response failure(std::string error_message, std::string error_type);
+  /// error_type, "stackTrace": stack_trace} (one string per frame, as Lambda's own runtimes
+  /// report them) and the invocation counts as failed (Unhandled).
+  static invocation_response failure(std::string error_message, std::string error_type,
+                                     std::vector<std::string> stack_trace = {});
 
   /// True for success(), false for failure().
   bool is_success() const noexcept { return success_; }
@@ -60,6 +63,8 @@ class invocation_response {
   const std::string& get_error_type() const noexcept { return error_type_; }
   /// The error message of a failure; empty for a success.
   const std::string& get_error_message() const noexcept { return error_message_; }
+  /// The stack trace of a failure, one frame per string; empty for a success.
+  const std::vector<std::string>& get_stack_trace() const noexcept { return stack_trace_; }
 
  private:
   friend struct response_access;  // lets run_handler post the payload without copying it
@@ -70,6 +75,7 @@ class invocation_response {
   std::string content_type_;
   std::string error_type_;
   std::string error_message_;
+  std::vector<std::string> stack_trace_;
 };
 
 /// A function's handler. It runs on the thread that called run_handler, one invocation at a
@@ -101,12 +107,13 @@ struct run_options {
 ///
 /// Returns, without throwing, when Lambda wants the runtime to exit: the Runtime API answers
 /// with a server error (5xx), cannot be reached any more, or sends bytes that are not the
-/// protocol. Also returns at once when AWS_LAMBDA_RUNTIME_API is not set (and
-/// options.runtime_api is empty). Each of these prints one line to stderr saying why.
-void run_handler(const handler_function& handler, const run_options& options);
+/// protocol; then, or after `max_invocations`, it returns 0, an exit code for main. Returns
+/// 1 at once when AWS_LAMBDA_RUNTIME_API is not set (and options.runtime_api is empty).
+/// Each of these but max_invocations prints one line to stderr saying why.
+int run_handler(const handler_function& handler, const run_options& options);
 
 /// run_handler with default options: runs until the Runtime API goes away.
-void run_handler(const handler_function& handler);
+int run_handler(const handler_function& handler);
 
 /// Tells Lambda that the function failed to initialize (POST /runtime/init/error), for
 /// example a missing setting, before run_handler is called. Lambda then stops this

@@ -1,7 +1,7 @@
 #include "backend/sqs/message.hpp"
 #include "util/base64.hpp"
 
-#include <funcie/tunnel/envelope.hpp>
+#include "tunnel/envelope.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>

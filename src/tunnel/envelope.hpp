@@ -8,7 +8,7 @@
 //   <body: raw bytes, untouched (the event, the response payload or the error JSON)>
 #pragma once
 
-#include <funcie/runtime_api/protocol.hpp>
+#include "runtime_api/protocol.hpp"
 
 #include <cstdint>
 #include <string>

@@ -12,8 +12,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 
 #include <atomic>
 #include <csignal>
@@ -22,6 +22,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <thread>
 
 namespace funcie {
 
@@ -50,6 +51,7 @@ forwarder::forwarder_config read_config(const std::string& app, const start_opti
 
 // --- In Lambda ---------------------------------------------------------------------------
 
+// `run.runtime_api` is the address start() read.
 int serve_in_lambda(const std::string& app, const runtime::handler_function& handler,
                     const start_options& options) {
   try {
@@ -57,15 +59,12 @@ int serve_in_lambda(const std::string& app, const runtime::handler_function& han
     if (!config.enabled()) {
       say("FUNCIE_BACKEND is not set: forwarding is off, every invocation runs here");
     }
-    const runtime::run_options run{.max_invocations = options.max_invocations,
-                                   .runtime_api = options.runtime_api};
-    runtime::run_loop(handler, run, [&config](asio::any_io_executor executor) {
+    return runtime::run_loop(handler, options.run, [&config](asio::any_io_executor executor) {
       if (!config.enabled()) return runtime::invocation_hook();
       auto fwd = std::make_shared<forwarder::forwarder>(std::move(executor), config);
       return runtime::invocation_hook(
           [fwd](const runtime_api::invocation& invocation) { return fwd->forward(invocation); });
     });
-    return exit_ok;
   } catch (const forwarder::config_error& e) {
     say(e.what());
     runtime::report_init_error("Funcie.ConfigError", e.what());
@@ -95,8 +94,9 @@ void set_function_env(const tunnel::function_info& function) {
   set("AWS_LAMBDA_LOG_STREAM_NAME", function.log_stream);
 }
 
-// Runs on the worker thread: the event loop keeps the heartbeats going meanwhile.
-asio::awaitable<runtime_api::result> call_on_worker(const runtime::handler_function& handler,
+// Runs on the caller's thread (the thread that called start()): the event loop keeps the
+// heartbeats going meanwhile on its own thread. The environment is changed only here.
+asio::awaitable<runtime_api::result> call_on_caller(const runtime::handler_function& handler,
                                                     tunnel::request request,
                                                     std::atomic<int>& busy) {
   ++busy;
@@ -110,12 +110,12 @@ asio::awaitable<runtime_api::result> call_on_worker(const runtime::handler_funct
   co_return result;
 }
 
-asio::awaitable<runtime_api::result> run_on_worker(asio::thread_pool::executor_type worker,
+asio::awaitable<runtime_api::result> run_on_caller(asio::io_context::executor_type caller,
                                                    const runtime::handler_function& handler,
                                                    tunnel::request request,
                                                    std::atomic<int>& busy) {
-  auto call = call_on_worker(handler, std::move(request), busy);
-  co_return co_await asio::co_spawn(worker, std::move(call), asio::use_awaitable);
+  auto call = call_on_caller(handler, std::move(request), busy);
+  co_return co_await asio::co_spawn(caller, std::move(call), asio::use_awaitable);
 }
 
 int serve_locally(const std::string& app, const runtime::handler_function& handler,
@@ -136,9 +136,12 @@ int serve_locally(const std::string& app, const runtime::handler_function& handl
     return exit_config;
   }
 
+  // The tunnel's event loop runs on a thread of its own; the handler runs on this thread,
+  // one invocation at a time as in Lambda, so that a handler that keeps state per thread (or
+  // a debugger's breakpoint) sees the thread that called start().
   asio::io_context io(1);
-  // One worker: the handler runs one invocation at a time, as in Lambda.
-  auto worker = std::make_unique<asio::thread_pool>(1);
+  asio::io_context caller(1);
+  auto caller_work = asio::make_work_guard(caller);
   std::atomic<int> busy{0};
   const std::string where = tunnel::redact_url(config.backend.url);
 
@@ -154,9 +157,9 @@ int serve_locally(const std::string& app, const runtime::handler_function& handl
       spdlog::info("funcie: connected again to {} (session {})", where, session);
     }
   };
-  consumer::runner run = [executor = worker->get_executor(), &handler,
+  consumer::runner run = [executor = caller.get_executor(), &handler,
                           &busy](const tunnel::request& request) {
-    return run_on_worker(executor, handler, request, busy);
+    return run_on_caller(executor, handler, request, busy);
   };
   consumer::consumer local(io.get_executor(), std::move(consumer_options), std::move(run));
 
@@ -190,13 +193,16 @@ int serve_locally(const std::string& app, const runtime::handler_function& handl
     }
     io.stop();
   });
-  io.run();
-  // Requests still queued for the worker were answered (Funcie.ConsumerLeft) and never run;
-  // one in the handler now is waited for, and Ctrl-C (default action again) ends it all.
-  signals.reset();
-  worker->stop();
-  if (busy.load() != 0) say("waiting for the handler to return (Ctrl-C to quit at once)");
-  worker->join();
+  std::thread loop([&] {
+    io.run();
+    // Requests still queued for the caller were answered (Funcie.ConsumerLeft) and never
+    // run; one in the handler now is waited for, and Ctrl-C (default action again) ends it.
+    signals.reset();
+    if (busy.load() != 0) say("waiting for the handler to return (Ctrl-C to quit at once)");
+    caller.stop();
+  });
+  caller.run();
+  loop.join();
   return code;
 }
 
@@ -207,9 +213,14 @@ int start(std::string app, runtime::handler_function handler) {
 }
 
 int start(std::string app, runtime::handler_function handler, const start_options& options) {
-  const char* api = std::getenv(std::string(runtime_api::runtime_api_env).c_str());
-  const bool in_lambda = !options.runtime_api.empty() || (api != nullptr && *api != '\0');
-  return in_lambda ? serve_in_lambda(app, handler, options) : serve_locally(app, handler, options);
+  // The environment is read here, once, before any thread of ours runs.
+  start_options resolved = options;
+  if (resolved.run.runtime_api.empty()) {
+    const char* api = std::getenv(std::string(runtime_api::runtime_api_env).c_str());
+    if (api != nullptr) resolved.run.runtime_api = api;
+  }
+  return resolved.run.runtime_api.empty() ? serve_locally(app, handler, resolved)
+                                          : serve_in_lambda(app, handler, resolved);
 }
 
 }  // namespace funcie

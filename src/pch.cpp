@@ -1,0 +1,1 @@
+// The precompiled header every funcie library reuses (src/CMakeLists.txt); nothing else.
