@@ -28,6 +28,8 @@ command add_proxy(CLI::App& app);
 command add_package(CLI::App& app);
 command add_doctor(CLI::App& app);
 command add_secret(CLI::App& app);
+command add_invoke(CLI::App& app);
+command add_ui(CLI::App& app);
 
 /// Runs `body` and turns an escaping exception into one line on stderr, "funcie NAME: ...",
 /// and exit_failure, so that no subcommand ends with an uncaught exception.

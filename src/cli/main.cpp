@@ -79,7 +79,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
   const command commands[] = {add_emulate(app), add_wrap(app),    add_proxy(app),  add_connect(app),
-                              add_status(app),  add_package(app), add_doctor(app), add_secret(app)};
+                              add_status(app),  add_package(app), add_doctor(app), add_secret(app),
+                              add_invoke(app),  add_ui(app)};
   // After the subcommands, which would inherit it.
   app.footer(
       "Named `bootstrap` and run with no arguments (a custom runtime's entry point in a Lambda "

@@ -1,0 +1,41 @@
+#include "cli/history_flags.hpp"
+
+#include <cstdlib>
+
+namespace funcie::cli {
+
+void add_history_flags(CLI::App* sub, history_flags& flags) {
+  sub->add_option("--history", flags.path,
+                  "The invocation history's file (default: FUNCIE_HISTORY, else "
+                  "$XDG_STATE_HOME/funcie/history.sqlite3)");
+  sub->add_option("--history-size", flags.size,
+                  "The history's bound, oldest invocations dropped first (e.g. 300M, 1G; "
+                  "default 256M)");
+  sub->add_flag("--no-history", flags.off, "Record nothing");
+}
+
+std::shared_ptr<history::store> open_history(const history_flags& flags) {
+  if (flags.off) return nullptr;
+  const auto bound = flags.size.empty() ? history::default_bound : history::parse_size(flags.size);
+  const auto path = flags.path.empty()
+                        ? history::default_path([](const char* name) { return std::getenv(name); })
+                        : flags.path;
+  return std::make_shared<history::store>(path, bound);
+}
+
+std::function<void(history::entry)> recorder_for(std::shared_ptr<history::store> store,
+                                                 std::function<void(const std::string&)> warn) {
+  if (!store) return {};
+  auto failed = std::make_shared<bool>(false);
+  return [store, warn = std::move(warn), failed](history::entry e) {
+    if (*failed) return;
+    try {
+      store->record(std::move(e));
+    } catch (const std::exception& error) {
+      *failed = true;
+      warn(std::string(error.what()) + "; nothing more is recorded this session");
+    }
+  };
+}
+
+}  // namespace funcie::cli
