@@ -129,8 +129,8 @@ test('new invocations are pushed as server-sent events within a second', async (
     assert.equal(r.status, 200);
     while (events.length === 0) {
       await new Promise((resolve, reject) => {
-        notify = resolve;
-        setTimeout(() => reject(new Error('no event within 5 s')), 5000);
+        const timer = setTimeout(() => reject(new Error('no event within 5 s')), 5000);
+        notify = () => { clearTimeout(timer); resolve(); };
       });
     }
     const pushed = events[0];
@@ -184,8 +184,8 @@ test('Save as fixture writes events/NAME.json, never over a file unasked', async
 
 test('funcie invoke: stdin, a function error exits 1, --from-history runs a recorded event', async () => {
   const history = path.join(dir, 'invoke-history.sqlite3');
-  const run = (args, input) => new Promise((resolve) => {
-    const child = execFile(funcieBin, ['invoke', '--history', history, ...args], { cwd: dir }, (error, stdout, stderr) => {
+  const run = (args, input, { from = history } = {}) => new Promise((resolve) => {
+    const child = execFile(funcieBin, ['invoke', '--history', from, ...args], { cwd: dir }, (error, stdout, stderr) => {
       resolve({ code: error ? error.code : 0, stdout, stderr });
     });
     if (input !== undefined) child.stdin.end(input);
@@ -199,7 +199,7 @@ test('funcie invoke: stdin, a function error exits 1, --from-history runs a reco
   assert.match(failed.stderr, /Test\.Failure: asked to fail/);
   // The connect session's history: replay a cloud invocation by its request id.
   const { row } = await invokeAndFind({ order: 12 });
-  const replay = await run(['--history', connect.history, '--from-history', row.request_id, '--', 'bash', handler]);
+  const replay = await run(['--from-history', row.request_id, '--', 'bash', handler], undefined, { from: connect.history });
   assert.equal(replay.code, 0, replay.stderr);
   assert.deepEqual(JSON.parse(replay.stdout), { answer: { order: 12 }, by: 'local' });
   // Bad input: a clear line, exit 2.

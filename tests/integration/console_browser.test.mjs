@@ -75,8 +75,12 @@ test('the page lists, shows, replays and saves invocations as they happen', asyn
   await tab.waitFor(`!document.getElementById('d-error').hidden && document.getElementById('d-trace').textContent.includes('bootstrap:10')`);
 
   // Replay with an edited event: a new entry with the handler's answer.
-  await tab.evaluate(`[...document.querySelectorAll('#list tbody tr')].find((tr) => tr.textContent.includes('direct') && tr.cells[6].textContent.startsWith('ok')).click()`);
-  await tab.waitFor(`document.getElementById('replay-event').value.includes('"order"')`);
+  const original = await tab.evaluate(`(() => {
+    const tr = [...document.querySelectorAll('#list tbody tr')].find((row) => row.cells[6].textContent.startsWith('ok'));
+    tr.click();
+    return tr.dataset.id;
+  })()`);
+  await tab.waitFor(`document.getElementById('d-title').textContent.startsWith('#${original} ')`);
   await tab.evaluate(`document.getElementById('replay-box').open = true; document.getElementById('replay-event').value = '{"order": 42}'; document.getElementById('replay').click()`);
   const replayed = await tab.waitFor(`document.getElementById('action-result').textContent.match(/replayed as #(\\d+): ok/)?.[1]`);
   await tab.waitFor(`document.querySelectorAll('#list tbody tr').length === 4`);
@@ -84,7 +88,7 @@ test('the page lists, shows, replays and saves invocations as they happen', asyn
   const answer = await tab.evaluate(`document.getElementById('d-response').textContent`);
   assert.deepEqual(JSON.parse(answer), { answer: { order: 42 }, by: 'local' });
   const tag = await tab.evaluate(`document.querySelector('#list tbody tr').textContent`);
-  assert.match(tag, /replay of #\d+/);
+  assert.match(tag, new RegExp(`replay of #${original}`));
   screenshot('console-replay.png', await tab.screenshot());
 
   // Save as fixture.
