@@ -10,13 +10,17 @@ void add_history_flags(CLI::App* sub, history_flags& flags) {
                   "$XDG_STATE_HOME/funcie/history.sqlite3)");
   sub->add_option("--history-size", flags.size,
                   "The history's bound, oldest invocations dropped first (e.g. 300M, 1G; "
-                  "default 256M)");
+                  "default: FUNCIE_HISTORY_SIZE, else 256M)");
   sub->add_flag("--no-history", flags.off, "Record nothing");
 }
 
 std::shared_ptr<history::store> open_history(const history_flags& flags) {
   if (flags.off) return nullptr;
-  const auto bound = flags.size.empty() ? history::default_bound : history::parse_size(flags.size);
+  // --history-size, else FUNCIE_HISTORY_SIZE (set once in a shell profile), else 256M.
+  const char* variable = std::getenv("FUNCIE_HISTORY_SIZE");
+  const std::string size =
+      !flags.size.empty() ? flags.size : std::string(variable != nullptr ? variable : "");
+  const auto bound = size.empty() ? history::default_bound : history::parse_size(size);
   const auto path = flags.path.empty()
                         ? history::default_path([](const char* name) { return std::getenv(name); })
                         : flags.path;
