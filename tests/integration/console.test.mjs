@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -202,6 +202,24 @@ test('funcie invoke: stdin, a function error exits 1, --from-history runs a reco
   const replay = await run(['--from-history', row.request_id, '--', 'bash', handler], undefined, { from: connect.history });
   assert.equal(replay.code, 0, replay.stderr);
   assert.deepEqual(JSON.parse(replay.stdout), { answer: { order: 12 }, by: 'local' });
+  // A project's function by name, from its funcie.toml (no command on the line), with an
+  // event saved by the page before.
+  const project = tempDir();
+  try {
+    writeFileSync(path.join(project, 'funcie.toml'),
+      `[functions.shop]\ncommand = ["bash", ${JSON.stringify(handler)}]\nenv = { STAGE = "dev" }\n`);
+    const fixture = path.join(dir, 'events', 'order-11.json');
+    const byName = await new Promise((resolve) => execFile(funcieBin, ['invoke', '--history', history, '--app', 'shop', '--event', fixture],
+      { cwd: project }, (error, stdout, stderr) => resolve({ code: error ? error.code : 0, stdout, stderr })));
+    assert.equal(byName.code, 0, byName.stderr);
+    assert.deepEqual(JSON.parse(byName.stdout), { answer: { order: 11, items: [1, 2] }, by: 'local' });
+    const unknownApp = await new Promise((resolve) => execFile(funcieBin, ['invoke', '--no-history', '--app', 'nope', '--event', fixture],
+      { cwd: project }, (error, stdout, stderr) => resolve({ code: error ? error.code : 0, stdout, stderr })));
+    assert.equal(unknownApp.code, 2);
+    assert.match(unknownApp.stderr, /--app nope: .* has no such function \(it has shop\)/);
+  } finally {
+    rmSync(project, { recursive: true, force: true });
+  }
   // Bad input: a clear line, exit 2.
   const missing = await run(['--event', path.join(dir, 'nope.json'), '--', 'bash', handler]);
   assert.equal(missing.code, 2);
