@@ -2,6 +2,7 @@
 
 #include "http/server.hpp"
 #include "ui/assets.hpp"
+#include "ui/request.hpp"
 #include "util/ids.hpp"
 
 #include <fmt/format.h>
@@ -30,109 +31,21 @@ namespace {
 constexpr std::size_t body_limit = 8 * 1024 * 1024;
 constexpr auto keep_alive_every = std::chrono::seconds(15);
 
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size()) {
-      unsigned v = 0;
-      const auto [p, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
-      if (ec == std::errc() && p == s.data() + i + 3) {
-        out += static_cast<char>(v);
-        i += 2;
-      } else {
-        out += s[i];
-      }
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-struct target {
-  std::string path;
-  std::map<std::string, std::string> query;
-};
-
-target split_target(std::string_view t) {
-  target out;
-  const auto q = t.find('?');
-  out.path = percent_decode(t.substr(0, q));
-  if (q == std::string_view::npos) return out;
-  std::string_view rest = t.substr(q + 1);
-  while (!rest.empty()) {
-    const auto amp = rest.find('&');
-    const auto pair = rest.substr(0, amp);
-    const auto eq = pair.find('=');
-    out.query[percent_decode(pair.substr(0, eq))] =
-        eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
-    if (amp == std::string_view::npos) break;
-    rest = rest.substr(amp + 1);
-  }
-  return out;
-}
-
-/// Compares without stopping at the first difference: the time taken says nothing of the
-/// token.
-bool same_secret(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  }
-  return diff == 0;
-}
-
-/// Text for JSON: bytes that are not valid UTF-8 become U+FFFD, so that the page always gets
-/// valid JSON (an event may be any bytes).
-std::string utf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = n != 0 && i + n <= s.size();
-    for (std::size_t k = 1; ok && k < n; ++k) {
-      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    }
-    if (ok && n == 2 && c < 0xC2) ok = false;
-    if (ok && n == 3) {
-      const auto c1 = static_cast<unsigned char>(s[i + 1]);
-      if ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0)) ok = false;
-    }
-    if (ok && n == 4) {
-      const auto c1 = static_cast<unsigned char>(s[i + 1]);
-      if ((c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 >= 0x90) || c > 0xF4) ok = false;
-    }
-    if (ok) {
-      out.append(s.substr(i, n));
-      i += n;
-    } else {
-      out += "\xEF\xBF\xBD";
-      ++i;
-    }
-  }
-  return out;
-}
-
 json::object summary_json(const history::entry& e) {
   json::object o;
   o["id"] = e.id;
-  o["app"] = utf8(e.app);
-  o["request_id"] = utf8(e.request_id);
-  o["trigger"] = utf8(e.trigger);
+  o["app"] = valid_utf8(e.app);
+  o["request_id"] = valid_utf8(e.request_id);
+  o["trigger"] = valid_utf8(e.trigger);
   o["received_ms"] = e.received_ms;
   o["duration_us"] = e.duration_us;
   o["cold"] = e.cold;
   o["outcome"] = e.outcome;
   o["status"] = e.status;
-  o["error_type"] = utf8(e.error_type);
-  o["error_message"] = utf8(e.error_message);
+  o["error_type"] = valid_utf8(e.error_type);
+  o["error_message"] = valid_utf8(e.error_message);
   o["session"] = e.session;
-  o["environment"] = utf8(e.environment);
+  o["environment"] = valid_utf8(e.environment);
   o["source"] = e.source;
   o["replay_of"] = e.replay_of;
   o["bytes"] = e.bytes;
@@ -141,9 +54,9 @@ json::object summary_json(const history::entry& e) {
 
 json::object detail_json(const history::entry& e) {
   auto o = summary_json(e);
-  o["event"] = utf8(e.event);
-  o["response"] = utf8(e.response);
-  o["logs"] = utf8(e.logs);
+  o["event"] = valid_utf8(e.event);
+  o["response"] = valid_utf8(e.response);
+  o["logs"] = valid_utf8(e.logs);
   return o;
 }
 
@@ -163,34 +76,6 @@ std::string value_of(const std::map<std::string, std::string>& q, const std::str
 }
 
 }  // namespace
-
-std::string refuse_cross_site(std::string_view host, std::string_view origin,
-                              std::string_view fetch_site, std::uint16_t port) {
-  const auto own_host = [&](std::string_view h) {
-    return h == fmt::format("127.0.0.1:{}", port) || h == fmt::format("localhost:{}", port);
-  };
-  if (!own_host(host)) {
-    return "Host is not this server's (127.0.0.1 or localhost with its port): refused";
-  }
-  if (!origin.empty() && origin != fmt::format("http://127.0.0.1:{}", port) &&
-      origin != fmt::format("http://localhost:{}", port)) {
-    return "a request from another origin: refused";
-  }
-  if (fetch_site == "cross-site" || fetch_site == "same-site") {
-    return "a cross-site request: refused";
-  }
-  return {};
-}
-
-bool is_valid_fixture_name(std::string_view name) {
-  if (name.empty() || name.size() > 64 || name.front() == '.') return false;
-  for (const char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '_' || c == '.';
-    if (!ok) return false;
-  }
-  return true;
-}
 
 struct server::state : std::enable_shared_from_this<server::state> {
   server_options options;

@@ -6,6 +6,7 @@
 
 #include "history/history.hpp"
 #include "history/local_run.hpp"
+#include "ui/request.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -30,14 +31,6 @@ struct server_options {
   /// How often the live list looks for new rows (written by this or another process).
   std::chrono::milliseconds poll{150};
 };
-
-/// Whether a request's Host, Origin and Sec-Fetch-Site say it comes from the page itself on
-/// 127.0.0.1:port (or localhost:port): empty when it does, else why not. Pure, for tests.
-std::string refuse_cross_site(std::string_view host, std::string_view origin,
-                              std::string_view fetch_site, std::uint16_t port);
-
-/// A fixture's name: 1 to 64 letters, digits, '-', '_', '.', not starting with '.'.
-bool is_valid_fixture_name(std::string_view name);
 
 class server {
  public:
