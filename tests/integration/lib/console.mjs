@@ -4,7 +4,7 @@
 // client needed). Everything started here is stopped by pid.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -154,6 +154,7 @@ export async function startChromium() {
         await exited;
         clearTimeout(timer);
       }
+      rmSync(profile, { recursive: true, force: true });
     },
   };
 }
