@@ -472,6 +472,27 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
   return exit_code;
 }
 
+/// --history, --no-history and --ui (docs/console.md): opens the history, then serves.
+int run_with_history(std::vector<project::function_spec> specs, const connect_options& o) {
+  auto usage = [](const std::exception& e) {
+    fmt::print(stderr, "funcie connect: {}\n", e.what());
+    return exit_usage;
+  };
+  if (o.ui && o.history.off) {
+    return usage(std::invalid_argument("--ui shows the history: not with --no-history"));
+  }
+  std::shared_ptr<history::store> history;
+  try {
+    history = open_history(o.history);
+  } catch (const std::invalid_argument& e) {
+    return usage(e);
+  } catch (const history::history_error& e) {
+    if (o.ui) return usage(e);
+    fmt::print(stderr, "funcie connect: {}; serving without a history\n", e.what());
+  }
+  return run_connect(std::move(specs), o.verbose, o.report, std::move(history), o.ui);
+}
+
 }  // namespace
 
 command add_connect(CLI::App& app) {
@@ -537,46 +558,34 @@ command add_connect(CLI::App& app) {
   sub->add_flag("--ui", o->ui,
                 "Serve the console page on 127.0.0.1 too (funcie ui): its URL is printed");
 
-  return {
-      sub, [=]() -> int {
-        return run_guarded("connect", [&]() -> int {
-          given_options g{!o->backend.empty(),    !o->app.empty(),      concurrency->count() > 0,
-                          heartbeat->count() > 0, ca_file->count() > 0, tls_insecure->count() > 0,
-                          hold->count() > 0,      forward->count() > 0, no_encrypt->count() > 0};
-          // A bad flag, project file, backend URL or environment: one line, exit 2.
-          auto usage = [](const std::exception& e) {
-            fmt::print(stderr, "funcie connect: {}\n", e.what());
-            return exit_usage;
-          };
-          std::vector<project::function_spec> specs;
-          try {
-            specs = specs_for(*o, g);
-          } catch (const usage_error& e) {
-            return usage(e);
-          } catch (const project::project_error& e) {
-            return usage(e);
-          } catch (const tunnel::backend_config_error& e) {
-            return usage(e);
-          } catch (const emulate::config_error& e) {
-            return usage(e);
-          } catch (const tunnel::secret_error& e) {
-            return usage(e);
-          }
-          if (o->ui && o->history.off) {
-            return usage(std::invalid_argument("--ui shows the history: not with --no-history"));
-          }
-          std::shared_ptr<history::store> history;
-          try {
-            history = open_history(o->history);
-          } catch (const std::invalid_argument& e) {
-            return usage(e);
-          } catch (const history::history_error& e) {
-            if (o->ui) return usage(e);
-            fmt::print(stderr, "funcie connect: {}; serving without a history\n", e.what());
-          }
-          return run_connect(std::move(specs), o->verbose, o->report, std::move(history), o->ui);
-        });
-      }};
+  return {sub, [=]() -> int {
+            return run_guarded("connect", [&]() -> int {
+              given_options g{
+                  !o->backend.empty(),    !o->app.empty(),      concurrency->count() > 0,
+                  heartbeat->count() > 0, ca_file->count() > 0, tls_insecure->count() > 0,
+                  hold->count() > 0,      forward->count() > 0, no_encrypt->count() > 0};
+              // A bad flag, project file, backend URL or environment: one line, exit 2.
+              auto usage = [](const std::exception& e) {
+                fmt::print(stderr, "funcie connect: {}\n", e.what());
+                return exit_usage;
+              };
+              std::vector<project::function_spec> specs;
+              try {
+                specs = specs_for(*o, g);
+              } catch (const usage_error& e) {
+                return usage(e);
+              } catch (const project::project_error& e) {
+                return usage(e);
+              } catch (const tunnel::backend_config_error& e) {
+                return usage(e);
+              } catch (const emulate::config_error& e) {
+                return usage(e);
+              } catch (const tunnel::secret_error& e) {
+                return usage(e);
+              }
+              return run_with_history(std::move(specs), *o);
+            });
+          }};
 }
 
 }  // namespace funcie::cli
