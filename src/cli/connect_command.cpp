@@ -350,6 +350,8 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
     }
   }
 
+  // One writer (a thread of its own) for every function served.
+  const auto record = recorder_for(history, [&out](const std::string& why) { out.warn({}, why); });
   std::vector<std::unique_ptr<consumer::served_function>> served;
   // --ui: the page (docs/console.md), its Replay running the same commands.
   std::unique_ptr<ui::console_page> page;
@@ -417,7 +419,7 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
                                session.substr(0, 8)));
     };
     options.controls = controls;
-    options.record = recorder_for(history, [&out](const std::string& why) { out.warn({}, why); });
+    options.record = record;
     options.spec = std::move(spec);
     served.push_back(std::make_unique<consumer::served_function>(executor, std::move(options)));
   }

@@ -1,5 +1,7 @@
 #include "cli/history_flags.hpp"
 
+#include "history/recorder.hpp"
+
 #include <cstdlib>
 
 namespace funcie::cli {
@@ -27,18 +29,24 @@ std::shared_ptr<history::store> open_history(const history_flags& flags) {
   return std::make_shared<history::store>(path, bound);
 }
 
-std::function<void(history::entry)> recorder_for(std::shared_ptr<history::store> store,
+std::function<void(history::entry)> recorder_for(const std::shared_ptr<history::store>& store,
                                                  std::function<void(const std::string&)> warn) {
   if (!store) return {};
-  auto failed = std::make_shared<bool>(false);
-  return [store, warn = std::move(warn), failed](history::entry e) {
-    if (*failed) return;
-    try {
-      store->record(std::move(e));
-    } catch (const std::exception& error) {
-      *failed = true;
-      warn(std::string(error.what()) + "; nothing more is recorded this session");
-    }
+  std::shared_ptr<history::recorder> writer;
+  try {
+    writer = std::make_shared<history::recorder>(store->path(), store->bound());
+  } catch (const std::exception& e) {
+    warn(std::string(e.what()) + "; nothing is recorded this session");
+    return {};
+  }
+  auto warned = std::make_shared<bool>(false);
+  return [writer, warn = std::move(warn), warned](history::entry e) {
+    if (writer->record(std::move(e)) || *warned) return;
+    *warned = true;
+    const auto why = writer->error();
+    warn(why.empty() ? std::string("the history's disk is far behind: invocations are not recorded "
+                                   "until it catches up")
+                     : why + "; nothing more is recorded this session");
   };
 }
 

@@ -25,9 +25,10 @@ void add_history_flags(CLI::App* sub, history_flags& flags);
 /// a bad size and history::history_error when the file cannot be opened.
 std::shared_ptr<history::store> open_history(const history_flags& flags);
 
-/// Writes each row to `store`; the first failure calls `warn` once with why, and later rows
-/// are dropped (serving never depends on the history).
-std::function<void(history::entry)> recorder_for(std::shared_ptr<history::store> store,
+/// Writes each row to `store`'s file from a thread of its own (history::recorder); the first
+/// failure calls `warn` once with why (on the caller's thread, at the next row), and later
+/// rows are dropped (serving never depends on the history). Empty without a store.
+std::function<void(history::entry)> recorder_for(const std::shared_ptr<history::store>& store,
                                                  std::function<void(const std::string&)> warn);
 
 }  // namespace funcie::cli

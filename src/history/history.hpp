@@ -80,6 +80,7 @@ class store {
   store& operator=(const store&) = delete;
 
   const std::string& path() const { return path_; }
+  std::int64_t bound() const { return bound_; }
 
   /// Writes `e` (its id and bytes are set here) and drops the oldest rows while the total
   /// is over the bound, never the row just written. Returns the new id. Throws history_error.

@@ -1,6 +1,7 @@
 // The invocation history (src/history): rows kept whole, the size bound, several writers,
 // a killed writer; and the console server's pure checks (src/ui/server.hpp).
 #include "history/history.hpp"
+#include "history/recorder.hpp"
 #include "ui/server.hpp"
 
 #include <gtest/gtest.h>
@@ -216,6 +217,19 @@ TEST_F(history_test, a_killed_writer_leaves_every_committed_invocation) {
   EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(check, 0)), "ok");
   sqlite3_finalize(check);
   sqlite3_close(db);
+}
+
+TEST_F(history_test, the_recorder_writes_everything_queued_before_it_stops) {
+  {
+    funcie::history::recorder writer(file(), funcie::history::default_bound);
+    for (int i = 0; i < 200; ++i) {
+      EXPECT_TRUE(writer.record(make("queued", 1000 + static_cast<std::size_t>(i))));
+    }
+    EXPECT_EQ(writer.error(), "");
+  }
+  store s(file());
+  EXPECT_EQ(s.count(), 200);
+  EXPECT_EQ(s.list(newest(1)).front().request_id, "6b7f75c8-5d49-4c1e-9a53-1199");
 }
 
 TEST_F(history_test, an_unwritable_place_is_a_clear_error) {
