@@ -14,6 +14,8 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libcli11-dev libspdlog-dev
   libfmt-dev libhiredis-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev libinih-dev
+  # the local console's invocation history (docs/console.md)
+  libsqlite3-dev
   # test peers: Redis, curl for the bash runtime, openssl for test certificates, and what
   # aws-lambda-ric builds itself with
   redis-server curl openssl ca-certificates autoconf automake libtool python3 procps
@@ -22,6 +24,8 @@ packages=(
   # funcie package (libzip, patchelf, strip from binutils) and its proof: zips unpacked with
   # unzip into an empty root that bubblewrap runs them in (tests/integration/package.test.mjs)
   libzip-dev patchelf binutils unzip bubblewrap
+  # the console page's tests drive a real headless browser (tests/integration/console_browser)
+  chromium
 )
 
 missing=()

@@ -37,6 +37,8 @@ command add_proxy(CLI::App& app);
 command add_package(CLI::App& app);
 command add_doctor(CLI::App& app);
 command add_secret(CLI::App& app);
+command add_invoke(CLI::App& app);
+command add_ui(CLI::App& app);
 
 using command_factory = command (*)(CLI::App&);
 

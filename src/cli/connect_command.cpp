@@ -2,11 +2,13 @@
 // funcie.toml project, and runs the invocations it receives in the developer's own runtimes
 // on this machine. docs/local.md is the design and the manual.
 #include "cli/command.hpp"
+#include "cli/history_flags.hpp"
 #include "console/console.hpp"
 #include "consumer/served_function.hpp"
 #include "emulate/config.hpp"
 #include "project/project.hpp"
 #include "tunnel/backend.hpp"
+#include "ui/console_page.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/details/null_mutex.h>
@@ -62,6 +64,8 @@ struct connect_options {
   std::string config;
   std::vector<std::string> only;
   std::vector<std::string> command;
+  history_flags history;
+  bool ui = false;
 };
 
 /// Which options the user gave (on the command line or through their variable): those win
@@ -314,7 +318,8 @@ class logs_through {
   std::vector<spdlog::sink_ptr> saved_;
 };
 
-int run_connect(std::vector<project::function_spec> specs, bool verbose, bool report) {
+int run_connect(std::vector<project::function_spec> specs, bool verbose, bool report,
+                std::shared_ptr<history::store> history, bool ui) {
   asio::io_context io;
   auto executor = io.get_executor();
   // The terminal is written without blocking the event loop: one that stops reading
@@ -336,7 +341,22 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
     }
   }
 
+  // One writer (a thread of its own) for every function served.
+  const auto record = recorder_for(history, [&out](const std::string& why) { out.warn({}, why); });
   std::vector<std::unique_ptr<consumer::served_function>> served;
+  // --ui: the page (docs/console.md), its Replay running the same commands.
+  std::unique_ptr<ui::console_page> page;
+  if (ui) {
+    ui::page_options p;
+    p.store = history;
+    p.functions = specs;
+    p.fixtures_dir = ui::fixtures_dir_here();
+    p.output = [&out](const std::string& app, int stream, std::string_view line) {
+      out.handler_output(fmt::format("[{} replay]", app), line, stream == 2);
+    };
+    page = std::make_unique<ui::console_page>(executor, std::move(p));
+    out.print_to(stdout, fmt::format("console {}\n", page->url()));
+  }
   auto reload_all = [&](const std::string& why) {
     for (auto& f : served) f->reload(why);
   };
@@ -350,6 +370,7 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
+          if (page) co_await page->stop();
           for (auto& f : served) co_await f->stop();
           // What the runtimes printed is shown before funcie ends (a second Ctrl-C does not
           // wait for a terminal that stopped reading).
@@ -389,6 +410,7 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
                                session.substr(0, 8)));
     };
     options.controls = controls;
+    options.record = record;
     options.spec = std::move(spec);
     served.push_back(std::make_unique<consumer::served_function>(executor, std::move(options)));
   }
@@ -441,6 +463,27 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
   io.run();
   term.restore();
   return exit_code;
+}
+
+/// --history, --no-history and --ui (docs/console.md): opens the history, then serves.
+int run_with_history(std::vector<project::function_spec> specs, const connect_options& o) {
+  auto usage = [](const std::exception& e) {
+    fmt::print(stderr, "funcie connect: {}\n", e.what());
+    return exit_usage;
+  };
+  if (o.ui && o.history.off) {
+    return usage(std::invalid_argument("--ui shows the history: not with --no-history"));
+  }
+  std::shared_ptr<history::store> history;
+  try {
+    history = open_history(o.history);
+  } catch (const std::invalid_argument& e) {
+    return usage(e);
+  } catch (const history::history_error& e) {
+    if (o.ui) return usage(e);
+    fmt::print(stderr, "funcie connect: {}; serving without a history\n", e.what());
+  }
+  return run_connect(std::move(specs), o.verbose, o.report, std::move(history), o.ui);
 }
 
 }  // namespace
@@ -504,6 +547,9 @@ command add_connect(CLI::App& app) {
   sub->add_option("--only", o->only, "Serve only this function of the project (repeatable)")
       ->allow_extra_args(false);
   sub->add_option("command", o->command, "The runtime command, after --");
+  add_history_flags(sub, o->history);
+  sub->add_flag("--ui", o->ui,
+                "Serve the console page on 127.0.0.1 too (funcie ui): its URL is printed");
 
   return {sub, [=]() -> int {
             return run_guarded("connect", [&]() -> int {
@@ -522,7 +568,7 @@ command add_connect(CLI::App& app) {
               } catch (const util::user_error& e) {
                 return usage(e);
               }
-              return run_connect(std::move(specs), o->verbose, o->report);
+              return run_with_history(std::move(specs), *o);
             });
           }};
 }

@@ -76,7 +76,13 @@ struct environments_seen {
   };
   std::map<unsigned, seen> by_index;
   std::map<std::string, unsigned, std::less<>> index_of;  // request id -> environment
+  /// With a history: each running invocation's lines so far (request id -> text).
+  bool keep_logs = false;
+  std::map<std::string, std::string, std::less<>> logs;
 };
+
+/// The most of an invocation's lines the history keeps.
+constexpr std::size_t max_recorded_logs = 1024 * 1024;
 
 /// A held request: its id and when the forwarder stops waiting (Unix ms).
 struct held {
@@ -97,11 +103,14 @@ struct served_function::state {
   bool countdown_running = false;
   bool stopping = false;
   bool warned_credentials = false;
+  std::string session;       // the tunnel session, for the history
   std::string secret_state;  // the start block's "secret" line
   bool secret_missing = false;
 
   state(asio::any_io_executor ex, served_options o)
-      : executor(ex), options(std::move(o)), pool(ex, pool_options_for(options, seen)) {}
+      : executor(ex), options(std::move(o)), pool(ex, pool_options_for(options, seen)) {
+    seen->keep_logs = static_cast<bool>(options.record);
+  }
 
   static runtime_pool_options pool_options_for(const served_options& o,
                                                std::shared_ptr<environments_seen> seen) {
@@ -121,6 +130,14 @@ struct served_function::state {
               ? fmt::format("[{}#{}]", name, environment + 1)
               : fmt::format("[{}#{} {}]", name, environment + 1, env.request_id.substr(0, 8));
       out->handler_output(prefix, text, stream == 2);
+      if (seen->keep_logs && !env.request_id.empty()) {
+        if (auto log = seen->logs.find(env.request_id); log != seen->logs.end()) {
+          if (log->second.size() < max_recorded_logs) {
+            log->second.append(text.substr(0, max_recorded_logs - log->second.size()));
+            log->second += log->second.size() < max_recorded_logs ? "\n" : "\n[cut at 1 MB]\n";
+          }
+        }
+      }
     };
     if (o.out != nullptr) p.output_room = [out = o.out]() { return out->room(); };
     p.on_invoke = [seen](unsigned environment, std::string_view request_id) {
@@ -128,6 +145,7 @@ struct served_function::state {
       if (!env.request_id.empty()) seen->index_of.erase(env.request_id);
       env.request_id = std::string(request_id);
       seen->index_of[env.request_id] = environment;
+      if (seen->keep_logs) seen->logs.try_emplace(env.request_id);
     };
     return p;
   }
@@ -189,6 +207,46 @@ struct served_function::state {
     }
     l.note = std::move(note);
     return l;
+  }
+
+  /// The history's row for a finished invocation, without its lines (taken once the
+  /// output settled: take_logs).
+  std::optional<history::entry> make_entry(const tunnel::request& req, const console::trigger& what,
+                                           std::chrono::microseconds elapsed,
+                                           const runtime_api::result& result,
+                                           console::outcome kind) const {
+    if (!options.record) return std::nullopt;
+    history::entry e;
+    e.app = options.spec.app;
+    e.request_id = req.context.request_id;
+    e.trigger = what.detail.empty() ? what.source : what.source + " " + what.detail;
+    e.received_ms = util::unix_ms_now() - elapsed.count() / 1000;
+    e.duration_us = elapsed.count();
+    e.outcome = kind == console::outcome::ok        ? "ok"
+                : kind == console::outcome::timeout ? "timeout"
+                                                    : "error";
+    const auto line =
+        make_line(req, what, std::chrono::duration_cast<milliseconds>(elapsed), result, kind, {});
+    if (line.status != 0) e.status = std::to_string(line.status);
+    e.error_type = line.error_type;
+    e.error_message = line.error_message;
+    e.event = req.payload;
+    e.response = result.body;
+    e.session = session;
+    if (const auto env = seen->index_of.find(e.request_id); env != seen->index_of.end()) {
+      e.environment = fmt::format("{}#{}", options.spec.name, env->second + 1);
+      if (const auto figures = pool.report_of(env->second)) e.cold = figures->init.count() > 0;
+    }
+    return e;
+  }
+
+  /// Adds the invocation's lines and writes the row.
+  void record(history::entry e) {
+    if (auto log = seen->logs.find(e.request_id); log != seen->logs.end()) {
+      e.logs = std::move(log->second);
+      seen->logs.erase(log);
+    }
+    options.record(std::move(e));
   }
 
   void line(const tunnel::request& req, const console::trigger& what, milliseconds took,
@@ -301,11 +359,13 @@ void finish_line(const state_ptr& s, const tunnel::request& req, const console::
                               req.context.request_id.substr(0, 8));
     block = console::pretty_payload(result.body);
   }
+  auto entry = s->make_entry(req, what, elapsed, result, kind);
   asio::co_spawn(
       s->executor,
       [s, line = std::move(line), report = std::move(report), block_title = std::move(block_title),
-       block = std::move(block)]() -> asio::awaitable<void> {
+       block = std::move(block), entry = std::move(entry)]() mutable -> asio::awaitable<void> {
         co_await s->output_settled(line.request_id);
+        if (entry) s->record(std::move(*entry));
         s->out().invocation(line);
         if (report) s->out().report(*report);
         if (!block_title.empty()) s->out().payload_block(block_title, block);
@@ -326,6 +386,7 @@ class logged_stream final : public runtime_api::piece_source {
     req_.context = req.context;
     req_.function = req.function;
     req_.answer_by_ms = req.answer_by_ms;
+    if (s_->options.record) req_.payload = req.payload;  // the history keeps the event
   }
 
   asio::awaitable<std::optional<std::string>> read() override {
@@ -435,6 +496,9 @@ asio::awaitable<runtime_api::result> serve(state_ptr s, const tunnel::request& r
       if (s->generation != seen) continue;  // reloaded: the same request runs again
       s->line(req, what, took, result, console::outcome::error,
               "held until the cloud's deadline neared; the caller gets this error");
+      if (auto entry = s->make_entry(req, what, elapsed, result, console::outcome::error)) {
+        s->record(std::move(*entry));
+      }
       co_return result;
     }
     const auto kind = is_success(result) ? console::outcome::ok
@@ -511,6 +575,7 @@ served_function::served_function(asio::any_io_executor executor, served_options 
   c.on_session = [weak_state](const std::string& session, bool first) {
     auto self = weak_state.lock();
     if (!self) return;
+    self->session = session;
     if (self->options.on_session) self->options.on_session(session, first);
     if (first) start_block(*self);
   };

@@ -6,6 +6,7 @@
 #include "console/console.hpp"
 #include "consumer/consumer.hpp"
 #include "consumer/runtime_pool.hpp"
+#include "history/history.hpp"
 #include "project/project.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -27,6 +28,9 @@ struct served_options {
   std::function<std::unique_ptr<tunnel::consumer_session>()> make_session;
   /// Called with each new session (first: the first one), before the start block.
   std::function<void(const std::string& session_id, bool first)> on_session;
+  /// Each finished invocation (its final outcome after --hold), with the event, the result
+  /// and the handler's lines while it ran (docs/console.md); empty: nothing is kept.
+  std::function<void(history::entry)> record;
   /// The last line of the start block: how to reload and leave ("r reloads, Ctrl-C
   /// leaves"); empty: none.
   std::string controls;
