@@ -12,8 +12,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -110,7 +112,10 @@ std::string read_event(const invoke_options& o, history::store* store) {
     text << std::cin.rdbuf();
   } else {
     std::ifstream in(o.event, std::ios::binary);
-    if (!in) throw usage_error(fmt::format("--event: cannot read '{}'", o.event));
+    if (!in) {
+      throw usage_error(fmt::format("--event: cannot read '{}': {} (give a JSON file, or - for stdin)",
+                                    o.event, std::strerror(errno)));
+    }
     text << in.rdbuf();
   }
   auto event = text.str();
