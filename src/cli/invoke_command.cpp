@@ -40,11 +40,6 @@ struct invoke_options {
   history_flags history;
 };
 
-class usage_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
 /// The function to run: the command after --, or the project's function (by name or app).
 project::function_spec spec_for(const invoke_options& o) {
   project::function_spec spec;

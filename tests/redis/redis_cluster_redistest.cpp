@@ -385,6 +385,22 @@ asio::awaitable<void> all_outcomes_in(const stream_result& r) {
   }
 }
 
+/// Milliseconds from `since` to the latest answer after it (invocations answered locally
+/// again), looked for every 50 ms for up to `bound`; nullopt when none came.
+asio::awaitable<std::optional<double>> local_again_after(const stream_result& r,
+                                                         steady::time_point since,
+                                                         milliseconds bound) {
+  while (steady::now() - since < bound) {
+    co_await sleep_for(50ms);
+    auto last = std::max_element(r.answered_at.begin(), r.answered_at.end(),
+                                 [](auto& a, auto& b) { return a.second < b.second; });
+    if (last != r.answered_at.end() && last->second > since + 100ms) {
+      co_return std::chrono::duration<double, std::milli>(last->second - since).count();
+    }
+  }
+  co_return std::nullopt;
+}
+
 void check_exactly_one_outcome(const stream_result& r, const handler_log& log) {
   EXPECT_EQ(static_cast<int>(r.outcomes.size()), r.issued) << "an invocation got no outcome";
   EXPECT_EQ(r.late, 0) << "an outcome came after the deadline";
@@ -430,16 +446,7 @@ TEST_F(RedisCluster, TheSlotsMasterDiesMidStreamAndTheTunnelGoesOnWithExactlyOne
         const auto killed = steady::now();
         cluster.node(owner).kill();
         // Until the replica is promoted and both sides found it, then some more.
-        std::optional<double> resumed;
-        while (ms_since(killed) < 20000) {
-          co_await sleep_for(50ms);
-          auto last = std::max_element(result->answered_at.begin(), result->answered_at.end(),
-                                       [](auto& a, auto& b) { return a.second < b.second; });
-          if (last != result->answered_at.end() && last->second > killed + 100ms) {
-            resumed = std::chrono::duration<double, std::milli>(last->second - killed).count();
-            break;
-          }
-        }
+        const std::optional<double> resumed = co_await local_again_after(*result, killed, 20000ms);
         co_await sleep_for(500ms);
         stop = true;
         co_await all_outcomes_in(*result);
@@ -522,16 +529,7 @@ TEST_F(RedisCluster, TheSlotMovesToAnotherMasterMidStreamWithExactlyOneOutcomeEa
         EXPECT_EQ(after_move.str, "before") << "MOVED was not followed";
         EXPECT_EQ(probe->server_name(), "127.0.0.1:" + std::to_string(dst.port()));
         probe->close();
-        std::optional<double> resumed;
-        while (ms_since(moved) < 15000) {
-          co_await sleep_for(50ms);
-          auto last = std::max_element(result->answered_at.begin(), result->answered_at.end(),
-                                       [](auto& a, auto& b) { return a.second < b.second; });
-          if (last != result->answered_at.end() && last->second > moved + 100ms) {
-            resumed = std::chrono::duration<double, std::milli>(last->second - moved).count();
-            break;
-          }
-        }
+        const std::optional<double> resumed = co_await local_again_after(*result, moved, 15000ms);
         co_await sleep_for(500ms);
         stop = true;
         co_await all_outcomes_in(*result);
