@@ -156,16 +156,7 @@ class RedisCluster : public ::testing::Test {
 
   template <class Body>
   void run(Body&& body, std::chrono::seconds limit = 60s) {
-    bool done = false;
-    std::exception_ptr error;
-    asio::co_spawn(io, body(), [&](std::exception_ptr e) {
-      done = true;
-      error = e;
-    });
-    const auto deadline = steady::now() + limit;
-    while (!done && steady::now() < deadline) io.run_one_for(100ms);
-    ASSERT_TRUE(done) << "the test body did not finish in " << limit.count() << " s";
-    if (error) std::rethrow_exception(error);
+    test::run_on(io, std::forward<Body>(body), limit);
   }
 
   asio::awaitable<std::shared_ptr<reconnecting_consumer>> start_consumer(

@@ -33,6 +33,25 @@ inline void run_async(
   if (failure) std::rethrow_exception(failure);
 }
 
+/// Runs the coroutine `body()` on `io` (a fixture's own, whose connections outlive one test
+/// body) until it completes; fails the test when it does not within `limit` and rethrows what
+/// it threw.
+template <class Body>
+void run_on(boost::asio::io_context& io, Body&& body, std::chrono::seconds limit) {
+  bool done = false;
+  std::exception_ptr error;
+  boost::asio::co_spawn(io, body(), [&](std::exception_ptr e) {
+    done = true;
+    error = e;
+  });
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done && std::chrono::steady_clock::now() < deadline) {
+    io.run_one_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(done) << "the test body did not finish in " << limit.count() << " s";
+  if (error) std::rethrow_exception(error);
+}
+
 /// Waits `d` on the calling coroutine's executor.
 inline boost::asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
   boost::asio::steady_timer t(co_await boost::asio::this_coro::executor, d);
