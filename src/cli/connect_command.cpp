@@ -3,6 +3,7 @@
 // on this machine. docs/local.md is the design and the manual.
 #include "cli/command.hpp"
 #include "cli/history_flags.hpp"
+#include "cli/target_flags.hpp"
 #include "console/console.hpp"
 #include "consumer/served_function.hpp"
 #include "emulate/config.hpp"
@@ -31,7 +32,7 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
-#include <fstream>
+#include <optional>
 #include <memory>
 #include <stdexcept>
 
@@ -44,35 +45,24 @@ namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 
 struct connect_options {
-  std::string backend;
-  std::string app;
+  target_flags target;  // --backend, --app, the queues, TLS, the secret, --config, --only
   // A flag not given leaves a function's own value: the same defaults as a spec's.
   unsigned concurrency = project::function_spec{}.concurrency;
   long heartbeat_ms = static_cast<long>(project::function_spec{}.heartbeat.count());
-  std::string ca_file;
-  bool tls_insecure = false;
-  std::string request_queue;
-  std::string response_queue;
   std::vector<std::string> env_assignments;
   std::vector<std::string> watch;
   bool hold = false;
   bool verbose = false;
   bool report = false;
   bool forward_credentials = false;
-  std::string secret_file;
-  bool no_encrypt = false;
-  std::string config;
-  std::vector<std::string> only;
   std::vector<std::string> command;
   history_flags history;
   bool ui = false;
 };
 
-/// Which options the user gave (on the command line or through their variable): those win
-/// over the project file.
+/// Which of connect's own options the user gave: those win over the project file.
 struct given_options {
-  bool backend, app, concurrency, heartbeat, ca_file, tls_insecure, hold, forward_credentials,
-      no_encrypt;
+  bool concurrency, heartbeat, hold, forward_credentials;
 };
 
 std::string absolute_existing(const std::string& path, const char* what) {
@@ -86,34 +76,13 @@ std::string absolute_existing(const std::string& path, const char* what) {
 
 /// The checks every function gets, from the command line or from a project file.
 void check_spec(const project::function_spec& spec) {
-  if (spec.backend.empty()) {
-    throw usage_error(
-        "no broker: give --backend URL (or FUNCIE_BACKEND), e.g. --backend "
-        "redis://localhost:6379");
-  }
-  if (spec.app.empty()) {
-    throw usage_error("no app: give --app NAME (or FUNCIE_APP), the name the function forwards to");
-  }
-  tunnel::check_app(spec.app);  // the one message for a bad app name
   if (spec.concurrency < 1 || spec.concurrency > 1000) {
     throw usage_error("--concurrency must be between 1 and 1000");
   }
   if (spec.heartbeat.count() < 300 || spec.heartbeat.count() > 300000) {
     throw usage_error("--heartbeat-ms must be between 300 and 300000 (default 3000)");
   }
-  if (!spec.ca_file.empty() && !std::ifstream(spec.ca_file).good()) {
-    throw usage_error("--ca-file: cannot read '" + spec.ca_file + "'");
-  }
-  // The backend checks its URL and options when a session is made, before any I/O: one
-  // made here and dropped checks them up front.
-  tunnel::backend_options backend;
-  try {
-    backend = project::backend_options_of(spec);
-  } catch (const tunnel::secret_error& e) {
-    throw usage_error(e.what());
-  }
-  asio::io_context probe;
-  tunnel::make_consumer_session(probe.get_executor(), backend);
+  check_target(spec, process_getenv);  // broker, app, CA file, secret, URL and options
 }
 
 /// The functions to serve: the one on the command line, or the project's.
@@ -124,81 +93,38 @@ std::vector<project::function_spec> specs_for(const connect_options& o, const gi
   }
   std::vector<std::string> watch;
   for (const auto& path : o.watch) watch.push_back(absolute_existing(path, "--watch"));
-  std::string ca_file =
-      o.ca_file.empty() ? std::string() : absolute_existing(o.ca_file, "--ca-file");
-  std::string secret_file =
-      o.secret_file.empty() ? std::string() : absolute_existing(o.secret_file, "--secret-file");
 
-  auto variable = [](const char* name) {
-    const char* value = std::getenv(name);
-    return std::string(value != nullptr ? value : "");
-  };
-  // What the command line gives wins over the spec's own (its defaults are the flags').
-  auto apply_flags = [&](project::function_spec& spec) {
-    if (g.backend) spec.backend = o.backend;
-    if (spec.backend.empty()) spec.backend = variable("FUNCIE_BACKEND");
-    if (g.concurrency) spec.concurrency = o.concurrency;
-    if (g.heartbeat) spec.heartbeat = milliseconds(o.heartbeat_ms);
-    if (g.ca_file) spec.ca_file = ca_file;
-    if (g.tls_insecure) spec.tls_verify = !o.tls_insecure;
-    if (!o.request_queue.empty()) spec.request_queue = o.request_queue;
-    if (!o.response_queue.empty()) spec.response_queue = o.response_queue;
-    if (g.hold) spec.hold = o.hold;
-    if (g.forward_credentials) spec.forward_credentials = o.forward_credentials;
-    if (!secret_file.empty()) spec.secret_file = secret_file;
-    if (g.no_encrypt) spec.encrypt = false;
-    for (const auto& [key, value] : env_check.environment) spec.environment[key] = value;
-    spec.watch.insert(spec.watch.end(), watch.begin(), watch.end());
-  };
-  std::vector<project::function_spec> specs;
+  std::optional<std::string> project_path;
   if (!o.command.empty()) {
-    if (!o.config.empty() || !o.only.empty()) {
+    if (!o.target.config.empty() || !o.target.only.empty()) {
       throw usage_error("--config and --only read a project file: give them without a command");
     }
-    project::function_spec spec;
-    spec.app = g.app ? o.app : variable("FUNCIE_APP");
-    spec.name = spec.app;
-    spec.command = o.command;
-    apply_flags(spec);
-    specs.push_back(std::move(spec));
   } else {
-    std::string path = o.config;
-    if (path.empty()) {
-      std::error_code ec;
-      auto found = project::find_project(fs::current_path(ec).string());
-      if (!found) {
-        throw usage_error(
-            "no runtime command and no funcie.toml here or above: give the command after "
-            "'--' (funcie connect --backend URL --app NAME -- ./bootstrap) or write a "
-            "funcie.toml (docs/local.md)");
-      }
-      path = *found;
-    }
-    auto project = project::load_project(path);
-    if (g.app) {
+    if (!o.target.app.empty()) {
       throw usage_error(
           "--app names the function of a command given after '--'; to serve some of a "
           "project's functions, use --only NAME");
     }
-    for (const auto& name : o.only) {
-      bool known = false;
-      std::string names;
-      for (const auto& f : project.functions) {
-        known = known || f.name == name;
-        names += (names.empty() ? "" : ", ") + f.name;
-      }
-      if (!known) {
-        throw usage_error(fmt::format("--only {}: {} has no such function (it has {})", name,
-                                      project.path, names));
-      }
+    std::error_code ec;
+    project_path = o.target.config.empty() ? project::find_project(fs::current_path(ec).string())
+                                           : std::optional<std::string>(o.target.config);
+    if (!project_path) {
+      throw usage_error(
+          "no runtime command and no funcie.toml here or above: give the command after "
+          "'--' (funcie connect --backend URL --app NAME -- ./bootstrap) or write a "
+          "funcie.toml (docs/local.md)");
     }
-    for (auto& spec : project.functions) {
-      if (!o.only.empty() && std::find(o.only.begin(), o.only.end(), spec.name) == o.only.end()) {
-        continue;
-      }
-      apply_flags(spec);
-      specs.push_back(std::move(spec));
-    }
+  }
+  // The target flags first (the one precedence: flag, project, FUNCIE_*), then connect's own.
+  auto specs = resolve_targets(o.target, project_path, process_getenv);
+  for (auto& spec : specs) {
+    if (!o.command.empty()) spec.command = o.command;
+    if (g.concurrency) spec.concurrency = o.concurrency;
+    if (g.heartbeat) spec.heartbeat = milliseconds(o.heartbeat_ms);
+    if (g.hold) spec.hold = o.hold;
+    if (g.forward_credentials) spec.forward_credentials = o.forward_credentials;
+    for (const auto& [key, value] : env_check.environment) spec.environment[key] = value;
+    spec.watch.insert(spec.watch.end(), watch.begin(), watch.end());
   }
   for (const auto& spec : specs) check_spec(spec);
   return specs;
@@ -495,17 +421,11 @@ command add_connect(CLI::App& app) {
       "Joins an app's tunnel and runs the invocations forwarded from the cloud in CMD, the "
       "function's runtime on this machine, through a local Lambda Runtime API. Without CMD, "
       "serves every function of funcie.toml");
-  // FUNCIE_BACKEND and FUNCIE_APP are read by hand: on the command line --backend wins over
-  // a project file, the variable only fills in what the file leaves out.
-  sub->add_option("--backend", o->backend,
-                  "The broker URL: redis://[user:password@]host[:port][/db], rediss://... or "
-                  "sqs:// (default: FUNCIE_BACKEND)");
-  sub->add_option("--request-queue", o->request_queue,
-                  "sqs://: the request queue's URL (default: FUNCIE_REQUEST_QUEUE_URL)");
-  sub->add_option("--response-queue", o->response_queue,
-                  "sqs://: the response queue's URL (default: FUNCIE_RESPONSE_QUEUE_URL)");
-  sub->add_option("--app", o->app,
-                  "The app (tunnel) name the function forwards to (default: FUNCIE_APP)");
+  target_help help;
+  help.app = "With a command: the app (tunnel) name the function forwards to (default: FUNCIE_APP)";
+  help.config = "Without a command: the project file (default: funcie.toml here or above)";
+  help.only = "Serve only this function of the project (repeatable)";
+  add_target_flags(sub, o->target, help);
   auto* concurrency =
       sub->add_option("--concurrency", o->concurrency,
                       "Execution environments at most, each its own CMD process (1-1000)")
@@ -514,10 +434,6 @@ command add_connect(CLI::App& app) {
       sub->add_option("--heartbeat-ms", o->heartbeat_ms,
                       "Within this bound a vanished consumer has what it holds failed (ms)")
           ->capture_default_str();
-  auto* ca_file =
-      sub->add_option("--ca-file", o->ca_file, "TLS: a CA bundle (PEM) to trust for rediss://");
-  auto* tls_insecure = sub->add_flag("--tls-insecure", o->tls_insecure,
-                                     "TLS: do not verify the broker's certificate (tests only)");
   sub->add_option("--env", o->env_assignments, "KEY=VALUE for the runtime's environment")
       ->allow_extra_args(false);
   sub->add_option("--watch", o->watch,
@@ -536,16 +452,6 @@ command add_connect(CLI::App& app) {
       sub->add_flag("--forward-credentials", o->forward_credentials,
                     "Give the handler the function's AWS credentials when the function sends them "
                     "(FUNCIE_FORWARD_CREDENTIALS=1 in the function)");
-  sub->add_option("--secret-file", o->secret_file,
-                  "The shared secret (the function's FUNCIE_SECRET): first line current, second "
-                  "previous (default: FUNCIE_SECRET, FUNCIE_SECRET_PREVIOUS)");
-  auto* no_encrypt = sub->add_flag(
-      "--no-encrypt", o->no_encrypt,
-      "With a secret: sign messages without encrypting them (readable on the broker)");
-  sub->add_option("--config,-c", o->config,
-                  "The project file (default: funcie.toml here or above)");
-  sub->add_option("--only", o->only, "Serve only this function of the project (repeatable)")
-      ->allow_extra_args(false);
   sub->add_option("command", o->command, "The runtime command, after --");
   add_history_flags(sub, o->history);
   sub->add_flag("--ui", o->ui,
@@ -553,10 +459,8 @@ command add_connect(CLI::App& app) {
 
   return {sub, [=]() -> int {
             return run_guarded("connect", [&]() -> int {
-              given_options g{
-                  !o->backend.empty(),    !o->app.empty(),      concurrency->count() > 0,
-                  heartbeat->count() > 0, ca_file->count() > 0, tls_insecure->count() > 0,
-                  hold->count() > 0,      forward->count() > 0, no_encrypt->count() > 0};
+              given_options g{concurrency->count() > 0, heartbeat->count() > 0,
+                              hold->count() > 0, forward->count() > 0};
               // A bad flag, project file, backend URL or environment: one line, exit 2.
               auto usage = [](const std::exception& e) {
                 fmt::print(stderr, "funcie connect: {}\n", e.what());

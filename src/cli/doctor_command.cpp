@@ -2,6 +2,7 @@
 // The checks live in src/doctor/; this file reads the flags (the same as funcie connect and
 // funcie status), picks what to check and prints one line per check.
 #include "cli/command.hpp"
+#include "cli/target_flags.hpp"
 #include "doctor/doctor.hpp"
 #include "project/project.hpp"
 #include "tunnel/backend.hpp"
@@ -10,7 +11,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -34,16 +34,7 @@ namespace asio = boost::asio;
 namespace fs = std::filesystem;
 
 struct doctor_options {
-  std::string backend;
-  std::string app;
-  std::string request_queue;
-  std::string response_queue;
-  std::string ca_file;
-  bool tls_insecure = false;
-  std::string secret_file;
-  bool no_encrypt = false;
-  std::string config;
-  std::vector<std::string> only;
+  target_flags target;  // --backend, --app, the queues, TLS, the secret, --config, --only
   bool function_env = false;
   std::string env_file;
   long timeout_ms = 3000;
@@ -58,11 +49,6 @@ struct target {
   const char* app_flag = "--app";
 };
 
-std::string variable(const char* name) {
-  const char* value = std::getenv(name);
-  return value != nullptr ? std::string(value) : std::string();
-}
-
 std::string read_file(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw usage_error(fmt::format("{}: cannot read '{}'", what, path));
@@ -71,87 +57,43 @@ std::string read_file(const std::string& path, const char* what) {
   return text.str();
 }
 
-/// The configurations the flags ask for, as funcie connect reads them: a funcie.toml when
-/// --config or --only is given, or when neither --backend nor --app is and one is found here
-/// or above; else the flags with FUNCIE_BACKEND and FUNCIE_APP filling in.
-std::vector<target> targets_for(const doctor_options& o, bool ca_given, bool insecure_given,
-                                doctor::report& out) {
-  auto apply = [&](target& t) {
-    if (ca_given) t.backend.ca_file = o.ca_file;
-    if (insecure_given) t.backend.tls_verify = !o.tls_insecure;
-    if (!o.request_queue.empty()) t.backend.sqs.request_queue_url = o.request_queue;
-    if (!o.response_queue.empty()) t.backend.sqs.response_queue_url = o.response_queue;
-    if (!o.secret_file.empty()) t.secret_file = o.secret_file;
-    if (o.no_encrypt) t.encrypt = false;
-  };
-  std::optional<std::string> project_path;
-  if (!o.config.empty()) {
-    project_path = o.config;
-  } else if (!o.only.empty() || (o.backend.empty() && o.app.empty())) {
-    std::error_code ec;
-    project_path = project::find_project(fs::current_path(ec).string());
-    if (!project_path && !o.only.empty()) {
-      throw usage_error(
-          "--only names a function of a funcie.toml, and there is none here or "
-          "above: give --config FILE");
-    }
-  }
-  std::vector<target> targets;
-  if (!project_path) {
-    target t;
-    t.backend.url = o.backend.empty() ? variable("FUNCIE_BACKEND") : o.backend;
-    t.backend.app = o.app.empty() ? variable("FUNCIE_APP") : o.app;
-    apply(t);
-    targets.push_back(std::move(t));
-    return targets;
-  }
-  if (!o.app.empty()) {
-    throw usage_error(
-        "--app checks one app without a project file; to check some of a "
-        "project's functions, use --only NAME");
-  }
-  project::project file;
+/// The configurations the flags ask for, by the precedence every command shares
+/// (target_flags.hpp): each function of a funcie.toml (--config, or found here or above when
+/// --app is not given), or the one app of the flags and FUNCIE_*. A project file that cannot
+/// be read is a finding.
+std::vector<target> targets_for(const doctor_options& o, doctor::report& out) {
+  std::error_code ec;
+  const auto project_path = project_for(o.target, fs::current_path(ec).string());
+  std::vector<project::function_spec> specs;
   try {
-    file = project::load_project(*project_path);
+    specs = resolve_targets(o.target, project_path, process_getenv);
   } catch (const project::project_error& e) {
     out.add(doctor::level::failed, "project file", e.what(),
             "correct the file (docs/local.md describes funcie.toml)");
-    return targets;
+    return {};
   }
-  for (const auto& name : o.only) {
-    if (std::none_of(file.functions.begin(), file.functions.end(),
-                     [&](const project::function_spec& f) { return f.name == name; })) {
-      throw usage_error(fmt::format("--only {}: {} has no such function", name, file.path));
-    }
+  if (project_path) {
+    out.add(doctor::level::info, "project file",
+            fmt::format("{}: {} function(s)", fs::absolute(*project_path, ec).string(),
+                        specs.size()));
   }
-  out.add(doctor::level::info, "project file",
-          fmt::format("{}: {} function(s)", file.path, file.functions.size()));
-  for (const auto& spec : file.functions) {
-    if (!o.only.empty() && std::find(o.only.begin(), o.only.end(), spec.name) == o.only.end()) {
-      continue;
-    }
+  std::vector<target> targets;
+  for (const auto& spec : specs) {
     target t;
-    t.title = fmt::format("function {} (app {})", spec.name, spec.app);
-    t.backend.url = !o.backend.empty()      ? o.backend
-                    : !spec.backend.empty() ? spec.backend
-                                            : variable("FUNCIE_BACKEND");
-    t.backend.app = spec.app;
-    t.backend.timing.heartbeat = spec.heartbeat;
-    t.backend.ca_file = spec.ca_file;
-    t.backend.tls_verify = spec.tls_verify;
-    t.backend.sqs.request_queue_url = spec.request_queue;
-    t.backend.sqs.response_queue_url = spec.response_queue;
+    if (project_path) {
+      t.title = fmt::format("function {} (app {})", spec.name, spec.app);
+      t.app_flag = "the project's app";
+    }
+    t.backend = backend_options_for(spec);
     t.secret_file = spec.secret_file;
     t.encrypt = spec.encrypt;
-    t.app_flag = "the project's app";
-    apply(t);
     targets.push_back(std::move(t));
   }
   return targets;
 }
 
 /// The developer's side: URL, app, secret, the broker, who is connected.
-asio::awaitable<void> check_target(asio::any_io_executor executor, target t,
+asio::awaitable<void> check_configuration(asio::any_io_executor executor, target t,
                                    std::chrono::milliseconds timeout, doctor::report& out) {
   auto url = doctor::check_backend_url(t.backend.url);
   const bool url_ok = url.severity != doctor::level::failed;
@@ -182,8 +124,8 @@ asio::awaitable<void> check_target(asio::any_io_executor executor, target t,
 
 /// A function's environment (--function-env), then the broker as it gives it.
 asio::awaitable<void> check_function(asio::any_io_executor executor, doctor::environment env,
-                                     const doctor_options& o, bool ca_given, bool insecure_given,
-                                     std::chrono::milliseconds timeout, doctor::report& out) {
+                                     const target_flags& o, std::chrono::milliseconds timeout,
+                                     doctor::report& out) {
   auto checked = doctor::check_function_environment(env, o.app, out);
   if (!checked.backend) co_return;
   auto backend = *checked.backend;
@@ -212,8 +154,8 @@ asio::awaitable<void> check_function(asio::any_io_executor executor, doctor::env
               "set the same secret on both sides");
     }
   }
-  if (ca_given) backend.ca_file = o.ca_file;
-  if (insecure_given) backend.tls_verify = !o.tls_insecure;
+  if (o.given("--ca-file")) backend.ca_file = o.ca_file;
+  if (o.given("--tls-insecure")) backend.tls_verify = !o.tls_insecure;
   backend.timing.connect_timeout = timeout;
   doctor::reach_options reach;
   reach.timeout = timeout;
@@ -241,29 +183,15 @@ command add_doctor(CLI::App& app) {
       "Checks a configuration and says what to fix: the backend URL, the app, the shared "
       "secret, the broker (reachable, credentials, queues), who is connected. With "
       "--function-env, a function's environment before you deploy it");
-  sub->add_option("--backend", o->backend,
-                  "The broker URL: redis://[user:password@]host[:port][/db], rediss://... or "
-                  "sqs:// (default: FUNCIE_BACKEND)");
-  sub->add_option("--request-queue", o->request_queue,
-                  "sqs://: the request queue's URL (default: FUNCIE_REQUEST_QUEUE_URL)");
-  sub->add_option("--response-queue", o->response_queue,
-                  "sqs://: the response queue's URL (default: FUNCIE_RESPONSE_QUEUE_URL)");
-  sub->add_option("--app", o->app,
-                  "The app (tunnel) name (default: FUNCIE_APP); with --function-env, the "
-                  "function's name");
-  auto* ca_file =
-      sub->add_option("--ca-file", o->ca_file, "TLS: a CA bundle (PEM) to trust for rediss://");
-  auto* tls_insecure = sub->add_flag("--tls-insecure", o->tls_insecure,
-                                     "TLS: do not verify the broker's certificate (tests only)");
-  sub->add_option("--secret-file", o->secret_file,
-                  "The shared secret (default: FUNCIE_SECRET, FUNCIE_SECRET_PREVIOUS); with "
-                  "--function-env, compared with the function's");
-  sub->add_flag("--no-encrypt", o->no_encrypt, "With a secret: signed, not encrypted");
-  sub->add_option("--config,-c", o->config,
-                  "The project file (default: funcie.toml here or above, when neither --backend "
-                  "nor --app is given)");
-  sub->add_option("--only", o->only, "Check only this function of the project (repeatable)")
-      ->allow_extra_args(false);
+  target_help help;
+  help.app =
+      "The app (tunnel) name (default: FUNCIE_APP; without it, the project's functions); with "
+      "--function-env, the function's name";
+  help.secret_file =
+      "The shared secret (default: the project's secret_file, else FUNCIE_SECRET, "
+      "FUNCIE_SECRET_PREVIOUS); with --function-env, compared with the function's";
+  help.only = "Check only this function of the project (repeatable)";
+  add_target_flags(sub, o->target, help);
   sub->add_flag("--function-env", o->function_env,
                 "Check a function's environment (the variables funcie reads in Lambda) instead "
                 "of this machine's side: from --env-file, else this process's environment");
@@ -284,15 +212,14 @@ command add_doctor(CLI::App& app) {
                 return usage("--timeout-ms must be between 100 and 60000 (default 3000)");
               }
               const bool from_function = o->function_env || !o->env_file.empty();
-              if (from_function && (!o->backend.empty() || !o->config.empty() || !o->only.empty() ||
-                                    !o->request_queue.empty() || !o->response_queue.empty())) {
+              const auto& t = o->target;
+              if (from_function && (!t.backend.empty() || !t.config.empty() || !t.only.empty() ||
+                                    !t.request_queue.empty() || !t.response_queue.empty())) {
                 return usage(
                     "--function-env checks the function's own variables: give them in "
                     "--env-file (FUNCIE_BACKEND, FUNCIE_REQUEST_QUEUE_URL...), not as flags");
               }
               const std::chrono::milliseconds timeout(o->timeout_ms);
-              const bool ca_given = ca_file->count() > 0;
-              const bool insecure_given = tls_insecure->count() > 0;
 
               doctor::report out;
               out.on_finding = [](const doctor::finding& f) {
@@ -314,18 +241,18 @@ command add_doctor(CLI::App& app) {
                     fmt::print("checking this process's environment as a function's\n");
                   }
                   asio::co_spawn(io,
-                                 check_function(io.get_executor(), std::move(env), *o, ca_given,
-                                                insecure_given, timeout, out),
+                                 check_function(io.get_executor(), std::move(env), t, timeout,
+                                                out),
                                  [&](std::exception_ptr e) { failure = e; });
                 } else {
-                  targets = targets_for(*o, ca_given, insecure_given, out);
+                  targets = targets_for(*o, out);
                   const bool several = targets.size() > 1;
                   asio::co_spawn(
                       io,
                       [&, several]() -> asio::awaitable<void> {
-                        for (const auto& t : targets) {
-                          if (several || !t.title.empty()) fmt::print("{}\n", t.title);
-                          co_await check_target(io.get_executor(), t, timeout, out);
+                        for (const auto& each : targets) {
+                          if (several || !each.title.empty()) fmt::print("{}\n", each.title);
+                          co_await check_configuration(io.get_executor(), each, timeout, out);
                         }
                       },
                       [&](std::exception_ptr e) { failure = e; });

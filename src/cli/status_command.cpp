@@ -1,7 +1,7 @@
 // funcie status: which consumers are connected to an app's tunnel right now.
 #include "cli/command.hpp"
+#include "cli/target_flags.hpp"
 #include "tunnel/backend.hpp"
-#include "tunnel/secrets.hpp"
 #include "util/clock.hpp"
 
 #include <fmt/chrono.h>
@@ -14,9 +14,9 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <ctime>
 #include <exception>
+#include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -27,6 +27,7 @@ namespace funcie::cli {
 namespace {
 
 namespace asio = boost::asio;
+namespace fs = std::filesystem;
 
 /// "13s", "2m13s", "1h02m", "3d04h".
 std::string span_text(std::int64_t ms) {
@@ -61,10 +62,11 @@ void print_table(const std::string& app, const std::vector<tunnel::consumer_info
   }
 }
 
-void print_json(const std::vector<tunnel::consumer_info>& consumers) {
-  boost::json::array out;
+void add_json(boost::json::array& out, const std::string& app,
+              const std::vector<tunnel::consumer_info>& consumers) {
   for (const auto& c : consumers) {
     boost::json::object o;
+    o["app"] = app;
     o["session"] = c.session;
     o["host"] = c.host;
     o["pid"] = c.pid;
@@ -73,97 +75,66 @@ void print_json(const std::vector<tunnel::consumer_info>& consumers) {
     o["heartbeat_age_ms"] = c.heartbeat_age_ms;
     out.push_back(std::move(o));
   }
-  fmt::print("{}\n", boost::json::serialize(out));
 }
 
 }  // namespace
 
 command add_status(CLI::App& app) {
   struct options {
-    std::string backend;
-    std::string app;
-    std::string ca_file;
-    bool tls_insecure = false;
+    target_flags target;
     bool json = false;
-    std::string request_queue;
-    std::string response_queue;
-    std::string secret_file;
   };
   auto o = std::make_shared<options>();
-  auto* sub = app.add_subcommand("status", "Shows the consumers connected to an app's tunnel");
-  sub->add_option("--backend", o->backend,
-                  "The broker URL: redis://[user:password@]host[:port][/db], rediss://... or "
-                  "sqs://")
-      ->envname("FUNCIE_BACKEND");
-  sub->add_option("--request-queue", o->request_queue,
-                  "sqs://: the request queue's URL (default: FUNCIE_REQUEST_QUEUE_URL)");
-  sub->add_option("--response-queue", o->response_queue,
-                  "sqs://: the response queue's URL (default: FUNCIE_RESPONSE_QUEUE_URL)");
-  sub->add_option("--app", o->app, "The app (tunnel) name")->envname("FUNCIE_APP");
-  sub->add_option("--ca-file", o->ca_file, "TLS: a CA bundle (PEM) to trust for rediss://");
-  sub->add_flag("--tls-insecure", o->tls_insecure,
-                "TLS: do not verify the broker's certificate (tests only)");
-  sub->add_flag("--json", o->json, "Print a JSON array instead of a table");
-  sub->add_option("--secret-file", o->secret_file,
-                  "The shared secret (default: FUNCIE_SECRET); sqs:// asks through sealed "
-                  "messages");
+  auto* sub = app.add_subcommand(
+      "status",
+      "Shows the consumers connected to an app's tunnel, or to each function's of funcie.toml");
+  target_help help;
+  help.app = "The app (tunnel) name (default: FUNCIE_APP); without it, the project's functions";
+  help.secret_file =
+      "The shared secret (default: the project's secret_file, else FUNCIE_SECRET); sqs:// asks "
+      "through sealed messages";
+  add_target_flags(sub, o->target, help);
+  sub->add_flag("--json", o->json,
+                "Print a JSON array instead of a table (each consumer with its app)");
 
   return {sub, [o]() -> int {
             return run_guarded("status", [&]() -> int {
-              if (o->backend.empty()) {
-                fmt::print(stderr,
-                           "funcie status: no broker: give --backend URL (or FUNCIE_BACKEND)\n");
-                return exit_usage;
-              }
-              if (o->app.empty()) {
-                fmt::print(stderr, "funcie status: no app: give --app NAME (or FUNCIE_APP)\n");
-                return exit_usage;
-              }
-              tunnel::check_app(o->app);  // the one message for a bad app name
-              tunnel::backend_options backend;
-              backend.url = o->backend;
-              backend.app = o->app;
-              backend.ca_file = o->ca_file;
-              backend.tls_verify = !o->tls_insecure;
-              backend.sqs.request_queue_url = o->request_queue;
-              backend.sqs.response_queue_url = o->response_queue;
-              try {
-                backend.keys = tunnel::load_keyring(
-                    o->secret_file, true, [](const char* name) { return std::getenv(name); });
-              } catch (const tunnel::secret_error& e) {
-                fmt::print(stderr, "funcie status: {}\n", e.what());
-                return exit_usage;
-              }
+              std::error_code ec;
+              const auto specs =
+                  resolve_targets(o->target, project_for(o->target, fs::current_path(ec).string()),
+                                  process_getenv);
+              std::vector<tunnel::backend_options> backends;
+              for (const auto& spec : specs) backends.push_back(check_target(spec, process_getenv));
 
-              asio::io_context io;
-              std::vector<tunnel::consumer_info> consumers;
-              std::exception_ptr failure;
-              asio::co_spawn(io, tunnel::list_consumers(io.get_executor(), backend),
-                             [&](std::exception_ptr e, std::vector<tunnel::consumer_info> list) {
-                               failure = e;
-                               consumers = std::move(list);
-                             });
-              io.run();
-              if (failure) {
-                try {
-                  std::rethrow_exception(failure);
-                } catch (const util::user_error& e) {
-                  fmt::print(stderr, "funcie status: {}\n", e.what());
-                  return exit_usage;
-                } catch (const std::invalid_argument& e) {
-                  fmt::print(stderr, "funcie status: {}\n", e.what());
-                  return exit_usage;
-                } catch (const std::exception& e) {
-                  // The backend's message names the broker (without its password).
-                  fmt::print(stderr, "funcie status: {}\n", e.what());
-                  return exit_failure;
+              const bool several = specs.size() > 1;
+              boost::json::array json;
+              for (std::size_t i = 0; i < specs.size(); ++i) {
+                asio::io_context io;
+                std::vector<tunnel::consumer_info> consumers;
+                std::exception_ptr failure;
+                asio::co_spawn(io, tunnel::list_consumers(io.get_executor(), backends[i]),
+                               [&](std::exception_ptr e, std::vector<tunnel::consumer_info> list) {
+                                 failure = e;
+                                 consumers = std::move(list);
+                               });
+                io.run();
+                // A user_error or a malformed URL or endpoint (exit 2), or the backend's
+                // message, which names the broker without its password (exit 1).
+                if (failure) {
+                  try {
+                    std::rethrow_exception(failure);
+                  } catch (const std::invalid_argument& e) {
+                    throw usage_error(e.what());
+                  }
                 }
+                if (o->json) {
+                  add_json(json, specs[i].app, consumers);
+                  continue;
+                }
+                if (several) fmt::print("function {} (app {})\n", specs[i].name, specs[i].app);
+                print_table(specs[i].app, consumers);
               }
-              if (o->json) {
-                print_json(consumers);
-              } else {
-                print_table(o->app, consumers);
-              }
+              if (o->json) fmt::print("{}\n", boost::json::serialize(json));
               return exit_ok;
             });
           }};
