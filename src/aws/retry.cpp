@@ -23,9 +23,10 @@ std::chrono::milliseconds retry_backoff(int attempt, bool throttled, double rand
   const double base = throttled ? throttling_base_ms : transient_base_ms;
   // 2^attempt overflows nothing below 2^30 and is past the cap long before
   const double ceiling =
-      std::min(max_backoff_ms, base * std::ldexp(1.0, std::clamp(attempt, 0, 30)));
+      std::min(max_backoff_ms, base * static_cast<double>(1LL << std::clamp(attempt, 0, 30)));
   const double r = std::clamp(random01, 0.0, 1.0);
-  return std::chrono::milliseconds(static_cast<long long>(std::floor(r * ceiling)));
+  // Non-negative, so the cast rounds down (std::floor would make funcie-cloud need libm.so).
+  return std::chrono::milliseconds(static_cast<long long>(r * ceiling));
 }
 
 }  // namespace funcie::aws

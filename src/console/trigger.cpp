@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -470,10 +472,15 @@ void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
+// A text that reads back as `d`: 15 significant digits, else 17. Not std::to_chars, whose
+// floating-point part would make funcie-cloud need libm.so for fesetround alone.
 void append_number(std::string& out, double d) {
   std::array<char, 64> buffer{};
-  const auto [end, ec] = std::to_chars(buffer.data(), buffer.data() + buffer.size(), d);
-  if (ec == std::errc()) out.append(buffer.data(), end);
+  int n = std::snprintf(buffer.data(), buffer.size(), "%.15g", d);
+  if (n > 0 && std::strtod(buffer.data(), nullptr) != d) {
+    n = std::snprintf(buffer.data(), buffer.size(), "%.17g", d);
+  }
+  if (n > 0) out.append(buffer.data(), static_cast<std::size_t>(n));
 }
 
 void append_pretty(std::string& out, const json::value& value, std::size_t indent) {

@@ -206,7 +206,11 @@ package_summary make_package(const package_options& options) {
       // find every library in the bundle first (DT_RPATH: see docs/packaging.md).
       const std::string copy = (scratch.path() / "binary").string();
       if (options.strip) {
-        run_checked({"strip", "--strip-debug", "-o", copy, binary}, strip_hint);
+        // funcie's own binary (layer, proxy) loses its symbol table too, a third of its size;
+        // a function keeps its symbols for the stack traces it may print.
+        const bool own = options.kind != package_kind::function;
+        run_checked({"strip", own ? "--strip-all" : "--strip-debug", "-o", copy, binary},
+                    strip_hint);
       } else {
         fs::copy_file(binary, copy, fs::copy_options::overwrite_existing);
       }

@@ -53,7 +53,8 @@ struct package_options {
   std::string output;
   /// Libraries that are only dlopen'd: added with their own dependencies.
   std::vector<std::string> libraries;
-  bool strip = true;  ///< strip the binary's debug info (strip --strip-debug)
+  /// Strip the binary's debug info (strip --strip-debug; layer and proxy: --strip-all).
+  bool strip = true;
 };
 
 struct package_summary {
