@@ -10,7 +10,7 @@
 //   4. starts `funcie connect --concurrency 64 -- <echo function>` and measures forward()
 //      (the whole tunnel: offer, claim, local Runtime API, echo, response) sequentially for
 //      1 KB, then with 64 in flight, then 6 MB both ways;
-//   5. `funcie wrap -- <echo>` as Lambda sees it: process start to its first GET /next on a
+//   5. `funcie-cloud wrap -- <echo>` (the layer's binary) as Lambda sees it: process start to its first GET /next on a
 //      Runtime API served here, and its resident memory after 1000 forwarded invocations
 //      and after a 6 MB one;
 //   6. stops everything it started by pid and prints the figures with ratios.
@@ -45,6 +45,9 @@
 
 #ifndef FUNCIE_BENCH_CLI
 #define FUNCIE_BENCH_CLI "funcie"
+#endif
+#ifndef FUNCIE_BENCH_CLOUD  // what the layer and the proxy zip ship
+#define FUNCIE_BENCH_CLOUD "funcie-cloud"
 #endif
 #ifndef FUNCIE_BENCH_ECHO
 #define FUNCIE_BENCH_ECHO "funcie_example_echo"
@@ -231,7 +234,7 @@ asio::awaitable<void> measure_wrap(figures& f, const std::string& backend) {
     env.push_back("FUNCIE_BACKEND=" + backend);
     const bool last = round == 14;
     const auto t0 = clock_type::now();
-    const std::vector<std::string> argv{FUNCIE_BENCH_CLI, "wrap", "--", FUNCIE_BENCH_ECHO};
+    const std::vector<std::string> argv{FUNCIE_BENCH_CLOUD, "wrap", "--", FUNCIE_BENCH_ECHO};
     auto wrap_process = spawn_quiet(ex, argv, env);
     auto& wrap = *wrap_process;
     if (auto init_error = co_await lambda.wait_ready()) {
