@@ -10,7 +10,8 @@
 //   4. starts `funcie connect --concurrency 64 -- <echo function>` and measures forward()
 //      (the whole tunnel: offer, claim, local Runtime API, echo, response) sequentially for
 //      1 KB, then with 64 in flight, then 6 MB both ways;
-//   5. `funcie-cloud wrap -- <echo>` (the layer's binary) as Lambda sees it: process start to its first GET /next on a
+//   5. `funcie-cloud wrap -- <echo>` (the layer's binary) as Lambda sees it: process start to its
+//   first GET /next on a
 //      Runtime API served here, and its resident memory after 1000 forwarded invocations
 //      and after a 6 MB one;
 //   6. stops everything it started by pid and prints the figures with ratios.

@@ -3,8 +3,10 @@
 // the fixture on a free loopback port and stopped by pid. Each test is what a user of the
 // forwarder and of `funcie connect` would notice if a backend broke the rule it names.
 //
-// Only the tunnel interface (tunnel/backend.hpp) is used, so a new backend joins by adding a
-// broker below. Kept quick (labelled "conformance"; scripts/test.sh runs it in the release step).
+// Rules: 1 (nobody connected), 2 (forwarded byte for byte, errors keep their type, 6 MB),
+// 3 and 4 (leave, crash, reconnect), 7 (deadline), 9 (sealing). Only the tunnel interface
+// (tunnel/backend.hpp) is used, so a new backend joins by adding a broker below. Kept quick
+// (about 20 s; label "conformance", which the release step of scripts/test.sh runs).
 #include "../support/async.hpp"
 #include "../support/env.hpp"
 #include "redis/redis_server.hpp"
@@ -161,8 +163,15 @@ class BackendContract : public ::testing::TestWithParam<backend_kind> {
     test::run_on(io, std::forward<Body>(body), limit);
   }
 
-  asio::awaitable<std::unique_ptr<tunnel::consumer_session>> open_session() {
-    auto session = tunnel::make_consumer_session(io.get_executor(), brokers->options());
+  tunnel::backend_options options(const tunnel::keyring& keys) const {
+    auto o = brokers->options();
+    o.keys = keys;
+    return o;
+  }
+
+  asio::awaitable<std::unique_ptr<tunnel::consumer_session>> open_session(
+      const tunnel::keyring& keys = {}) {
+    auto session = tunnel::make_consumer_session(io.get_executor(), options(keys));
     co_await session->open();
     co_return session;
   }
@@ -173,8 +182,8 @@ class BackendContract : public ::testing::TestWithParam<backend_kind> {
     return log;
   }
 
-  std::unique_ptr<tunnel::forwarder_backend> forwarder() {
-    return tunnel::make_forwarder_backend(io.get_executor(), brokers->options());
+  std::unique_ptr<tunnel::forwarder_backend> forwarder(const tunnel::keyring& keys = {}) {
+    return tunnel::make_forwarder_backend(io.get_executor(), options(keys));
   }
 
   /// Forwards `req` in the background; the outcome lands in `*out`.
@@ -227,6 +236,52 @@ TEST_P(BackendContract, ConnectedMeansAnsweredLocallyByteForByteAndErrorsKeepThe
     EXPECT_EQ(out.answer.error_type, "OrderError");
     EXPECT_NE(out.answer.body.find("no such order"), std::string::npos) << out.answer.body;
     co_await failing->close();
+  });
+}
+
+// Rule 2 at Lambda's limit: a 6 MB event and a 6 MB answer cross whole, byte for byte.
+TEST_P(BackendContract, SixMegabytesCrossBothWaysByteForByte) {
+  run([&]() -> asio::awaitable<void> {
+    auto session = co_await open_session();
+    auto log = start_serving(*session, answer_mode::echo);
+    auto f = forwarder();
+    std::string payload(6'000'000, '\0');
+    for (std::size_t i = 0; i < payload.size(); ++i) {
+      payload[i] = static_cast<char>((i * 31 + 7) & 0xFF);
+    }
+    const auto start = steady::now();
+    auto out = co_await f->forward(make_request(payload), steady::now() + 20s);
+    EXPECT_EQ(out.outcome, kind::answered) << out.error_type << ": " << out.message;
+    EXPECT_TRUE(out.answer.body == payload)
+        << "the answer differs (" << out.answer.body.size() << " bytes)";
+    std::printf("[ figures  ] %s: 6 MB both ways in %.0f ms\n", kind_name({GetParam(), 0}).c_str(),
+                ms_since(start));
+    co_await session->close();
+  });
+}
+
+// Rule 9: with the shared secret on both sides invocations are forwarded; a side with another
+// secret takes nothing (the function runs its own handler) and its handler sees nothing.
+TEST_P(BackendContract, ASharedSecretForwardsAndADifferentOneMeansTheCloud) {
+  run([&]() -> asio::awaitable<void> {
+    const auto ours = tunnel::keyring::from_secrets("the conformance suite's shared secret");
+    const auto theirs = tunnel::keyring::from_secrets("a secret the broker's owner made up");
+    auto session = co_await open_session(ours);
+    auto log = start_serving(*session, answer_mode::echo);
+    auto f = forwarder(ours);
+    const auto req = make_request(R"({"card":"4111 1111 1111 1111"})");
+    auto out = co_await f->forward(req, steady::now() + 10s);
+    EXPECT_EQ(out.outcome, kind::answered) << out.error_type << ": " << out.message;
+    EXPECT_EQ(out.answer.body, req.payload);
+    co_await session->close();
+
+    auto stranger = co_await open_session(theirs);
+    auto stranger_log = start_serving(*stranger, answer_mode::echo);
+    auto f2 = forwarder(ours);
+    out = co_await f2->forward(make_request("{}"), steady::now() + 10s);
+    EXPECT_EQ(out.outcome, kind::not_taken) << out.error_type << ": " << out.message;
+    EXPECT_TRUE(stranger_log->handled.empty()) << "a session with another secret ran a request";
+    co_await stranger->close();
   });
 }
 
