@@ -692,6 +692,13 @@ TEST(PrettyPayload, JsonIsIndentedByTwo) {
   EXPECT_EQ(pretty_payload("[1e2]"), "[\n  100\n]");
 }
 
+TEST(PrettyPayload, NumbersReadBackAsTheyWere) {
+  // Fractions as short as they can be while reading back the same; integers as integers.
+  EXPECT_EQ(pretty_payload("[0.1,12.5,-0.25,1e21,3.0e-7,0.30000000000000004,123456789012]"),
+            "[\n  0.1,\n  12.5,\n  -0.25,\n  1e+21,\n  3e-07,\n  0.30000000000000004,\n"
+            "  123456789012\n]");
+}
+
 TEST(PrettyPayload, JsonStringsStayEscapedAndSafe) {
   EXPECT_EQ(pretty_payload(R"({"k\"ey":"a\nb\u001b[2J\u0000\u007f\u009b\u202e\\ é"})"),
             "{\n  \"k\\\"ey\": \"a\\nb\\u001b[2J\\u0000\\u007f\\u009b\\u202e\\\\ é\"\n}");
