@@ -87,7 +87,8 @@ command add_status(CLI::App& app) {
   auto o = std::make_shared<options>();
   auto* sub = app.add_subcommand(
       "status",
-      "Shows the consumers connected to an app's tunnel, or to those of each function of funcie.toml");
+      "Shows the consumers connected to an app's tunnel, or to those of each function of "
+      "funcie.toml");
   target_help help;
   help.app = "The app (tunnel) name (default: FUNCIE_APP); without it, the project's functions";
   help.secret_file =
