@@ -144,15 +144,7 @@ std::vector<project::function_spec> resolve_targets(const target_flags& flags,
 }
 
 tunnel::backend_options backend_options_for(const project::function_spec& spec) {
-  tunnel::backend_options backend;
-  backend.url = spec.backend;
-  backend.app = spec.app;
-  backend.timing.heartbeat = spec.heartbeat;
-  backend.ca_file = spec.ca_file;
-  backend.tls_verify = spec.tls_verify;
-  backend.sqs.request_queue_url = spec.request_queue;
-  backend.sqs.response_queue_url = spec.response_queue;
-  return backend;
+  return project::unsealed_backend_options(spec);
 }
 
 tunnel::backend_options backend_options_for(const project::function_spec& spec,

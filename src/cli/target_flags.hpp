@@ -21,7 +21,9 @@ namespace funcie::cli {
 using getenv_fn = std::function<const char*(const char*)>;
 
 /// The target flags as given. A new flag that names part of a target (a route, an SQS
-/// setting) is one member here, one line in add_target_flags and one in apply_target_flags.
+/// setting) is one member here, one line in add_target_flags and one in apply_target_flags
+/// (and its variable in resolve_targets; its backend option in
+/// project::unsealed_backend_options).
 struct target_flags {
   std::string backend;            ///< --backend
   std::string app;                ///< --app
@@ -72,8 +74,8 @@ std::vector<project::function_spec> resolve_targets(const target_flags& flags,
 /// to each project function before the FUNCIE_* variables fill in.
 void apply_target_flags(const target_flags& flags, project::function_spec& spec);
 
-/// The backend options of `spec`, without a keyring (for a caller that loads and reports it
-/// itself, as funcie doctor does).
+/// The backend options of `spec` (project::unsealed_backend_options), without a keyring: for
+/// a caller that loads and reports it itself, as funcie doctor does.
 tunnel::backend_options backend_options_for(const project::function_spec& spec);
 
 /// The backend options of `spec`, with the keyring of its secret (spec.secret_file, else

@@ -565,7 +565,7 @@ function_spec read_function(const source_file& file, const std::string& name,
 
 }  // namespace
 
-tunnel::backend_options backend_options_of(const function_spec& spec) {
+tunnel::backend_options unsealed_backend_options(const function_spec& spec) {
   tunnel::backend_options backend;
   backend.url = spec.backend;
   backend.app = spec.app;
@@ -574,6 +574,11 @@ tunnel::backend_options backend_options_of(const function_spec& spec) {
   backend.tls_verify = spec.tls_verify;
   backend.sqs.request_queue_url = spec.request_queue;
   backend.sqs.response_queue_url = spec.response_queue;
+  return backend;
+}
+
+tunnel::backend_options backend_options_of(const function_spec& spec) {
+  auto backend = unsealed_backend_options(spec);
   backend.keys = tunnel::load_keyring(spec.secret_file, spec.encrypt,
                                       [](const char* name) { return std::getenv(name); });
   return backend;

@@ -50,6 +50,10 @@ struct project {
   std::vector<function_spec> functions;  ///< In the file's order; at least one.
 };
 
+/// The backend options `spec` asks for, without a keyring: the one place a spec's fields
+/// become a backend's options.
+tunnel::backend_options unsealed_backend_options(const function_spec& spec);
+
 /// The backend options `spec` asks for, with the keyring of its shared secret (read from
 /// spec.secret_file, else FUNCIE_SECRET and FUNCIE_SECRET_PREVIOUS). Throws
 /// tunnel::secret_error.
