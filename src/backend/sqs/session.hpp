@@ -54,6 +54,7 @@ struct sqs_consumer_session::state : tunnel::session_lifecycle {
   asio::steady_timer presence_timer;
   asio::steady_timer sweep_timer;
   asio::cancellation_signal stop_receiving;  ///< Ends the long poll in flight at close()
+  int helpers = 0;  ///< Short-poll loops draining a backlog (drain_backlog)
   steady::time_point last_receive{};
 
   const settings& config() const { return net.config; }
