@@ -27,10 +27,10 @@ struct waiter {
 }  // namespace detail
 
 struct sqs_forwarder_backend::state {
-  state(asio::any_io_executor ex, const tunnel::backend_options& opts)
+  state(asio::any_io_executor ex, const tunnel::backend_options& opts,
+        const aws::getenv_fn& getenv = detail::environment_snapshot())
       : executor(ex),
-        net(ex, resolve_settings(opts, [](const char* name) { return std::getenv(name); }),
-            opts.timing.command_timeout, 2),
+        net(ex, resolve_settings(opts, getenv), opts.timing.command_timeout, 2, getenv),
         backoff(net.where) {}
 
   asio::any_io_executor executor;

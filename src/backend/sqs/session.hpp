@@ -33,10 +33,11 @@ struct held_request {
 }  // namespace detail
 
 struct sqs_consumer_session::state : tunnel::session_lifecycle {
-  state(asio::any_io_executor ex, const tunnel::backend_options& opts)
+  state(asio::any_io_executor ex, const tunnel::backend_options& opts,
+        const aws::getenv_fn& getenv = detail::environment_snapshot())
       : executor(ex),
-        net(ex, resolve_settings(opts, [](const char* name) { return std::getenv(name); }),
-            std::max(opts.timing.command_timeout * 3, milliseconds(3000)), 3),
+        net(ex, resolve_settings(opts, getenv),
+            std::max(opts.timing.command_timeout * 3, milliseconds(3000)), 3, getenv),
         ready_signal(ex),
         alive_timer(ex),
         presence_timer(ex),
