@@ -65,6 +65,8 @@ struct sqs_forwarder_backend::state {
   /// One per forward() waiting for a cold start's presence read already under way.
   std::vector<std::shared_ptr<detail::wakeup>> presence_waiters;
   std::size_t pollers_wanted() const {
+    // A server that honours batches gives up to 10 per receive: one receive is enough.
+    if (net.receive_batch() > 1) return 1;
     return std::clamp<std::size_t>((waiters.size() + 1) / 2, 1, detail::max_pollers);
   }
   bool stopped = false;

@@ -62,10 +62,11 @@ asio::awaitable<void> receive_loop(std::shared_ptr<session_state> s) {
     retry_pause = 100ms;
     s->last_receive = steady::now();
     s->forget_old_claims();
-    // A full receive: more may wait behind it. Short polls beside this loop's long one read
-    // the backlog several receives at a time (never more long polls: a server that holds
-    // batched long polls would hold the message each of those took).
-    if (!got.empty() && got.size() >= static_cast<std::size_t>(asked)) {
+    // One message at a time (a server that holds batched long polls): more may wait behind
+    // it. Short polls of 10 beside this loop's long one read the backlog (never more long
+    // polls: such a server would hold the message each of them took). A server that
+    // honours batches gives 10 per long poll already.
+    if (asked == 1 && !got.empty()) {
       while (s->helpers < consumer_receivers - 1) {
         ++s->helpers;
         asio::co_spawn(s->executor, drain_backlog(s), asio::detached);
