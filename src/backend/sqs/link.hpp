@@ -26,7 +26,6 @@
 #include <random>
 #include <set>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 namespace funcie::sqs_backend {
@@ -55,8 +54,6 @@ inline constexpr int visibility_seconds = 1;
 /// until it expires: never a tight loop (see link::release).
 inline constexpr int max_release_seconds = 8;
 inline constexpr std::int64_t release_fresh_ms = 3000;
-/// How many times one receiver passes the same message on at once (see link::release).
-inline constexpr int release_at_once_times = 6;
 /// Messages further in the future than this are not funcie's (Lambda's longest timeout plus
 /// clock skew): dropped, so that a forged expiry cannot keep one circulating.
 inline constexpr std::int64_t max_lifetime_ms = 16 * 60 * 1000;
@@ -319,24 +316,9 @@ struct link {
         received.sent_timestamp_ms == 0
             ? 0
             : util::unix_ms_now() + client->clock_offset().count() - received.sent_timestamp_ms;
-    int seconds = at_once ? 0
-                          : static_cast<int>(std::clamp<std::int64_t>(
-                                (age_ms - release_fresh_ms) / 1000, 0, max_release_seconds));
-    // One this receiver has passed on release_at_once_times already is not waited for here,
-    // and seemingly nowhere: hidden a second, so that a flood of such messages cannot keep
-    // the head of a queue whose server hands out the oldest first.
-    if (!at_once && !received.message_id.empty()) {
-      const std::int64_t now = util::unix_ms_now();
-      auto& seen = released_ids[received.message_id];
-      if (seen.first_ms == 0) seen.first_ms = now;
-      if (++seen.count > release_at_once_times) seconds = std::max(seconds, 1);
-      if (released_ids.size() >= 2 * released_pruned_at + 1024) {
-        std::erase_if(released_ids, [now](const auto& entry) {
-          return entry.second.first_ms < now - max_lifetime_ms;
-        });
-        released_pruned_at = released_ids.size();
-      }
-    }
+    const int seconds = at_once ? 0
+                                : static_cast<int>(std::clamp<std::int64_t>(
+                                      (age_ms - release_fresh_ms) / 1000, 0, max_release_seconds));
     asio::co_spawn(
         executor,
         [c = client, queue, receipt = received.receipt_handle, seconds]() -> asio::awaitable<void> {
@@ -456,13 +438,6 @@ struct link {
     }
   }
   bool batch_held = false;
-  /// SQS message ids this receiver released: when first, and how many times (release).
-  struct released {
-    std::int64_t first_ms = 0;
-    int count = 0;
-  };
-  std::unordered_map<std::string, released> released_ids;
-  std::size_t released_pruned_at = 0;
   std::map<std::string, std::vector<std::string>> deletes;     ///< queue -> receipts to delete
   std::shared_ptr<bool> token = std::make_shared<bool>(true);  ///< Expires with the link
 };
