@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,11 +51,25 @@ void check_split(std::string_view bytes, std::size_t limit) {
   if (!whole || *whole != bytes) fz::fail("the pieces do not reassemble to the envelope");
 }
 
+/// A presence tag's value comes from a queue anyone with sqs:TagQueue can tag: never throws,
+/// and with a secret only a value sealed for its key is accepted.
+void check_presence(std::string_view bytes) {
+  static const auto keys = funcie::tunnel::keyring::from_secrets("fuzz secret, long enough 1234");
+  const std::string key = "funcie:fuzz:01234567";
+  (void)sq::presence_tag_until(key, bytes, {});
+  if (sq::presence_tag_until(key, bytes, keys) && bytes.find(':') == std::string_view::npos) {
+    fz::fail("an unsealed tag value was accepted with a secret");
+  }
+  const std::map<std::string, std::string> tags{{key, std::string(bytes)}};
+  (void)sq::read_presence(tags, "fuzz", 0, keys);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
   check_decode(bytes);
+  check_presence(bytes);
   (void)sq::is_sqs_text(bytes);
   check_split(bytes, 1024 + (size == 0 ? 0 : data[0] % 64));
   return 0;

@@ -53,7 +53,7 @@ bool is_sqs_url(std::string_view url) {
 
 /// Every FUNCIE_* variable a function reads (the forwarder's reader, the SQS backend's
 /// settings, the secret): another name is a typo.
-constexpr std::array<std::string_view, 18> known_function_variables = {
+constexpr std::array<std::string_view, 19> known_function_variables = {
     "FUNCIE_BACKEND",
     "FUNCIE_APP",
     "FUNCIE_REQUEST_QUEUE_URL",
@@ -70,6 +70,7 @@ constexpr std::array<std::string_view, 18> known_function_variables = {
     "FUNCIE_SQS_CLAIM_MS",
     "FUNCIE_SQS_ABSENT_MS",
     "FUNCIE_SQS_PRESENCE_MS",
+    "FUNCIE_SQS_PRESENCE_IDLE_MS",
     "FUNCIE_SQS_RECEIVE_BATCH",
     "FUNCIE_SQS_MAX_MESSAGE_BYTES",
 };
@@ -636,7 +637,9 @@ asio::awaitable<bool> check_sqs(asio::any_io_executor executor,
     std::size_t present = 0;
     try {
       const auto tags = co_await client->list_queue_tags(settings.request_queue);
-      present = sqs_backend::read_presence(tags, settings.app, util::unix_ms_now()).until_ms != 0;
+      present =
+          sqs_backend::read_presence(tags, settings.app, util::unix_ms_now(), settings.keys)
+              .until_ms != 0;
     } catch (const aws::sqs_error& e) {
       failure = e.what();
     }

@@ -121,9 +121,9 @@ TEST_F(SqsSealed, TheQueueSeesOnlySealedBodies) {
         // A session's presence tag (it never claims): the forwarder offers, and the offer
         // waits on the request queue for its claim window.
         auto raw = raw_client(ctx);
+        const std::string tag = sqs_backend::presence_tag_key(app, util::random_hex(32));
         const std::map<std::string, std::string> here{
-            {sqs_backend::presence_tag_key(app, util::random_hex(32)),
-             std::to_string(util::unix_ms_now() + 60'000)}};
+            {tag, sqs_backend::presence_tag_value(tag, util::unix_ms_now() + 60'000, our_keys())}};
         co_await raw->tag_queue(server.url("req"), here);
         auto forwarder = tunnel::make_forwarder_backend(ctx.get_executor(), options());
         const auto req = fresh_request(R"({"card":"4111 1111 1111 1111"})");
@@ -147,6 +147,38 @@ TEST_F(SqsSealed, TheQueueSeesOnlySealedBodies) {
         EXPECT_EQ(tunnel::decode_request(offer.data), req);
         while (!outcome) co_await sleep_for(20ms);
         EXPECT_EQ(outcome->outcome, kind::not_taken);
+      },
+      30s);
+}
+
+TEST_F(SqsSealed, APresenceTagForgedWithoutTheSecretDivertsNothing) {
+  run_async(
+      [&](asio::io_context& ctx) -> asio::awaitable<void> {
+        // Whoever may tag the queue but holds no secret: a plain tag, one sealed with another
+        // secret, and a real session's sealed value copied onto another session's key.
+        auto raw = raw_client(ctx);
+        const auto until = util::unix_ms_now() + 60'000;
+        const std::string plain = sqs_backend::presence_tag_key(app, util::random_hex(32));
+        const std::string other = sqs_backend::presence_tag_key(app, util::random_hex(32));
+        const std::string copied = sqs_backend::presence_tag_key(app, util::random_hex(32));
+        const std::string real = sqs_backend::presence_tag_key(app, util::random_hex(32));
+        const auto theirs = tunnel::keyring::from_secrets("not the secret these sides share");
+        const std::map<std::string, std::string> forged{
+            {plain, std::to_string(until)},
+            {other, sqs_backend::presence_tag_value(other, until, theirs)},
+            {copied, sqs_backend::presence_tag_value(real, until, our_keys())},
+        };
+        co_await raw->tag_queue(server.url("req"), forged);
+        auto forwarder = tunnel::make_forwarder_backend(ctx.get_executor(), options());
+        for (int i = 0; i < 5; ++i) {
+          const auto t0 = steady::now();
+          auto out = co_await forwarder->forward(fresh_request("{}"), steady::now() + 10s);
+          EXPECT_EQ(out.outcome, kind::not_taken) << out.reason;
+          EXPECT_LT(steady::now() - t0, 1s) << "an invocation waited for a claim";
+        }
+        // Nothing was offered: the request queue is empty.
+        const auto got = co_await raw->receive_message(server.url("req"), 10, 0);
+        EXPECT_TRUE(got.empty()) << "a forged tag made the forwarder offer";
       },
       30s);
 }

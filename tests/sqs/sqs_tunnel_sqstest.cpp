@@ -45,12 +45,13 @@ using funcie::test::sqs_server;
 
 constexpr std::string_view app = "shared-app";
 
-// Under a storm some invocations miss their claim window and run in the cloud; at least
-// 1 in this many is still forwarded (an ASan build runs everything a few times slower).
+// Under a storm a few invocations miss their claim window and run in the cloud (answered
+// there, once); at least this many in 4 are forwarded (an ASan build runs everything a few
+// times slower). None fails: a consumer that answers is never reported lost.
 #if defined(__SANITIZE_ADDRESS__)
-constexpr int answered_floor_divisor = 5;
+constexpr int answered_floor_quarters = 2;
 #else
-constexpr int answered_floor_divisor = 3;
+constexpr int answered_floor_quarters = 3;
 #endif
 
 tunnel::request fresh_request(std::string payload) {
@@ -299,6 +300,7 @@ TEST_P(SqsTunnel, TwoInstancesUnderAForeignStormAndOthersClaimsRunEveryInvocatio
         }();
         std::map<std::string, int> runs;
         for (const auto& id : log->handled) ++runs[id];
+        int failed = 0;
         // Exactly once: an answered invocation ran here once; one the cloud ran (not_taken)
         // never ran here; nothing ran here twice.
         for (const auto& [id, outcome] : outcome_of) {
@@ -308,14 +310,21 @@ TEST_P(SqsTunnel, TwoInstancesUnderAForeignStormAndOthersClaimsRunEveryInvocatio
           } else if (outcome == kind::not_taken) {
             EXPECT_EQ(n, 0) << id << " ran in the cloud and here";
           } else {
-            EXPECT_LE(n, 1) << id;
+            EXPECT_LE(n, 1) << id << " failed and ran here " << n << " times";
+            ++failed;
           }
         }
+        // A consumer that answers is not reported lost (docs/sqs.md, "Nothing starves"), but
+        // on a server that hands out the oldest first (local-aws-sqs) the 300 claims nobody
+        // waits for can hold the response queue's head for their 3 s: an answer behind them
+        // all may come after the heartbeat bound (0 to 7 in 200 seen). Never run twice.
+        EXPECT_LE(failed, GetParam() == sqs_server::kind::local ? total / 20 : 0) << summary;
         for (const auto& [id, n] : runs) EXPECT_TRUE(outcome_of.contains(id)) << id;
         // The storm slows the tunnel down (offers and commits queue behind 1,000 foreign
-        // messages; the invocations that miss their claim window run in the cloud) but does
-        // not stop it, and once it is over every invocation is forwarded again.
-        EXPECT_GE(outcomes["answered"], total / answered_floor_divisor) << summary;
+        // messages, answers behind 300 claims nobody waits for; the few invocations that miss
+        // their claim window run in the cloud) but does not stop it, and once it is over every
+        // invocation is forwarded again.
+        EXPECT_GE(outcomes["answered"], total * answered_floor_quarters / 4) << summary;
         std::cerr << "outcomes:\n" << summary;
         while (flooding) co_await sleep_for(50ms);
         for (auto* instance : {&a, &b}) {
@@ -341,27 +350,38 @@ TEST_P(SqsTunnel, TwoInstancesUnderAForeignStormAndOthersClaimsRunEveryInvocatio
       180s);
 }
 
-TEST_P(SqsTunnel, NobodyConnectedCostsOneRequestAtColdStartAndNoInvocationWaits) {
+// The "nobody connected for 2 minutes of steady invocations", with every presence
+// period ten times shorter (FUNCIE_SQS_PRESENCE_MS 10 s -> 1 s, FUNCIE_SQS_PRESENCE_IDLE_MS
+// 300 s -> 30 s): 12 s here is 2 minutes there.
+TEST_P(SqsTunnel, NobodyConnectedForTwoScaledMinutesNoInvocationWaitsAndReadsSpaceOut) {
   iam_gate gate(server.endpoint(), {});
   scoped_env via_gate{"AWS_ENDPOINT_URL_SQS", gate.endpoint().c_str()};
-  scoped_env refresh{"FUNCIE_SQS_PRESENCE_MS", "10000"};
+  scoped_env every{"FUNCIE_SQS_PRESENCE_MS", "1000"};
+  scoped_env idle{"FUNCIE_SQS_PRESENCE_IDLE_MS", "30000"};
   run_async(
       [&](asio::io_context& ctx) -> asio::awaitable<void> {
         auto forwarder = tunnel::make_forwarder_backend(ctx.get_executor(), options());
         std::vector<std::chrono::milliseconds> took;
+        int first_requests = -1;
         const auto start = steady::now();
-        while (steady::now() - start < 8s) {
+        while (steady::now() - start < 12s) {
           const auto t0 = steady::now();
           auto out = co_await forwarder->forward(fresh_request("{}"), steady::now() + 10s);
           took.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t0));
+          if (first_requests < 0) first_requests = gate.requests();
           EXPECT_EQ(out.outcome, kind::not_taken);
           co_await sleep_for(20ms);
         }
-        EXPECT_GT(took.size(), 50u);
-        EXPECT_LT(*std::max_element(took.begin(), took.end()), 500ms)
-            << "an invocation waited (a claim window is 2 s)";
-        EXPECT_EQ(gate.requests(), 1) << "one ListQueueTags, then nothing";
-        EXPECT_EQ(gate.requests("ListQueueTags"), 1);
+        EXPECT_GT(took.size(), 100u);
+        EXPECT_EQ(first_requests, 1) << "the cold start makes one SQS request";
+        EXPECT_LT(*std::max_element(took.begin() + 1, took.end()), 500ms)
+            << "an invocation after the first waited (a claim window is 2 s)";
+        // Reads in the background only, spaced 1, 2, 4, 8 s (+-20 %) while nobody is there:
+        // the cold start's and at most 4 more in 12 s (at the real periods: 4 in the first 2
+        // minutes, then one per 5 minutes while invoked), never one per invocation.
+        EXPECT_EQ(gate.requests(), gate.requests("ListQueueTags")) << "only presence reads";
+        EXPECT_GE(gate.requests("ListQueueTags"), 2) << "warm instances must still look";
+        EXPECT_LE(gate.requests("ListQueueTags"), 5);
       },
       60s);
 }

@@ -92,7 +92,10 @@ TEST(SqsSettings, TunablesAreReadAndChecked) {
   env.vars["FUNCIE_SQS_ABSENT_MS"] = "0";
   env.vars["FUNCIE_SQS_RECEIVE_BATCH"] = "1";
   env.vars["FUNCIE_SQS_MAX_MESSAGE_BYTES"] = "262144";
+  env.vars["FUNCIE_SQS_PRESENCE_IDLE_MS"] = "60000";
   const auto s = resolve_settings(options(), env.fn());
+  EXPECT_EQ(s.presence_idle_max.count(), 60000);
+  EXPECT_EQ(resolve_settings(options(), base_env().fn()).presence_idle_max.count(), 300000);
   EXPECT_EQ(s.claim_window.count(), 750);
   EXPECT_EQ(s.absent_for.count(), 0);
   EXPECT_EQ(s.receive_batch, 1);
@@ -102,7 +105,8 @@ TEST(SqsSettings, TunablesAreReadAndChecked) {
        std::map<std::string, std::string>{{"FUNCIE_SQS_CLAIM_MS", "soon"},
                                           {"FUNCIE_SQS_RECEIVE_BATCH", "11"},
                                           {"FUNCIE_SQS_MAX_MESSAGE_BYTES", "2000000"},
-                                          {"FUNCIE_SQS_ABSENT_MS", "-1"}}) {
+                                          {"FUNCIE_SQS_ABSENT_MS", "-1"},
+                                          {"FUNCIE_SQS_PRESENCE_IDLE_MS", "999"}}) {
     auto e = base_env();
     e.vars[name] = bad;
     EXPECT_NE(error_of(options(), e).find(name), std::string::npos) << name;

@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <ostream>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sq = funcie::sqs_backend;
@@ -476,4 +478,47 @@ TEST(SqsPresence, TheLatestLiveTagOfTheAppCounts) {
   EXPECT_EQ(sq::read_presence(tags, "orders-api", now + 1).signature, p.signature);
   EXPECT_EQ(sq::read_presence(tags, "orders-api", now + 60000).until_ms, 0);
   EXPECT_EQ(sq::read_presence({}, "orders-api", now).until_ms, 0);
+}
+
+TEST(SqsPresence, WithASecretOnlyATagSealedForItsOwnKeyCounts) {
+  const std::int64_t now = 1763900000000;
+  const auto keys = funcie::tunnel::keyring::from_secrets("correct horse battery staple 42");
+  const auto other = funcie::tunnel::keyring::from_secrets("another team's secret, 32 bytes");
+  const std::string mine = sq::presence_tag_key("orders-api", session);
+  const std::string theirs = sq::presence_tag_key("orders-api", id);
+  const std::string value = sq::presence_tag_value(mine, now + 30000, keys);
+  // What AWS allows in a tag value: letters, digits, blanks and _ . : / = + - @; at most 256.
+  EXPECT_LE(value.size(), 256u);
+  EXPECT_TRUE(std::all_of(value.begin(), value.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("_.:/=+-@ ").find(c) != std::string_view::npos;
+  })) << value;
+  EXPECT_EQ(sq::presence_tag_until(mine, value, keys), now + 30000);
+  // Forged without the secret: a plain number, a value sealed with another key, a valid
+  // value copied onto another session's key, a value with a bit changed.
+  EXPECT_FALSE(sq::presence_tag_until(mine, std::to_string(now + 30000), keys));
+  EXPECT_FALSE(
+      sq::presence_tag_until(mine, sq::presence_tag_value(mine, now + 30000, other), keys));
+  EXPECT_FALSE(sq::presence_tag_until(theirs, value, keys));
+  std::string flipped = value;
+  flipped[flipped.size() - 5] = flipped[flipped.size() - 5] == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(sq::presence_tag_until(mine, flipped, keys));
+  EXPECT_FALSE(sq::presence_tag_until(mine, "sealed64:0011223344556677", keys));
+  EXPECT_FALSE(sq::presence_tag_until(mine, "", keys));
+  // Without a secret the sealed value is not a number either.
+  EXPECT_FALSE(sq::presence_tag_until(mine, value, {}));
+
+  const std::map<std::string, std::string> tags{
+      {mine, value}, {theirs, std::to_string(now + 90000)},  // forged: no seal
+  };
+  const auto p = sq::read_presence(tags, "orders-api", now, keys);
+  EXPECT_EQ(p.until_ms, now + 30000);
+  EXPECT_EQ(
+      sq::read_presence({{theirs, std::to_string(now + 90000)}}, "orders-api", now, keys).until_ms,
+      0)
+      << "a tag forged without the secret must not make forwarders offer";
+  // The longest app name still fits a tag value.
+  const std::string long_app(64, 'a');
+  EXPECT_LE(sq::presence_tag_value(sq::presence_tag_key(long_app, session), now, keys).size(),
+            256u);
 }

@@ -3,6 +3,8 @@
 #include "backend/sqs/forwarder.hpp"
 #include "tunnel/try_await.hpp"
 
+#include <utility>
+
 namespace funcie::sqs_backend {
 
 namespace asio = boost::asio;
@@ -31,18 +33,31 @@ asio::awaitable<void> read_presence_tags(std::shared_ptr<forwarder_state> s) {
       sqs.has_value() && (sqs->cause() == aws::sqs_error::kind::queue_missing ||
                           sqs->cause() == aws::sqs_error::kind::credentials);
   s->presence_reading = false;
+  // Invocations that came while this cold start's read was under way go on with its result.
+  for (auto& waiting : std::exchange(s->presence_waiters, {})) waiting->notify();
   const auto now = steady::now();
   if (read) {
     const auto& tags = *read.value;
     const bool was = s->present();
-    s->seen = read_presence(tags, s->config().app, util::unix_ms_now());
+    const bool saw_nobody_before = s->presence_known && !s->saw_session;
+    s->seen = read_presence(tags, s->config().app, util::unix_ms_now(), s->config().keys);
     s->presence_known = true;
     s->presence_read_at = now;
     s->presence_backoff = 0ms;
-    // +-20 % so that many instances started together do not read together.
+    ++s->presence_reads;
+    s->saw_session = s->seen.until_ms != 0;
+    // Somebody there: read again every FUNCIE_SQS_PRESENCE_MS (to follow sessions that come
+    // and go). Nobody: each read that finds nobody again doubles the pause, up to
+    // FUNCIE_SQS_PRESENCE_IDLE_MS, so that a function nobody debugs makes a handful of
+    // reads per instance and then one per FUNCIE_SQS_PRESENCE_IDLE_MS while it is invoked.
     const auto every = s->config().presence_every;
+    s->presence_interval = s->saw_session || !saw_nobody_before
+                               ? every
+                               : std::min(s->presence_interval * 2, s->config().presence_idle_max);
+    // +-20 % so that many instances started together do not read together.
+    const auto pause = s->presence_interval;
     s->next_presence_read =
-        now + every * 4 / 5 + milliseconds(random_below(every.count() * 2 / 5 + 1));
+        now + pause * 4 / 5 + milliseconds(random_below(pause.count() * 2 / 5 + 1));
     if (!was && s->present()) {
       spdlog::info("a consumer is connected on {}: forwarding invocations", s->net.where);
     }
@@ -131,12 +146,21 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
   const tunnel::labelled_request labelled(req, config.app);
   const tunnel::request& request = labelled.get();
   if (config.response_queue.empty()) co_return co_await fire_and_forget(s, request);
-  // What the tags said long ago (an instance idle for a while) is not trusted: read again.
-  const bool stale = steady::now() - s->presence_read_at > s->config().presence_every * 3;
+  // A session seen long ago (an instance thawed after an idle spell while somebody debugs)
+  // is read again in the invocation, so that the developer's next call is forwarded; what
+  // a read of nobody said is only ever refreshed in the background.
+  const bool stale = s->saw_session &&
+                     steady::now() - s->presence_read_at > s->config().presence_every * 3;
   if (s->tags_usable && (!s->presence_known || stale) && !s->presence_reading) {
-    // A cold start: one ListQueueTags, the only SQS call an invocation nobody debugs makes
-    // (and again after FUNCIE_SQS_PRESENCE_MS x 3 without invocations).
+    // A cold start: one ListQueueTags, the only SQS call in the latency of an invocation
+    // nobody debugs.
     co_await read_presence_tags(s);
+  } else if (s->tags_usable && !s->presence_known) {
+    // Another invocation's cold start read is under way (several in flight at once): its
+    // answer is this one's too, rather than "nobody" before anything was read.
+    auto waiting = std::make_shared<wakeup>(s->executor);
+    s->presence_waiters.push_back(waiting);
+    co_await waiting->wait_until(std::min(give_up_at, steady::now() + 5s));
   } else {
     refresh_presence(s);  // in the background, never in an invocation's latency
   }
@@ -200,6 +224,8 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
       co_return tunnel::not_taken(
           fmt::format("no consumer claimed it within {} ms", config.claim_window.count()));
     }
+    // Any message of the owner's, for this request or another one, says it is alive.
+    if (owner) last_heard = std::max(last_heard, s->last_heard_from(*owner));
     if (owner && now - last_heard > config.heartbeat) {
       co_return tunnel::failed(
           "Funcie.ConsumerLost",
@@ -227,9 +253,12 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
     }
     if (!owner) {
       if (m.kind != message_kind::claim) {
-        // Nothing runs before our commit, so nothing but a claim can come first.
-        spdlog::warn("dropped a {} for request {} from session {}, which did not claim it",
-                     to_string(m.kind), request.id, m.session.substr(0, 8));
+        // Nothing runs before our commit, so nothing but a claim (or the alive of a session
+        // that claimed it, whose claim came first or was lost) can come first.
+        if (m.kind != message_kind::alive) {
+          spdlog::warn("dropped a {} for request {} from session {}, which did not claim it",
+                       to_string(m.kind), request.id, m.session.substr(0, 8));
+        }
         continue;
       }
       // 3. Commit: this session, and only it, runs the request (with the rest of a big

@@ -27,10 +27,10 @@ struct waiter {
 }  // namespace detail
 
 struct sqs_forwarder_backend::state {
-  state(asio::any_io_executor ex, const tunnel::backend_options& opts)
+  state(asio::any_io_executor ex, const tunnel::backend_options& opts,
+        const aws::getenv_fn& getenv = detail::environment_snapshot())
       : executor(ex),
-        net(ex, resolve_settings(opts, [](const char* name) { return std::getenv(name); }),
-            opts.timing.command_timeout, 2),
+        net(ex, resolve_settings(opts, getenv), opts.timing.command_timeout, 2, getenv),
         backoff(net.where) {}
 
   asio::any_io_executor executor;
@@ -40,7 +40,35 @@ struct sqs_forwarder_backend::state {
   /// ms): a late `alive` or piece for one is deleted, not passed round to other instances.
   std::unordered_map<std::string, std::int64_t> finished;
   std::size_t finished_pruned_at = 0;
-  bool polling = false;
+  /// When each consumer session was last heard of on the response queue (any message of
+  /// this app from it, whoever it was for): a session that answers other requests is
+  /// alive, although the one message for a given request may wait behind a flood of
+  /// others' on the queue.
+  std::unordered_map<std::string, steady::time_point> session_heard;
+  std::size_t session_heard_pruned_at = 0;
+  void heard_from(const std::string& session) {
+    if (session.empty()) return;
+    const auto now = steady::now();
+    session_heard[session] = now;
+    if (session_heard.size() >= 2 * session_heard_pruned_at + 64) {
+      std::erase_if(session_heard, [&](const auto& entry) { return now - entry.second > 60s; });
+      session_heard_pruned_at = session_heard.size();
+    }
+  }
+  steady::time_point last_heard_from(const std::string& session) const {
+    const auto it = session_heard.find(session);
+    return it == session_heard.end() ? steady::time_point{} : it->second;
+  }
+  /// Receives of the response queue running: one while anybody waits, up to max_pollers
+  /// one per 2 waiting.
+  std::size_t polling = 0;
+  /// One per forward() waiting for a cold start's presence read already under way.
+  std::vector<std::shared_ptr<detail::wakeup>> presence_waiters;
+  std::size_t pollers_wanted() const {
+    // A server that honours batches gives up to 10 per receive: one receive is enough.
+    if (net.receive_batch() > 1) return 1;
+    return std::clamp<std::size_t>((waiters.size() + 1) / 2, 1, detail::max_pollers);
+  }
   bool stopped = false;
   /// Presence from the request queue's tags (docs/sqs.md, "Presence").
   bool presence_known = false;    ///< A read succeeded once
@@ -49,6 +77,11 @@ struct sqs_forwarder_backend::state {
   steady::time_point next_presence_read{};
   presence seen;  ///< What the last successful read said
   steady::time_point presence_read_at{};
+  /// The pause before the next background read: FUNCIE_SQS_PRESENCE_MS while a session is
+  /// seen, doubling after each read that sees nobody, up to FUNCIE_SQS_PRESENCE_IDLE_MS.
+  milliseconds presence_interval{0};
+  bool saw_session = false;          ///< The last read saw a session's tag in its time
+  std::uint64_t presence_reads = 0;  ///< Successful reads, for tests and logs
   bool said_presence_error = false;
   std::string unclaimed;  ///< The signature of the tags when an offer went unclaimed
   milliseconds presence_backoff{0};

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -82,6 +83,14 @@ inline constexpr std::int64_t claim_lifetime_ms = 2000;
 /// An offer's claim window is taken as at most this long (FUNCIE_SQS_CLAIM_MS' largest):
 /// a forged claim_by_ms far off keeps nothing held.
 inline constexpr std::int64_t max_claim_window_ms = 60000;
+/// Receives a forwarder runs at once on the response queue (one per 2 waiters): a message
+/// for another instance or nobody is read by each in turn, so that with many in flight or
+/// a flood of others' messages one receive at a time (one message each, on a server that
+/// holds batched receives) would fall behind.
+inline constexpr std::size_t max_pollers = 4;
+/// Receives a consumer runs at once on the request queue while it finds a backlog (a storm
+/// of foreign messages ahead of the offers and commits): its long poll and short polls.
+inline constexpr int consumer_receivers = 4;
 /// Calls sent at once.
 inline constexpr std::size_t max_parallel_sends = 8;
 /// Rule 4 for fire-and-forget requests: sent before the session opened, minus clock skew.
@@ -92,6 +101,26 @@ inline std::int64_t random_below(std::int64_t n) {
   thread_local std::mt19937_64 generator{std::random_device{}()};
   return std::uniform_int_distribution<std::int64_t>(0,
                                                      std::max<std::int64_t>(n, 1) - 1)(generator);
+}
+
+/// The process environment as it was when the backend was made, read from then on without
+/// std::getenv: the function's handler thread sets variables (the trace id) per invocation
+/// while the tunnel's thread would read them (settings, and credentials when they are
+/// fetched again), and getenv beside setenv is a data race. What funcie reads here (the
+/// queues, the region and endpoint, Lambda's credentials) does not change in a process's
+/// life; a profile's files and credential_process are still read when needed.
+inline aws::getenv_fn environment_snapshot() {
+  auto copy = std::make_shared<std::map<std::string, std::string, std::less<>>>();
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view pair(*entry);
+    const auto eq = pair.find('=');
+    if (eq == std::string_view::npos) continue;
+    copy->emplace(std::string(pair.substr(0, eq)), std::string(pair.substr(eq + 1)));
+  }
+  return [copy](const char* name) -> const char* {
+    const auto it = copy->find(std::string_view(name));
+    return it == copy->end() ? nullptr : it->second.c_str();
+  };
 }
 
 /// A timer used as a condition: wait() until notify() or a deadline.
@@ -116,10 +145,10 @@ inline bool on_response_queue(message_kind kind) {
 
 /// What every end of the SQS tunnel shares: the client and the queues' size limits.
 struct link {
-  link(asio::any_io_executor ex, settings conf, milliseconds attempt_timeout, int attempts)
+  link(asio::any_io_executor ex, settings conf, milliseconds attempt_timeout, int attempts,
+       aws::getenv_fn getenv)
       : executor(std::move(ex)), config(std::move(conf)) {
-    credentials = std::make_shared<aws::credential_provider>(
-        executor, [](const char* name) { return std::getenv(name); });
+    credentials = std::make_shared<aws::credential_provider>(executor, std::move(getenv));
     aws::sqs_client_options options;
     options.region = config.service.region;
     options.endpoint = config.service.endpoint;
@@ -371,12 +400,21 @@ struct link {
   /// server holds a batched receive for its whole wait although a message came (as
   /// local-aws-sqs does); then 1, said once.
   int receive_batch() const { return batch_held ? 1 : config.receive_batch; }
+  /// MaxNumberOfMessages and WaitTimeSeconds of the next receive on a queue whose last
+  /// receive brought `last_got` messages. On a server that holds batched long polls, a
+  /// receive that found something is followed by a short poll of up to 10 (such a server
+  /// answers those at once): a backlog, or a flood of others' messages ahead of the one a
+  /// receiver waits for, is then read 10 at a time rather than one.
+  std::pair<int, int> next_receive(std::size_t last_got, int long_poll_seconds) const {
+    if (receive_batch() == 1 && last_got > 0) return {static_cast<int>(max_batch_entries), 0};
+    return {receive_batch(), long_poll_seconds};
+  }
   /// Looks at one receive that asked for more than one message: `started_ms` and
   /// `returned_ms` by our clock, `wait_seconds` its long poll.
   void check_receive(const std::vector<aws::sqs_json::received_message>& got,
                      std::int64_t started_ms, std::int64_t returned_ms, int wait_seconds,
                      int asked) {
-    if (batch_held || asked <= 1 || got.empty()) return;
+    if (batch_held || asked <= 1 || got.empty() || wait_seconds == 0) return;
     // Most of the wait, and at most 1.5 s: far above what a busy server takes to answer.
     const std::int64_t held_ms = std::min<std::int64_t>(wait_seconds * 700, 1500);
     const std::int64_t offset = client->clock_offset().count();

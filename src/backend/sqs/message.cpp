@@ -407,22 +407,72 @@ std::string presence_tag_key(std::string_view app, std::string_view session_id) 
   return presence_tag_prefix(app) + std::string(session_id.substr(0, 8));
 }
 
+namespace {
+
+std::optional<std::int64_t> whole_number(std::string_view text) {
+  std::int64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value < 0) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+constexpr std::string_view frame_prefix = "funcie/1 ";
+
+}  // namespace
+
+std::string presence_tag_value(std::string_view key, std::int64_t until_ms,
+                               const tunnel::keyring& keys) {
+  const std::string until = std::to_string(until_ms);
+  if (!keys.enabled()) return until;
+  // "funcie/1 sealed64 KEYID\nBASE64" -> "sealed64:KEYID:BASE64"
+  std::string frame = keys.seal_text(std::string(key) + " " + until);
+  std::string value = frame.substr(frame_prefix.size());
+  std::replace(value.begin(), value.end(), ' ', ':');
+  std::replace(value.begin(), value.end(), '\n', ':');
+  return value;
+}
+
+std::optional<std::int64_t> presence_tag_until(std::string_view key, std::string_view value,
+                                               const tunnel::keyring& keys) {
+  if (!keys.enabled()) return whole_number(value);
+  const auto first = value.find(':');
+  const auto second = first == std::string_view::npos ? first : value.find(':', first + 1);
+  if (second == std::string_view::npos || value.size() > 1024) return std::nullopt;
+  std::string frame(frame_prefix);
+  frame.append(value.substr(0, first));
+  frame.push_back(' ');
+  frame.append(value.substr(first + 1, second - first - 1));
+  frame.push_back('\n');
+  frame.append(value.substr(second + 1));
+  std::string plain;
+  try {
+    plain = keys.open(frame);
+  } catch (const tunnel::seal_error&) {
+    return std::nullopt;
+  }
+  // Sealed for this very key: a value copied onto another session's or app's key is refused.
+  if (plain.size() <= key.size() + 1 || !plain.starts_with(key) || plain[key.size()] != ' ') {
+    return std::nullopt;
+  }
+  return whole_number(std::string_view(plain).substr(key.size() + 1));
+}
+
 presence read_presence(const std::map<std::string, std::string>& tags, std::string_view app,
-                       std::int64_t now_ms) {
+                       std::int64_t now_ms, const tunnel::keyring& keys) {
   presence out;
   const std::string prefix = presence_tag_prefix(app);
   for (auto it = tags.lower_bound(prefix); it != tags.end() && it->first.starts_with(prefix);
        ++it) {
-    const auto& value = it->second;
-    std::int64_t until = 0;
-    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), until);
-    if (value.empty() || ec != std::errc() || end != value.data() + value.size()) continue;
-    if (until <= now_ms) {
+    const auto until = presence_tag_until(it->first, it->second, keys);
+    if (!until) continue;
+    if (*until <= now_ms) {
       out.stale_keys.push_back(it->first);
       continue;
     }
-    out.until_ms = std::max(out.until_ms, until);
-    out.signature += it->first + "=" + value + ";";
+    out.until_ms = std::max(out.until_ms, *until);
+    out.signature += it->first + "=" + it->second + ";";
   }
   return out;
 }

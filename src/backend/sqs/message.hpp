@@ -3,6 +3,8 @@
 // I/O) and fuzzed: bodies come from a queue anyone with access can write to.
 #pragma once
 
+#include "tunnel/seal.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -77,10 +79,23 @@ struct presence {
   std::vector<std::string> stale_keys;
 };
 
-/// What the queue's tags say about `app` at `now_ms`. Tags of other apps, and values that are
-/// not a whole number, are ignored.
+/// The value of the tag `key` for a session there until `until_ms`: the number, or with a
+/// shared secret that number sealed together with the key, as "MODE:KEYID:BASE64" (the
+/// sealed64/signed64 frame of the text "KEY UNTIL_MS" with its first line's blanks as
+/// colons: tag values allow only letters, digits, blanks and _ . : / = + - @). A tag
+/// forged without the secret then diverts nothing (docs/sqs.md, "Presence").
+std::string presence_tag_value(std::string_view key, std::int64_t until_ms,
+                               const tunnel::keyring& keys);
+/// The time in a tag's value, or nullopt when it is not one `keys` accepts for `key`: a
+/// plain number without a secret; with one, a value sealed with one of its keys for
+/// exactly this key.
+std::optional<std::int64_t> presence_tag_until(std::string_view key, std::string_view value,
+                                               const tunnel::keyring& keys);
+
+/// What the queue's tags say about `app` at `now_ms`. Tags of other apps, and values that
+/// presence_tag_until does not accept, are ignored.
 presence read_presence(const std::map<std::string, std::string>& tags, std::string_view app,
-                       std::int64_t now_ms);
+                       std::int64_t now_ms, const tunnel::keyring& keys = {});
 
 /// Collects the pieces of one envelope. Pieces may come in any order and more than once.
 class reassembly {

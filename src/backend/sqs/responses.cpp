@@ -29,6 +29,7 @@ void on_response_message(const std::shared_ptr<forwarder_state>& s,
     s->net.drop(queue, received.receipt_handle);
     return;
   }
+  s->heard_from(m.session);
   const auto it = s->waiters.find(m.id);
   if (it == s->waiters.end()) {
     if (s->finished.contains(m.id)) {
@@ -46,14 +47,16 @@ void on_response_message(const std::shared_ptr<forwarder_state>& s,
 /// Receives from the response queue while anybody waits.
 asio::awaitable<void> poll_responses(std::shared_ptr<forwarder_state> s) {
   asio::steady_timer pause(s->executor);
-  while (!s->waiters.empty() && !s->stopped) {
-    const int asked = s->net.receive_batch();
+  std::size_t last_got = 0;
+  while (!s->waiters.empty() && !s->stopped && s->polling <= s->pollers_wanted()) {
+    const auto [asked, wait] = s->net.next_receive(last_got, forwarder_wait_seconds);
     const std::int64_t started_ms = util::unix_ms_now();
     auto polled = co_await tunnel::try_await(s->net.client->receive_message(
-        s->config().response_queue, asked, forwarder_wait_seconds, visibility_seconds));
+        s->config().response_queue, asked, wait, visibility_seconds));
     std::vector<aws::sqs_json::received_message> got;
     if (polled) got = std::move(*polled.value);
-    s->net.check_receive(got, started_ms, util::unix_ms_now(), forwarder_wait_seconds, asked);
+    last_got = got.size();
+    s->net.check_receive(got, started_ms, util::unix_ms_now(), wait, asked);
     if (!polled) {
       const std::string& error = polled.error;
       spdlog::debug("receiving from the response queue failed: {}", error);
@@ -64,7 +67,7 @@ asio::awaitable<void> poll_responses(std::shared_ptr<forwarder_state> s) {
     }
     for (auto& received : got) on_response_message(s, std::move(received));
   }
-  s->polling = false;
+  --s->polling;
 }
 
 }  // namespace
@@ -76,8 +79,8 @@ registration::registration(std::shared_ptr<forwarder_state> s, std::string id,
       expires_ms_(expires_ms),
       waiter_(std::make_shared<waiter>(s_->executor)) {
   s_->waiters[id_] = waiter_;
-  if (!s_->polling) {
-    s_->polling = true;
+  while (s_->polling < s_->pollers_wanted()) {
+    ++s_->polling;
     asio::co_spawn(s_->executor, poll_responses(s_), asio::detached);
   }
 }

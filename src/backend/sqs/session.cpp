@@ -16,18 +16,34 @@ using namespace detail;
 
 namespace {
 
+/// Helps the receive loop through a backlog on the request queue (a storm of others'
+/// messages ahead of an offer or a commit): short polls of up to 10, which every server
+/// answers at once, until one finds nothing.
+asio::awaitable<void> drain_backlog(std::shared_ptr<session_state> s) {
+  while (!s->over()) {
+    auto polled = co_await tunnel::try_await(s->net.client->receive_message(
+        s->config().request_queue, static_cast<int>(max_batch_entries), 0, visibility_seconds));
+    if (!polled || polled.value->empty()) break;
+    s->forget_old_claims();
+    for (auto& received : *polled.value) on_request_message(s, std::move(received));
+  }
+  --s->helpers;
+}
+
 asio::awaitable<void> receive_loop(std::shared_ptr<session_state> s) {
   asio::steady_timer pause(s->executor);
   milliseconds retry_pause = 100ms;
   s->last_receive = steady::now();
+  std::size_t last_got = 0;
   while (!s->over()) {
-    const int asked = s->net.receive_batch();
+    const auto [asked, wait] = s->net.next_receive(last_got, consumer_wait_seconds);
     const std::int64_t started_ms = util::unix_ms_now();
     auto polled = co_await tunnel::try_await(s->net.client->receive_message(
-        s->config().request_queue, asked, consumer_wait_seconds, visibility_seconds));
+        s->config().request_queue, asked, wait, visibility_seconds));
     std::vector<aws::sqs_json::received_message> got;
     if (polled) got = std::move(*polled.value);
-    s->net.check_receive(got, started_ms, util::unix_ms_now(), consumer_wait_seconds, asked);
+    last_got = got.size();
+    s->net.check_receive(got, started_ms, util::unix_ms_now(), wait, asked);
     if (!polled) {
       const std::string& error = polled.error;
       if (s->stopped) break;
@@ -46,6 +62,16 @@ asio::awaitable<void> receive_loop(std::shared_ptr<session_state> s) {
     retry_pause = 100ms;
     s->last_receive = steady::now();
     s->forget_old_claims();
+    // One message at a time (a server that holds batched long polls): more may wait behind
+    // it. Short polls of 10 beside this loop's long one read the backlog (never more long
+    // polls: such a server would hold the message each of them took). A server that
+    // honours batches gives 10 per long poll already.
+    if (asked == 1 && !got.empty()) {
+      while (s->helpers < consumer_receivers - 1) {
+        ++s->helpers;
+        asio::co_spawn(s->executor, drain_backlog(s), asio::detached);
+      }
+    }
     for (auto& received : got) on_request_message(s, std::move(received));
   }
 }
@@ -59,14 +85,20 @@ asio::awaitable<void> alive_loop(std::shared_ptr<session_state> s) {
     co_await s->alive_timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
     if (s->over()) break;
     std::vector<std::string> bodies;
+    const std::int64_t now = util::unix_ms_now();
     for (const auto& [id, entry] : s->held) {
-      if (entry.ff || !entry.committed) continue;
+      if (entry.ff) continue;
+      // A claim not committed yet is said alive too, until this session stops waiting for
+      // its commit: a forwarder that committed it while the commit waits behind a backlog
+      // on the request queue must not report this session lost (docs/sqs.md).
+      if (!entry.committed && entry.commit_by_ms < now) continue;
       message alive;
       alive.kind = message_kind::alive;
       alive.app = s->config().app;
       alive.id = id;
       alive.session = s->session_id;
-      alive.expires_ms = entry.expires_ms;
+      alive.expires_ms =
+          entry.committed ? entry.expires_ms : std::min(entry.expires_ms, entry.commit_by_ms);
       bodies.push_back(s->net.body_of(alive, entry.key));
     }
     if (bodies.empty()) continue;
@@ -81,10 +113,12 @@ asio::awaitable<void> alive_loop(std::shared_ptr<session_state> s) {
 
 /// Sets this session's presence tag on the request queue: here until now + presence_ttl.
 asio::awaitable<void> publish_presence(std::shared_ptr<session_state> s) {
+  const std::string key = presence_tag_key(s->config().app, s->session_id);
   const std::map<std::string, std::string> tags{
-      {presence_tag_key(s->config().app, s->session_id),
-       std::to_string(util::unix_ms_now() +
-                      presence_ttl_periods * s->config().presence_every.count())}};
+      {key, presence_tag_value(key,
+                               util::unix_ms_now() +
+                                   presence_ttl_periods * s->config().presence_every.count(),
+                               s->config().keys)}};
   co_await s->net.client->tag_queue(s->config().request_queue, tags);
 }
 
@@ -93,7 +127,7 @@ asio::awaitable<void> publish_presence(std::shared_ptr<session_state> s) {
 asio::awaitable<void> remove_stale_presence(std::shared_ptr<session_state> s) {
   try {
     const auto tags = co_await s->net.client->list_queue_tags(s->config().request_queue);
-    const auto seen = read_presence(tags, s->config().app, util::unix_ms_now());
+    const auto seen = read_presence(tags, s->config().app, util::unix_ms_now(), s->config().keys);
     if (!seen.stale_keys.empty()) {
       co_await s->net.client->untag_queue(s->config().request_queue, seen.stale_keys);
     }
@@ -206,6 +240,11 @@ asio::awaitable<void> sqs_consumer_session::open() {
         offset.count());
   }
   s->opened = true;
+  if (!s->config().response_queue.empty()) {
+    spdlog::info(
+        "new function instances forward to this session at once; warm ones once they read the "
+        "presence tags again, within their FUNCIE_SQS_PRESENCE_IDLE_MS (default 5 min)");
+  }
   asio::co_spawn(s->executor, receive_loop(s),
                  asio::bind_cancellation_slot(s->stop_receiving.slot(), asio::detached));
   asio::co_spawn(s->executor, alive_loop(s), asio::detached);

@@ -33,10 +33,11 @@ struct held_request {
 }  // namespace detail
 
 struct sqs_consumer_session::state : tunnel::session_lifecycle {
-  state(asio::any_io_executor ex, const tunnel::backend_options& opts)
+  state(asio::any_io_executor ex, const tunnel::backend_options& opts,
+        const aws::getenv_fn& getenv = detail::environment_snapshot())
       : executor(ex),
-        net(ex, resolve_settings(opts, [](const char* name) { return std::getenv(name); }),
-            std::max(opts.timing.command_timeout * 3, milliseconds(3000)), 3),
+        net(ex, resolve_settings(opts, getenv),
+            std::max(opts.timing.command_timeout * 3, milliseconds(3000)), 3, getenv),
         ready_signal(ex),
         alive_timer(ex),
         presence_timer(ex),
@@ -54,6 +55,7 @@ struct sqs_consumer_session::state : tunnel::session_lifecycle {
   asio::steady_timer presence_timer;
   asio::steady_timer sweep_timer;
   asio::cancellation_signal stop_receiving;  ///< Ends the long poll in flight at close()
+  int helpers = 0;  ///< Short-poll loops draining a backlog (drain_backlog)
   steady::time_point last_receive{};
 
   const settings& config() const { return net.config; }

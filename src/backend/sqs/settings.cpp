@@ -100,6 +100,9 @@ settings resolve_settings(const tunnel::backend_options& options, const aws::get
       milliseconds(integer_variable(getenv, "FUNCIE_SQS_ABSENT_MS", 30000, 0, 3600 * 1000));
   out.presence_every =
       milliseconds(integer_variable(getenv, "FUNCIE_SQS_PRESENCE_MS", 10000, 1000, 3600 * 1000));
+  out.presence_idle_max = milliseconds(
+      integer_variable(getenv, "FUNCIE_SQS_PRESENCE_IDLE_MS", 300000, 1000, 24 * 3600 * 1000));
+  out.presence_idle_max = std::max(out.presence_idle_max, out.presence_every);
   out.receive_batch =
       static_cast<int>(integer_variable(getenv, "FUNCIE_SQS_RECEIVE_BATCH", 10, 1, 10));
   out.max_message_bytes = static_cast<std::size_t>(integer_variable(

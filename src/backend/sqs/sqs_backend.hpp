@@ -37,9 +37,12 @@ struct settings {
   std::chrono::milliseconds claim_grace{500};
   std::chrono::milliseconds absent_for{30000};      ///< FUNCIE_SQS_ABSENT_MS (without the tag)
   std::chrono::milliseconds presence_every{10000};  ///< FUNCIE_SQS_PRESENCE_MS
-  int receive_batch = 10;                           ///< FUNCIE_SQS_RECEIVE_BATCH
-  std::size_t max_message_bytes = 0;                ///< FUNCIE_SQS_MAX_MESSAGE_BYTES; 0: ask
-  tunnel::keyring keys;                             ///< Every body is sealed with these
+  /// FUNCIE_SQS_PRESENCE_IDLE_MS: while nobody is connected, a forwarder's reads of the
+  /// tags space out from presence_every, doubling, up to this.
+  std::chrono::milliseconds presence_idle_max{300000};
+  int receive_batch = 10;             ///< FUNCIE_SQS_RECEIVE_BATCH
+  std::size_t max_message_bytes = 0;  ///< FUNCIE_SQS_MAX_MESSAGE_BYTES; 0: ask
+  tunnel::keyring keys;               ///< Every body is sealed with these
 };
 
 /// Throws tunnel::backend_config_error naming the variable or flag to fix.

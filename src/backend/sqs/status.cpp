@@ -28,6 +28,7 @@ asio::awaitable<std::vector<tunnel::consumer_info>> list_consumers(
   if (!pinged)
     throw tunnel::backend_error(fmt::format("cannot list the consumers: {}", pinged.error));
   const std::vector<message>& pongs = *pinged.value;
+  const std::int64_t now_ms = util::unix_ms_now();
   std::vector<tunnel::consumer_info> out;
   std::set<std::string> seen;
   for (const auto& pong : pongs) {
@@ -39,10 +40,11 @@ asio::awaitable<std::vector<tunnel::consumer_info>> list_consumers(
       entry.pid = card->pid;
       entry.since_ms = card->since_ms;
       entry.in_flight = card->in_flight;
+      // A pong is the session's heartbeat: its age is how long ago it answered. at_ms is
+      // by the consumer's clock (the same one when status runs on the developer's machine);
+      // a clock behind ours cannot make it negative.
+      if (card->at_ms) entry.heartbeat_age_ms = std::max<std::int64_t>(0, now_ms - *card->at_ms);
     }
-    // A pong is a heartbeat of a moment ago; its at_ms is by the consumer's clock, which
-    // is not compared with this one.
-    entry.heartbeat_age_ms = 0;
     out.push_back(std::move(entry));
   }
   co_return out;
