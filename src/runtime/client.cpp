@@ -252,6 +252,13 @@ asio::awaitable<runtime_api::invocation> client::next() {
   } catch (const runtime_api::protocol_error& e) {
     fail_protocol(host_port_, e.what());
   }
+  for (const auto& field : answer) {
+    const std::string_view name = to_std(field.name_string());
+    const std::string_view value = to_std(field.value());
+    if (runtime_api::is_other_next_header(name, value)) {
+      invocation.other_headers.emplace_back(name, value);
+    }
+  }
   invocation.payload = std::move(answer.body());
   co_return invocation;
 }
