@@ -369,6 +369,9 @@ void environment::terminate() {
 }
 
 asio::awaitable<void> environment::shut_down(steady_clock::time_point deadline) {
+  // Nothing runs any more: the watchdog would keep the event loop busy until it fires.
+  watchdog_.cancel();
+  armed_ = {};
   if (!process_ || process_->exited()) {
     reset();
     co_return;
