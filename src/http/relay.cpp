@@ -4,9 +4,9 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -89,10 +89,11 @@ asio::awaitable<void> copy_request(streamed_request& in, upstream_connection& up
     co_return;
   }
   if (answered) co_return;  // an early answer went first; both are through now
-  asio::steady_timer until_answered(co_await asio::this_coro::executor,
-                                    asio::steady_timer::time_point::max());
+  // A channel nobody sends on: a wait that only cancellation ends, without arming a timer.
+  asio::experimental::channel<void(error_code)> until_answered(
+      co_await asio::this_coro::executor, 0);
   error_code ignored;
-  co_await until_answered.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  co_await until_answered.async_receive(asio::redirect_error(asio::use_awaitable, ignored));
 }
 
 // After an early final answer (a 413 to a body still coming), the rest of the request goes
