@@ -217,7 +217,7 @@ asio::awaitable<runtime_api::result> runtime_pool::run(const tunnel::request& re
     spdlog::debug("request for function {} runs in the environments made for {}", req.function.name,
                   emulator_->config().name);
   }
-  runtime_api::invocation inv{req.context, req.payload};
+  runtime_api::invocation inv{req.context, req.payload, {}};
   // A forwarder that takes a streamed response as pieces gets one as soon as the runtime
   // writes its first bytes; one that fails before that is an ordinary result (--hold holds
   // it).

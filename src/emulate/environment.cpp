@@ -14,6 +14,8 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
+#include <functional>
 
 namespace funcie::emulate {
 
@@ -38,9 +40,12 @@ std::string seconds_text(milliseconds d) {
 
 environment::environment(asio::any_io_executor executor, const function_config& config,
                          unsigned index)
-    : executor_(std::move(executor)), config_(config), index_(index) {}
+    : executor_(std::move(executor)), config_(config), index_(index), watchdog_(executor_) {
+  anchor_->self = this;
+}
 
 environment::~environment() {
+  anchor_->self = nullptr;
   reset();
 }
 
@@ -73,16 +78,22 @@ void environment::start() {
   process_ = std::make_unique<process::child>(executor_, config_.command, env, std::move(options));
   spdlog::debug("environment {}: started runtime pid {} with Runtime API {}", index_,
                 process_->pid(), api_->address());
-  // Watch the process: its exit is posted on a channel that the running invocation races.
-  exit_ = std::make_shared<exit_channel>(executor_, 1);
+  // Watch the process: when it ends while an invocation waits on it, that wait is ended by
+  // closing the Runtime API, and the invocation reads why from the watch.
+  watch_ = std::make_shared<watch>();
+  watch_->api = api_.get();
   asio::co_spawn(
       executor_,
-      [exit = exit_, pid = process_->pid(),
+      [w = watch_, pid = process_->pid(),
        wait = process_->wait()]() mutable -> asio::awaitable<void> {
         try {
           auto status = co_await std::move(wait);
           spdlog::debug("runtime pid {} ended: {}", pid, status.describe());
-          exit->try_send(boost::system::error_code{}, status);
+          w->exit = status;
+          if (w->busy && w->why == interruption::none && w->api != nullptr) {
+            w->why = interruption::exited;
+            w->api->close();
+          }
         } catch (const std::exception&) {
           // The environment was reset first; nobody is waiting.
         }
@@ -91,24 +102,54 @@ void environment::start() {
 }
 
 void environment::reset() {
+  if (watch_) {
+    watch_->api = nullptr;
+    watch_->busy = false;
+  }
   if (api_) api_->close();
-  if (exit_) exit_->close();
   process_.reset();  // kills the process group and reaps it
   api_.reset();
-  exit_.reset();
+  watch_.reset();
 }
 
 int environment::runtime_pid() const {
   return process_ ? process_->pid() : 0;
 }
 
-asio::awaitable<outcome> environment::exited(const std::string& request_id) {
-  auto status = co_await exit_->async_receive(asio::use_awaitable);
+void environment::watch_until(steady_clock::time_point deadline) {
+  phase_deadline_ = deadline;
+  if (armed_ != steady_clock::time_point{} && armed_ <= deadline) return;
+  armed_ = deadline;
+  watchdog_.expires_at(deadline);  // a wait in progress ends with operation_aborted
+  watchdog_.async_wait([a = anchor_](boost::system::error_code ec) {
+    if (ec || a->self == nullptr) return;
+    a->self->armed_ = {};
+    a->self->on_watchdog();
+  });
+}
+
+void environment::on_watchdog() {
+  if (!watch_ || !watch_->busy) return;  // idle: the next phase arms it again
+  if (steady_clock::now() >= phase_deadline_) {
+    interrupt(interruption::timed_out);
+    return;
+  }
+  watch_until(phase_deadline_);
+}
+
+void environment::interrupt(interruption why) {
+  if (!watch_ || watch_->why != interruption::none) return;
+  watch_->why = why;
+  if (watch_->api != nullptr) watch_->api->close();
+}
+
+outcome environment::exit_outcome(const std::string& request_id) const {
+  const auto status = watch_ && watch_->exit ? *watch_->exit : process::exit_status{};
   auto text = status.signal == 0 && status.code == 0
                   ? std::string("Runtime exited without providing a reason")
                   : "Runtime exited with error: " + status.describe();
-  co_return error_outcome("Runtime.ExitError",
-                          fmt::format("RequestId: {} Error: {}", request_id, text));
+  return error_outcome("Runtime.ExitError",
+                       fmt::format("RequestId: {} Error: {}", request_id, text));
 }
 
 asio::awaitable<outcome> environment::timed_out(const std::string& request_id,
@@ -145,34 +186,69 @@ asio::awaitable<outcome> environment::run(runtime_api::invocation invocation,
   co_return result;
 }
 
+namespace {
+
+// Marks the runtime's watch busy for the life of one run_invocation().
+class busy_guard {
+ public:
+  template <class Watch>
+  explicit busy_guard(const std::shared_ptr<Watch>& w) : clear_([w] { w->busy = false; }) {
+    w->busy = true;
+  }
+  ~busy_guard() { clear_(); }
+  busy_guard(const busy_guard&) = delete;
+  busy_guard& operator=(const busy_guard&) = delete;
+
+ private:
+  std::function<void()> clear_;
+};
+
+}  // namespace
+
 asio::awaitable<outcome> environment::run_invocation(runtime_api::invocation invocation,
                                                      const stream_sink* sink) {
   const auto request_id = invocation.context.request_id;
   const auto init_started = steady_clock::now();
-  const bool cold = !process_ || process_->exited();
+  const bool cold = !process_ || process_->exited() || (watch_ && watch_->exit);
   if (cold) {
     reset();
     start();
   }
   last_init_ = {};
   auto api = api_.get();
+  const auto w = watch_;
+  w->why = interruption::none;
+  const busy_guard busy(w);
+  // Ends the wait in progress when the runtime exits or the phase's deadline passes: both
+  // close the Runtime API (the only way a wait below fails), then `w->why` says which.
+  // Nothing is raced, no timer is set per invocation (docs/emulate.md).
+  std::exception_ptr failure;
 
-  // Init: until the runtime first asks for work, bounded by Lambda's init timeout.
-  asio::steady_timer init_timer(executor_, config_.init_timeout);
-  auto ready = co_await (api->wait_ready() || exited(request_id) ||
-                         init_timer.async_wait(asio::use_awaitable));
-  if (ready.index() == 1) {
-    reset();
-    co_return std::get<1>(ready);
+  // Init: until the runtime first asks for work, bounded by Lambda's init timeout. A warm
+  // runtime already waits in /next: nothing to wait for.
+  std::optional<runtime_api::result> init_error;
+  if (!api->ready()) watch_until(steady_clock::now() + config_.init_timeout);
+  try {
+    init_error = co_await api->wait_ready();
+  } catch (...) {
+    failure = std::current_exception();
   }
-  if (ready.index() == 2) {
-    reset();
-    co_return error_outcome(
-        "Sandbox.Timedout",
-        fmt::format("RequestId: {} Error: Init phase timed out after {} seconds", request_id,
-                    seconds_text(config_.init_timeout)));
+  if (failure) {
+    if (w->why == interruption::exited) {
+      auto ended = exit_outcome(request_id);
+      reset();
+      co_return ended;
+    }
+    if (w->why == interruption::timed_out) {
+      reset();
+      co_return error_outcome(
+          "Sandbox.Timedout",
+          fmt::format("RequestId: {} Error: Init phase timed out after {} seconds", request_id,
+                      seconds_text(config_.init_timeout)));
+    }
+    std::rethrow_exception(failure);
   }
-  if (auto& init_error = std::get<0>(ready)) {
+  if (init_error) {
     reset();
     co_return outcome{true,
                       std::move(init_error->body),
@@ -209,52 +285,55 @@ asio::awaitable<outcome> environment::run_invocation(runtime_api::invocation inv
             (std::chrono::system_clock::now() + config_.timeout).time_since_epoch())
             .count();
   }
-  asio::steady_timer timer(executor_, deadline);
-  auto done = co_await (api->invoke(std::move(invocation)) || exited(request_id) ||
-                        timer.async_wait(asio::use_awaitable));
-  switch (done.index()) {
-    case 0: {
-      auto& r = std::get<0>(done);
-      if (r.stream) break;
-      if (r.outcome == runtime_api::result::kind::success) {
-        co_return outcome{false, std::move(r.body), std::move(r.content_type), {}, false, {}};
-      }
-      co_return outcome{true, std::move(r.body), "application/json", std::move(r.error_type), false,
-                        {}};
-    }
-    case 1:
+  watch_until(deadline);
+  // What ends the run when a wait failed: the runtime's exit, the deadline, or neither
+  // (then the failure itself goes on).
+  auto interrupted = [&]() -> asio::awaitable<outcome> {
+    if (w->why == interruption::exited) {
+      auto ended = exit_outcome(request_id);
       reset();
-      co_return std::get<1>(done);
-    default:
-      co_return co_await timed_out(request_id, forwarded_deadline);
+      co_return ended;
+    }
+    if (w->why == interruption::timed_out) co_return co_await timed_out(request_id, forwarded_deadline);
+    std::rethrow_exception(failure);
+  };
+  runtime_api::result r;
+  try {
+    r = co_await api->invoke(std::move(invocation));
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) co_return co_await interrupted();
+  if (!r.stream) {
+    if (r.outcome == runtime_api::result::kind::success) {
+      co_return outcome{false, std::move(r.body), std::move(r.content_type), {}, false, {}};
+    }
+    co_return outcome{true, std::move(r.body), "application/json", std::move(r.error_type), false,
+                      {}};
   }
 
   // A streamed response: each piece goes on as the runtime writes it, until the stream
   // ends, the runtime exits or the deadline passes (the function's timeout holds for the
   // whole stream, as on Lambda).
-  const auto stream = std::get<0>(done).stream;
+  const auto stream = r.stream;
   outcome streamed;
   streamed.streamed = true;
-  streamed.content_type = std::get<0>(done).content_type.empty()
-                              ? std::string("application/octet-stream")
-                              : std::get<0>(done).content_type;
+  streamed.content_type =
+      r.content_type.empty() ? std::string("application/octet-stream") : r.content_type;
   if (sink) co_await sink->start(streamed.content_type);
   bool too_large = false;
   for (;;) {
-    auto piece =
-        co_await (stream->read() || exited(request_id) || timer.async_wait(asio::use_awaitable));
-    if (piece.index() == 1) {
-      reset();
-      outcome ended = std::move(std::get<1>(piece));
+    std::optional<std::string> bytes;
+    try {
+      bytes = co_await stream->read();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    if (failure) {
+      outcome ended = co_await interrupted();
       ended.streamed = true;
       co_return ended;
     }
-    if (piece.index() == 2) {
-      outcome late = co_await timed_out(request_id, forwarded_deadline);
-      late.streamed = true;
-      co_return late;
-    }
-    auto& bytes = std::get<0>(piece);
     if (!bytes) break;
     if (sink) {
       co_await sink->bytes(*bytes);
@@ -290,6 +369,9 @@ void environment::terminate() {
 }
 
 asio::awaitable<void> environment::shut_down(steady_clock::time_point deadline) {
+  // Nothing runs any more: the watchdog would keep the event loop busy until it fires.
+  watchdog_.cancel();
+  armed_ = {};
   if (!process_ || process_->exited()) {
     reset();
     co_return;

@@ -9,11 +9,12 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -68,11 +69,29 @@ class environment {
   std::chrono::microseconds last_init() const { return last_init_; }
 
  private:
-  using exit_channel =
-      boost::asio::experimental::channel<void(boost::system::error_code, process::exit_status)>;
+  // What ends a wait on the runtime early. Set by the process's exit watcher or the
+  // watchdog, which then close the Runtime API so that the wait in progress ends
+  // (docs/emulate.md, "How an invocation waits").
+  enum class interruption { none, exited, timed_out };
+  // One per runtime process: its exit watcher may outlive the environment's interest in it.
+  struct watch {
+    runtime_api::server* api = nullptr;  // closed to interrupt; null once reset
+    bool busy = false;                   // a run() waits on the runtime
+    interruption why = interruption::none;
+    std::optional<process::exit_status> exit;
+  };
+  // Lets the watchdog's handler find the environment while it lives.
+  struct anchor {
+    environment* self = nullptr;
+  };
   void start();
   void reset();
-  boost::asio::awaitable<outcome> exited(const std::string& request_id);
+  // The phase in progress (init, invoke) ends at `deadline`: the watchdog is armed for it
+  // unless it already fires earlier (then it looks again when it fires).
+  void watch_until(std::chrono::steady_clock::time_point deadline);
+  void on_watchdog();
+  void interrupt(interruption why);
+  outcome exit_outcome(const std::string& request_id) const;
   boost::asio::awaitable<outcome> timed_out(const std::string& request_id, bool forwarded_deadline);
 
   boost::asio::any_io_executor executor_;
@@ -80,7 +99,13 @@ class environment {
   unsigned index_;
   std::unique_ptr<runtime_api::server> api_;
   std::unique_ptr<process::child> process_;
-  std::shared_ptr<exit_channel> exit_;
+  std::shared_ptr<watch> watch_;
+  // One timer for the environment's whole life, re-armed only when a deadline comes earlier
+  // than the one it waits for: no timer is set or cancelled per invocation.
+  boost::asio::steady_timer watchdog_;
+  std::chrono::steady_clock::time_point armed_{};  // when the watchdog fires; {} when idle
+  std::chrono::steady_clock::time_point phase_deadline_{};
+  std::shared_ptr<anchor> anchor_ = std::make_shared<anchor>();
   struct log_capture {
     bool active = false;
     std::string text;

@@ -76,6 +76,7 @@ int cloud_runtime::report_config_error(const std::string& message) {
       .error_type = "Funcie.ConfigError", .error_message = message, .stack_trace = {}};
   asio::co_spawn(io_, upstream_.post_init_error(error), [this](const std::exception_ptr& e) {
     if (e) spdlog::error("{}: could not report the init error: {}", name_, what(e));
+    upstream_.stop_watchdog();  // nothing else runs: let io_.run() return
   });
   io_.run();
   io_.restart();

@@ -4,9 +4,9 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -69,10 +69,11 @@ asio::awaitable<void> connect(upstream_connection& up, const std::string& upstre
   up.socket.set_option(tcp::no_delay(true));
 }
 
-// The request, as it arrives; then waits to be cancelled once the answer is through. A
-// client that breaks off breaks the upstream connection, and this returns.
+// The request, as it arrives; then, when the answer is not through yet, waits to be
+// cancelled once it is. A client that breaks off breaks the upstream connection, and this
+// returns.
 asio::awaitable<void> copy_request(streamed_request& in, upstream_connection& up,
-                                   const std::string& header) {
+                                   const std::string& header, const bool& answered) {
   try {
     co_await asio::async_write(up.socket, asio::buffer(header), asio::use_awaitable);
     while (!in.done()) {
@@ -87,16 +88,34 @@ asio::awaitable<void> copy_request(streamed_request& in, upstream_connection& up
     up.close();
     co_return;
   }
-  asio::steady_timer until_answered(co_await asio::this_coro::executor,
-                                    asio::steady_timer::time_point::max());
+  if (answered) co_return;  // an early answer went first; both are through now
+  // A channel nobody sends on: a wait that only cancellation ends, without arming a timer.
+  asio::experimental::channel<void(error_code)> until_answered(
+      co_await asio::this_coro::executor, 0);
   error_code ignored;
-  co_await until_answered.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  co_await until_answered.async_receive(asio::redirect_error(asio::use_awaitable, ignored));
+}
+
+// After an early final answer (a 413 to a body still coming), the rest of the request goes
+// on as the upstream reads it, as a client talking to it directly would send it: this waits
+// meanwhile for the upstream to close its side, which ends the relay of the request too (the
+// client's connection is then closed, as the upstream's was). Cancelled when the request is
+// through first.
+asio::awaitable<void> watch_upstream(upstream_connection& up) {
+  error_code ec;
+  co_await up.socket.async_read_some(up.buffer.prepare(read_chunk_bytes),
+                                     asio::redirect_error(asio::use_awaitable, ec));
+  if (ec == asio::error::operation_aborted) co_return;
+  // Closed, reset, or bytes that answer nothing: the connection is done for.
+  spdlog::debug("relay: the upstream ended its side after an early answer: {}", ec.message());
+  up.close();
 }
 
 // The answers (1xx ones, then the final one), each byte passed to the client as it comes.
 asio::awaitable<void> copy_response(streamed_request& in, upstream_connection& up,
                                     relay_result& result,
-                                    const std::function<void(unsigned)>& on_answer) {
+                                    const std::function<void(unsigned)>& on_answer,
+                                    bool& answered) {
   try {
     const bool head = in.header().method() == bhttp::verb::head;
     bool told = false;
@@ -142,6 +161,8 @@ asio::awaitable<void> copy_response(streamed_request& in, upstream_connection& u
       if (status >= 100 && status < 200 && status != 101) continue;  // the final one follows
       result.status = status;
       result.keep_alive = parser.get().keep_alive() && wants_keep_alive(in.header()) && !up.broken;
+      answered = true;
+      if (!in.done() && !up.broken) co_await watch_upstream(up);
       co_return;
     }
   } catch (const std::exception& e) {
@@ -189,10 +210,12 @@ asio::awaitable<relay_result> relay(streamed_request& in, const std::string& ups
   }
   const std::string header = with_host(in.raw_header(), upstream);
   relay_result result;
-  co_await (copy_request(in, *up, header) || copy_response(in, *up, result, on_answer));
-  // Answered before the request was through (a 413 to a body still coming): neither
-  // connection is at a message boundary any more.
-  if (!in.done()) result.keep_alive = false;
+  bool answered = false;
+  co_await (copy_request(in, *up, header, answered) ||
+            copy_response(in, *up, result, on_answer, answered));
+  // A request that did not get through whole (the upstream closed after an early answer):
+  // neither connection is at a message boundary any more.
+  if (!in.done() || up->broken) result.keep_alive = false;
   if (!result.keep_alive) {
     up->close();
     slot.reset();

@@ -57,6 +57,26 @@ namespace {
 
 constexpr std::size_t read_chunk_bytes = 64 * 1024;
 
+// Writes `res` at once when the socket takes it all (a small answer on loopback always
+// does), without a trip through the event loop; what is left goes asynchronously.
+asio::awaitable<void> write_response(tcp::socket& socket, response& res,
+                                     boost::system::error_code& ec) {
+  bhttp::response_serializer<bhttp::string_body> serializer(res);
+  bool blocked = false;
+  while (!serializer.is_done() && !blocked && !ec) {
+    serializer.next(ec, [&](boost::system::error_code& write_ec, const auto& buffers) {
+      const std::size_t n = socket.write_some(buffers, write_ec);
+      if (write_ec == asio::error::would_block || write_ec == asio::error::try_again) {
+        write_ec = {};
+        blocked = true;
+      }
+      serializer.consume(n);
+    });
+  }
+  if (ec || serializer.is_done()) co_return;
+  co_await bhttp::async_write(socket, serializer, asio::redirect_error(asio::use_awaitable, ec));
+}
+
 bool expects_continue(const request_header& header) {
   return beast::iequals(header_value(header, "Expect"), "100-continue");
 }
@@ -165,6 +185,8 @@ struct server::state : std::enable_shared_from_this<server::state> {
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
+      // Writes that would wait fail at once instead (write_response then waits for room).
+      socket.non_blocking(true, ec);
       asio::co_spawn(acceptor.get_executor(), serve(shared_from_this(), std::move(socket)),
                      asio::detached);
     }
@@ -187,17 +209,14 @@ struct server::state : std::enable_shared_from_this<server::state> {
     socket.close(ignored);
   }
 
-  // Reads until the buffer holds a whole header, whose bytes are copied to `raw`. False
-  // when the connection ends first. A header over the limit is left to Beast to refuse.
-  asio::awaitable<bool> read_raw_header(tcp::socket& socket, beast::flat_buffer& buffer,
-                                        std::string& raw) {
+  // Reads until the buffer holds a whole header (or more than the limit). False when the
+  // connection ends first. The buffer often holds the whole request after one read: it is
+  // then parsed here without another trip through the event loop (docs/emulate.md).
+  asio::awaitable<bool> read_header(tcp::socket& socket, beast::flat_buffer& buffer) {
     for (;;) {
       const std::string_view seen(static_cast<const char*>(buffer.data().data()), buffer.size());
-      if (auto end = seen.find("\r\n\r\n"); end != std::string_view::npos) {
-        raw.assign(seen.substr(0, end + 4));
-        co_return true;
-      }
-      if (seen.size() > options.header_limit) co_return true;
+      if (seen.find("\r\n\r\n") != std::string_view::npos) co_return true;
+      if (seen.size() > options.header_limit) co_return true;  // the parser refuses it
       boost::system::error_code ec;
       const std::size_t n = co_await socket.async_read_some(
           buffer.prepare(read_chunk_bytes), asio::redirect_error(asio::use_awaitable, ec));
@@ -206,21 +225,46 @@ struct server::state : std::enable_shared_from_this<server::state> {
     }
   }
 
+  // Feeds the buffer to `parser` and reads more until the message is done. An error of the
+  // framing or the body limit comes from the parser; a broken connection from the read.
+  template <class Parser>
+  static asio::awaitable<void> read_body(tcp::socket& socket, beast::flat_buffer& buffer,
+                                         Parser& parser, boost::system::error_code& ec) {
+    while (!parser.is_done()) {
+      if (buffer.size() > 0) {
+        const std::size_t used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        if (ec == bhttp::error::need_more) ec = {};
+        if (ec) co_return;
+        if (parser.is_done()) co_return;
+        if (used > 0) continue;
+      }
+      const std::size_t n = co_await socket.async_read_some(
+          buffer.prepare(read_chunk_bytes), asio::redirect_error(asio::use_awaitable, ec));
+      if (ec == asio::error::eof) {
+        parser.put_eof(ec);
+        if (!ec) ec = bhttp::error::partial_message;
+        co_return;
+      }
+      if (ec) co_return;
+      buffer.commit(n);
+    }
+  }
+
   asio::awaitable<void> serve_requests(tcp::socket& socket, beast::flat_buffer& buffer) {
     std::any connection_data;
     for (;;) {
-      std::string raw_header;
-      if (callbacks.wants_stream && !co_await read_raw_header(socket, buffer, raw_header)) {
-        co_return;
-      }
+      if (!co_await read_header(socket, buffer)) co_return;
       bhttp::request_parser<bhttp::empty_body> head;
       head.header_limit(static_cast<std::uint32_t>(options.header_limit));
       head.body_limit(boost::none);
       boost::system::error_code ec;
-      co_await bhttp::async_read_header(socket, buffer, head,
-                                        asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return;  // closed, or not HTTP: nothing to answer
+      const std::size_t header_bytes = head.put(buffer.data(), ec);
+      if (ec || !head.is_header_done()) co_return;  // not HTTP, or a header over the limit
       if (callbacks.wants_stream && callbacks.wants_stream(head.get().base())) {
+        // The header exactly as received, for a relay that passes it on.
+        std::string raw_header(static_cast<const char*>(buffer.data().data()), header_bytes);
+        buffer.consume(header_bytes);
         streamed_connection streamed(socket, buffer, std::move(head), std::move(raw_header),
                                      connection_data);
         const bool keep_alive = co_await callbacks.on_stream(streamed);
@@ -228,6 +272,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
         if (!keep_alive || stopped || !streamed.done()) co_return;
         continue;
       }
+      buffer.consume(header_bytes);
       // A declared Content-Length over the limit is answered before the body is read.
       if (head.content_length() && *head.content_length() > options.body_limit) {
         co_await answer_too_large(socket, head.get().base());
@@ -240,19 +285,20 @@ struct server::state : std::enable_shared_from_this<server::state> {
         if (ec) co_return;
       }
       bhttp::request_parser<bhttp::string_body> parser(std::move(head));
+      parser.eager(true);
       parser.body_limit(options.body_limit);
-      co_await bhttp::async_read(socket, buffer, parser,
-                                 asio::redirect_error(asio::use_awaitable, ec));
+      co_await read_body(socket, buffer, parser, ec);
       if (ec == bhttp::error::body_limit) {
         co_await answer_too_large(socket, parser.get().base());
         co_return;
       }
       if (ec) {
-        if (ec != bhttp::error::end_of_stream && ec != asio::error::eof &&
-            ec != asio::error::connection_reset && ec != asio::error::operation_aborted) {
+        if (ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message &&
+            ec != asio::error::eof && ec != asio::error::connection_reset &&
+            ec != asio::error::operation_aborted) {
           auto res = make_response(400, "malformed HTTP request: " + ec.message(), "text/plain");
           res.keep_alive(false);
-          co_await bhttp::async_write(socket, res, asio::redirect_error(asio::use_awaitable, ec));
+          co_await write_response(socket, res, ec);
         }
         co_return;
       }
@@ -270,7 +316,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
       if (stopped) co_return;
       res.version(req.version());
       res.keep_alive(keep_alive && res.keep_alive());
-      co_await bhttp::async_write(socket, res, asio::redirect_error(asio::use_awaitable, ec));
+      co_await write_response(socket, res, ec);
       if (ec || !res.keep_alive()) co_return;
     }
   }

@@ -125,7 +125,9 @@ client::client(asio::any_io_executor executor, std::string host_port, options op
       options_(opts),
       next_target_(runtime_api::route_path(runtime_api::route_kind::next)),
       resolver_(executor),
-      stream_(executor) {
+      stream_(executor),
+      watchdog_(executor),
+      anchor_(std::make_shared<client*>(this)) {
   // Beast sizes each read from the buffer's free capacity: without room, a 6 MiB event
   // arrives 512 bytes per recv.
   buffer_.reserve(read_buffer_bytes);
@@ -157,6 +159,56 @@ client::client(asio::any_io_executor executor, std::string host_port, options op
   request_.keep_alive(true);
   request_.set(http::field::host, to_beast(host_port_));
   request_.set(http::field::user_agent, "funcie-runtime");
+}
+
+client::~client() {
+  *anchor_ = nullptr;
+}
+
+void client::bound_until(std::chrono::steady_clock::time_point deadline) {
+  bound_ = deadline;
+  if (deadline == std::chrono::steady_clock::time_point{}) return;
+  if (armed_ != std::chrono::steady_clock::time_point{} && armed_ <= deadline) return;
+  armed_ = deadline;
+  watchdog_.expires_at(deadline);  // a wait in progress ends with operation_aborted
+  watchdog_.async_wait([anchor = anchor_](error_code ec) {
+    if (ec || *anchor == nullptr) return;
+    (*anchor)->armed_ = {};
+    (*anchor)->on_watchdog();
+  });
+}
+
+void client::on_watchdog() {
+  if (bound_ == std::chrono::steady_clock::time_point{}) return;  // idle: armed by the next call
+  if (std::chrono::steady_clock::now() < bound_) {
+    bound_until(bound_);
+    return;
+  }
+  // Past the bound: the pending read or write ends with operation_aborted, reported as a
+  // timeout.
+  timed_out_ = true;
+  error_code ignored;
+  stream_.socket().cancel(ignored);
+}
+
+asio::awaitable<void> client::write_request(error_code& ec) {
+  http::request_serializer<http::string_body> serializer(request_);
+  auto& socket = stream_.socket();
+  // Writes that would wait fail at once instead; what is left then goes asynchronously.
+  if (!socket.non_blocking()) socket.non_blocking(true, ec);
+  bool blocked = false;
+  while (!ec && !blocked && !serializer.is_done()) {
+    serializer.next(ec, [&](error_code& write_ec, const auto& buffers) {
+      const std::size_t n = socket.write_some(buffers, write_ec);
+      if (write_ec == asio::error::would_block || write_ec == asio::error::try_again) {
+        write_ec = {};
+        blocked = true;
+      }
+      serializer.consume(n);
+    });
+  }
+  if (ec || serializer.is_done()) co_return;
+  co_await http::async_write(stream_, serializer, asio::redirect_error(asio::use_awaitable, ec));
 }
 
 void client::close() noexcept {
@@ -199,16 +251,34 @@ asio::awaitable<void> client::connect() {
 }
 
 asio::awaitable<client::response_type> client::exchange(bool bounded) {
+  try {
+    co_return co_await exchange_once(bounded);
+  } catch (...) {
+    // A failed call often ends the caller's loop: an armed watchdog would keep its event
+    // loop running until it fires.
+    stop_watchdog();
+    throw;
+  }
+}
+
+void client::stop_watchdog() noexcept {
+  bound_ = {};
+  armed_ = {};
+  watchdog_.cancel();
+}
+
+asio::awaitable<client::response_type> client::exchange_once(bool bounded) {
   for (bool resent = false;; resent = true) {
     const bool reused = stream_.socket().is_open();
     if (!reused) co_await connect();
 
     error_code ec;
     bool answered = false;
-    stream_.expires_after(options_.io_timeout);
-    co_await http::async_write(stream_, request_, asio::redirect_error(asio::use_awaitable, ec));
+    timed_out_ = false;
+    bound_until(std::chrono::steady_clock::now() + options_.io_timeout);
+    co_await write_request(ec);
     if (!ec) {
-      if (!bounded) stream_.expires_never();
+      if (!bounded) bound_until({});
       http::response_parser<http::string_body> parser;
       parser.header_limit(max_header_bytes);
       parser.body_limit(max_body_bytes);
@@ -216,14 +286,15 @@ asio::awaitable<client::response_type> client::exchange(bool bounded) {
                                 asio::redirect_error(asio::use_awaitable, ec));
       answered = parser.got_some();
       if (!ec) {
-        stream_.expires_never();
+        bound_until({});
         response_type answer = parser.release();
         if (!answer.keep_alive()) close();
         if (answer.result_int() / 100 != 2) fail(host_port_, request_, answer);
         co_return answer;
       }
     }
-    stream_.expires_never();
+    bound_until({});
+    if (timed_out_) ec = beast::error::timeout;
     close();
     // A kept-alive connection the server has closed meanwhile fails before any answer
     // arrives: the server never saw the request, so send it once more on a new connection.
@@ -250,7 +321,15 @@ asio::awaitable<runtime_api::invocation> client::next() {
           return to_std(field->value());
         });
   } catch (const runtime_api::protocol_error& e) {
+    stop_watchdog();
     fail_protocol(host_port_, e.what());
+  }
+  for (const auto& field : answer) {
+    const std::string_view name = to_std(field.name_string());
+    const std::string_view value = to_std(field.value());
+    if (runtime_api::is_other_next_header(name, value)) {
+      invocation.other_headers.emplace_back(name, value);
+    }
   }
   invocation.payload = std::move(answer.body());
   co_return invocation;

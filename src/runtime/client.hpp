@@ -5,11 +5,13 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -74,6 +76,7 @@ class client {
   client(boost::asio::any_io_executor executor, std::string host_port);
   client(boost::asio::any_io_executor executor, std::string host_port, options opts);
 
+  ~client();
   client(const client&) = delete;
   client& operator=(const client&) = delete;
 
@@ -107,6 +110,10 @@ class client {
   /// POST /runtime/init/error with `body` as is and `error_type` in the header.
   boost::asio::awaitable<void> post_init_error_body(std::string body, std::string_view error_type);
 
+  /// Disarms the client's one timer (it bounds posts lazily and stays armed between calls):
+  /// for a caller that is done with the client, so that its event loop can run out of work.
+  void stop_watchdog() noexcept;
+
   /// The address this client talks to, as given.
   const std::string& host_port() const noexcept { return host_port_; }
 
@@ -117,10 +124,18 @@ class client {
   // Sends request_ and returns the 2xx answer; throws client_error for anything else.
   // `bounded` puts io_timeout on the whole exchange.
   boost::asio::awaitable<response_type> exchange(bool bounded);
+  boost::asio::awaitable<response_type> exchange_once(bool bounded);
   boost::asio::awaitable<void> connect();
   boost::asio::awaitable<void> post(std::string target, std::string body,
                                     std::string_view content_type, std::string_view error_type);
   void close() noexcept;
+  // Writes request_: at once when the socket takes it all, else asynchronously.
+  boost::asio::awaitable<void> write_request(boost::system::error_code& ec);
+  // Bounds the exchange in progress until `deadline` ({} for no bound). One timer for the
+  // client's life, moved only when a bound comes earlier than the one it waits for: no timer
+  // is set or cancelled per call (bench/README.md).
+  void bound_until(std::chrono::steady_clock::time_point deadline);
+  void on_watchdog();
 
   std::string host_port_;
   std::string host_;
@@ -135,6 +150,12 @@ class client {
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
   request_type request_;  // reused so its header storage is allocated once
+  boost::asio::steady_timer watchdog_;
+  std::chrono::steady_clock::time_point bound_{};  // of the exchange in progress; {} for none
+  std::chrono::steady_clock::time_point armed_{};  // when the watchdog fires; {} when idle
+  bool timed_out_ = false;
+  // Lets the watchdog's handler find the client while it lives.
+  std::shared_ptr<client*> anchor_;
 };
 
 }  // namespace funcie::runtime

@@ -207,8 +207,10 @@ void run_on_this_thread(const std::string& address, Work work) {
   std::exception_ptr failure;
   try {
     api.emplace(io.get_executor(), address);
-    asio::co_spawn(io, work(*api, io.get_executor()),
-                   [&failure](std::exception_ptr e) { failure = std::move(e); });
+    asio::co_spawn(io, work(*api, io.get_executor()), [&failure, &api](std::exception_ptr e) {
+      failure = std::move(e);
+      api->stop_watchdog();  // done: nothing is left to bound
+    });
     io.run();
     if (failure) std::rethrow_exception(failure);
   } catch (const client_error& e) {

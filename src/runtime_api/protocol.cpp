@@ -2,6 +2,8 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 
 namespace funcie::runtime_api {
@@ -108,6 +110,26 @@ std::vector<std::pair<std::string_view, std::string_view>> invocation_headers(
   }
   if (!context.tenant_id.empty()) headers.emplace_back(header::tenant_id, context.tenant_id);
   return headers;
+}
+
+bool is_other_next_header(std::string_view name, std::string_view value) {
+  auto is = [name](std::string_view known) {
+    return name.size() == known.size() &&
+           std::equal(name.begin(), name.end(), known.begin(), [](char a, char b) {
+             return std::tolower(static_cast<unsigned char>(a)) ==
+                    std::tolower(static_cast<unsigned char>(b));
+           });
+  };
+  for (std::string_view known :
+       {header::request_id, header::deadline_ms, header::function_arn, header::trace_id,
+        header::client_context, header::cognito_identity, header::tenant_id,
+        std::string_view("Content-Length"), std::string_view("Transfer-Encoding"),
+        std::string_view("Connection"), std::string_view("Keep-Alive")}) {
+    if (is(known)) return false;
+  }
+  // The Runtime API's own answer carries it; leaving the usual one out keeps the common
+  // case free of copies.
+  return !(is("Content-Type") && value == "application/json");
 }
 
 std::optional<route> parse_route(std::string_view method, std::string_view target) {

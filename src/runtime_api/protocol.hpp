@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace funcie::runtime_api {
@@ -66,7 +67,16 @@ struct invocation_context {
 struct invocation {
   invocation_context context;
   std::string payload;
+  /// Fields of the /next answer that `context` does not hold (ones Lambda adds and funcie
+  /// does not know), names and values as received, in order; framing fields (Content-Length,
+  /// Transfer-Encoding, Connection) and a Content-Type of application/json are left out.
+  /// `funcie wrap` passes them on to CMD's /next; they do not travel through a tunnel.
+  std::vector<std::pair<std::string, std::string>> other_headers;
 };
+
+/// Whether a /next answer's field is one `invocation` does not hold otherwise (see
+/// invocation::other_headers).
+bool is_other_next_header(std::string_view name, std::string_view value);
 
 /// A function error as Lambda reports it: {"errorMessage", "errorType", "stackTrace"}.
 struct function_error {

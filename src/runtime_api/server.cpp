@@ -169,6 +169,14 @@ struct server::state : std::enable_shared_from_this<server::state> {
     std::string deadline;
     auto res = http::make_response(200, std::move(inv.payload), "application/json");
     for (auto [name, value] : invocation_headers(inv.context, deadline)) res.set(name, value);
+    // Fields the real Runtime API sent that funcie does not know, as it sent them (wrap).
+    for (const auto& [name, value] : inv.other_headers) {
+      if (boost::beast::iequals(name, "Content-Type")) {
+        res.set(bhttp::field::content_type, value);
+      } else {
+        res.insert(name, value);
+      }
+    }
     co_return res;
   }
 
@@ -417,6 +425,10 @@ asio::awaitable<std::optional<result>> server::wait_ready() {
     if (self->waiting) co_return std::nullopt;
     co_await self->ready.async_receive(asio::use_awaitable);
   }
+}
+
+bool server::ready() const {
+  return state_->init_error.has_value() || state_->waiting != nullptr;
 }
 
 asio::awaitable<result> server::invoke(invocation inv) {

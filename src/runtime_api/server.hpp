@@ -91,6 +91,9 @@ class server {
   /// Waits until the runtime is ready for an invocation (it called /next). Returns the
   /// runtime's init error instead if it posted one.
   boost::asio::awaitable<std::optional<result>> wait_ready();
+  /// Whether wait_ready() would complete at once: the runtime waits in /next, or it posted
+  /// an init error.
+  bool ready() const;
 
   /// Hands `inv` to the waiting /next and waits for the runtime's answer. Call after
   /// wait_ready() returned nullopt, one invocation at a time. Cancellable; the owner then

@@ -103,7 +103,8 @@ asio::awaitable<runtime_api::result> call_on_caller(const runtime::handler_funct
   set_function_env(request.function);
   runtime::set_trace_env(request.context.trace_id);
   runtime_api::invocation invocation{.context = std::move(request.context),
-                                     .payload = std::move(request.payload)};
+                                     .payload = std::move(request.payload),
+                                     .other_headers = {}};
   const runtime::invocation_request call = runtime::to_request(std::move(invocation));
   runtime_api::result result = runtime::to_result(runtime::call_handler(handler, call));
   --busy;

@@ -18,6 +18,8 @@ import { startRecordingRuntimeApi } from './lib/recording_runtime_api.mjs';
 
 const nodeFixtures = path.join(repoRoot, 'tests/integration/fixtures/node');
 const bashRuntime = path.join(repoRoot, 'tests/integration/fixtures/wrap/streaming_bootstrap.sh');
+const nextHeadersRuntime = path.join(repoRoot, 'tests/integration/fixtures/wrap/next_headers_bootstrap.sh');
+const earlyAnswerRuntime = path.join(repoRoot, 'tests/integration/fixtures/wrap/early_answer_bootstrap.sh');
 const ric = (handler) => [process.execPath, ricBin, handler];
 const wrapped = (command) => [funcieBin, 'wrap', '--', ...command];
 
@@ -29,8 +31,8 @@ after(async () => { await fake?.close(); });
  * Runs `command` as the runtime against the recording Runtime API until it has sent `posts`
  * requests for `events`, then stops it. Returns the recorded requests and its output.
  */
-async function record(command, { handler, events, posts = events.length }) {
-  fake.reset(events);
+async function record(command, { handler, events, posts = events.length, answerEarlyOver }) {
+  fake.reset(events, { answerEarlyOver });
   const env = { ...process.env, AWS_LAMBDA_RUNTIME_API: fake.address, _HANDLER: handler ?? '',
     LAMBDA_TASK_ROOT: nodeFixtures, AWS_LAMBDA_FUNCTION_NAME: 'recorded', AWS_REGION: 'us-east-1' };
   delete env.FUNCIE_BACKEND;
@@ -152,4 +154,43 @@ test('a bash + curl runtime streaming by hand: unknown fields, framing and trail
   assert.ok(post.arrivals.length >= 2, 'two pieces');
   assert.ok(post.arrivals[1].t - post.arrivals[0].t >= 300,
     `the first event was passed on before the second was written (${post.arrivals[1].t - post.arrivals[0].t} ms apart)`);
+});
+
+test('fields of the /next answer funcie does not know reach the runtime as Lambda sent them', async () => {
+  // Whatever Lambda adds to /next one day (and a Date, a tenant id) the runtime must see, with
+  // its spelling, spacing inside the value and order of repeated fields.
+  const headers = 'Date: Mon, 07 Dec 2026 10:00:00 GMT\r\n' +
+    'Lambda-Runtime-Aws-Tenant-Id: tenant-42\r\n' +
+    'Lambda-Runtime-Future-Field: a  value;with=parts\r\n' +
+    'X-Amzn-Something-New: first\r\n' +
+    'X-Amzn-Something-New: second\r\n';
+  const events = [1, 2].map((n) => ({ id: `hdr-${n}`, payload: '{}', headers }));
+  const direct = await record([nextHeadersRuntime], { events });
+  const throughWrap = await record(wrapped([nextHeadersRuntime]), { events });
+  assert.deepEqual(summary(throughWrap.posts), summary(direct.posts),
+    'the runtime must see the same /next fields with funcie wrap in between');
+  const seen = throughWrap.posts[0].body.toString();
+  for (const line of ['Lambda-Runtime-Future-Field: a  value;with=parts', 'X-Amzn-Something-New: first',
+    'X-Amzn-Something-New: second', 'Lambda-Runtime-Aws-Tenant-Id: tenant-42', 'Date: Mon, 07 Dec 2026 10:00:00 GMT']) {
+    assert.ok(seen.split('\n').includes(line), `the runtime saw ${JSON.stringify(line)}: ${seen}`);
+  }
+});
+
+test('an early 413 to a body still coming: answer passed on, rest of the body and the connection kept', async () => {
+  // The Runtime API answers 413 after 100,000 of 300,000 bytes and reads the rest; the
+  // runtime then posts, on the same connection, the status it got as the invocation's error.
+  const events = [{ id: 'early-1', payload: '{}' }];
+  const options = { events, posts: 2, answerEarlyOver: 100000 };
+  const direct = await record([earlyAnswerRuntime], options);
+  const throughWrap = await record(wrapped([earlyAnswerRuntime]), options);
+  assert.deepEqual(summary(throughWrap.posts), summary(direct.posts),
+    'the Runtime API must receive the same bytes with funcie wrap in between');
+  const [response, error] = throughWrap.posts;
+  assert.equal(response.answeredEarly, 413);
+  assert.equal(response.body.length, 300000, 'the whole body, after the early answer');
+  assert.equal(error.target, '/2018-06-01/runtime/invocation/early-1/error');
+  assert.equal(JSON.parse(error.body).errorMessage, 'the response got 413');
+  for (const run of [direct, throughWrap]) {
+    assert.equal(run.posts[1].connection, run.posts[0].connection, 'the error came on the same connection');
+  }
 });

@@ -128,3 +128,18 @@ TEST(RuntimeApiProtocol, ErrorBodiesAreValidJsonWhateverBytesTheyCarry) {
   EXPECT_EQ(rt::valid_utf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD") << "overlong encodings refused";
   EXPECT_EQ(rt::valid_utf8("\xED\xA0\x80").substr(0, 3), "\xEF\xBF\xBD") << "no surrogates";
 }
+
+TEST(RuntimeApiProtocol, OtherNextHeadersAreTheOnesTheContextDoesNotHold) {
+  // What `funcie wrap` passes on to CMD as Lambda sent it: fields it does not know.
+  EXPECT_TRUE(rt::is_other_next_header("Lambda-Runtime-Future-Field", "x"));
+  EXPECT_TRUE(rt::is_other_next_header("Date", "Mon, 07 Dec 2026 10:00:00 GMT"));
+  EXPECT_TRUE(rt::is_other_next_header("Content-Type", "application/x-other"));
+  // Held by the context (any spelling), framing, or the server's own default.
+  EXPECT_FALSE(rt::is_other_next_header("lambda-runtime-aws-request-id", "id"));
+  EXPECT_FALSE(rt::is_other_next_header("Lambda-Runtime-Aws-Tenant-Id", "t"));
+  EXPECT_FALSE(rt::is_other_next_header("Lambda-Runtime-Deadline-Ms", "1"));
+  EXPECT_FALSE(rt::is_other_next_header("CONTENT-LENGTH", "2"));
+  EXPECT_FALSE(rt::is_other_next_header("Transfer-Encoding", "chunked"));
+  EXPECT_FALSE(rt::is_other_next_header("Connection", "keep-alive"));
+  EXPECT_FALSE(rt::is_other_next_header("Content-Type", "application/json"));
+}

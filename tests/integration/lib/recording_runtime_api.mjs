@@ -3,6 +3,12 @@
 // passes on exactly what the runtime wrote. It speaks just enough HTTP/1.1 to find where a
 // request ends (Content-Length or chunked framing, trailers included) and answers as Lambda
 // does: 202 {"status":"OK"} for .../response, .../error and /init/error.
+//
+// Two options make it answer as Lambda may in cases a runtime rarely meets: an event's
+// `headers` (raw "Name: value\r\n" lines) go on its /next answer besides the usual ones
+// (fields Lambda may add that a runtime must see as sent), and `answerEarlyOver` (bytes, per
+// recording) answers 413 as soon as a request's body passes that size while the body is still
+// coming, then reads the rest of it, records it whole and keeps the connection.
 import net from 'node:net';
 
 const accepted = '{"status":"OK"}';
@@ -10,6 +16,7 @@ const accepted = '{"status":"OK"}';
 export async function startRecordingRuntimeApi() {
   let events = [];
   let posts = [];
+  let answerEarlyOver = Infinity;
   let waiters = [];
   const parked = new Set();
   const sockets = new Set();
@@ -35,12 +42,15 @@ export async function startRecordingRuntimeApi() {
         `Lambda-Runtime-Deadline-Ms: ${Date.now() + 60000}\r\n` +
         'Lambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:recorded\r\n' +
         'Lambda-Runtime-Trace-Id: Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1\r\n' +
+        (event.headers ?? '') +
         `Content-Length: ${body.length}\r\n\r\n`,
     );
     socket.write(body);
   }
 
+  let connections = 0;
   const server = net.createServer((socket) => {
+    const connection = ++connections;
     socket.setNoDelay(true);
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -124,13 +134,25 @@ export async function startRecordingRuntimeApi() {
           };
           if (/100-continue/i.test(headers.expect ?? '')) socket.write('HTTP/1.1 100 Continue\r\n\r\n');
         }
-        if (!parseBody(t)) return;
+        const complete = parseBody(t);
+        const received = req.arrivals.reduce((n, a) => n + a.bytes, 0);
+        if (!complete && !req.answeredEarly && received > answerEarlyOver) {
+          req.answeredEarly = 413;
+          const refused = '{"errorMessage":"Exceeded maximum allowed payload size.","errorType":"RequestEntityTooLarge"}';
+          socket.write(`HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\nContent-Length: ${refused.length}\r\n\r\n${refused}`);
+        }
+        if (!complete) return;
         const done = req;
         req = null;
         posts.push({
           method: done.method, target: done.target, headers: done.headers, trailers: done.trailers,
           raw: Buffer.concat(done.raw), body: Buffer.concat(done.body), arrivals: done.arrivals,
+          answeredEarly: done.answeredEarly, connection,
         });
+        if (done.answeredEarly) {
+          settle();
+          continue;
+        }
         const known = /\/runtime\/(invocation\/[^/]+\/(response|error)|init\/error)$/.test(done.target);
         socket.write(known
           ? `HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: ${accepted.length}\r\n\r\n${accepted}`
@@ -150,8 +172,9 @@ export async function startRecordingRuntimeApi() {
   return {
     address,
     /** Starts a new recording: these events are served to /next in order. */
-    reset(newEvents) {
+    reset(newEvents, options = {}) {
       events = [...newEvents];
+      answerEarlyOver = options.answerEarlyOver ?? Infinity;
       posts = [];
       for (const socket of parked) socket.destroy();
       parked.clear();
