@@ -8,6 +8,7 @@
 #include "emulate/config.hpp"
 #include "project/project.hpp"
 #include "tunnel/backend.hpp"
+#include "tunnel/route.hpp"
 #include "ui/console_page.hpp"
 
 #include <fmt/format.h>
@@ -63,6 +64,7 @@ struct connect_options {
   bool no_encrypt = false;
   std::string config;
   std::vector<std::string> only;
+  std::vector<std::string> routes;
   std::vector<std::string> command;
   history_flags history;
   bool ui = false;
@@ -100,6 +102,17 @@ void check_spec(const project::function_spec& spec) {
   }
   if (spec.heartbeat.count() < 300 || spec.heartbeat.count() > 300000) {
     throw usage_error("--heartbeat-ms must be between 300 and 300000 (default 3000)");
+  }
+  if (spec.routes.size() > tunnel::max_routes_per_session) {
+    throw usage_error(fmt::format("at most {} --route flags (alternatives) per session",
+                                  tunnel::max_routes_per_session));
+  }
+  for (const auto& text : spec.routes) {
+    try {
+      tunnel::parse_route(text);
+    } catch (const tunnel::route_error& e) {
+      throw usage_error(fmt::format("--route '{}': {}", text, e.what()));
+    }
   }
   if (!spec.ca_file.empty() && !std::ifstream(spec.ca_file).good()) {
     throw usage_error("--ca-file: cannot read '" + spec.ca_file + "'");
@@ -147,6 +160,7 @@ std::vector<project::function_spec> specs_for(const connect_options& o, const gi
     if (g.forward_credentials) spec.forward_credentials = o.forward_credentials;
     if (!secret_file.empty()) spec.secret_file = secret_file;
     if (g.no_encrypt) spec.encrypt = false;
+    if (!o.routes.empty()) spec.routes = o.routes;
     for (const auto& [key, value] : env_check.environment) spec.environment[key] = value;
     spec.watch.insert(spec.watch.end(), watch.begin(), watch.end());
   };
@@ -544,6 +558,10 @@ command add_connect(CLI::App& app) {
       "With a secret: sign messages without encrypting them (readable on the broker)");
   sub->add_option("--config,-c", o->config,
                   "The project file (default: funcie.toml here or above)");
+  sub->add_option("--route", o->routes,
+                  "The invocations this session wants, e.g. '/headers/x-dev=ada' (repeatable: "
+                  "alternatives; docs/routing.md)")
+      ->allow_extra_args(false);
   sub->add_option("--only", o->only, "Serve only this function of the project (repeatable)")
       ->allow_extra_args(false);
   sub->add_option("command", o->command, "The runtime command, after --");

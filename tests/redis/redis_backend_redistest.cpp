@@ -8,6 +8,7 @@
 #include "redis/connection.hpp"
 #include "redis/redis_server.hpp"
 #include "tunnel/backend.hpp"
+#include "tunnel/consumer_info.hpp"
 #include "util/clock.hpp"
 #include "util/ids.hpp"
 
@@ -285,7 +286,10 @@ TEST_F(RedisBackend, AStoppedButSubscribedConsumerLetsTheOfferRunInTheCloudAfter
     const std::string consumer_key = keys.consumer(frozen);
     std::vector<std::string_view> zadd{"ZADD", consumers, expiry, frozen};
     co_await cmd->execute_checked(zadd);
-    std::vector<std::string_view> set{"SET", consumer_key, "{}", "PX", "60000"};
+    tunnel::consumer_card card;
+    card.session = frozen;
+    const std::string info = tunnel::encode_consumer_card(card);
+    std::vector<std::string_view> set{"SET", consumer_key, info, "PX", "60000"};
     co_await cmd->execute_checked(set);
 
     auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
@@ -302,8 +306,9 @@ TEST_F(RedisBackend, AStoppedButSubscribedConsumerLetsTheOfferRunInTheCloudAfter
     const std::string claim_key = keys.claim(req.id);
     const std::string req_key = keys.req(req.id);
     const auto& claim = redis_backend::all_scripts().claim;
-    std::vector<std::string_view> eval{"EVAL",    claim.text, "3",   consumer_key,
-                                       claim_key, req_key,    frozen};
+    const std::string to_key = keys.to(req.id);
+    std::vector<std::string_view> eval{"EVAL",    claim.text, "4",    consumer_key,
+                                       claim_key, req_key,    to_key, frozen};
     auto claimed = co_await cmd->execute_checked(eval);
     EXPECT_EQ(claimed.type, redis::reply::kind::integer);
     EXPECT_EQ(claimed.integer, 0);
@@ -722,12 +727,22 @@ class RedisBackendSealed : public RedisBackend {
     return keys.seal(tunnel::encode(notice));
   }
 
-  /// Puts `envelope` where a forwarder offers a request and announces it with `notice`.
+  /// Puts `envelope` where a forwarder offers a request to the (one) session present and
+  /// announces it with `notice`.
   asio::awaitable<void> inject(redis::connection& raw, const std::string& id,
                                const std::string& envelope, const std::string& notice) {
     const redis_backend::app_keys keys(app);
     const std::string key = keys.req(id);
+    const std::string to_key = keys.to(id);
     const std::string channel = keys.channel();
+    const std::string consumers_key = keys.consumers();
+    std::vector<std::string_view> first{"ZRANGE", consumers_key, "0", "0"};
+    auto present = co_await raw.execute_checked(first);
+    EXPECT_EQ(present.elements.size(), 1u);
+    if (present.elements.size() != 1u) co_return;
+    const std::string session = present.elements[0].str;
+    std::vector<std::string_view> set_to{"SET", to_key, session, "PX", "10000"};
+    co_await raw.execute_checked(set_to);
     std::vector<std::string_view> set{"SET", key, envelope, "PX", "10000"};
     co_await raw.execute_checked(set);
     std::vector<std::string_view> publish{"PUBLISH", channel, notice};

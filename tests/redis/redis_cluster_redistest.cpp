@@ -576,7 +576,8 @@ std::vector<std::string> acl_of(const std::string& user, const std::string& pass
                                 "&funcie:{" + app + "}:*",
                                 "-@all"};
   const char* function_rights =
-      "+eval +evalsha +time +zremrangebyscore +zcard +set +get +del +exists +publish +spublish "
+      "+eval +evalsha +time +zremrangebyscore +zrangebyscore +zcard +set +get +del +exists "
+      "+publish +spublish "
       "+blpop +lpop +cluster|shards +cluster|slots +client|setname +ping";
   const char* developer_rights =
       "+eval +evalsha +time +zadd +zrem +zremrangebyscore +zcard +zrangebyscore +set +get +getdel "

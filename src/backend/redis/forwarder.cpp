@@ -5,6 +5,8 @@
 #include "backend/redis/redis_backend.hpp"
 #include "backend/redis/settings.hpp"
 #include "tunnel/core.hpp"
+#include "tunnel/route.hpp"
+#include "util/clock.hpp"
 #include "tunnel/try_await.hpp"
 
 #include <fmt/format.h>
@@ -12,6 +14,8 @@
 
 #include <algorithm>
 #include <optional>
+#include <random>
+#include <unordered_set>
 #include <utility>
 
 namespace funcie::redis_backend {
@@ -30,7 +34,8 @@ struct redis_forwarder_backend::state {
         pool(std::make_shared<connection_pool>(executor,
                                                connect_options_for(opts, "funcie-forwarder"),
                                                opts.timing.command_timeout * 2)),
-        backoff(broker) {}
+        backoff(broker),
+        random(std::random_device{}()) {}
 
   asio::any_io_executor executor;
   tunnel::backend_options options;
@@ -38,6 +43,25 @@ struct redis_forwarder_backend::state {
   std::string broker;  ///< "Redis at host:port"
   std::shared_ptr<connection_pool> pool;
   tunnel::broker_backoff backoff;
+
+  /// One live session as the presence view has it (docs/routing.md).
+  struct present_session {
+    std::string id;
+    std::vector<tunnel::route> routes;
+    std::int64_t in_flight = 0;
+  };
+  /// The presence view: read with the sessions script, trusted for a heartbeat/6 on
+  /// CLOCK_BOOTTIME (a thawed Lambda environment reads it again), never when empty.
+  std::vector<present_session> view;
+  std::int64_t view_read_at = 0;  ///< util::boot_ms_now() when read; 0: never / stale
+  /// Sessions whose info did not open or parse, each logged once.
+  std::unordered_set<std::string> refused_sessions;
+  std::mt19937_64 random;
+
+  bool view_fresh() const {
+    const auto bound = std::max<std::int64_t>(options.timing.heartbeat.count() / 6, 10);
+    return view_read_at != 0 && !view.empty() && util::boot_ms_now() - view_read_at < bound;
+  }
 };
 
 namespace {
@@ -237,20 +261,85 @@ class redis_pieces final : public tunnel::response_pieces {
   std::shared_ptr<wait_state> wait_;
 };
 
-/// Offers the envelope: stores it and publishes its notice, in one script for a small one.
-/// Returns the number of receivers (0: nobody took it). Throws redis::error.
+/// Reads the presence view: every live session with its (sealed) info. A session whose info
+/// does not open with our keys, is about another session, or has a route that does not parse
+/// is left out (logged once): a broker cannot divert invocations by rewriting a route.
+asio::awaitable<void> read_view(const std::shared_ptr<forwarder_state>& s, redis::connection& conn) {
+  const std::string consumers_key = s->keys.consumers();
+  const std::string prefix = s->keys.consumer("");
+  std::vector<std::string_view> keys{consumers_key};
+  std::vector<std::string_view> args{prefix, "256"};
+  const redis::reply listed =
+      co_await run_script(conn, all_scripts().sessions, keys, args, s->options.timing.command_timeout);
+  std::vector<forwarder_state::present_session> view;
+  for (std::size_t i = 0; i + 1 < listed.elements.size(); i += 2) {
+    const std::string& id = listed.elements[i].str;
+    auto refuse = [&](std::string_view why) {
+      if (s->refused_sessions.insert(id).second) {
+        spdlog::warn("ignored consumer session {} on {}: {}", id, s->broker, why);
+      }
+    };
+    std::optional<tunnel::consumer_card> card;
+    try {
+      card = tunnel::decode_consumer_card(s->options.keys.open(listed.elements[i + 1].str));
+    } catch (const std::exception& e) {
+      refuse(fmt::format("its info does not open with our shared secret ({})", e.what()));
+      continue;
+    }
+    if (!card || card->session != id) {
+      refuse("its info is not JSON or is about another session (an older funcie?)");
+      continue;
+    }
+    forwarder_state::present_session entry{id, {}, card->in_flight};
+    try {
+      for (const auto& text : card->routes) entry.routes.push_back(tunnel::parse_route(text));
+    } catch (const tunnel::route_error& e) {
+      refuse(fmt::format("its route does not parse: {}", e.what()));
+      continue;
+    }
+    view.push_back(std::move(entry));
+  }
+  s->view = std::move(view);
+  s->view_read_at = util::boot_ms_now();
+}
+
+/// The session the presence view gives `req` to, nullopt for nobody (docs/routing.md,
+/// "Choosing a session").
+std::optional<std::string> choose(const std::shared_ptr<forwarder_state>& s,
+                                  const tunnel::request& req) {
+  std::vector<tunnel::route_candidate> candidates;
+  candidates.reserve(s->view.size());
+  for (const auto& entry : s->view) {
+    candidates.push_back({entry.routes, static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+                                            entry.in_flight, 0, 1 << 30))});
+  }
+  tunnel::routed_invocation invocation(req.context.request_id, req.payload,
+                                       req.context.client_context);
+  const auto chosen = tunnel::choose_session(candidates, invocation, s->random());
+  if (!chosen) return std::nullopt;
+  return s->view[*chosen].id;
+}
+
+/// Offers the envelope to `session` alone: stores it, names the session and publishes the
+/// notice, in one script for a small one. Returns the number of receivers (0: nobody took
+/// it; -1: the session is gone). Throws redis::error.
 asio::awaitable<long long> offer(const std::shared_ptr<forwarder_state>& s, redis::connection& conn,
                                  const std::string& envelope, const std::string& notice,
-                                 const std::string& req_key, const std::string& req_ttl) {
+                                 const std::string& id, const std::string& req_ttl,
+                                 const std::string& session) {
   const auto& timing = s->options.timing;
   const auto& code = all_scripts();
   const std::string consumers_key = s->keys.consumers();
+  const std::string req_key = s->keys.req(id);
+  const std::string to_key = s->keys.to(id);
+  const std::string session_key = s->keys.consumer(session);
   const std::string channel = s->keys.channel();
   const milliseconds offer_timeout = timeout_for(timing.command_timeout, envelope.size(), 10240);
   const std::string_view publish = conn.sharded_pubsub() ? "SPUBLISH" : "PUBLISH";
+  std::vector<std::string_view> keys{consumers_key, req_key, to_key, session_key};
   if (envelope.size() <= presence_first_bytes) {
-    std::vector<std::string_view> keys{consumers_key, req_key};
-    std::vector<std::string_view> args{"offer", envelope, req_ttl, channel, notice, publish};
+    std::vector<std::string_view> args{"offer", envelope, req_ttl, channel,
+                                       notice,  publish,  session};
     co_return (co_await run_script(conn, code.offer, keys, args, offer_timeout)).integer;
   }
   std::vector<std::string_view> presence_keys{consumers_key};
@@ -261,9 +350,31 @@ asio::awaitable<long long> offer(const std::shared_ptr<forwarder_state>& s, redi
   // Big: a plain SET (no copy through Lua), then announce it.
   std::vector<std::string_view> set{"SET", req_key, envelope, "PX", req_ttl};
   co_await conn.execute_checked(set, offer_timeout);
-  std::vector<std::string_view> keys{consumers_key, req_key};
-  std::vector<std::string_view> args{"announce", "", req_ttl, channel, notice, publish};
+  std::vector<std::string_view> args{"announce", "", req_ttl, channel, notice, publish, session};
   co_return (co_await run_script(conn, code.offer, keys, args, timing.command_timeout)).integer;
+}
+
+struct offered_to {
+  long long receivers = 0;
+  std::string reason;  ///< why nobody took it, when receivers == 0
+};
+
+/// Picks a session from the presence view (read again when stale, empty, or when the chosen
+/// session turned out to be gone) and offers it the request. Throws redis::error.
+asio::awaitable<offered_to> offer_to_chosen(const std::shared_ptr<forwarder_state>& s,
+                                            redis::connection& conn, const tunnel::request& req,
+                                            const std::string& envelope, const std::string& notice,
+                                            const std::string& req_ttl) {
+  for (int pick = 0; pick < 3; ++pick) {
+    if (pick > 0 || !s->view_fresh()) co_await read_view(s, conn);
+    if (s->view.empty()) co_return offered_to{0, "no consumer"};
+    const auto session = choose(s, req);
+    if (!session) co_return offered_to{0, "no connected session's route holds for it"};
+    const long long receivers = co_await offer(s, conn, envelope, notice, req.id, req_ttl, *session);
+    if (receivers >= 0) co_return offered_to{receivers, "no consumer"};
+    s->view_read_at = 0;  // the chosen session is gone: read the view again
+  }
+  co_return offered_to{0, "the sessions chosen for it left"};
 }
 
 }  // namespace
@@ -289,10 +400,9 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
   const std::string envelope = s->options.keys.seal(tunnel::encode(request.get()));
   const std::string notice =
       s->options.keys.seal(tunnel::encode(tunnel::notice{req.id, s->options.app}));
-  const std::string req_key = s->keys.req(req.id);
   const std::string req_ttl = std::to_string(left.count());
 
-  long long receivers = 0;
+  offered_to receivers;
   for (int attempt = 0;; ++attempt) {
     if (attempt > 0 && s->backoff.active(steady::now())) {
       co_return tunnel::not_taken(fmt::format("backing off from {}", s->broker));
@@ -303,7 +413,7 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
       co_return tunnel::not_taken(fmt::format("broker unreachable: {}", cmd.error));
     }
     auto offered = co_await tunnel::try_await<redis::error>(
-        offer(s, *cmd.conn, envelope, notice, req_key, req_ttl));
+        offer_to_chosen(s, *cmd.conn, req, envelope, notice, req_ttl));
     if (offered) {
       receivers = *offered.value;
       break;
@@ -321,7 +431,7 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
     co_return tunnel::not_taken(fmt::format("broker trouble: {}", offered.error));
   }
   s->backoff.reset();
-  if (receivers == 0) co_return tunnel::not_taken("no consumer");
+  if (receivers.receivers == 0) co_return tunnel::not_taken(std::move(receivers.reason));
 
   // 2. Wait: BLPOP in slices; between slices, see who holds it.
   auto w = std::make_shared<wait_state>();

@@ -23,6 +23,8 @@ class app_keys {
   std::string consumer(std::string_view session) const { return join("consumer:", session); }
   /// String with TTL: a request's envelope until claimed or its deadline.
   std::string req(std::string_view id) const { return join("req:", id); }
+  /// String with TTL: the only session that may claim request `id` (docs/routing.md).
+  std::string to(std::string_view id) const { return join("to:", id); }
   /// String with TTL: who runs request `id` (a session id or "cloud").
   std::string claim(std::string_view id) const { return join("claim:", id); }
   /// List with TTL: the response envelope.

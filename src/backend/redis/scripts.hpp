@@ -18,14 +18,16 @@ struct script {
 /// Lower-case hex SHA1 of `text` (what SCRIPT LOAD answers).
 std::string sha1_hex(std::string_view text);
 
-/// Offer (forwarder). KEYS: consumers, req:<id>. ARGV: mode, envelope, ttl ms of req:<id>,
-/// channel, notice, and "SPUBLISH" on a Redis Cluster with sharded pub/sub (the consumers
-/// listen with SSUBSCRIBE on the slot's node; else PUBLISH). Drops expired sessions by server TIME;
-/// returns 0 when none is left. Mode "presence" returns 1 then. Mode "offer" stores the envelope,
-/// publishes the notice and returns the number of receivers, deleting the envelope again (and
-/// returning 0) when the notice reached nobody. Mode "announce" is "offer" for an envelope stored
-/// just before with a plain SET (a big one: Lua would copy it twice); it is deleted when nobody is
-/// left.
+/// Offer (forwarder). KEYS: consumers, req:<id>, to:<id>, consumer:<S>. ARGV: mode, envelope,
+/// ttl ms of req:<id>, channel, notice, "SPUBLISH" on a Redis Cluster with sharded pub/sub (the
+/// consumers listen with SSUBSCRIBE on the slot's node; else PUBLISH), S. Drops expired sessions
+/// by server TIME; returns 0 when none is left. Mode "presence" (KEYS: consumers) returns 1 then.
+/// Mode "offer" returns -1 when the chosen session S is gone (the forwarder picks again), else
+/// names S as the only session that may claim it (to:<id>), stores the envelope, publishes the
+/// notice and returns the number of receivers, deleting the envelope again (and returning 0)
+/// when the notice reached nobody. Mode "announce" is "offer" for an envelope stored just before
+/// with a plain SET (a big one: Lua would copy it twice); it is deleted when nobody is left or S
+/// is gone.
 inline constexpr std::string_view offer_text = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -35,6 +37,11 @@ if redis.call('ZCARD', KEYS[1]) == 0 then
   return 0
 end
 if ARGV[1] == 'presence' then return 1 end
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  if ARGV[1] == 'announce' then redis.call('DEL', KEYS[2]) end
+  return -1
+end
+redis.call('SET', KEYS[3], ARGV[7], 'PX', tonumber(ARGV[3]) + 60000)
 if ARGV[1] == 'offer' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
 local publish = 'PUBLISH'
 if ARGV[6] == 'SPUBLISH' then publish = 'SPUBLISH' end
@@ -46,14 +53,16 @@ end
 return receivers
 )lua";
 
-/// Claim (consumer). KEYS: consumer:<S>, claim:<id>, req:<id>. ARGV: S, a size in bytes.
-/// Returns -1 when the session's own key is gone (heartbeat lapsed), 0 when the request is
-/// gone or claimed by someone else, else it is now this session's alone and the script
+/// Claim (consumer). KEYS: consumer:<S>, claim:<id>, req:<id>, to:<id>. ARGV: S, a size in
+/// bytes. Returns -1 when the session's own key is gone (heartbeat lapsed), 0 when the request
+/// is gone, offered to another session (to:<id>, docs/routing.md) or claimed by someone else,
+/// else it is now this session's alone and the script
 /// returns its envelope (deleting it), or 1 when the envelope is larger than the size: the
 /// session then fetches it with GETDEL (Lua would copy a 6 MB envelope twice). The claim
 /// lives a minute longer than the request would have.
 inline constexpr std::string_view claim_text = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('GET', KEYS[4]) ~= ARGV[1] then return 0 end
 local ttl = redis.call('PTTL', KEYS[3])
 if ttl < 0 then return 0 end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ttl + 60000) then return 0 end
@@ -76,6 +85,26 @@ if redis.call('SET', KEYS[1], 'cloud', 'NX', 'PX', ARGV[2]) then
   return {1}
 end
 return {2, redis.call('GET', KEYS[1])}
+)lua";
+
+/// Sessions (forwarder): the presence view (docs/routing.md). KEYS: consumers. ARGV: the
+/// prefix of a session's key ("funcie:{A}:consumer:"), the most sessions returned. Drops
+/// expired sessions by server TIME and returns {S1, info1, S2, info2, ...} of the live ones
+/// whose key exists (every key shares the app's hash tag, so one cluster slot holds them).
+inline constexpr std::string_view sessions_text = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, session in ipairs(members) do
+  local info = redis.call('GET', ARGV[1] .. session)
+  if info then
+    out[#out + 1] = session
+    out[#out + 1] = info
+  end
+end
+return out
 )lua";
 
 /// Heartbeat (consumer). KEYS: consumers, consumer:<S>. ARGV: S, ttl ms, info JSON, "1" on
@@ -111,6 +140,7 @@ struct scripts {
   script offer{"offer", offer_text, sha1_hex(offer_text)};
   script claim{"claim", claim_text, sha1_hex(claim_text)};
   script watch{"watch", watch_text, sha1_hex(watch_text)};
+  script sessions{"sessions", sessions_text, sha1_hex(sessions_text)};
   script heartbeat{"heartbeat", heartbeat_text, sha1_hex(heartbeat_text)};
   script respond{"respond", respond_text, sha1_hex(respond_text)};
   script leave{"leave", leave_text, sha1_hex(leave_text)};

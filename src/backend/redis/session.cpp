@@ -5,6 +5,7 @@
 #include "backend/redis/settings.hpp"
 #include "tunnel/consumer_info.hpp"
 #include "tunnel/core.hpp"
+#include "tunnel/route.hpp"
 #include "tunnel/try_await.hpp"
 
 #include <fmt/format.h>
@@ -37,7 +38,10 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
         consumers_key(keys.consumers()),
         channel(keys.channel()),
         heartbeat_timer(executor),
-        ping_timer(executor) {}
+        ping_timer(executor) {
+    // Checked by the caller (funcie connect refuses a bad route with its column).
+    for (const auto& text : options.routes) routes.push_back(tunnel::parse_route(text));
+  }
 
   asio::any_io_executor executor;
   tunnel::backend_options options;
@@ -54,6 +58,9 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
   /// The key each held request was sealed with: its response is sealed with the same one,
   /// so a function still on the previous secret during a rotation can open it.
   std::unordered_map<std::string, std::string> reply_keys;
+  /// This session's routes (docs/routing.md): forwarders offer it only what they match, and
+  /// it refuses a request none of them holds for (a broker that rewrote to:<id>).
+  std::vector<tunnel::route> routes;
 
   milliseconds ttl() const { return options.timing.heartbeat * 5 / 6; }
   milliseconds interval() const { return std::max(options.timing.heartbeat / 6, milliseconds(10)); }
@@ -65,7 +72,10 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
     card.since_ms = since_ms;
     card.in_flight = in_flight;
     card.ttl_ms = static_cast<std::int64_t>(ttl().count());
-    return tunnel::encode_consumer_card(card);
+    card.session = session_id;
+    card.routes = options.routes;
+    // Sealed with the shared secret: a broker cannot rewrite a route (docs/routing.md).
+    return options.keys.seal(tunnel::encode_consumer_card(card));
   }
 
   /// The session is over: next() throws `reason` from now on.
@@ -200,7 +210,8 @@ asio::awaitable<redis::reply> claim(std::shared_ptr<session_state> s, const std:
   const auto& timing = s->options.timing;
   const std::string claim_key = s->keys.claim(id);
   const std::string req_key = s->keys.req(id);
-  std::vector<std::string_view> keys{s->consumer_key, claim_key, req_key};
+  const std::string to_key = s->keys.to(id);
+  std::vector<std::string_view> keys{s->consumer_key, claim_key, req_key, to_key};
   const std::string big = std::to_string(big_envelope_bytes);
   std::vector<std::string_view> args{s->session_id, big};
   redis::reply claimed =
@@ -300,6 +311,13 @@ asio::awaitable<tunnel::request> redis_consumer_session::next() {
     }
     if (bad.empty() && (req.id != notice.id || req.app != s->options.app)) {
       bad = "its id or app differs from its notice";
+    }
+    if (bad.empty() && !s->routes.empty()) {
+      tunnel::routed_invocation invocation(req.context.request_id, req.payload,
+                                           req.context.client_context);
+      const bool wanted = std::any_of(s->routes.begin(), s->routes.end(),
+                                      [&](const tunnel::route& r) { return invocation.holds(r); });
+      if (!wanted) bad = "none of this session's routes holds for it (was it diverted?)";
     }
     if (bad.empty()) {
       if (!key_id.empty()) s->reply_keys[req.id] = std::move(key_id);
