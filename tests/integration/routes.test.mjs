@@ -1,6 +1,8 @@
 // Routes end to end (docs/routing.md): funcie emulate -> funcie wrap -> redis-server -> two
 // `funcie connect --route` sessions and one without a route. Each local copy of the echo
-// function answers {"where": its label}; the cloud copy {"where":"cloud"}.
+// function answers {"where": its label}; the cloud copy {"where":"cloud"}. The developer is
+// named in the client context (what an SDK caller sets with ClientContext), since the echo
+// function's hook wants an event of one key.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { echoBin, funcieBin } from './lib/harness.mjs';
@@ -14,7 +16,8 @@ before(async () => { redis = await startRedis(); });
 after(async () => { await redis?.close(); });
 
 async function whereFor(em, dev) {
-  const r = await em.invoke(dev === undefined ? { where: true } : { where: true, dev });
+  const context = Buffer.from(JSON.stringify({ custom: dev === undefined ? {} : { dev } })).toString('base64');
+  const r = await em.invoke({ where: true }, { headers: { 'X-Amz-Client-Context': context } });
   assert.equal(r.status, 200, r.body);
   assert.equal(r.headers.get('x-amz-function-error'), null, r.body);
   return JSON.parse(r.body).where;
@@ -24,9 +27,9 @@ test('each developer gets their own invocations, a session without a route the r
   const app = `routes-${process.pid}`;
   const em = await startCloud({ url: redis.url, app, args: ['--timeout', '30'] });
   t.after(() => em.stop());
-  const ada = await startConnect({ url: redis.url, app, args: ['--route', '/dev=ada'], command: [echoBin, 'ada'] });
+  const ada = await startConnect({ url: redis.url, app, args: ['--route', 'context:/custom/dev=ada'], command: [echoBin, 'ada'] });
   t.after(() => ada.stop('SIGKILL'));
-  const bob = await startConnect({ url: redis.url, app, args: ['--route', '/dev=bob'], command: [echoBin, 'bob'] });
+  const bob = await startConnect({ url: redis.url, app, args: ['--route', 'context:/custom/dev=bob'], command: [echoBin, 'bob'] });
   t.after(() => bob.stop('SIGKILL'));
 
   for (let i = 0; i < 10; ++i) {
@@ -52,8 +55,8 @@ test('each developer gets their own invocations, a session without a route the r
   const { stdout } = await execFileP(funcieBin, ['status', '--backend', redis.url, '--app', app]);
   assert.match(stdout.split('\n')[0], /ROUTE$/);
   const line = (session) => stdout.split('\n').find((l) => l.startsWith(session)) ?? '';
-  assert.match(line(ada.session), /\/dev=ada$/, stdout);
-  assert.match(line(bob.session), /\/dev=bob$/, stdout);
+  assert.match(line(ada.session), / context:\/custom\/dev=ada$/, stdout);
+  assert.match(line(bob.session), / context:\/custom\/dev=bob$/, stdout);
   assert.match(line(rest.session), / -$/, stdout);
 
   // Ada leaves: hers now go to the session without a route.

@@ -276,7 +276,7 @@ TEST_F(RedisBackend, AStoppedButSubscribedConsumerLetsTheOfferRunInTheCloudAfter
     // A consumer frozen right after it joined: subscribed, present, never claims.
     const std::string frozen = util::random_hex(32);
     auto sub = co_await raw_connection();
-    co_await sub->subscribe(keys.channel());
+    co_await sub->subscribe(keys.channel(frozen));
     auto cmd = co_await raw_connection();
     const std::string expiry =
         std::to_string(std::chrono::duration_cast<milliseconds>(
@@ -444,7 +444,7 @@ TEST_F(RedisBackend, GarbageAndForgedMessagesAreDroppedAndTheRightAnswerStillArr
     const redis_backend::app_keys keys(app);
     auto session = co_await open_session(options());
     auto raw = co_await raw_connection();
-    const std::string channel = keys.channel();
+    const std::string channel = keys.channel(session->id());
     auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
     std::optional<tunnel::forward_outcome> outcome;
     const auto req = make_request("the real event");
@@ -734,13 +734,13 @@ class RedisBackendSealed : public RedisBackend {
     const redis_backend::app_keys keys(app);
     const std::string key = keys.req(id);
     const std::string to_key = keys.to(id);
-    const std::string channel = keys.channel();
     const std::string consumers_key = keys.consumers();
     std::vector<std::string_view> first{"ZRANGE", consumers_key, "0", "0"};
     auto present = co_await raw.execute_checked(first);
     EXPECT_EQ(present.elements.size(), 1u);
     if (present.elements.size() != 1u) co_return;
     const std::string session = present.elements[0].str;
+    const std::string channel = keys.channel(session);
     std::vector<std::string_view> set_to{"SET", to_key, session, "PX", "10000"};
     co_await raw.execute_checked(set_to);
     std::vector<std::string_view> set{"SET", key, envelope, "PX", "10000"};

@@ -226,6 +226,28 @@ TEST_F(RedisRoutes, ASessionThatLeftAfterThePresenceViewWasReadIsSkippedAndAnoth
   });
 }
 
+TEST_F(RedisRoutes, ASessionKilledBeforeItTookTheRequestIsSkippedAtOnce) {
+  run([&]() -> asio::awaitable<void> {
+    // A long heartbeat: the killed session stays present (its key lives 5 s) and the
+    // forwarder's view, read just before the kill, is trusted for 1 s.
+    auto killed = co_await open_serving(options(routes(), 6000ms));
+    auto alive = co_await open_serving(options(routes(), 6000ms));
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options(routes(), 6000ms));
+    auto out = co_await forwarder->forward(event_from(""), steady::now() + 10s);
+    EXPECT_EQ(out.outcome, kind::answered);
+    killed.session.reset();  // connections closed, no goodbye: like a kill -9
+    co_await sleep_for(20ms);
+    for (int i = 0; i < 20; ++i) {
+      const auto start = steady::now();
+      out = co_await forwarder->forward(event_from(""), steady::now() + 10s);
+      EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
+      EXPECT_EQ(out.answer.consumer, alive.session->id());
+      EXPECT_LT(ms_since(start), 500.0) << "it waited for the killed session";
+    }
+    co_await alive.session->close();
+  });
+}
+
 TEST_F(RedisRoutes, TheForwarderDoesNotTrustItsViewPastItsBoundOnTheBootClock) {
   run([&]() -> asio::awaitable<void> {
     auto rest = co_await open_serving(options(routes(), 6000ms));
@@ -286,7 +308,7 @@ TEST_F(RedisRoutes, ARouteRewrittenOnTheBrokerWithoutTheSecretIsRefused) {
         our_keys().seal(tunnel::encode(tunnel::notice{diverted.id, std::string(app)}));
     const std::string to_key = keys.to(diverted.id);
     const std::string req_key = keys.req(diverted.id);
-    const std::string channel = keys.channel();
+    const std::string channel = keys.channel(ada.session->id());
     const std::string ada_id = ada.session->id();
     std::vector<std::string_view> set_to{"SET", to_key, ada_id, "PX", "10000"};
     co_await raw->execute_checked(set_to);

@@ -333,7 +333,7 @@ asio::awaitable<long long> offer(const std::shared_ptr<forwarder_state>& s, redi
   const std::string req_key = s->keys.req(id);
   const std::string to_key = s->keys.to(id);
   const std::string session_key = s->keys.consumer(session);
-  const std::string channel = s->keys.channel();
+  const std::string channel = s->keys.channel(session);
   const milliseconds offer_timeout = timeout_for(timing.command_timeout, envelope.size(), 10240);
   const std::string_view publish = conn.sharded_pubsub() ? "SPUBLISH" : "PUBLISH";
   std::vector<std::string_view> keys{consumers_key, req_key, to_key, session_key};
@@ -359,20 +359,34 @@ struct offered_to {
   std::string reason;  ///< why nobody took it, when receivers == 0
 };
 
-/// Picks a session from the presence view (read again when stale, empty, or when the chosen
-/// session turned out to be gone) and offers it the request. Throws redis::error.
+/// Picks a session from the presence view (read again when stale or empty) and offers it the
+/// request; a chosen session that is gone or no longer listens is left out and another picked
+/// (the view is read again when none is left), a few times at most. Throws redis::error.
 asio::awaitable<offered_to> offer_to_chosen(const std::shared_ptr<forwarder_state>& s,
                                             redis::connection& conn, const tunnel::request& req,
                                             const std::string& envelope, const std::string& notice,
                                             const std::string& req_ttl) {
-  for (int pick = 0; pick < 3; ++pick) {
-    if (pick > 0 || !s->view_fresh()) co_await read_view(s, conn);
+  std::vector<std::string> gone;  // chosen for this request, found gone
+  auto leave_out_gone = [&] {
+    std::erase_if(s->view, [&](const forwarder_state::present_session& entry) {
+      return std::find(gone.begin(), gone.end(), entry.id) != gone.end();
+    });
+  };
+  bool read = !s->view_fresh();
+  for (int pick = 0; pick < 4; ++pick) {
+    if (read) {
+      co_await read_view(s, conn);
+      leave_out_gone();
+      read = false;
+    }
     if (s->view.empty()) co_return offered_to{0, "no consumer"};
     const auto session = choose(s, req);
     if (!session) co_return offered_to{0, "no connected session's route holds for it"};
     const long long receivers = co_await offer(s, conn, envelope, notice, req.id, req_ttl, *session);
     if (receivers >= 0) co_return offered_to{receivers, "no consumer"};
-    s->view_read_at = 0;  // the chosen session is gone: read the view again
+    gone.push_back(*session);
+    leave_out_gone();
+    if (s->view.empty()) read = true;
   }
   co_return offered_to{0, "the sessions chosen for it left"};
 }

@@ -15,8 +15,10 @@ class app_keys {
     prefix_.append("}:");
   }
 
-  /// The pub/sub channel of notices.
+  /// The app's channel name: it routes a connection to the app's cluster slot.
   std::string channel() const { return prefix_ + "requests"; }
+  /// Session S's own channel of notices: an offer's count of receivers says whether S listens.
+  std::string channel(std::string_view session) const { return join("requests:", session); }
   /// Sorted set: session id -> expiry (server time, ms).
   std::string consumers() const { return prefix_ + "consumers"; }
   /// String with TTL: a session's info; the session is alive while it exists.

@@ -24,8 +24,9 @@ std::string sha1_hex(std::string_view text);
 /// by server TIME; returns 0 when none is left. Mode "presence" (KEYS: consumers) returns 1 then.
 /// Mode "offer" returns -1 when the chosen session S is gone (the forwarder picks again), else
 /// names S as the only session that may claim it (to:<id>), stores the envelope, publishes the
-/// notice and returns the number of receivers, deleting the envelope again (and returning 0)
-/// when the notice reached nobody. Mode "announce" is "offer" for an envelope stored just before
+/// notice on S's own channel and returns the number of receivers, deleting both again (and
+/// returning -1) when the notice reached nobody: S's subscription is gone (killed) although
+/// its presence has not expired yet. Mode "announce" is "offer" for an envelope stored just before
 /// with a plain SET (a big one: Lua would copy it twice); it is deleted when nobody is left or S
 /// is gone.
 inline constexpr std::string_view offer_text = R"lua(
@@ -47,8 +48,8 @@ local publish = 'PUBLISH'
 if ARGV[6] == 'SPUBLISH' then publish = 'SPUBLISH' end
 local receivers = redis.call(publish, ARGV[4], ARGV[5])
 if receivers == 0 then
-  redis.call('DEL', KEYS[2])
-  return 0
+  redis.call('DEL', KEYS[2], KEYS[3])
+  return -1
 end
 return receivers
 )lua";

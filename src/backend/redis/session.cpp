@@ -36,7 +36,7 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
         broker(broker_name(opts)),
         consumer_key(keys.consumer(session_id)),
         consumers_key(keys.consumers()),
-        channel(keys.channel()),
+        channel(keys.channel(session_id)),
         heartbeat_timer(executor),
         ping_timer(executor) {
     // Checked by the caller (funcie connect refuses a bad route with its column).
