@@ -76,8 +76,7 @@ constexpr std::array<std::string_view, 13> top_level_keys = {
     "heartbeat_ms",   "ca_file",     "tls_verify", "request_queue",
     "response_queue", "secret_file", "encrypt",    "route",
     "functions"};
-constexpr std::array<std::string_view, 17> function_keys = {"route",
-                                                            "app",
+constexpr std::array<std::string_view, 17> function_keys = {"app",
                                                             "command",
                                                             "dir",
                                                             "watch",
@@ -92,7 +91,8 @@ constexpr std::array<std::string_view, 17> function_keys = {"route",
                                                             "request_queue",
                                                             "response_queue",
                                                             "secret_file",
-                                                            "encrypt"};
+                                                            "encrypt",
+                                                            "route"};
 
 /// The file being read, for messages and relative paths.
 struct source_file {
