@@ -275,6 +275,7 @@ asio::awaitable<void> read_view(const std::shared_ptr<forwarder_state>& s, redis
   for (std::size_t i = 0; i + 1 < listed.elements.size(); i += 2) {
     const std::string& id = listed.elements[i].str;
     auto refuse = [&](std::string_view why) {
+      if (s->refused_sessions.size() > 1024) s->refused_sessions.clear();  // bounded memory
       if (s->refused_sessions.insert(id).second) {
         spdlog::warn("ignored consumer session {} on {}: {}", id, s->broker, why);
       }
