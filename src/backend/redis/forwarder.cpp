@@ -280,6 +280,10 @@ asio::awaitable<void> read_view(const std::shared_ptr<forwarder_state>& s, redis
         spdlog::warn("ignored consumer session {} on {}: {}", id, s->broker, why);
       }
     };
+    if (!tunnel::is_valid_id(id)) {
+      refuse("its id is not 32 hex digits");
+      continue;
+    }
     std::optional<tunnel::consumer_card> card;
     try {
       card = tunnel::decode_consumer_card(s->options.keys.open(listed.elements[i + 1].str));
