@@ -299,23 +299,15 @@ TEST_F(RedisRoutes, ARouteRewrittenOnTheBrokerWithoutTheSecretIsRefused) {
     EXPECT_EQ(out.outcome, kind::not_taken) << out.reason << out.message;
     EXPECT_TRUE(ada.log->payloads.empty());
 
-    // A request named for Ada on the broker (to:<id> rewritten) that her route does not
-    // want: she refuses it rather than run it.
+    // A request pushed onto Ada's inbox on the broker that her route does not want: she
+    // refuses it rather than run it.
     co_await sleep_for(1100ms);  // her next heartbeat restored her info
     const auto diverted = event_from("mallory");
     const std::string envelope = our_keys().seal(tunnel::encode(diverted));
-    const std::string notice =
-        our_keys().seal(tunnel::encode(tunnel::notice{diverted.id, std::string(app)}));
-    const std::string to_key = keys.to(diverted.id);
-    const std::string req_key = keys.req(diverted.id);
-    const std::string channel = keys.channel(ada.session->id());
-    const std::string ada_id = ada.session->id();
-    std::vector<std::string_view> set_to{"SET", to_key, ada_id, "PX", "10000"};
-    co_await raw->execute_checked(set_to);
-    std::vector<std::string_view> set_req{"SET", req_key, envelope, "PX", "10000"};
-    co_await raw->execute_checked(set_req);
-    std::vector<std::string_view> publish{"PUBLISH", channel, notice};
-    co_await raw->execute_checked(publish);
+    const std::string inbox_key = keys.inbox(ada.session->id());
+    const std::string item = diverted.id + "\n" + envelope;
+    std::vector<std::string_view> push{"RPUSH", inbox_key, item};
+    co_await raw->execute_checked(push);
     co_await sleep_for(300ms);
     EXPECT_TRUE(ada.log->payloads.empty());
     const std::string resp_key = keys.resp(diverted.id);

@@ -1,5 +1,6 @@
-// The Redis backend's cloud side: offer (one script), then BLPOP in slices for the answer;
-// between slices, see who holds the request (docs/tunnel.md, "Who claims a request").
+// The Redis backend's cloud side: assign the request to one session's inbox (one script), then
+// BLPOP in slices for the answer; between slices, see whether the session popped it and still
+// lives, and withdraw it when it did not (docs/routing.md, "Assignment").
 #include "backend/redis/keys.hpp"
 #include "backend/redis/pool.hpp"
 #include "backend/redis/redis_backend.hpp"
@@ -101,7 +102,8 @@ struct wait_state {
   tunnel::request req;  ///< id and app only
   steady::time_point offered_at;
   std::string cloud_ttl;
-  std::optional<std::string> owner;  ///< The session that claimed it, once known.
+  std::optional<std::string> owner;  ///< The session it was assigned to.
+  std::string item;                  ///< What was pushed onto the owner's inbox.
   std::int64_t next_piece = 0;
   bool streaming = false;
 };
@@ -121,16 +123,9 @@ tunnel::forward_outcome in_order(wait_state& w, tunnel::response answer) {
   } else {
     w.streaming = false;
   }
-  // The owner is who sent it (check_response checked it against the claim, when known).
-  if (!w.owner) w.owner = answer.consumer;
+  // check_response checked that the owner (the session it was assigned to) sent it.
   return tunnel::answered(std::move(answer));
 }
-
-/// Who holds the request, asked between two slices of the wait.
-struct holder {
-  std::optional<redis::reply> watched;  ///< The watch script's verdict, while no owner is known
-  std::optional<redis::reply> alive;    ///< EXISTS of the owner's key, once one is known
-};
 
 /// Waits for the next answer (a whole response or the next piece) until `give_up_at`.
 asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_state> s,
@@ -144,7 +139,8 @@ asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_
   const std::string claim_key = s->keys.claim(req.id);
   const std::string req_key = s->keys.req(req.id);
   const milliseconds slice = std::max(timing.heartbeat / 6, milliseconds(10));
-  std::string owner_key = owner ? s->keys.consumer(*owner) : std::string();
+  const std::string owner_key = s->keys.consumer(*owner);
+  const std::string inbox_key = s->keys.inbox(*owner);
 
   connection_lease blocking = co_await s->pool->get_blocking();
   if (!blocking) co_return tunnel::broker_lost(s->broker, blocking.error());
@@ -190,39 +186,25 @@ asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_
     const milliseconds check_timeout =
         std::clamp(std::chrono::ceil<milliseconds>(give_up_at - steady::now()), milliseconds(50),
                    std::max(timing.command_timeout, milliseconds(50)));
-    auto held = co_await tunnel::try_await<redis::error>([&]() -> asio::awaitable<holder> {
-      holder h;
-      if (!owner) {
-        const bool bound_passed = steady::now() - w.offered_at >= timing.heartbeat;
-        std::vector<std::string_view> keys{claim_key, req_key};
-        std::vector<std::string_view> args{bound_passed ? "1" : "0", w.cloud_ttl};
-        h.watched = co_await run_script(*cmd.conn, code.watch, keys, args, check_timeout);
-        if (!h.watched->elements.empty() && h.watched->elements[0].integer == 1) co_return h;
-        if (!h.watched->elements.empty() && h.watched->elements[0].integer == 2 &&
-            h.watched->elements.size() == 2) {
-          owner = h.watched->elements[1].str;
-          owner_key = s->keys.consumer(*owner);
-        }
-      }
-      if (owner) {
-        std::vector<std::string_view> exists{"EXISTS", owner_key};
-        h.alive = co_await cmd.conn->execute(exists, check_timeout);
-      }
-      co_return h;
-    }());
+    // Did the owner pop it, and does it still live? Not popped when the owner is gone or the
+    // bound has passed: withdrawn (atomically: only while still in the inbox), run in the cloud.
+    const bool bound_passed = steady::now() - w.offered_at >= timing.heartbeat;
+    std::vector<std::string_view> keys{inbox_key, owner_key, req_key, claim_key};
+    std::vector<std::string_view> args{w.item, bound_passed ? "1" : "0", w.cloud_ttl};
+    auto held = co_await tunnel::try_await<redis::error>(
+        run_script(*cmd.conn, code.withdraw, keys, args, check_timeout));
     if (!held) {
       s->pool->forget(cmd.conn);
       co_return tunnel::broker_lost(s->broker, held.error);
     }
-    if (held->watched && !held->watched->elements.empty() &&
-        held->watched->elements[0].integer == 1) {
-      co_return tunnel::not_taken(fmt::format(
-          "no consumer claimed it within the heartbeat bound ({} ms)", timing.heartbeat.count()));
+    if (!held->elements.empty() && held->elements[0].integer == 1) {
+      co_return tunnel::not_taken(
+          fmt::format("session {} did not take it within the heartbeat bound ({} ms) or left "
+                      "before taking it; withdrawn",
+                      *owner, timing.heartbeat.count()));
     }
-    if (owner && *owner == "cloud") co_return tunnel::not_taken("no consumer claimed it");
-    const auto& alive = held->alive;
-    if (alive && alive->type == redis::reply::kind::integer && alive->integer == 0) {
-      // The owner is gone. It may have answered just before leaving: look once more.
+    if (held->elements.size() == 2 && held->elements[1].integer == 0) {
+      // The owner popped it and is gone. It may have answered just before leaving: look once more.
       for (int i = 0; i < max_late_responses; ++i) {
         std::vector<std::string_view> lpop{"LPOP", resp_key};
         auto late =
@@ -325,43 +307,51 @@ std::optional<std::string> choose(const std::shared_ptr<forwarder_state>& s,
   return s->view[*chosen].id;
 }
 
-/// Offers the envelope to `session` alone: stores it, names the session and publishes the
-/// notice, in one script for a small one. Returns the number of receivers (0: nobody took
-/// it; -1: the session is gone). Throws redis::error.
+/// Assigns the request to `session` alone: pushes `item` (the envelope, or a reference to it
+/// stored first with a plain SET) onto the session's inbox in one script. Returns the number of
+/// receivers of the wake-up (0: nobody is present; -1: the session is gone); `session` becomes
+/// the owner named by an earlier assignment of the same request (a retry). Throws redis::error.
 asio::awaitable<long long> offer(const std::shared_ptr<forwarder_state>& s, redis::connection& conn,
-                                 const std::string& envelope, const std::string& notice,
+                                 const std::string& envelope, const std::string& item,
                                  const std::string& id, const std::string& req_ttl,
-                                 const std::string& session) {
+                                 std::string& session) {
   const auto& timing = s->options.timing;
   const auto& code = all_scripts();
   const std::string consumers_key = s->keys.consumers();
   const std::string req_key = s->keys.req(id);
-  const std::string to_key = s->keys.to(id);
+  const std::string inbox_key = s->keys.inbox(session);
   const std::string session_key = s->keys.consumer(session);
   const std::string channel = s->keys.channel(session);
   const milliseconds offer_timeout = timeout_for(timing.command_timeout, envelope.size(), 10240);
   const std::string_view publish = conn.sharded_pubsub() ? "SPUBLISH" : "PUBLISH";
-  std::vector<std::string_view> keys{consumers_key, req_key, to_key, session_key};
+  const std::string claim_key = s->keys.claim(id);
+  std::vector<std::string_view> keys{consumers_key, session_key, inbox_key, req_key, claim_key};
+  std::vector<std::string_view> args{"assign", item, req_ttl, channel, publish, id, session};
+  auto result = [&](const redis::reply& reply) -> long long {
+    if (reply.type == redis::reply::kind::string) {
+      session = reply.str;  // assigned before: that assignment stands
+      return session == "cloud" ? 0 : 1;
+    }
+    return reply.integer;
+  };
   if (envelope.size() <= presence_first_bytes) {
-    std::vector<std::string_view> args{"offer", envelope, req_ttl, channel,
-                                       notice,  publish,  session};
-    co_return (co_await run_script(conn, code.offer, keys, args, offer_timeout)).integer;
+    co_return result(co_await run_script(conn, code.offer, keys, args, offer_timeout));
   }
   std::vector<std::string_view> presence_keys{consumers_key};
   std::vector<std::string_view> presence_args{"presence"};
   const redis::reply present =
       co_await run_script(conn, code.offer, presence_keys, presence_args, timing.command_timeout);
   if (present.integer == 0) co_return 0;
-  // Big: a plain SET (no copy through Lua), then announce it.
+  // Big: a plain SET (no copy through Lua), then assign the reference.
   std::vector<std::string_view> set{"SET", req_key, envelope, "PX", req_ttl};
   co_await conn.execute_checked(set, offer_timeout);
-  std::vector<std::string_view> args{"announce", "", req_ttl, channel, notice, publish, session};
-  co_return (co_await run_script(conn, code.offer, keys, args, timing.command_timeout)).integer;
+  co_return result(co_await run_script(conn, code.offer, keys, args, timing.command_timeout));
 }
 
 struct offered_to {
   long long receivers = 0;
-  std::string reason;  ///< why nobody took it, when receivers == 0
+  std::string reason;   ///< why nobody took it, when receivers == 0
+  std::string session;  ///< who it was assigned to, when receivers > 0
 };
 
 /// Picks a session from the presence view (read again when stale or empty) and offers it the
@@ -369,7 +359,7 @@ struct offered_to {
 /// (the view is read again when none is left), a few times at most. Throws redis::error.
 asio::awaitable<offered_to> offer_to_chosen(const std::shared_ptr<forwarder_state>& s,
                                             redis::connection& conn, const tunnel::request& req,
-                                            const std::string& envelope, const std::string& notice,
+                                            const std::string& envelope, const std::string& item,
                                             const std::string& req_ttl) {
   std::vector<std::string> gone;  // chosen for this request, found gone
   auto leave_out_gone = [&] {
@@ -384,16 +374,16 @@ asio::awaitable<offered_to> offer_to_chosen(const std::shared_ptr<forwarder_stat
       leave_out_gone();
       read = false;
     }
-    if (s->view.empty()) co_return offered_to{0, "no consumer"};
-    const auto session = choose(s, req);
-    if (!session) co_return offered_to{0, "no connected session's route holds for it"};
-    const long long receivers = co_await offer(s, conn, envelope, notice, req.id, req_ttl, *session);
-    if (receivers >= 0) co_return offered_to{receivers, "no consumer"};
+    if (s->view.empty()) co_return offered_to{0, "no consumer", {}};
+    auto session = choose(s, req);
+    if (!session) co_return offered_to{0, "no connected session's route holds for it", {}};
+    const long long receivers = co_await offer(s, conn, envelope, item, req.id, req_ttl, *session);
+    if (receivers >= 0) co_return offered_to{receivers, "no consumer", *session};
     gone.push_back(*session);
     leave_out_gone();
     if (s->view.empty()) read = true;
   }
-  co_return offered_to{0, "the sessions chosen for it left"};
+  co_return offered_to{0, "the sessions chosen for it left", {}};
 }
 
 }  // namespace
@@ -414,11 +404,12 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
   const auto left = std::chrono::duration_cast<milliseconds>(give_up_at - started);
   if (left < 1ms) co_return tunnel::not_taken("no time left before the deadline");
 
-  // 1. Offer.
+  // 1. Assign.
   const tunnel::labelled_request request(req, s->options.app);
   const std::string envelope = s->options.keys.seal(tunnel::encode(request.get()));
-  const std::string notice =
-      s->options.keys.seal(tunnel::encode(tunnel::notice{req.id, s->options.app}));
+  // "<id>\n<envelope>"; "<id>\n" refers to req:<id> for a big one (docs/routing.md).
+  std::string item = req.id + "\n";
+  if (envelope.size() <= presence_first_bytes) item += envelope;
   const std::string req_ttl = std::to_string(left.count());
 
   offered_to receivers;
@@ -432,7 +423,7 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
       co_return tunnel::not_taken(fmt::format("broker unreachable: {}", cmd.error));
     }
     auto offered = co_await tunnel::try_await<redis::error>(
-        offer_to_chosen(s, *cmd.conn, req, envelope, notice, req_ttl));
+        offer_to_chosen(s, *cmd.conn, req, envelope, item, req_ttl));
     if (offered) {
       receivers = *offered.value;
       break;
@@ -452,11 +443,13 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
   s->backoff.reset();
   if (receivers.receivers == 0) co_return tunnel::not_taken(std::move(receivers.reason));
 
-  // 2. Wait: BLPOP in slices; between slices, see who holds it.
+  // 2. Wait: BLPOP in slices; between slices, see whether the owner took it and lives.
   auto w = std::make_shared<wait_state>();
   w->req.id = req.id;
   w->req.app = req.app;
   w->offered_at = steady::now();
+  w->owner = std::move(receivers.session);
+  w->item = item;
   w->cloud_ttl = std::to_string(left.count() + 60000);
   tunnel::forward_outcome outcome = co_await await_answer(s, *w, give_up_at);
   if (outcome.outcome == tunnel::forward_outcome::kind::answered && outcome.answer.is_piece() &&

@@ -1,5 +1,6 @@
-// The Redis backend's local side: a subscriber connection for notices, a command connection
-// for claims, responses and the heartbeat (docs/tunnel.md, "Who claims a request").
+// The Redis backend's local side: an inbox connection that pops the requests assigned to this
+// session (BLPOP), a subscriber connection whose subscription tells forwarders the session
+// still listens, a command connection for responses and the heartbeat (docs/routing.md).
 #include "backend/redis/keys.hpp"
 #include "backend/redis/redis_backend.hpp"
 #include "backend/redis/settings.hpp"
@@ -7,6 +8,7 @@
 #include "tunnel/core.hpp"
 #include "tunnel/route.hpp"
 #include "tunnel/try_await.hpp"
+#include "util/clock.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -37,6 +39,7 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
         consumer_key(keys.consumer(session_id)),
         consumers_key(keys.consumers()),
         channel(keys.channel(session_id)),
+        inbox_key(keys.inbox(session_id)),
         heartbeat_timer(executor),
         ping_timer(executor) {
     // Checked by the caller (funcie connect refuses a bad route with its column).
@@ -51,8 +54,13 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
   std::string consumer_key;
   std::string consumers_key;
   std::string channel;
+  std::string inbox_key;
   std::shared_ptr<redis::connection> command;
   std::shared_ptr<redis::connection> subscriber;
+  std::shared_ptr<redis::connection> inbox;
+  /// util::boot_ms_now() when the last heartbeat that succeeded was sent: the session's key
+  /// lives until at least this plus ttl(), so a request popped before then is this session's.
+  std::int64_t lease_from = 0;
   asio::steady_timer heartbeat_timer;
   asio::steady_timer ping_timer;
   /// The key each held request was sealed with: its response is sealed with the same one,
@@ -84,6 +92,7 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
     heartbeat_timer.cancel();
     ping_timer.cancel();
     if (subscriber) subscriber->close();
+    if (inbox) inbox->close();
   }
 
   /// Ends the session (if it is not over yet) and throws why.
@@ -104,6 +113,7 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
     heartbeat_timer.cancel();
     ping_timer.cancel();
     if (subscriber) subscriber->close();
+    if (inbox) inbox->close();
     if (command) command->close();
   }
 };
@@ -119,8 +129,10 @@ asio::awaitable<long long> beat(std::shared_ptr<session_state> s, bool first) {
   const std::string info = s->info_json();
   std::vector<std::string_view> keys{s->consumers_key, s->consumer_key};
   std::vector<std::string_view> args{s->session_id, ttl, info, first ? "1" : "0"};
+  const std::int64_t sent_at = util::boot_ms_now();
   const redis::reply reply = co_await run_script(*conn, all_scripts().heartbeat, keys, args,
                                                  s->options.timing.command_timeout);
+  if (reply.integer == 1) s->lease_from = sent_at;
   co_return reply.integer;
 }
 
@@ -158,6 +170,21 @@ asio::awaitable<void> ping_loop(std::shared_ptr<session_state> s) {
     auto pinged = co_await tunnel::try_await(ping(conn, s->options.timing.command_timeout));
     if (!pinged) {
       s->lose(fmt::format("its subscription on {} stopped answering: {}", s->broker, pinged.error));
+    }
+  }
+}
+
+/// The subscription only says "this session listens" (an assignment's count of receivers);
+/// what arrives on it (the ids of assigned requests) is read and dropped.
+asio::awaitable<void> drain_loop(std::shared_ptr<session_state> s) {
+  const auto conn = s->subscriber;
+  while (!s->over() && conn) {
+    auto message = co_await tunnel::try_await(conn->receive());
+    if (!message) {
+      if (!s->over()) {
+        s->lose(fmt::format("its subscription on {} broke: {}", s->broker, message.error));
+      }
+      co_return;
     }
   }
 }
@@ -204,27 +231,30 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
   }
 }
 
-/// Claims the request of a notice: its envelope when this session won it, the script's
-/// integer otherwise (0: someone else's or gone; -1: this session expired). Throws.
-asio::awaitable<redis::reply> claim(std::shared_ptr<session_state> s, const std::string& id) {
+/// Pops the next item of this session's inbox, waiting up to a heartbeat/6 (so that a silently
+/// dead connection is noticed); nullopt when none came. Throws.
+asio::awaitable<std::optional<std::string>> pop(std::shared_ptr<session_state> s) {
   const auto& timing = s->options.timing;
-  const std::string claim_key = s->keys.claim(id);
-  const std::string req_key = s->keys.req(id);
-  const std::string to_key = s->keys.to(id);
-  std::vector<std::string_view> keys{s->consumer_key, claim_key, req_key, to_key};
-  const std::string big = std::to_string(big_envelope_bytes);
-  std::vector<std::string_view> args{s->session_id, big};
-  redis::reply claimed =
-      co_await run_script(*s->command, all_scripts().claim, keys, args, timing.command_timeout);
-  if (claimed.type == redis::reply::kind::integer && claimed.integer == 1) {
-    // Ours, and big: fetch it with a plain command.
-    std::vector<std::string_view> getdel{"GETDEL", req_key};
-    claimed = co_await s->command->execute_checked(getdel, timing.command_timeout + 6000ms);
-    if (claimed.type != redis::reply::kind::string) {
-      spdlog::warn("request {} expired before it could be fetched", id);
-    }
+  const milliseconds wait = s->interval();
+  const std::string wait_text = fmt::format("{}.{:03}", wait.count() / 1000, wait.count() % 1000);
+  std::vector<std::string_view> blpop{"BLPOP", s->inbox_key, wait_text};
+  const auto conn = s->inbox;
+  const redis::reply popped = co_await conn->execute_checked(blpop, wait + timing.command_timeout);
+  if (popped.type != redis::reply::kind::array || popped.elements.size() != 2) {
+    co_return std::nullopt;
   }
-  co_return claimed;
+  co_return std::move(popped.elements[1].str);
+}
+
+/// The envelope a big request's inbox item refers to (GETDEL), nullopt when it expired.
+asio::awaitable<std::optional<std::string>> fetch(std::shared_ptr<session_state> s,
+                                                  std::string_view id) {
+  const std::string req_key = s->keys.req(id);
+  std::vector<std::string_view> getdel{"GETDEL", req_key};
+  const redis::reply got =
+      co_await s->command->execute_checked(getdel, s->options.timing.command_timeout + 6000ms);
+  if (got.type != redis::reply::kind::string) co_return std::nullopt;
+  co_return got.str;
 }
 
 }  // namespace
@@ -251,12 +281,14 @@ asio::awaitable<void> redis_consumer_session::open() {
   auto joined = co_await tunnel::try_await([&]() -> asio::awaitable<void> {
     s->subscriber = co_await open_connection(s->executor, s->connect);
     s->command = co_await open_connection(s->executor, s->connect);
+    s->inbox = co_await open_connection(s->executor, s->connect);
     co_await s->subscriber->subscribe(s->channel);
     co_await beat(s, true);
   }());
   if (!joined || s->stopped) {
     if (s->subscriber) s->subscriber->close();
     if (s->command) s->command->close();
+    if (s->inbox) s->inbox->close();
     throw tunnel::backend_error(
         fmt::format("cannot join the tunnel on {}: {}", s->broker,
                     joined ? std::string("the session was closed") : joined.error));
@@ -266,6 +298,7 @@ asio::awaitable<void> redis_consumer_session::open() {
                 s->broker);
   asio::co_spawn(s->executor, heartbeat_loop(s), asio::detached);
   asio::co_spawn(s->executor, ping_loop(s), asio::detached);
+  asio::co_spawn(s->executor, drain_loop(s), asio::detached);
 }
 
 asio::awaitable<tunnel::request> redis_consumer_session::next() {
@@ -273,45 +306,51 @@ asio::awaitable<tunnel::request> redis_consumer_session::next() {
   s->check_open();
   while (true) {
     s->check_running();
-    const auto subscriber = s->subscriber;
-    auto message = co_await tunnel::try_await(subscriber->receive());
-    if (!message) {
-      s->fail(fmt::format("its subscription on {} broke: {}", s->broker, message.error));
-    }
-    if (message->channel != s->channel) continue;
-
-    tunnel::notice notice;
-    try {
-      notice = tunnel::decode_notice(s->options.keys.open(message->payload));
-    } catch (const std::exception& e) {
-      spdlog::warn("dropped a message on {}: {}", s->channel, e.what());
-      continue;
-    }
-    if (notice.app != s->options.app) {
-      spdlog::warn("dropped a notice for another app on {}", s->channel);
-      continue;
-    }
-
-    auto claimed = co_await tunnel::try_await(claim(s, notice.id));
-    if (!claimed) {
-      s->fail(fmt::format("claiming a request on {} failed: {}", s->broker, claimed.error));
-    }
-    if (claimed->type == redis::reply::kind::integer && claimed->integer == -1) {
+    auto popped = co_await tunnel::try_await(pop(s));
+    if (!popped) s->fail(fmt::format("its inbox on {} broke: {}", s->broker, popped.error));
+    if (!*popped) continue;
+    std::string item = std::move(**popped);
+    // Popped: it is this session's alone now (the forwarder can no longer withdraw it). A
+    // session whose key may have expired meanwhile (stopped past its lease) runs nothing more.
+    if (util::boot_ms_now() - s->lease_from >= s->ttl().count()) {
+      spdlog::warn("dropped a request popped after this session's lease ran out");
       s->fail(s->expired());
     }
-    if (claimed->type != redis::reply::kind::string) continue;  // someone else's, or gone
+    // "<id>\n<envelope>", or "<id>\n" for a big one stored in req:<id> (docs/routing.md).
+    const std::size_t newline = item.find('\n');
+    const std::string expected_id = item.substr(0, std::min(newline, item.size()));
+    if (newline == std::string::npos || !tunnel::is_valid_id(expected_id)) {
+      spdlog::warn("dropped an item of this session's inbox on {}: it does not start with a "
+                   "request id",
+                   s->broker);
+      continue;
+    }
+    item.erase(0, newline + 1);
+    if (item.empty()) {
+      auto fetched = co_await tunnel::try_await(fetch(s, expected_id));
+      if (!fetched) {
+        s->fail(fmt::format("fetching request {} from {} failed: {}", expected_id, s->broker,
+                            fetched.error));
+      }
+      if (!*fetched) {
+        spdlog::warn("request {} expired before it could be fetched", expected_id);
+        continue;
+      }
+      item = std::move(**fetched);
+    }
 
     tunnel::request req;
     std::string key_id;
     std::string bad;
     try {
-      req = tunnel::decode_request(s->options.keys.open(claimed->str, &key_id));
+      req = tunnel::decode_request(s->options.keys.open(item, &key_id));
     } catch (const std::exception& e) {
       bad = e.what();
     }
-    if (bad.empty() && (req.id != notice.id || req.app != s->options.app)) {
-      bad = "its id or app differs from its notice";
+    if (bad.empty() && (req.id != expected_id || req.app != s->options.app)) {
+      bad = "its id or app differs from its inbox item";
     }
+    req.id = expected_id;
     if (bad.empty() && !s->routes.empty()) {
       tunnel::routed_invocation invocation(req.context.request_id, req.payload,
                                            req.context.client_context);
@@ -324,12 +363,12 @@ asio::awaitable<tunnel::request> redis_consumer_session::next() {
       co_return req;
     }
 
-    spdlog::warn("dropped request {}: {}", notice.id, bad);
+    spdlog::warn("dropped request {}: {}", req.id, bad);
     // It is ours now and nobody else will run it: tell its forwarder at once.
     const tunnel::response refusal =
-        tunnel::bad_request_response(notice.id, s->options.app, s->session_id, bad);
+        tunnel::bad_request_response(req.id, s->options.app, s->session_id, bad);
     auto refused = co_await tunnel::try_await(send_response(s, refusal));
-    if (!refused) spdlog::warn("could not refuse request {}: {}", notice.id, refused.error);
+    if (!refused) spdlog::warn("could not refuse request {}: {}", req.id, refused.error);
   }
 }
 
@@ -344,6 +383,7 @@ asio::awaitable<void> redis_consumer_session::close() {
   s->heartbeat_timer.cancel();
   s->ping_timer.cancel();
   if (s->subscriber) s->subscriber->close();
+  if (s->inbox) s->inbox->close();
   const auto conn = s->command;
   if (s->opened && conn && conn->is_open()) {
     std::vector<std::string_view> keys{s->consumers_key, s->consumer_key};
