@@ -58,9 +58,6 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
   std::shared_ptr<redis::connection> command;
   std::shared_ptr<redis::connection> subscriber;
   std::shared_ptr<redis::connection> inbox;
-  /// util::boot_ms_now() when the last heartbeat that succeeded was sent: the session's key
-  /// lives until at least this plus ttl(), so a request popped before then is this session's.
-  std::int64_t lease_from = 0;
   asio::steady_timer heartbeat_timer;
   asio::steady_timer ping_timer;
   /// The key each held request was sealed with: its response is sealed with the same one,
@@ -129,10 +126,8 @@ asio::awaitable<long long> beat(std::shared_ptr<session_state> s, bool first) {
   const std::string info = s->info_json();
   std::vector<std::string_view> keys{s->consumers_key, s->consumer_key};
   std::vector<std::string_view> args{s->session_id, ttl, info, first ? "1" : "0"};
-  const std::int64_t sent_at = util::boot_ms_now();
   const redis::reply reply = co_await run_script(*conn, all_scripts().heartbeat, keys, args,
                                                  s->options.timing.command_timeout);
-  if (reply.integer == 1) s->lease_from = sent_at;
   co_return reply.integer;
 }
 
@@ -231,19 +226,29 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
   }
 }
 
+/// What one BLPOP of this session's inbox brought.
+struct popped_item {
+  std::optional<std::string> item;  ///< nullopt: the wait ended with nothing
+  bool late = false;  ///< it came back later than a stopped session's key would live
+};
+
 /// Pops the next item of this session's inbox, waiting up to a heartbeat/6 (so that a silently
-/// dead connection is noticed); nullopt when none came. Throws.
-asio::awaitable<std::optional<std::string>> pop(std::shared_ptr<session_state> s) {
+/// dead connection is noticed). Throws.
+asio::awaitable<popped_item> pop(std::shared_ptr<session_state> s) {
   const auto& timing = s->options.timing;
   const milliseconds wait = s->interval();
   const std::string wait_text = fmt::format("{}.{:03}", wait.count() / 1000, wait.count() % 1000);
   std::vector<std::string_view> blpop{"BLPOP", s->inbox_key, wait_text};
   const auto conn = s->inbox;
+  const std::int64_t sent_at = util::boot_ms_now();
   const redis::reply popped = co_await conn->execute_checked(blpop, wait + timing.command_timeout);
-  if (popped.type != redis::reply::kind::array || popped.elements.size() != 2) {
-    co_return std::nullopt;
-  }
-  co_return std::move(popped.elements[1].str);
+  popped_item out;
+  if (popped.type != redis::reply::kind::array || popped.elements.size() != 2) co_return out;
+  out.item = std::move(popped.elements[1].str);
+  // The inbox connection carries small items only: a reply this late means the process was
+  // stopped (or its link dead) for longer than its key lives after its last heartbeat.
+  out.late = util::boot_ms_now() - sent_at >= (wait + s->ttl()).count();
+  co_return out;
 }
 
 /// The envelope a big request's inbox item refers to (GETDEL), nullopt when it expired.
@@ -308,12 +313,13 @@ asio::awaitable<tunnel::request> redis_consumer_session::next() {
     s->check_running();
     auto popped = co_await tunnel::try_await(pop(s));
     if (!popped) s->fail(fmt::format("its inbox on {} broke: {}", s->broker, popped.error));
-    if (!*popped) continue;
-    std::string item = std::move(**popped);
+    if (!popped->item) continue;
+    std::string item = std::move(*popped->item);
     // Popped: it is this session's alone now (the forwarder can no longer withdraw it). A
-    // session whose key may have expired meanwhile (stopped past its lease) runs nothing more.
-    if (util::boot_ms_now() - s->lease_from >= s->ttl().count()) {
-      spdlog::warn("dropped a request popped after this session's lease ran out");
+    // session stopped meanwhile past the life of its key runs nothing more: its forwarder
+    // has failed it already (Funcie.ConsumerLost).
+    if (popped->late) {
+      spdlog::warn("dropped a request popped before this session was stopped past its heartbeat");
       s->fail(s->expired());
     }
     // "<id>\n<envelope>", or "<id>\n" for a big one stored in req:<id> (docs/routing.md).
