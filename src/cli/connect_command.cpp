@@ -9,6 +9,7 @@
 #include "emulate/config.hpp"
 #include "project/project.hpp"
 #include "tunnel/backend.hpp"
+#include "tunnel/route.hpp"
 #include "ui/console_page.hpp"
 
 #include <fmt/format.h>
@@ -55,6 +56,7 @@ struct connect_options {
   bool verbose = false;
   bool report = false;
   bool forward_credentials = false;
+  std::vector<std::string> routes;  // --route (repeatable: alternatives)
   std::vector<std::string> command;
   history_flags history;
   bool ui = false;
@@ -81,6 +83,22 @@ void check_spec(const project::function_spec& spec) {
   }
   if (spec.heartbeat.count() < 300 || spec.heartbeat.count() > 300000) {
     throw usage_error("--heartbeat-ms must be between 300 and 300000 (default 3000)");
+  }
+  if (spec.routes.size() > tunnel::max_routes_per_session) {
+    throw usage_error(fmt::format("at most {} --route flags (alternatives) per session",
+                                  tunnel::max_routes_per_session));
+  }
+  if (!spec.routes.empty() && spec.backend.starts_with("sqs:")) {
+    // Not silently ignored: every invocation would come to this session.
+    throw usage_error(
+        "--route works on Redis only for now (docs/routing.md); on sqs:// leave it out");
+  }
+  for (const auto& text : spec.routes) {
+    try {
+      tunnel::parse_route(text);
+    } catch (const tunnel::route_error& e) {
+      throw usage_error(fmt::format("--route '{}': {}", text, e.what()));
+    }
   }
   check_target(spec, process_getenv);  // broker, app, CA file, secret, URL and options
 }
@@ -123,6 +141,7 @@ std::vector<project::function_spec> specs_for(const connect_options& o, const gi
     if (g.heartbeat) spec.heartbeat = milliseconds(o.heartbeat_ms);
     if (g.hold) spec.hold = o.hold;
     if (g.forward_credentials) spec.forward_credentials = o.forward_credentials;
+    if (!o.routes.empty()) spec.routes = o.routes;
     for (const auto& [key, value] : env_check.environment) spec.environment[key] = value;
     spec.watch.insert(spec.watch.end(), watch.begin(), watch.end());
   }
@@ -452,6 +471,10 @@ command add_connect(CLI::App& app) {
       sub->add_flag("--forward-credentials", o->forward_credentials,
                     "Give the handler the function's AWS credentials when the function sends them "
                     "(FUNCIE_FORWARD_CREDENTIALS=1 in the function)");
+  sub->add_option("--route", o->routes,
+                  "The invocations this session wants, e.g. '/headers/x-dev=ada' (repeatable: "
+                  "alternatives; docs/routing.md)")
+      ->allow_extra_args(false);
   sub->add_option("command", o->command, "The runtime command, after --");
   add_history_flags(sub, o->history);
   sub->add_flag("--ui", o->ui,

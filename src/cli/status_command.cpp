@@ -6,6 +6,7 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/json/array.hpp>
@@ -51,14 +52,17 @@ void print_table(const std::string& app, const std::vector<tunnel::consumer_info
   const auto now_ms = util::unix_ms_now();
   std::size_t host_width = 4;
   for (const auto& c : consumers) host_width = std::max(host_width, c.host.size());
-  fmt::print("{:<8}  {:<{}}  {:>7}  {:<32}  {:>9}  {}\n", "SESSION", "HOST", host_width, "PID",
-             "CONNECTED SINCE", "IN FLIGHT", "LAST HEARTBEAT");
+  fmt::print("{:<8}  {:<{}}  {:>7}  {:<32}  {:>9}  {:<14}  {}\n", "SESSION", "HOST", host_width,
+             "PID", "CONNECTED SINCE", "IN FLIGHT", "LAST HEARTBEAT", "ROUTE");
   for (const auto& c : consumers) {
     auto since =
         fmt::format("{} (for {})", local_time_text(c.since_ms), span_text(now_ms - c.since_ms));
-    fmt::print("{:<8}  {:<{}}  {:>7}  {:<32}  {:>9}  {:.1f}s ago\n", c.session.substr(0, 8), c.host,
-               host_width, c.pid, since, c.in_flight,
-               static_cast<double>(c.heartbeat_age_ms) / 1000.0);
+    const auto heartbeat =
+        fmt::format("{:.1f}s ago", static_cast<double>(c.heartbeat_age_ms) / 1000.0);
+    // Several routes are alternatives (docs/routing.md); "-": takes what no route wants.
+    const auto route = c.routes.empty() ? std::string("-") : fmt::format("{}", fmt::join(c.routes, " OR "));
+    fmt::print("{:<8}  {:<{}}  {:>7}  {:<32}  {:>9}  {:<14}  {}\n", c.session.substr(0, 8), c.host,
+               host_width, c.pid, since, c.in_flight, heartbeat, route);
   }
 }
 
@@ -73,6 +77,9 @@ void add_json(boost::json::array& out, const std::string& app,
     o["since_ms"] = c.since_ms;
     o["in_flight"] = c.in_flight;
     o["heartbeat_age_ms"] = c.heartbeat_age_ms;
+    boost::json::array routes;
+    for (const auto& r : c.routes) routes.emplace_back(r);
+    o["routes"] = std::move(routes);
     out.push_back(std::move(o));
   }
 }

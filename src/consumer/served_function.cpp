@@ -548,6 +548,12 @@ void start_block(served_function::state& s) {
   out.field("hold", spec.hold ? "on: failed invocations wait for a reload and run again"
                               : "off: errors go back to the caller at once (--hold keeps them)");
   out.field("secret", s.secret_state, s.secret_missing);
+  if (!spec.routes.empty()) {
+    // Several routes are alternatives (docs/routing.md).
+    std::string routes;
+    for (const auto& r : spec.routes) routes += (routes.empty() ? "" : " OR ") + r;
+    out.field("route", routes + " (only these; the rest run elsewhere)");
+  }
   if (!s.options.controls.empty()) out.field("keys", s.options.controls);
 }
 

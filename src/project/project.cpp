@@ -16,6 +16,8 @@
 //   encrypt = true                      # false: messages signed but not encrypted
 //   request_queue = "https://sqs..."    # sqs:// only: the queues' URLs (default: the
 //   response_queue = "https://sqs..."   # FUNCIE_REQUEST/RESPONSE_QUEUE_URL variables)
+//   route = "/headers/x-dev=ada"        # the invocations this developer wants (a string, or
+//                                       # up to 8 alternatives in an array): docs/routing.md
 //
 //   [functions.NAME]                    # NAME: 1 to 64 of [A-Za-z0-9._-]; at least one
 //   app = "NAME"                        # default NAME; same rule; unique across functions
@@ -38,6 +40,7 @@
 #include "tunnel/secrets.hpp"
 
 #include "tunnel/envelope.hpp"
+#include "tunnel/route.hpp"
 
 #include <fmt/format.h>
 
@@ -68,11 +71,12 @@ constexpr std::string_view file_name = "funcie.toml";
 constexpr std::array<std::string_view, 5> function_only_keys = {"app", "command", "dir", "watch",
                                                                 "env"};
 /// All the keys of a level, for suggestions: the defaults are allowed in both.
-constexpr std::array<std::string_view, 12> top_level_keys = {
+constexpr std::array<std::string_view, 13> top_level_keys = {
     "backend",        "concurrency", "hold",       "forward_credentials",
     "heartbeat_ms",   "ca_file",     "tls_verify", "request_queue",
-    "response_queue", "secret_file", "encrypt",    "functions"};
-constexpr std::array<std::string_view, 16> function_keys = {"app",
+    "response_queue", "secret_file", "encrypt",    "route",
+    "functions"};
+constexpr std::array<std::string_view, 17> function_keys = {"app",
                                                             "command",
                                                             "dir",
                                                             "watch",
@@ -87,7 +91,8 @@ constexpr std::array<std::string_view, 16> function_keys = {"app",
                                                             "request_queue",
                                                             "response_queue",
                                                             "secret_file",
-                                                            "encrypt"};
+                                                            "encrypt",
+                                                            "route"};
 
 /// The file being read, for messages and relative paths.
 struct source_file {
@@ -337,6 +342,37 @@ void require_path(const source_file& file, const toml::node& node, std::string_v
   }
 }
 
+/// `route`: one route or an array of alternatives, each checked (docs/routing.md).
+std::vector<std::string> read_routes(const source_file& file, const toml::node& node) {
+  std::vector<const toml::node*> items;
+  if (const auto* list = node.as_array()) {
+    for (const auto& item : *list) items.push_back(&item);
+  } else {
+    items.push_back(&node);
+  }
+  if (items.empty() || items.size() > tunnel::max_routes_per_session) {
+    fail(file, node.source(),
+         fmt::format("'route' must be a route or an array of 1 to {} routes, e.g. "
+                     "route = \"/headers/x-dev=ada\"",
+                     tunnel::max_routes_per_session));
+  }
+  std::vector<std::string> routes;
+  for (const auto* item : items) {
+    const auto* text = item->as_string();
+    if (text == nullptr) {
+      fail(file, item->source(),
+           "'route' must be a string (or an array of strings), e.g. route = \"/headers/x-dev=ada\"");
+    }
+    try {
+      tunnel::parse_route(text->get());
+    } catch (const tunnel::route_error& e) {
+      fail(file, item->source(), fmt::format("route '{}': {}", text->get(), e.what()));
+    }
+    routes.push_back(text->get());
+  }
+  return routes;
+}
+
 /// Reads one of default_keys into `spec`; false when `key` is not one of them.
 bool read_default(const source_file& file, std::string_view key, const toml::node& node,
                   function_spec& spec) {
@@ -373,6 +409,8 @@ bool read_default(const source_file& file, std::string_view key, const toml::nod
                        key));
     }
     (key == "request_queue" ? spec.request_queue : spec.response_queue) = url;
+  } else if (key == "route") {
+    spec.routes = read_routes(file, node);
   } else if (key == "ca_file") {
     const auto& written = read_string(file, key, node, "the path of a PEM file");
     if (written.empty()) {
@@ -574,6 +612,7 @@ tunnel::backend_options unsealed_backend_options(const function_spec& spec) {
   backend.tls_verify = spec.tls_verify;
   backend.sqs.request_queue_url = spec.request_queue;
   backend.sqs.response_queue_url = spec.response_queue;
+  backend.routes = spec.routes;
   return backend;
 }
 

@@ -43,6 +43,9 @@ struct function_spec {
   std::string response_queue;  ///< sqs://: the response queue's URL; empty: the environment's.
   std::string secret_file;     ///< The shared secret's file (absolute); empty: FUNCIE_SECRET.
   bool encrypt = true;         ///< false: tunnel messages signed, not encrypted.
+  /// The invocations this session wants (docs/routing.md), each checked; empty: what no
+  /// routed session wants.
+  std::vector<std::string> routes;
 };
 
 struct project {

@@ -64,6 +64,9 @@ struct backend_options {
   std::string ca_file;     ///< TLS: a CA bundle to trust instead of the system's (PEM).
   bool tls_verify = true;  ///< TLS: verify the broker's certificate and host name.
   sqs_queues sqs;          ///< SQS only.
+  /// Consumer side: the session's routes (docs/routing.md), each already checked with
+  /// parse_route; empty: the session takes what no routed session wants.
+  std::vector<std::string> routes;
   /// The shared secret's keys: every message put on the broker is sealed with them, every
   /// one taken off is opened (docs/security.md). Empty: messages travel as they are.
   keyring keys;

@@ -1,5 +1,6 @@
 #include "tunnel/consumer_info.hpp"
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -17,6 +18,12 @@ std::string encode_consumer_card(const consumer_card& card) {
   info["since_ms"] = card.since_ms;
   info["in_flight"] = card.in_flight;
   if (card.ttl_ms) info["ttl_ms"] = *card.ttl_ms;
+  if (!card.session.empty()) info["session"] = card.session;
+  if (!card.routes.empty()) {
+    boost::json::array routes;
+    for (const auto& r : card.routes) routes.emplace_back(r);
+    info["routes"] = std::move(routes);
+  }
   info["version"] = 1;
   return boost::json::serialize(info);
 }
@@ -50,6 +57,14 @@ std::optional<consumer_card> decode_consumer_card(std::string_view json) {
   card.in_flight = integer(*object, "in_flight").value_or(0);
   card.ttl_ms = integer(*object, "ttl_ms");
   card.at_ms = integer(*object, "at_ms");
+  if (const auto* id = object->if_contains("session"); id != nullptr && id->is_string()) {
+    card.session = std::string(id->as_string());
+  }
+  if (const auto* routes = object->if_contains("routes"); routes != nullptr && routes->is_array()) {
+    for (const auto& r : routes->as_array()) {
+      if (r.is_string()) card.routes.emplace_back(r.as_string());
+    }
+  }
   return card;
 }
 

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace funcie::tunnel {
 
@@ -18,6 +19,7 @@ struct consumer_info {
   std::int64_t since_ms = 0;          ///< Unix ms when the session started.
   std::int64_t in_flight = 0;         ///< Requests it holds, as of its last heartbeat.
   std::int64_t heartbeat_age_ms = 0;  ///< How long ago it last said it is alive.
+  std::vector<std::string> routes;    ///< Its routes as written (docs/routing.md); empty: none.
 };
 
 /// The consumer info as it travels (version 1).
@@ -28,6 +30,10 @@ struct consumer_card {
   std::int64_t in_flight = 0;
   std::optional<std::int64_t> ttl_ms;  ///< Redis: how long a heartbeat keeps the session
   std::optional<std::int64_t> at_ms;   ///< SQS: when the pong was sent (Unix ms, its clock)
+  /// Redis: the session this card is about, so that a sealed card copied to another
+  /// session's key is refused (docs/routing.md, "Authenticated routes"). Empty: not said.
+  std::string session;
+  std::vector<std::string> routes;  ///< The session's routes as written; empty: none.
 
   bool operator==(const consumer_card&) const = default;
 };

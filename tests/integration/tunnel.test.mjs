@@ -165,10 +165,13 @@ test(`${IN_FLIGHT} invocations in flight at once all run locally, in parallel`, 
   });
 });
 
-test('garbage on the request channel and forged responses are dropped; the right answer still arrives', async () => {
+test('garbage in the session\'s inbox and forged responses are dropped; the right answer still arrives', async () => {
   await withTunnel({}, async ({ app, em, local }) => {
-    await redis.cli('PUBLISH', `funcie:{${app}}:requests`, 'garbage \u0001\u00ff not an envelope');
-    await redis.cli('PUBLISH', `funcie:{${app}}:requests`, 'funcie/1 notice\n{"id":"0123456789abcdef0123456789abcdef","app":"other"}\n');
+    // Each session pops its own inbox (docs/routing.md).
+    const session = (await redis.cli('ZRANGE', `funcie:{${app}}:consumers`, '0', '0')).trim();
+    assert.ok(session.startsWith(local.session), session);
+    await redis.cli('RPUSH', `funcie:{${app}}:inbox:${session}`, 'garbage \u0001\u00ff not an envelope');
+    await redis.cli('RPUSH', `funcie:{${app}}:inbox:${session}`, '0123456789abcdef0123456789abcdef\nfuncie/1 request\n{"id":"0123456789abcdef0123456789abcdef","app":"other"}\n');
     await local.waitFor(/notice|envelope|dropp/i);
     const pending = em.invoke({ sleep_ms: 1500 });
     const claim = await eventually(async () => (await redis.cli('--scan', '--pattern', `funcie:{${app}}:claim:*`)).trim(), { what: 'a claim key' });

@@ -110,7 +110,9 @@ test('a consumer that comes back never sees a request made before it reconnected
     const local = await connect();
     assert.equal(await where(em), 'local');
     process.kill(local.pid, 'SIGSTOP');
-    // While it is stopped: an invocation is offered, nobody claims it, it runs in the cloud.
+    // Its inbox wait (BLPOP, a heartbeat/6 = 500 ms) lapses; then, while it is stopped, an
+    // invocation is assigned to it, nobody takes it, it is withdrawn and runs in the cloud.
+    await sleep(1000);
     const old = await em.invoke({ context: true });
     const oldId = JSON.parse(old.body).request_id;
     assert.ok(oldId);

@@ -8,6 +8,7 @@
 #include "redis/connection.hpp"
 #include "redis/redis_server.hpp"
 #include "tunnel/backend.hpp"
+#include "tunnel/consumer_info.hpp"
 #include "util/clock.hpp"
 #include "util/ids.hpp"
 
@@ -272,10 +273,10 @@ TEST_F(RedisBackend, AStoppedButSubscribedConsumerLetsTheOfferRunInTheCloudAfter
   run([&]() -> asio::awaitable<void> {
     const auto o = options(600ms);
     const redis_backend::app_keys keys(app);
-    // A consumer frozen right after it joined: subscribed, present, never claims.
+    // A consumer frozen right after it joined: subscribed, present, never pops its inbox.
     const std::string frozen = util::random_hex(32);
     auto sub = co_await raw_connection();
-    co_await sub->subscribe(keys.channel());
+    co_await sub->subscribe(keys.channel(frozen));
     auto cmd = co_await raw_connection();
     const std::string expiry =
         std::to_string(std::chrono::duration_cast<milliseconds>(
@@ -285,7 +286,10 @@ TEST_F(RedisBackend, AStoppedButSubscribedConsumerLetsTheOfferRunInTheCloudAfter
     const std::string consumer_key = keys.consumer(frozen);
     std::vector<std::string_view> zadd{"ZADD", consumers, expiry, frozen};
     co_await cmd->execute_checked(zadd);
-    std::vector<std::string_view> set{"SET", consumer_key, "{}", "PX", "60000"};
+    tunnel::consumer_card card;
+    card.session = frozen;
+    const std::string info = tunnel::encode_consumer_card(card);
+    std::vector<std::string_view> set{"SET", consumer_key, info, "PX", "60000"};
     co_await cmd->execute_checked(set);
 
     auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
@@ -298,15 +302,63 @@ TEST_F(RedisBackend, AStoppedButSubscribedConsumerLetsTheOfferRunInTheCloudAfter
     EXPECT_LT(took, 1200.0);  // the bound plus one wait slice, plus a loaded machine
     std::printf("[ figures  ] offer to a frozen consumer ran in the cloud after %.0f ms\n", took);
 
-    // Thawed, the consumer tries to claim the notice it had buffered: refused.
+    // Withdrawn: gone from the frozen session's inbox (a thawed session pops nothing), and
+    // the claim says the cloud runs it.
+    const std::string inbox_key = keys.inbox(frozen);
+    std::vector<std::string_view> llen{"LLEN", inbox_key};
+    auto left = co_await cmd->execute_checked(llen);
+    EXPECT_EQ(left.integer, 0);
     const std::string claim_key = keys.claim(req.id);
-    const std::string req_key = keys.req(req.id);
-    const auto& claim = redis_backend::all_scripts().claim;
-    std::vector<std::string_view> eval{"EVAL",    claim.text, "3",   consumer_key,
-                                       claim_key, req_key,    frozen};
-    auto claimed = co_await cmd->execute_checked(eval);
-    EXPECT_EQ(claimed.type, redis::reply::kind::integer);
-    EXPECT_EQ(claimed.integer, 0);
+    std::vector<std::string_view> get{"GET", claim_key};
+    auto owner = co_await cmd->execute_checked(get);
+    EXPECT_EQ(owner.str, "cloud");
+    sub->close();
+    cmd->close();
+  });
+}
+
+TEST_F(RedisBackend, ARequestItsSessionNeverPoppedIsWithdrawnWhenTheSessionGoesAndRunsInTheCloud) {
+  run([&]() -> asio::awaitable<void> {
+    const auto o = options(3000ms);
+    const redis_backend::app_keys keys(app);
+    // A session that was picked and then died before popping its inbox: subscribed (so the
+    // assignment reaches it), its key about to expire, nobody popping.
+    const std::string dying = util::random_hex(32);
+    auto sub = co_await raw_connection();
+    co_await sub->subscribe(keys.channel(dying));
+    auto cmd = co_await raw_connection();
+    const std::string expiry =
+        std::to_string(std::chrono::duration_cast<milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch() + 60s)
+                           .count());
+    const std::string consumers = keys.consumers();
+    const std::string consumer_key = keys.consumer(dying);
+    std::vector<std::string_view> zadd{"ZADD", consumers, expiry, dying};
+    co_await cmd->execute_checked(zadd);
+    tunnel::consumer_card card;
+    card.session = dying;
+    const std::string info = tunnel::encode_consumer_card(card);
+    std::vector<std::string_view> set{"SET", consumer_key, info, "PX", "400"};
+    co_await cmd->execute_checked(set);
+
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
+    const auto req = make_request("never popped");
+    const auto start = steady::now();
+    auto out = co_await forwarder->forward(req, steady::now() + 10s);
+    const double took = ms_since(start);
+    // Withdrawn once its key is gone (within a wait slice), long before the 3 s bound.
+    EXPECT_EQ(out.outcome, kind::not_taken) << out.reason;
+    EXPECT_NE(out.reason.find("withdrawn"), std::string::npos) << out.reason;
+    EXPECT_GE(took, 300.0);
+    EXPECT_LT(took, 2000.0);
+    std::printf("[ figures  ] request never popped by a dying session withdrawn after %.0f ms\n",
+                took);
+    // Nothing left to pop: the session, had it come back, could not run it.
+    const std::string inbox_key = keys.inbox(dying);
+    std::vector<std::string_view> lpop{"LPOP", inbox_key};
+    auto popped = co_await cmd->execute_checked(lpop);
+    EXPECT_NE(popped.type, redis::reply::kind::string);
+    const std::string claim_key = keys.claim(req.id);
     std::vector<std::string_view> get{"GET", claim_key};
     auto owner = co_await cmd->execute_checked(get);
     EXPECT_EQ(owner.str, "cloud");
@@ -439,7 +491,7 @@ TEST_F(RedisBackend, GarbageAndForgedMessagesAreDroppedAndTheRightAnswerStillArr
     const redis_backend::app_keys keys(app);
     auto session = co_await open_session(options());
     auto raw = co_await raw_connection();
-    const std::string channel = keys.channel();
+    const std::string inbox_key = keys.inbox(session->id());
     auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
     std::optional<tunnel::forward_outcome> outcome;
     const auto req = make_request("the real event");
@@ -449,17 +501,19 @@ TEST_F(RedisBackend, GarbageAndForgedMessagesAreDroppedAndTheRightAnswerStillArr
           outcome = co_await forwarder->forward(req, steady::now() + 10s);
         },
         asio::detached);
-    // Garbage on the channel first, then a notice for another app and one for nothing.
-    const std::vector<std::string> garbages{
-        "not an envelope",
-        "funcie/1 notice\n{\"id\":1}\n",
-        "funcie/9 notice\n{}\n",
-        binary(1000, 7),
-        tunnel::encode(tunnel::notice{util::random_hex(32), "other-app"}),
-        tunnel::encode(tunnel::notice{util::random_hex(32), std::string(app)})};
+    // Garbage in the session's inbox: no request id, a request for another app, a reference
+    // to a request that is not there, an envelope that does not parse.
+    auto other_app = make_request("another app's");
+    other_app.app = "other-app";
+    const std::vector<std::string> garbages{"not an envelope",
+                                            "funcie/1 notice\n{\"id\":1}\n",
+                                            binary(1000, 7),
+                                            other_app.id + "\n" + tunnel::encode(other_app),
+                                            util::random_hex(32) + "\n",
+                                            util::random_hex(32) + "\nfuncie/9 request\n{}\n"};
     for (const auto& garbage : garbages) {
-      std::vector<std::string_view> publish{"PUBLISH", channel, garbage};
-      co_await raw->execute_checked(publish);
+      std::vector<std::string_view> push{"RPUSH", inbox_key, garbage};
+      co_await raw->execute_checked(push);
     }
     auto claimed = co_await session->next();  // skips all of the above
     EXPECT_EQ(claimed.id, req.id);
@@ -722,16 +776,21 @@ class RedisBackendSealed : public RedisBackend {
     return keys.seal(tunnel::encode(notice));
   }
 
-  /// Puts `envelope` where a forwarder offers a request and announces it with `notice`.
+  /// Puts `envelope` where a forwarder assigns a request to the (one) session present: its
+  /// inbox. (`notice` is what older forwarders also sent; only its existence is kept.)
   asio::awaitable<void> inject(redis::connection& raw, const std::string& id,
-                               const std::string& envelope, const std::string& notice) {
+                               const std::string& envelope, const std::string& /*notice*/) {
     const redis_backend::app_keys keys(app);
-    const std::string key = keys.req(id);
-    const std::string channel = keys.channel();
-    std::vector<std::string_view> set{"SET", key, envelope, "PX", "10000"};
-    co_await raw.execute_checked(set);
-    std::vector<std::string_view> publish{"PUBLISH", channel, notice};
-    co_await raw.execute_checked(publish);
+    const std::string consumers_key = keys.consumers();
+    std::vector<std::string_view> first{"ZRANGE", consumers_key, "0", "0"};
+    auto present = co_await raw.execute_checked(first);
+    EXPECT_EQ(present.elements.size(), 1u);
+    if (present.elements.size() != 1u) co_return;
+    const std::string session = present.elements[0].str;
+    const std::string inbox_key = keys.inbox(session);
+    const std::string item = id + "\n" + envelope;
+    std::vector<std::string_view> push{"RPUSH", inbox_key, item};
+    co_await raw.execute_checked(push);
   }
 
   /// The responses pushed for request `id`, opened with our keys.
@@ -752,7 +811,7 @@ TEST_F(RedisBackendSealed, TheBrokerSeesOnlySealedBytes) {
   run([&]() -> asio::awaitable<void> {
     const redis_backend::app_keys keys(app);
     auto raw = co_await raw_connection();
-    // A session that never claims: the offer stays in Redis for the test to look at.
+    // A session that never pops its inbox: the request stays in Redis for the test to look at.
     auto session = co_await open_session(sealed());
     auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), sealed());
     const auto req = fresh_request(R"({"card":"4111 1111 1111 1111"})");
@@ -764,11 +823,13 @@ TEST_F(RedisBackendSealed, TheBrokerSeesOnlySealedBytes) {
         },
         asio::detached);
     co_await sleep_for(100ms);
-    const std::string key = keys.req(req.id);
-    std::vector<std::string_view> get{"GET", key};
-    auto stored = co_await raw->execute_checked(get);
+    const std::string key = keys.inbox(session->id());
+    std::vector<std::string_view> index{"LINDEX", key, "0"};
+    auto stored = co_await raw->execute_checked(index);
     EXPECT_EQ(stored.type, redis::reply::kind::string);
     if (!(stored.type == redis::reply::kind::string)) co_return;
+    EXPECT_TRUE(stored.str.starts_with(req.id + "\n"));
+    stored.str.erase(0, req.id.size() + 1);
     EXPECT_TRUE(stored.str.starts_with("funcie/1 sealed " + our_keys().current_key_id() + "\n"));
     EXPECT_EQ(stored.str.find("4111"), std::string::npos) << "the event is readable in Redis";
     EXPECT_EQ(stored.str.find(req.context.request_id), std::string::npos);

@@ -194,8 +194,8 @@ TEST_F(RedisCluster, AnAppOnANodeNotInTheUrlRunsInTheCloudAloneAndLocallyWhenCon
 
     auto consumer = co_await start_consumer(o);
     // The subscription is sharded, on the slot's master.
-    const std::string shard =
-        cluster.node(owner).cli({"PUBSUB", "SHARDNUMSUB", redis_backend::app_keys(app).channel()});
+    const std::string shard = cluster.node(owner).cli(
+        {"PUBSUB", "SHARDNUMSUB", redis_backend::app_keys(app).channel(consumer->current->id())});
     EXPECT_NE(shard.find("\n1\n"), std::string::npos) << shard;
 
     // Status sees the session.
@@ -321,7 +321,7 @@ TEST_F(RedisCluster, WithoutClusterShardsTheClassicPubSubOnTheSlotsMasterIsUsed)
     auto alone = co_await forwarder->forward(make_request(app, "{}"), steady::now() + 10s);
     EXPECT_EQ(alone.outcome, kind::not_taken) << alone.reason << alone.message;
     auto consumer = co_await start_consumer(o);
-    const std::string channel = redis_backend::app_keys(app).channel();
+    const std::string channel = redis_backend::app_keys(app).channel(consumer->current->id());
     const std::string classic = cluster.node(owner).cli({"PUBSUB", "NUMSUB", channel});
     EXPECT_NE(classic.find("\n1\n"), std::string::npos) << classic;
     const std::string sharded = cluster.node(owner).cli({"PUBSUB", "SHARDNUMSUB", channel});
@@ -576,11 +576,12 @@ std::vector<std::string> acl_of(const std::string& user, const std::string& pass
                                 "&funcie:{" + app + "}:*",
                                 "-@all"};
   const char* function_rights =
-      "+eval +evalsha +time +zremrangebyscore +zcard +set +get +del +exists +publish +spublish "
+      "+eval +evalsha +time +zremrangebyscore +zrangebyscore +zcard +set +get +del +exists "
+      "+publish +spublish +rpush +lrem +pttl +pexpire "
       "+blpop +lpop +cluster|shards +cluster|slots +client|setname +ping";
   const char* developer_rights =
       "+eval +evalsha +time +zadd +zrem +zremrangebyscore +zcard +zrangebyscore +set +get +getdel "
-      "+del +exists +pttl +strlen +pexpire +rpush +subscribe +ssubscribe +cluster|shards "
+      "+del +exists +pttl +pexpire +rpush +blpop +subscribe +ssubscribe +cluster|shards "
       "+cluster|slots +client|setname +ping";
   std::string rights = developer ? developer_rights : function_rights;
   std::size_t pos = 0;

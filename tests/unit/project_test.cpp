@@ -470,3 +470,35 @@ encrypt = false
   EXPECT_TRUE(contains(error_of("secret_file = \"keys/missing.secret\"\n"), "keys/missing.secret"));
   EXPECT_TRUE(contains(error_of("encrypt = \"no\"\n"), "encrypt"));
 }
+
+TEST(ProjectRoutes, ARouteOrAListOfAlternativesIsReadAndTheFunctionsOwnWins) {
+  const auto p = parse_project(
+      "backend = \"redis://localhost:6379\"\nroute = \"/headers/x-dev=ada\"\n"
+      "[functions.a]\ncommand = [\"x\"]\n"
+      "[functions.b]\ncommand = [\"x\"]\nroute = [\"context:/custom/dev=ada\", \"sample=0.5\"]\n",
+      "/tmp/funcie.toml");
+  ASSERT_EQ(p.functions.size(), 2u);
+  EXPECT_EQ(p.functions[0].routes, std::vector<std::string>{"/headers/x-dev=ada"});
+  EXPECT_EQ(p.functions[1].routes,
+            (std::vector<std::string>{"context:/custom/dev=ada", "sample=0.5"}));
+  EXPECT_EQ(backend_options_of(p.functions[1]).routes, p.functions[1].routes);
+}
+
+TEST(ProjectRoutes, ABadRouteIsRefusedWithTheLineAndTheRoutesColumn) {
+  auto error_of = [](const std::string& text) {
+    try {
+      parse_project(text, "/tmp/funcie.toml");
+    } catch (const project_error& e) {
+      return std::string(e.what());
+    }
+    ADD_FAILURE() << "accepted:\n" << text;
+    return std::string();
+  };
+  const std::string route_error = error_of("route = \"/dev=bob size>3\"\n");
+  EXPECT_TRUE(route_error.starts_with("/tmp/funcie.toml:1:9: route '/dev=bob size>3': column 10: "))
+      << route_error;
+  EXPECT_TRUE(
+      error_of("route = 5\n").starts_with("/tmp/funcie.toml:1:9: 'route' must be a string"));
+  EXPECT_TRUE(error_of("route = []\n")
+                  .starts_with("/tmp/funcie.toml:1:9: 'route' must be a route or an array"));
+}

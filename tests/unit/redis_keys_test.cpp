@@ -21,6 +21,7 @@ TEST(RedisKeys, AllKeysOfAnAppShareOneHashTag) {
   EXPECT_EQ(keys.req(id), "funcie:{my-fn.v2_x}:req:" + id);
   EXPECT_EQ(keys.claim(id), "funcie:{my-fn.v2_x}:claim:" + id);
   EXPECT_EQ(keys.resp(id), "funcie:{my-fn.v2_x}:resp:" + id);
+  EXPECT_EQ(keys.inbox(id), "funcie:{my-fn.v2_x}:inbox:" + id);
 }
 
 TEST(RedisScripts, Sha1IsWhatScriptLoadAnswers) {
@@ -33,7 +34,7 @@ TEST(RedisScripts, Sha1IsWhatScriptLoadAnswers) {
   const auto& all = redis_backend::all_scripts();
   EXPECT_EQ(all.offer.sha, redis_backend::sha1_hex(all.offer.text));
   EXPECT_EQ(all.offer.sha.size(), 40u);
-  EXPECT_NE(all.offer.sha, all.claim.sha);
+  EXPECT_NE(all.offer.sha, all.withdraw.sha);
 }
 
 tunnel::backend_options options(std::string url, std::string app = "app") {

@@ -1,10 +1,13 @@
-// The Redis backend's cloud side: offer (one script), then BLPOP in slices for the answer;
-// between slices, see who holds the request (docs/tunnel.md, "Who claims a request").
+// The Redis backend's cloud side: assign the request to one session's inbox (one script), then
+// BLPOP in slices for the answer; between slices, see whether the session popped it and still
+// lives, and withdraw it when it did not (docs/routing.md, "Assignment").
 #include "backend/redis/keys.hpp"
 #include "backend/redis/pool.hpp"
 #include "backend/redis/redis_backend.hpp"
 #include "backend/redis/settings.hpp"
 #include "tunnel/core.hpp"
+#include "tunnel/route.hpp"
+#include "util/clock.hpp"
 #include "tunnel/try_await.hpp"
 
 #include <fmt/format.h>
@@ -12,6 +15,8 @@
 
 #include <algorithm>
 #include <optional>
+#include <random>
+#include <unordered_set>
 #include <utility>
 
 namespace funcie::redis_backend {
@@ -30,7 +35,8 @@ struct redis_forwarder_backend::state {
         pool(std::make_shared<connection_pool>(executor,
                                                connect_options_for(opts, "funcie-forwarder"),
                                                opts.timing.command_timeout * 2)),
-        backoff(broker) {}
+        backoff(broker),
+        random(std::random_device{}()) {}
 
   asio::any_io_executor executor;
   tunnel::backend_options options;
@@ -38,6 +44,25 @@ struct redis_forwarder_backend::state {
   std::string broker;  ///< "Redis at host:port"
   std::shared_ptr<connection_pool> pool;
   tunnel::broker_backoff backoff;
+
+  /// One live session as the presence view has it (docs/routing.md).
+  struct present_session {
+    std::string id;
+    std::vector<tunnel::route> routes;
+    std::int64_t in_flight = 0;
+  };
+  /// The presence view: read with the sessions script, trusted for a heartbeat/6 on
+  /// CLOCK_BOOTTIME (a thawed Lambda environment reads it again), never when empty.
+  std::vector<present_session> view;
+  std::int64_t view_read_at = 0;  ///< util::boot_ms_now() when read; 0: never / stale
+  /// Sessions whose info did not open or parse, each logged once.
+  std::unordered_set<std::string> refused_sessions;
+  std::mt19937_64 random;
+
+  bool view_fresh() const {
+    const auto bound = std::max<std::int64_t>(options.timing.heartbeat.count() / 6, 10);
+    return view_read_at != 0 && !view.empty() && util::boot_ms_now() - view_read_at < bound;
+  }
 };
 
 namespace {
@@ -77,7 +102,8 @@ struct wait_state {
   tunnel::request req;  ///< id and app only
   steady::time_point offered_at;
   std::string cloud_ttl;
-  std::optional<std::string> owner;  ///< The session that claimed it, once known.
+  std::optional<std::string> owner;  ///< The session it was assigned to.
+  std::string item;                  ///< What was pushed onto the owner's inbox.
   std::int64_t next_piece = 0;
   bool streaming = false;
 };
@@ -97,16 +123,9 @@ tunnel::forward_outcome in_order(wait_state& w, tunnel::response answer) {
   } else {
     w.streaming = false;
   }
-  // The owner is who sent it (check_response checked it against the claim, when known).
-  if (!w.owner) w.owner = answer.consumer;
+  // check_response checked that the owner (the session it was assigned to) sent it.
   return tunnel::answered(std::move(answer));
 }
-
-/// Who holds the request, asked between two slices of the wait.
-struct holder {
-  std::optional<redis::reply> watched;  ///< The watch script's verdict, while no owner is known
-  std::optional<redis::reply> alive;    ///< EXISTS of the owner's key, once one is known
-};
 
 /// Waits for the next answer (a whole response or the next piece) until `give_up_at`.
 asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_state> s,
@@ -120,7 +139,8 @@ asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_
   const std::string claim_key = s->keys.claim(req.id);
   const std::string req_key = s->keys.req(req.id);
   const milliseconds slice = std::max(timing.heartbeat / 6, milliseconds(10));
-  std::string owner_key = owner ? s->keys.consumer(*owner) : std::string();
+  const std::string owner_key = s->keys.consumer(*owner);
+  const std::string inbox_key = s->keys.inbox(*owner);
 
   connection_lease blocking = co_await s->pool->get_blocking();
   if (!blocking) co_return tunnel::broker_lost(s->broker, blocking.error());
@@ -166,39 +186,25 @@ asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_
     const milliseconds check_timeout =
         std::clamp(std::chrono::ceil<milliseconds>(give_up_at - steady::now()), milliseconds(50),
                    std::max(timing.command_timeout, milliseconds(50)));
-    auto held = co_await tunnel::try_await<redis::error>([&]() -> asio::awaitable<holder> {
-      holder h;
-      if (!owner) {
-        const bool bound_passed = steady::now() - w.offered_at >= timing.heartbeat;
-        std::vector<std::string_view> keys{claim_key, req_key};
-        std::vector<std::string_view> args{bound_passed ? "1" : "0", w.cloud_ttl};
-        h.watched = co_await run_script(*cmd.conn, code.watch, keys, args, check_timeout);
-        if (!h.watched->elements.empty() && h.watched->elements[0].integer == 1) co_return h;
-        if (!h.watched->elements.empty() && h.watched->elements[0].integer == 2 &&
-            h.watched->elements.size() == 2) {
-          owner = h.watched->elements[1].str;
-          owner_key = s->keys.consumer(*owner);
-        }
-      }
-      if (owner) {
-        std::vector<std::string_view> exists{"EXISTS", owner_key};
-        h.alive = co_await cmd.conn->execute(exists, check_timeout);
-      }
-      co_return h;
-    }());
+    // Did the owner pop it, and does it still live? Not popped when the owner is gone or the
+    // bound has passed: withdrawn (atomically: only while still in the inbox), run in the cloud.
+    const bool bound_passed = steady::now() - w.offered_at >= timing.heartbeat;
+    std::vector<std::string_view> keys{inbox_key, owner_key, req_key, claim_key};
+    std::vector<std::string_view> args{w.item, bound_passed ? "1" : "0", w.cloud_ttl};
+    auto held = co_await tunnel::try_await<redis::error>(
+        run_script(*cmd.conn, code.withdraw, keys, args, check_timeout));
     if (!held) {
       s->pool->forget(cmd.conn);
       co_return tunnel::broker_lost(s->broker, held.error);
     }
-    if (held->watched && !held->watched->elements.empty() &&
-        held->watched->elements[0].integer == 1) {
-      co_return tunnel::not_taken(fmt::format(
-          "no consumer claimed it within the heartbeat bound ({} ms)", timing.heartbeat.count()));
+    if (!held->elements.empty() && held->elements[0].integer == 1) {
+      co_return tunnel::not_taken(
+          fmt::format("session {} did not take it within the heartbeat bound ({} ms) or left "
+                      "before taking it; withdrawn",
+                      *owner, timing.heartbeat.count()));
     }
-    if (owner && *owner == "cloud") co_return tunnel::not_taken("no consumer claimed it");
-    const auto& alive = held->alive;
-    if (alive && alive->type == redis::reply::kind::integer && alive->integer == 0) {
-      // The owner is gone. It may have answered just before leaving: look once more.
+    if (held->elements.size() == 2 && held->elements[1].integer == 0) {
+      // The owner popped it and is gone. It may have answered just before leaving: look once more.
       for (int i = 0; i < max_late_responses; ++i) {
         std::vector<std::string_view> lpop{"LPOP", resp_key};
         auto late =
@@ -237,33 +243,147 @@ class redis_pieces final : public tunnel::response_pieces {
   std::shared_ptr<wait_state> wait_;
 };
 
-/// Offers the envelope: stores it and publishes its notice, in one script for a small one.
-/// Returns the number of receivers (0: nobody took it). Throws redis::error.
+/// Reads the presence view: every live session with its (sealed) info. A session whose info
+/// does not open with our keys, is about another session, or has a route that does not parse
+/// is left out (logged once): a broker cannot divert invocations by rewriting a route.
+asio::awaitable<void> read_view(const std::shared_ptr<forwarder_state>& s, redis::connection& conn) {
+  const std::string consumers_key = s->keys.consumers();
+  const std::string prefix = s->keys.consumer("");
+  std::vector<std::string_view> keys{consumers_key};
+  std::vector<std::string_view> args{prefix, "256"};
+  const redis::reply listed =
+      co_await run_script(conn, all_scripts().sessions, keys, args, s->options.timing.command_timeout);
+  std::vector<forwarder_state::present_session> view;
+  for (std::size_t i = 0; i + 1 < listed.elements.size(); i += 2) {
+    const std::string& id = listed.elements[i].str;
+    auto refuse = [&](std::string_view why) {
+      if (s->refused_sessions.size() > 1024) s->refused_sessions.clear();  // bounded memory
+      if (s->refused_sessions.insert(id).second) {
+        spdlog::warn("ignored consumer session {} on {}: {}", id, s->broker, why);
+      }
+    };
+    if (!tunnel::is_valid_id(id)) {
+      refuse("its id is not 32 hex digits");
+      continue;
+    }
+    std::optional<tunnel::consumer_card> card;
+    try {
+      card = tunnel::decode_consumer_card(s->options.keys.open(listed.elements[i + 1].str));
+    } catch (const std::exception& e) {
+      refuse(fmt::format("its info does not open with our shared secret ({})", e.what()));
+      continue;
+    }
+    if (!card || card->session != id) {
+      refuse("its info is not JSON or is about another session (an older funcie?)");
+      continue;
+    }
+    forwarder_state::present_session entry{id, {}, card->in_flight};
+    try {
+      for (const auto& text : card->routes) entry.routes.push_back(tunnel::parse_route(text));
+    } catch (const tunnel::route_error& e) {
+      refuse(fmt::format("its route does not parse: {}", e.what()));
+      continue;
+    }
+    view.push_back(std::move(entry));
+  }
+  s->view = std::move(view);
+  s->view_read_at = util::boot_ms_now();
+}
+
+/// The session the presence view gives `req` to, nullopt for nobody (docs/routing.md,
+/// "Choosing a session").
+std::optional<std::string> choose(const std::shared_ptr<forwarder_state>& s,
+                                  const tunnel::request& req) {
+  std::vector<tunnel::route_candidate> candidates;
+  candidates.reserve(s->view.size());
+  for (const auto& entry : s->view) {
+    candidates.push_back({entry.routes, static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+                                            entry.in_flight, 0, 1 << 30))});
+  }
+  tunnel::routed_invocation invocation(req.context.request_id, req.payload,
+                                       req.context.client_context);
+  const auto chosen = tunnel::choose_session(candidates, invocation, s->random());
+  if (!chosen) return std::nullopt;
+  return s->view[*chosen].id;
+}
+
+/// Assigns the request to `session` alone: pushes `item` (the envelope, or a reference to it
+/// stored first with a plain SET) onto the session's inbox in one script. Returns the number of
+/// receivers of the wake-up (0: nobody is present; -1: the session is gone); `session` becomes
+/// the owner named by an earlier assignment of the same request (a retry). Throws redis::error.
 asio::awaitable<long long> offer(const std::shared_ptr<forwarder_state>& s, redis::connection& conn,
-                                 const std::string& envelope, const std::string& notice,
-                                 const std::string& req_key, const std::string& req_ttl) {
+                                 const std::string& envelope, const std::string& item,
+                                 const std::string& id, const std::string& req_ttl,
+                                 std::string& session) {
   const auto& timing = s->options.timing;
   const auto& code = all_scripts();
   const std::string consumers_key = s->keys.consumers();
-  const std::string channel = s->keys.channel();
+  const std::string req_key = s->keys.req(id);
+  const std::string inbox_key = s->keys.inbox(session);
+  const std::string session_key = s->keys.consumer(session);
+  const std::string channel = s->keys.channel(session);
   const milliseconds offer_timeout = timeout_for(timing.command_timeout, envelope.size(), 10240);
   const std::string_view publish = conn.sharded_pubsub() ? "SPUBLISH" : "PUBLISH";
+  const std::string claim_key = s->keys.claim(id);
+  std::vector<std::string_view> keys{consumers_key, session_key, inbox_key, req_key, claim_key};
+  std::vector<std::string_view> args{"assign", item, req_ttl, channel, publish, id, session};
+  auto result = [&](const redis::reply& reply) -> long long {
+    if (reply.type == redis::reply::kind::string) {
+      session = reply.str;  // assigned before: that assignment stands
+      return session == "cloud" ? 0 : 1;
+    }
+    return reply.integer;
+  };
   if (envelope.size() <= presence_first_bytes) {
-    std::vector<std::string_view> keys{consumers_key, req_key};
-    std::vector<std::string_view> args{"offer", envelope, req_ttl, channel, notice, publish};
-    co_return (co_await run_script(conn, code.offer, keys, args, offer_timeout)).integer;
+    co_return result(co_await run_script(conn, code.offer, keys, args, offer_timeout));
   }
   std::vector<std::string_view> presence_keys{consumers_key};
   std::vector<std::string_view> presence_args{"presence"};
   const redis::reply present =
       co_await run_script(conn, code.offer, presence_keys, presence_args, timing.command_timeout);
   if (present.integer == 0) co_return 0;
-  // Big: a plain SET (no copy through Lua), then announce it.
+  // Big: a plain SET (no copy through Lua), then assign the reference.
   std::vector<std::string_view> set{"SET", req_key, envelope, "PX", req_ttl};
   co_await conn.execute_checked(set, offer_timeout);
-  std::vector<std::string_view> keys{consumers_key, req_key};
-  std::vector<std::string_view> args{"announce", "", req_ttl, channel, notice, publish};
-  co_return (co_await run_script(conn, code.offer, keys, args, timing.command_timeout)).integer;
+  co_return result(co_await run_script(conn, code.offer, keys, args, timing.command_timeout));
+}
+
+struct offered_to {
+  long long receivers = 0;
+  std::string reason;   ///< why nobody took it, when receivers == 0
+  std::string session;  ///< who it was assigned to, when receivers > 0
+};
+
+/// Picks a session from the presence view (read again when stale or empty) and offers it the
+/// request; a chosen session that is gone or no longer listens is left out and another picked
+/// (the view is read again when none is left), a few times at most. Throws redis::error.
+asio::awaitable<offered_to> offer_to_chosen(const std::shared_ptr<forwarder_state>& s,
+                                            redis::connection& conn, const tunnel::request& req,
+                                            const std::string& envelope, const std::string& item,
+                                            const std::string& req_ttl) {
+  std::vector<std::string> gone;  // chosen for this request, found gone
+  auto leave_out_gone = [&] {
+    std::erase_if(s->view, [&](const forwarder_state::present_session& entry) {
+      return std::find(gone.begin(), gone.end(), entry.id) != gone.end();
+    });
+  };
+  bool read = !s->view_fresh();
+  for (int pick = 0; pick < 4; ++pick) {
+    if (read) {
+      co_await read_view(s, conn);
+      leave_out_gone();
+      read = false;
+    }
+    if (s->view.empty()) co_return offered_to{0, "no consumer", {}};
+    auto session = choose(s, req);
+    if (!session) co_return offered_to{0, "no connected session's route holds for it", {}};
+    const long long receivers = co_await offer(s, conn, envelope, item, req.id, req_ttl, *session);
+    if (receivers >= 0) co_return offered_to{receivers, "no consumer", *session};
+    gone.push_back(*session);
+    leave_out_gone();
+    if (s->view.empty()) read = true;
+  }
+  co_return offered_to{0, "the sessions chosen for it left", {}};
 }
 
 }  // namespace
@@ -284,15 +404,15 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
   const auto left = std::chrono::duration_cast<milliseconds>(give_up_at - started);
   if (left < 1ms) co_return tunnel::not_taken("no time left before the deadline");
 
-  // 1. Offer.
+  // 1. Assign.
   const tunnel::labelled_request request(req, s->options.app);
   const std::string envelope = s->options.keys.seal(tunnel::encode(request.get()));
-  const std::string notice =
-      s->options.keys.seal(tunnel::encode(tunnel::notice{req.id, s->options.app}));
-  const std::string req_key = s->keys.req(req.id);
+  // "<id>\n<envelope>"; "<id>\n" refers to req:<id> for a big one (docs/routing.md).
+  std::string item = req.id + "\n";
+  if (envelope.size() <= presence_first_bytes) item += envelope;
   const std::string req_ttl = std::to_string(left.count());
 
-  long long receivers = 0;
+  offered_to receivers;
   for (int attempt = 0;; ++attempt) {
     if (attempt > 0 && s->backoff.active(steady::now())) {
       co_return tunnel::not_taken(fmt::format("backing off from {}", s->broker));
@@ -303,7 +423,7 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
       co_return tunnel::not_taken(fmt::format("broker unreachable: {}", cmd.error));
     }
     auto offered = co_await tunnel::try_await<redis::error>(
-        offer(s, *cmd.conn, envelope, notice, req_key, req_ttl));
+        offer_to_chosen(s, *cmd.conn, req, envelope, item, req_ttl));
     if (offered) {
       receivers = *offered.value;
       break;
@@ -321,13 +441,15 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
     co_return tunnel::not_taken(fmt::format("broker trouble: {}", offered.error));
   }
   s->backoff.reset();
-  if (receivers == 0) co_return tunnel::not_taken("no consumer");
+  if (receivers.receivers == 0) co_return tunnel::not_taken(std::move(receivers.reason));
 
-  // 2. Wait: BLPOP in slices; between slices, see who holds it.
+  // 2. Wait: BLPOP in slices; between slices, see whether the owner took it and lives.
   auto w = std::make_shared<wait_state>();
   w->req.id = req.id;
   w->req.app = req.app;
   w->offered_at = steady::now();
+  w->owner = std::move(receivers.session);
+  w->item = item;
   w->cloud_ttl = std::to_string(left.count() + 60000);
   tunnel::forward_outcome outcome = co_await await_answer(s, *w, give_up_at);
   if (outcome.outcome == tunnel::forward_outcome::kind::answered && outcome.answer.is_piece() &&

@@ -15,15 +15,20 @@ class app_keys {
     prefix_.append("}:");
   }
 
-  /// The pub/sub channel of notices.
+  /// The app's channel name: it routes a connection to the app's cluster slot.
   std::string channel() const { return prefix_ + "requests"; }
+  /// Session S's own channel: an assignment's count of receivers says whether S still listens.
+  std::string channel(std::string_view session) const { return join("requests:", session); }
   /// Sorted set: session id -> expiry (server time, ms).
   std::string consumers() const { return prefix_ + "consumers"; }
   /// String with TTL: a session's info; the session is alive while it exists.
   std::string consumer(std::string_view session) const { return join("consumer:", session); }
-  /// String with TTL: a request's envelope until claimed or its deadline.
+  /// String with TTL: a big request's envelope, which the inbox item refers to.
   std::string req(std::string_view id) const { return join("req:", id); }
-  /// String with TTL: who runs request `id` (a session id or "cloud").
+  /// List with TTL: the requests assigned to session S, popped by S alone (docs/routing.md).
+  std::string inbox(std::string_view session) const { return join("inbox:", session); }
+  /// String with TTL: who runs request `id` (a session id, written by it once it popped the
+  /// request, or "cloud" when the forwarder withdrew it).
   std::string claim(std::string_view id) const { return join("claim:", id); }
   /// List with TTL: the response envelope.
   std::string resp(std::string_view id) const { return join("resp:", id); }

@@ -18,64 +18,83 @@ struct script {
 /// Lower-case hex SHA1 of `text` (what SCRIPT LOAD answers).
 std::string sha1_hex(std::string_view text);
 
-/// Offer (forwarder). KEYS: consumers, req:<id>. ARGV: mode, envelope, ttl ms of req:<id>,
-/// channel, notice, and "SPUBLISH" on a Redis Cluster with sharded pub/sub (the consumers
-/// listen with SSUBSCRIBE on the slot's node; else PUBLISH). Drops expired sessions by server TIME;
-/// returns 0 when none is left. Mode "presence" returns 1 then. Mode "offer" stores the envelope,
-/// publishes the notice and returns the number of receivers, deleting the envelope again (and
-/// returning 0) when the notice reached nobody. Mode "announce" is "offer" for an envelope stored
-/// just before with a plain SET (a big one: Lua would copy it twice); it is deleted when nobody is
-/// left.
+/// Assign (forwarder, docs/routing.md). KEYS: consumers, consumer:<S>, inbox:<S>, req:<id>,
+/// claim:<id>. ARGV: mode, inbox item, ttl ms of the inbox, S's channel, "SPUBLISH" on a Redis
+/// Cluster with sharded pub/sub (else PUBLISH), the request id, S. Drops expired sessions by
+/// server TIME; returns 0 when none is left. Mode "presence" (KEYS: consumers) returns 1 then.
+/// Mode "assign" returns -1 when the chosen session S is gone (the forwarder picks again), and
+/// the owner (a string) when the request was assigned before (a retry after a lost reply: it is
+/// never pushed twice); else it writes claim:<id> = S and pushes the item (the
+/// sealed envelope, or for a big one a reference to req:<id>, stored just before with a plain
+/// SET) onto S's own inbox, which only S pops, and publishes the request id on S's channel: when
+/// that reaches nobody (S was killed, its presence has not expired yet) the item is taken back
+/// and -1 returned; else the number of receivers. req:<id> is deleted whenever -1 or 0 is returned.
 inline constexpr std::string_view offer_text = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) == 0 then
-  if ARGV[1] == 'announce' then redis.call('DEL', KEYS[2]) end
+  if KEYS[4] then redis.call('DEL', KEYS[4]) end
   return 0
 end
 if ARGV[1] == 'presence' then return 1 end
-if ARGV[1] == 'offer' then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[4])
+  return -1
+end
+local ttl = tonumber(ARGV[3])
+if not redis.call('SET', KEYS[5], ARGV[7], 'NX', 'PX', ttl + 60000) then
+  return redis.call('GET', KEYS[5])
+end
+redis.call('RPUSH', KEYS[3], ARGV[2])
+if redis.call('PTTL', KEYS[3]) < ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
 local publish = 'PUBLISH'
-if ARGV[6] == 'SPUBLISH' then publish = 'SPUBLISH' end
-local receivers = redis.call(publish, ARGV[4], ARGV[5])
+if ARGV[5] == 'SPUBLISH' then publish = 'SPUBLISH' end
+local receivers = redis.call(publish, ARGV[4], ARGV[6])
 if receivers == 0 then
-  redis.call('DEL', KEYS[2])
-  return 0
+  redis.call('LREM', KEYS[3], -1, ARGV[2])
+  redis.call('DEL', KEYS[4], KEYS[5])
+  return -1
 end
 return receivers
 )lua";
 
-/// Claim (consumer). KEYS: consumer:<S>, claim:<id>, req:<id>. ARGV: S, a size in bytes.
-/// Returns -1 when the session's own key is gone (heartbeat lapsed), 0 when the request is
-/// gone or claimed by someone else, else it is now this session's alone and the script
-/// returns its envelope (deleting it), or 1 when the envelope is larger than the size: the
-/// session then fetches it with GETDEL (Lua would copy a 6 MB envelope twice). The claim
-/// lives a minute longer than the request would have.
-inline constexpr std::string_view claim_text = R"lua(
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local ttl = redis.call('PTTL', KEYS[3])
-if ttl < 0 then return 0 end
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ttl + 60000) then return 0 end
-if redis.call('STRLEN', KEYS[3]) > tonumber(ARGV[2]) then return 1 end
-local envelope = redis.call('GET', KEYS[3])
-redis.call('DEL', KEYS[3])
-return envelope
+/// Withdraw (forwarder, while it waits for the answer). KEYS: inbox:<S>, consumer:<S>,
+/// req:<id>, claim:<id>. ARGV: the inbox item, "1" when the heartbeat bound has passed since the
+/// assignment, ttl ms of a cloud claim. When S is gone or the bound has passed, takes the item
+/// back out of S's inbox if S has not popped it yet: then it returns {1} (withdrawn: nobody can
+/// run it any more, the forwarder runs it in the cloud; req:<id> is deleted and claim:<id> says
+/// "cloud"). Otherwise returns {2, 1 or 0}: whether S's key still exists.
+inline constexpr std::string_view withdraw_text = R"lua(
+local alive = redis.call('EXISTS', KEYS[2])
+if alive == 0 or ARGV[2] == '1' then
+  if redis.call('LREM', KEYS[1], 1, ARGV[1]) > 0 then
+    redis.call('DEL', KEYS[3])
+    redis.call('SET', KEYS[4], 'cloud', 'PX', ARGV[3])
+    return {1}
+  end
+end
+return {2, alive}
 )lua";
 
-/// Watch (forwarder, while the owner is unknown). KEYS: claim:<id>, req:<id>. ARGV: "1"
-/// when the claim bound has passed, ttl ms of a cloud claim. Returns {2, owner} when
-/// claimed, {0} when not claimed yet, {1} when the bound passed and the forwarder now owns
-/// it as "cloud" (no consumer can claim it any more).
-inline constexpr std::string_view watch_text = R"lua(
-local owner = redis.call('GET', KEYS[1])
-if owner then return {2, owner} end
-if ARGV[1] ~= '1' then return {0} end
-if redis.call('SET', KEYS[1], 'cloud', 'NX', 'PX', ARGV[2]) then
-  redis.call('DEL', KEYS[2])
-  return {1}
+/// Sessions (forwarder): the presence view (docs/routing.md). KEYS: consumers. ARGV: the
+/// prefix of a session's key ("funcie:{A}:consumer:"), the most sessions returned. Drops
+/// expired sessions by server TIME and returns {S1, info1, S2, info2, ...} of the live ones
+/// whose key exists (every key shares the app's hash tag, so one cluster slot holds them).
+inline constexpr std::string_view sessions_text = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, session in ipairs(members) do
+  local info = redis.call('GET', ARGV[1] .. session)
+  if info then
+    out[#out + 1] = session
+    out[#out + 1] = info
+  end
 end
-return {2, redis.call('GET', KEYS[1])}
+return out
 )lua";
 
 /// Heartbeat (consumer). KEYS: consumers, consumer:<S>. ARGV: S, ttl ms, info JSON, "1" on
@@ -109,8 +128,8 @@ return 1
 /// The scripts with their SHA1, computed once.
 struct scripts {
   script offer{"offer", offer_text, sha1_hex(offer_text)};
-  script claim{"claim", claim_text, sha1_hex(claim_text)};
-  script watch{"watch", watch_text, sha1_hex(watch_text)};
+  script withdraw{"withdraw", withdraw_text, sha1_hex(withdraw_text)};
+  script sessions{"sessions", sessions_text, sha1_hex(sessions_text)};
   script heartbeat{"heartbeat", heartbeat_text, sha1_hex(heartbeat_text)};
   script respond{"respond", respond_text, sha1_hex(respond_text)};
   script leave{"leave", leave_text, sha1_hex(leave_text)};

@@ -1,11 +1,14 @@
-// The Redis backend's local side: a subscriber connection for notices, a command connection
-// for claims, responses and the heartbeat (docs/tunnel.md, "Who claims a request").
+// The Redis backend's local side: an inbox connection that pops the requests assigned to this
+// session (BLPOP), a subscriber connection whose subscription tells forwarders the session
+// still listens, a command connection for responses and the heartbeat (docs/routing.md).
 #include "backend/redis/keys.hpp"
 #include "backend/redis/redis_backend.hpp"
 #include "backend/redis/settings.hpp"
 #include "tunnel/consumer_info.hpp"
 #include "tunnel/core.hpp"
+#include "tunnel/route.hpp"
 #include "tunnel/try_await.hpp"
+#include "util/clock.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -35,9 +38,13 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
         broker(broker_name(opts)),
         consumer_key(keys.consumer(session_id)),
         consumers_key(keys.consumers()),
-        channel(keys.channel()),
+        channel(keys.channel(session_id)),
+        inbox_key(keys.inbox(session_id)),
         heartbeat_timer(executor),
-        ping_timer(executor) {}
+        ping_timer(executor) {
+    // Checked by the caller (funcie connect refuses a bad route with its column).
+    for (const auto& text : options.routes) routes.push_back(tunnel::parse_route(text));
+  }
 
   asio::any_io_executor executor;
   tunnel::backend_options options;
@@ -47,13 +54,18 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
   std::string consumer_key;
   std::string consumers_key;
   std::string channel;
+  std::string inbox_key;
   std::shared_ptr<redis::connection> command;
   std::shared_ptr<redis::connection> subscriber;
+  std::shared_ptr<redis::connection> inbox;
   asio::steady_timer heartbeat_timer;
   asio::steady_timer ping_timer;
   /// The key each held request was sealed with: its response is sealed with the same one,
   /// so a function still on the previous secret during a rotation can open it.
   std::unordered_map<std::string, std::string> reply_keys;
+  /// This session's routes (docs/routing.md): forwarders offer it only what they match, and
+  /// it refuses a request none of them holds for (a broker that rewrote to:<id>).
+  std::vector<tunnel::route> routes;
 
   milliseconds ttl() const { return options.timing.heartbeat * 5 / 6; }
   milliseconds interval() const { return std::max(options.timing.heartbeat / 6, milliseconds(10)); }
@@ -65,7 +77,10 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
     card.since_ms = since_ms;
     card.in_flight = in_flight;
     card.ttl_ms = static_cast<std::int64_t>(ttl().count());
-    return tunnel::encode_consumer_card(card);
+    card.session = session_id;
+    card.routes = options.routes;
+    // Sealed with the shared secret: a broker cannot rewrite a route (docs/routing.md).
+    return options.keys.seal(tunnel::encode_consumer_card(card));
   }
 
   /// The session is over: next() throws `reason` from now on.
@@ -74,6 +89,7 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
     heartbeat_timer.cancel();
     ping_timer.cancel();
     if (subscriber) subscriber->close();
+    if (inbox) inbox->close();
   }
 
   /// Ends the session (if it is not over yet) and throws why.
@@ -94,6 +110,7 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
     heartbeat_timer.cancel();
     ping_timer.cancel();
     if (subscriber) subscriber->close();
+    if (inbox) inbox->close();
     if (command) command->close();
   }
 };
@@ -152,6 +169,21 @@ asio::awaitable<void> ping_loop(std::shared_ptr<session_state> s) {
   }
 }
 
+/// The subscription only says "this session listens" (an assignment's count of receivers);
+/// what arrives on it (the ids of assigned requests) is read and dropped.
+asio::awaitable<void> drain_loop(std::shared_ptr<session_state> s) {
+  const auto conn = s->subscriber;
+  while (!s->over() && conn) {
+    auto message = co_await tunnel::try_await(conn->receive());
+    if (!message) {
+      if (!s->over()) {
+        s->lose(fmt::format("its subscription on {} broke: {}", s->broker, message.error));
+      }
+      co_return;
+    }
+  }
+}
+
 asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
                                     const tunnel::response& answer) {
   const auto conn = s->command;
@@ -194,26 +226,40 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
   }
 }
 
-/// Claims the request of a notice: its envelope when this session won it, the script's
-/// integer otherwise (0: someone else's or gone; -1: this session expired). Throws.
-asio::awaitable<redis::reply> claim(std::shared_ptr<session_state> s, const std::string& id) {
+/// What one BLPOP of this session's inbox brought.
+struct popped_item {
+  std::optional<std::string> item;  ///< nullopt: the wait ended with nothing
+  bool late = false;  ///< it came back later than a stopped session's key would live
+};
+
+/// Pops the next item of this session's inbox, waiting up to a heartbeat/6 (so that a silently
+/// dead connection is noticed). Throws.
+asio::awaitable<popped_item> pop(std::shared_ptr<session_state> s) {
   const auto& timing = s->options.timing;
-  const std::string claim_key = s->keys.claim(id);
+  const milliseconds wait = s->interval();
+  const std::string wait_text = fmt::format("{}.{:03}", wait.count() / 1000, wait.count() % 1000);
+  std::vector<std::string_view> blpop{"BLPOP", s->inbox_key, wait_text};
+  const auto conn = s->inbox;
+  const std::int64_t sent_at = util::boot_ms_now();
+  const redis::reply popped = co_await conn->execute_checked(blpop, wait + timing.command_timeout);
+  popped_item out;
+  if (popped.type != redis::reply::kind::array || popped.elements.size() != 2) co_return out;
+  out.item = std::move(popped.elements[1].str);
+  // The inbox connection carries small items only: a reply this late means the process was
+  // stopped (or its link dead) for longer than its key lives after its last heartbeat.
+  out.late = util::boot_ms_now() - sent_at >= (wait + s->ttl()).count();
+  co_return out;
+}
+
+/// The envelope a big request's inbox item refers to (GETDEL), nullopt when it expired.
+asio::awaitable<std::optional<std::string>> fetch(std::shared_ptr<session_state> s,
+                                                  std::string_view id) {
   const std::string req_key = s->keys.req(id);
-  std::vector<std::string_view> keys{s->consumer_key, claim_key, req_key};
-  const std::string big = std::to_string(big_envelope_bytes);
-  std::vector<std::string_view> args{s->session_id, big};
-  redis::reply claimed =
-      co_await run_script(*s->command, all_scripts().claim, keys, args, timing.command_timeout);
-  if (claimed.type == redis::reply::kind::integer && claimed.integer == 1) {
-    // Ours, and big: fetch it with a plain command.
-    std::vector<std::string_view> getdel{"GETDEL", req_key};
-    claimed = co_await s->command->execute_checked(getdel, timing.command_timeout + 6000ms);
-    if (claimed.type != redis::reply::kind::string) {
-      spdlog::warn("request {} expired before it could be fetched", id);
-    }
-  }
-  co_return claimed;
+  std::vector<std::string_view> getdel{"GETDEL", req_key};
+  const redis::reply got =
+      co_await s->command->execute_checked(getdel, s->options.timing.command_timeout + 6000ms);
+  if (got.type != redis::reply::kind::string) co_return std::nullopt;
+  co_return got.str;
 }
 
 }  // namespace
@@ -240,12 +286,14 @@ asio::awaitable<void> redis_consumer_session::open() {
   auto joined = co_await tunnel::try_await([&]() -> asio::awaitable<void> {
     s->subscriber = co_await open_connection(s->executor, s->connect);
     s->command = co_await open_connection(s->executor, s->connect);
+    s->inbox = co_await open_connection(s->executor, s->connect);
     co_await s->subscriber->subscribe(s->channel);
     co_await beat(s, true);
   }());
   if (!joined || s->stopped) {
     if (s->subscriber) s->subscriber->close();
     if (s->command) s->command->close();
+    if (s->inbox) s->inbox->close();
     throw tunnel::backend_error(
         fmt::format("cannot join the tunnel on {}: {}", s->broker,
                     joined ? std::string("the session was closed") : joined.error));
@@ -255,6 +303,7 @@ asio::awaitable<void> redis_consumer_session::open() {
                 s->broker);
   asio::co_spawn(s->executor, heartbeat_loop(s), asio::detached);
   asio::co_spawn(s->executor, ping_loop(s), asio::detached);
+  asio::co_spawn(s->executor, drain_loop(s), asio::detached);
 }
 
 asio::awaitable<tunnel::request> redis_consumer_session::next() {
@@ -262,56 +311,70 @@ asio::awaitable<tunnel::request> redis_consumer_session::next() {
   s->check_open();
   while (true) {
     s->check_running();
-    const auto subscriber = s->subscriber;
-    auto message = co_await tunnel::try_await(subscriber->receive());
-    if (!message) {
-      s->fail(fmt::format("its subscription on {} broke: {}", s->broker, message.error));
-    }
-    if (message->channel != s->channel) continue;
-
-    tunnel::notice notice;
-    try {
-      notice = tunnel::decode_notice(s->options.keys.open(message->payload));
-    } catch (const std::exception& e) {
-      spdlog::warn("dropped a message on {}: {}", s->channel, e.what());
-      continue;
-    }
-    if (notice.app != s->options.app) {
-      spdlog::warn("dropped a notice for another app on {}", s->channel);
-      continue;
-    }
-
-    auto claimed = co_await tunnel::try_await(claim(s, notice.id));
-    if (!claimed) {
-      s->fail(fmt::format("claiming a request on {} failed: {}", s->broker, claimed.error));
-    }
-    if (claimed->type == redis::reply::kind::integer && claimed->integer == -1) {
+    auto popped = co_await tunnel::try_await(pop(s));
+    if (!popped) s->fail(fmt::format("its inbox on {} broke: {}", s->broker, popped.error));
+    if (!popped->item) continue;
+    std::string item = std::move(*popped->item);
+    // Popped: it is this session's alone now (the forwarder can no longer withdraw it). A
+    // session stopped meanwhile past the life of its key runs nothing more: its forwarder
+    // has failed it already (Funcie.ConsumerLost).
+    if (popped->late) {
+      spdlog::warn("dropped a request popped before this session was stopped past its heartbeat");
       s->fail(s->expired());
     }
-    if (claimed->type != redis::reply::kind::string) continue;  // someone else's, or gone
+    // "<id>\n<envelope>", or "<id>\n" for a big one stored in req:<id> (docs/routing.md).
+    const std::size_t newline = item.find('\n');
+    const std::string expected_id = item.substr(0, std::min(newline, item.size()));
+    if (newline == std::string::npos || !tunnel::is_valid_id(expected_id)) {
+      spdlog::warn("dropped an item of this session's inbox on {}: it does not start with a "
+                   "request id",
+                   s->broker);
+      continue;
+    }
+    item.erase(0, newline + 1);
+    if (item.empty()) {
+      auto fetched = co_await tunnel::try_await(fetch(s, expected_id));
+      if (!fetched) {
+        s->fail(fmt::format("fetching request {} from {} failed: {}", expected_id, s->broker,
+                            fetched.error));
+      }
+      if (!*fetched) {
+        spdlog::warn("request {} expired before it could be fetched", expected_id);
+        continue;
+      }
+      item = std::move(**fetched);
+    }
 
     tunnel::request req;
     std::string key_id;
     std::string bad;
     try {
-      req = tunnel::decode_request(s->options.keys.open(claimed->str, &key_id));
+      req = tunnel::decode_request(s->options.keys.open(item, &key_id));
     } catch (const std::exception& e) {
       bad = e.what();
     }
-    if (bad.empty() && (req.id != notice.id || req.app != s->options.app)) {
-      bad = "its id or app differs from its notice";
+    if (bad.empty() && (req.id != expected_id || req.app != s->options.app)) {
+      bad = "its id or app differs from its inbox item";
+    }
+    req.id = expected_id;
+    if (bad.empty() && !s->routes.empty()) {
+      tunnel::routed_invocation invocation(req.context.request_id, req.payload,
+                                           req.context.client_context);
+      const bool wanted = std::any_of(s->routes.begin(), s->routes.end(),
+                                      [&](const tunnel::route& r) { return invocation.holds(r); });
+      if (!wanted) bad = "none of this session's routes holds for it (was it diverted?)";
     }
     if (bad.empty()) {
       if (!key_id.empty()) s->reply_keys[req.id] = std::move(key_id);
       co_return req;
     }
 
-    spdlog::warn("dropped request {}: {}", notice.id, bad);
+    spdlog::warn("dropped request {}: {}", req.id, bad);
     // It is ours now and nobody else will run it: tell its forwarder at once.
     const tunnel::response refusal =
-        tunnel::bad_request_response(notice.id, s->options.app, s->session_id, bad);
+        tunnel::bad_request_response(req.id, s->options.app, s->session_id, bad);
     auto refused = co_await tunnel::try_await(send_response(s, refusal));
-    if (!refused) spdlog::warn("could not refuse request {}: {}", notice.id, refused.error);
+    if (!refused) spdlog::warn("could not refuse request {}: {}", req.id, refused.error);
   }
 }
 
@@ -326,6 +389,7 @@ asio::awaitable<void> redis_consumer_session::close() {
   s->heartbeat_timer.cancel();
   s->ping_timer.cancel();
   if (s->subscriber) s->subscriber->close();
+  if (s->inbox) s->inbox->close();
   const auto conn = s->command;
   if (s->opened && conn && conn->is_open()) {
     std::vector<std::string_view> keys{s->consumers_key, s->consumer_key};

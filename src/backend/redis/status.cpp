@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 
 namespace funcie::redis_backend {
 
@@ -40,7 +41,14 @@ asio::awaitable<std::vector<tunnel::consumer_info>> read_consumers(
     std::vector<std::string_view> get{"GET", key};
     const redis::reply info = co_await conn.execute_checked(get, timeout);
     if (info.type != redis::reply::kind::string) continue;  // expired or left
-    const auto card = tunnel::decode_consumer_card(info.str);
+    std::optional<tunnel::consumer_card> card;
+    try {
+      card = tunnel::decode_consumer_card(options.keys.open(info.str));
+    } catch (const std::exception& e) {
+      spdlog::warn("skipped consumer session {}: its info does not open with our shared secret: {}",
+                   session, e.what());
+      continue;
+    }
     if (!card) {
       spdlog::warn("skipped consumer session {}: its info is not JSON", session);
       continue;
@@ -51,6 +59,7 @@ asio::awaitable<std::vector<tunnel::consumer_info>> read_consumers(
     entry.pid = card->pid;
     entry.since_ms = card->since_ms;
     entry.in_flight = card->in_flight;
+    entry.routes = card->routes;
     const std::int64_t ttl = card->ttl_ms.value_or((options.timing.heartbeat * 5 / 6).count());
     const auto remaining = static_cast<std::int64_t>(expiry) - now;
     entry.heartbeat_age_ms = std::max<std::int64_t>(0, ttl - remaining);
