@@ -10,6 +10,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -43,6 +44,10 @@ struct function_spec {
   std::string response_queue;  ///< sqs://: the response queue's URL; empty: the environment's.
   std::string secret_file;     ///< The shared secret's file (absolute); empty: FUNCIE_SECRET.
   bool encrypt = true;         ///< false: tunnel messages signed, not encrypted.
+  tunnel::sqs_options sqs;     ///< sqs://: the FUNCIE_SQS_* tunables (sqs_claim_ms, ...).
+  /// The FUNCIE_SQS_* variables whose value the file or a flag gave: the rest come from the
+  /// environment (cli::resolve_targets).
+  std::set<std::string> sqs_given;
 };
 
 struct project {

@@ -10,6 +10,7 @@
 
 #include "tunnel/consumer_info.hpp"
 #include "tunnel/seal.hpp"
+#include "tunnel/sqs_options.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -64,6 +65,8 @@ struct backend_options {
   std::string ca_file;     ///< TLS: a CA bundle to trust instead of the system's (PEM).
   bool tls_verify = true;  ///< TLS: verify the broker's certificate and host name.
   sqs_queues sqs;          ///< SQS only.
+  /// SQS only: the FUNCIE_SQS_* tunables, filled by the caller (tunnel/sqs_options.hpp).
+  sqs_options sqs_tuning;
   /// The shared secret's keys: every message put on the broker is sealed with them, every
   /// one taken off is opened (docs/security.md). Empty: messages travel as they are.
   keyring keys;
