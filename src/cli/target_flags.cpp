@@ -31,8 +31,23 @@ std::string absolute(const std::string& path) {
   return ec ? path : full.lexically_normal().string();
 }
 
+std::string flag_of(std::string_view variable) {
+  std::string flag = tunnel::sqs_option_key(variable);
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return flag;
+}
+
 const std::string& or_shared(const std::string& own, const std::string& shared) {
   return own.empty() ? shared : own;
+}
+
+std::string_view sqs_help(std::string_view variable) {
+  if (variable == "FUNCIE_SQS_CLAIM_MS") return "how long an offer waits for a claim, ms";
+  if (variable == "FUNCIE_SQS_ABSENT_MS") return "without ListQueueTags, how long nobody is assumed connected, ms";
+  if (variable == "FUNCIE_SQS_PRESENCE_MS") return "how often the presence tag is refreshed, ms";
+  if (variable == "FUNCIE_SQS_PRESENCE_IDLE_MS") return "the longest pause between presence reads, ms";
+  if (variable == "FUNCIE_SQS_RECEIVE_BATCH") return "messages per long poll, 1..10";
+  return "message size limit in bytes (0: ask the queue)";
 }
 
 }  // namespace
@@ -73,6 +88,13 @@ void add_target_flags(CLI::App* sub, target_flags& flags, const target_help& hel
   sub->add_option("--only", flags.only,
                   or_shared(help.only, "Only this function of the project (repeatable)"))
       ->allow_extra_args(false);
+  const auto& names = tunnel::sqs_option_names();
+  for (std::size_t i = 0; i < names.size() && i < flags.sqs.size(); ++i) {
+    sub->add_option("--" + flag_of(names[i]), flags.sqs[i],
+                    fmt::format("sqs://: {} (default: the project's {}, else {}; docs/sqs.md)",
+                                sqs_help(names[i]), tunnel::sqs_option_key(names[i]), names[i]))
+        ->group("SQS tuning");
+  }
 }
 
 std::optional<std::string> project_for(const target_flags& flags, const std::string& cwd) {
@@ -101,6 +123,18 @@ void apply_target_flags(const target_flags& flags, project::function_spec& spec)
   if (flags.given("--tls-insecure")) spec.tls_verify = !flags.tls_insecure;
   if (!flags.secret_file.empty()) spec.secret_file = absolute(flags.secret_file);
   if (flags.given("--no-encrypt") && flags.no_encrypt) spec.encrypt = false;
+  const auto& names = tunnel::sqs_option_names();
+  for (std::size_t i = 0; i < names.size() && i < flags.sqs.size(); ++i) {
+    if (flags.sqs[i].empty()) continue;
+    try {
+      tunnel::set_sqs_option(spec.sqs, names[i], flags.sqs[i]);
+    } catch (const tunnel::backend_config_error& e) {
+      std::string message = e.what();
+      message.replace(0, names[i].size(), "--" + flag_of(names[i]));
+      throw usage_error(message);
+    }
+    spec.sqs_given.insert(std::string(names[i]));
+  }
 }
 
 std::vector<project::function_spec> resolve_targets(const target_flags& flags,
@@ -138,6 +172,17 @@ std::vector<project::function_spec> resolve_targets(const target_flags& flags,
     }
     if (spec.response_queue.empty()) {
       spec.response_queue = variable(getenv, "FUNCIE_RESPONSE_QUEUE_URL");
+    }
+    // The SQS tunables: the flag (apply_target_flags), the project's key, else the
+    // variable. A bad one is a usage error (exit 2) naming the variable, range and value.
+    for (const auto name : tunnel::sqs_option_names()) {
+      if (spec.sqs_given.contains(std::string(name))) continue;
+      try {
+        tunnel::set_sqs_option(spec.sqs, name, variable(getenv, std::string(name).c_str()));
+      } catch (const tunnel::backend_config_error& e) {
+        throw usage_error(fmt::format("{} (fix or unset the variable, or give --{})", e.what(),
+                                      flag_of(name)));
+      }
     }
   }
   return specs;

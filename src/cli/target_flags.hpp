@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <array>
 #include <functional>
 #include <optional>
 #include <string>
@@ -35,6 +36,9 @@ struct target_flags {
   bool no_encrypt = false;        ///< --no-encrypt
   std::string config;             ///< --config, -c
   std::vector<std::string> only;  ///< --only (repeatable)
+  /// --sqs-claim-ms ... --sqs-max-message-bytes, in tunnel::sqs_option_names()'s order; as
+  /// given (checked by resolve_targets).
+  std::array<std::string, 6> sqs;
 
   /// Set by add_target_flags: which of the options were given (a flag's default is not).
   CLI::App* parsed_by = nullptr;
@@ -63,7 +67,10 @@ std::optional<std::string> project_for(const target_flags& flags, const std::str
 /// --only alone), or, without a project, the one app of the flags. Each value by the one
 /// precedence: the flag, then the project's, then the FUNCIE_* variable (FUNCIE_BACKEND,
 /// FUNCIE_APP for one app, FUNCIE_REQUEST_QUEUE_URL, FUNCIE_RESPONSE_QUEUE_URL; the secret's
-/// variables are read later, by backend_options_for). A flag's path is made absolute.
+/// variables are read later, by backend_options_for; the FUNCIE_SQS_* tunables by the same
+/// precedence, --sqs-claim-ms, then sqs_claim_ms, then FUNCIE_SQS_CLAIM_MS, and so on). A
+/// flag's path is made absolute. A bad SQS tunable throws usage_error naming its flag or
+/// variable.
 /// Nothing is checked beyond --only's names: see check_target. Throws project::project_error
 /// for a bad file, usage_error for an unknown --only name.
 std::vector<project::function_spec> resolve_targets(const target_flags& flags,

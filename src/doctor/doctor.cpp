@@ -2,6 +2,7 @@
 
 #include "aws/credentials.hpp"
 #include "aws/sqs_client.hpp"
+#include "backend/sqs/held_receive.hpp"
 #include "backend/sqs/message.hpp"
 #include "backend/sqs/sqs_backend.hpp"
 #include "forwarder/forwarder.hpp"
@@ -9,6 +10,7 @@
 #include "redis/url.hpp"
 #include "tunnel/secrets.hpp"
 #include "util/clock.hpp"
+#include "util/ids.hpp"
 
 #include <fmt/format.h>
 #include <boost/json/parse.hpp>
@@ -22,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -406,7 +409,8 @@ function_check check_function_environment(const environment& env, std::string_vi
               "response is dropped",
               "set it to the response queue's URL unless that is what you want");
     }
-    // The SQS settings the function would resolve (FUNCIE_SQS_*, the queues' form).
+    // The SQS settings the function would resolve (the queues' form; its FUNCIE_SQS_* were
+    // read by config_from_environment).
     try {
       sqs_backend::resolve_settings(config.backend, [&](const char* name) -> const char* {
         const std::string_view n(name);
@@ -524,6 +528,67 @@ asio::awaitable<bool> check_redis(asio::any_io_executor executor,
   co_return true;
 }
 
+// Does the server hold a batched long poll for its whole wait although a message is there
+// (docs/sqs.md, "Servers that hold batched receives")? One message of our own on the response
+// queue (no consumer reads it; a forwarder that reads it leaves it, not being an envelope),
+// then one receive of 10 with a 2 s long poll: a server that honours the batch answers at
+// once. The backend's own rule (held_batch_ms) judges it. What is ours is deleted, anything
+// else received is released at once.
+asio::awaitable<void> probe_held_receives(aws::sqs_client& client,
+                                          const sqs_backend::settings& settings, report& out) {
+  const std::string& queue = settings.response_queue;
+  const std::string body = fmt::format("funcie-doctor-probe {}", util::new_request_id());
+  constexpr int wait_seconds = 2;
+  constexpr int asked = 10;
+  std::optional<std::int64_t> held;
+  bool seen = false;
+  std::int64_t took_ms = 0;
+  try {
+    co_await client.send_message(queue, body);
+    // Others' messages can come first; a few receives find ours.
+    for (int attempt = 0; attempt < 3 && !seen; ++attempt) {
+      const auto started = util::unix_ms_now();
+      auto got = co_await client.receive_message(queue, asked, wait_seconds, 5);
+      const auto returned = util::unix_ms_now();
+      std::vector<aws::sqs_json::received_message> ours;
+      for (auto& m : got) {
+        if (m.body == body) {
+          co_await client.delete_message(queue, m.receipt_handle);
+          ours.push_back(std::move(m));
+        } else {
+          co_await client.change_message_visibility(queue, m.receipt_handle, 0);
+        }
+      }
+      if (ours.empty()) continue;
+      seen = true;
+      took_ms = returned - started;
+      held = sqs_backend::held_batch_ms(ours, started, returned, wait_seconds, asked,
+                                        client.clock_offset().count());
+    }
+  } catch (const aws::sqs_error& e) {
+    out.add(level::warning, "batched receives", fmt::format("could not probe: {}", e.what()),
+            "funcie doctor sends, receives and deletes one message of its own on the response "
+            "queue to see this; the backend finds out by itself at run time");
+    co_return;
+  }
+  if (!seen) {
+    out.add(level::warning, "batched receives",
+            "the probe's message did not come back in 3 receives (a busy queue?)",
+            "run funcie doctor again when the queue is quiet");
+  } else if (held) {
+    out.add(level::warning, "batched receives",
+            fmt::format("the server held a receive of up to {} messages for {} ms although a "
+                        "message was there: every end would receive one message at a time "
+                        "after its first slow receive",
+                        asked, *held),
+            "set FUNCIE_SQS_RECEIVE_BATCH=1 for this server, for funcie connect and in the "
+            "function's environment (docs/sqs.md)");
+  } else {
+    out.add(level::ok, "batched receives",
+            fmt::format("a receive of up to {} returned in {} ms", asked, took_ms));
+  }
+}
+
 asio::awaitable<bool> check_sqs(asio::any_io_executor executor,
                                 const tunnel::backend_options& backend,
                                 const reach_options& options, report& out) {
@@ -540,6 +605,8 @@ asio::awaitable<bool> check_sqs(asio::any_io_executor executor,
   out.add(level::ok, "SQS region",
           fmt::format("{}, endpoint {}, profile {}", settings.service.region,
                       settings.service.endpoint, settings.service.profile));
+  // The FUNCIE_SQS_* tunables in effect (the CLI's or the function's, read at the edges).
+  out.add(level::ok, "SQS settings", tunnel::describe(backend.sqs_tuning));
   if (settings.response_queue.empty()) {
     out.add(level::failed, "response queue", "none given",
             "give --response-queue URL (or FUNCIE_RESPONSE_QUEUE_URL): funcie connect needs it");
@@ -654,6 +721,9 @@ asio::awaitable<bool> check_sqs(asio::any_io_executor executor,
               "anyone is connected, and funcie connect sqs:TagQueue and sqs:UntagQueue "
               "(docs/deploy.md, \"IAM for the SQS backend\")");
     }
+  }
+  if (all_ok && !settings.response_queue.empty() && settings.receive_batch > 1) {
+    co_await probe_held_receives(*client, settings, out);
   }
   co_return all_ok;
 }

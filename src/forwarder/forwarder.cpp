@@ -236,6 +236,17 @@ forwarder_config config_from_environment(const getenv_function& getenv, std::str
   config.deadline_margin =
       milliseconds(integer(getenv, "FUNCIE_DEADLINE_MARGIN_MS", 500, 0, 60'000, "milliseconds"));
 
+  // The SQS tunables, read here once for the backend (which reads no FUNCIE_SQS_* itself). A
+  // bad one refuses, as any bad setting of the function does. Ignored by other backends.
+  if (backend.url.size() >= 6 && (backend.url[0] | 0x20) == 's' &&
+      std::string_view(backend.url).substr(3, 3) == "://") {
+    try {
+      backend.sqs_tuning = tunnel::read_sqs_options(getenv);
+    } catch (const tunnel::backend_config_error& e) {
+      throw config_error(fmt::format("{} (unset it or set it in range)", e.what()));
+    }
+  }
+
   backend.ca_file = value_of(getenv, "FUNCIE_CA_FILE");
   if (!backend.ca_file.empty() && ::access(backend.ca_file.c_str(), R_OK) != 0) {
     throw config_error(

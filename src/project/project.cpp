@@ -71,12 +71,13 @@ constexpr std::string_view file_name = "funcie.toml";
 constexpr std::array<std::string_view, 5> function_only_keys = {"app", "command", "dir", "watch",
                                                                 "env"};
 /// All the keys of a level, for suggestions: the defaults are allowed in both.
-constexpr std::array<std::string_view, 13> top_level_keys = {
-    "backend",        "concurrency", "hold",       "forward_credentials",
-    "heartbeat_ms",   "ca_file",     "tls_verify", "request_queue",
-    "response_queue", "secret_file", "encrypt",    "route",
-    "functions"};
-constexpr std::array<std::string_view, 17> function_keys = {"app",
+constexpr std::array<std::string_view, 19> top_level_keys = {
+    "backend",        "concurrency",     "hold",          "forward_credentials",
+    "heartbeat_ms",   "ca_file",         "tls_verify",    "request_queue",
+    "response_queue", "secret_file",     "encrypt",       "route",
+    "functions",      "sqs_claim_ms",    "sqs_absent_ms", "sqs_presence_ms",
+    "sqs_presence_idle_ms", "sqs_receive_batch", "sqs_max_message_bytes"};
+constexpr std::array<std::string_view, 23> function_keys = {"app",
                                                             "command",
                                                             "dir",
                                                             "watch",
@@ -92,7 +93,13 @@ constexpr std::array<std::string_view, 17> function_keys = {"app",
                                                             "response_queue",
                                                             "secret_file",
                                                             "encrypt",
-                                                            "route"};
+                                                            "route",
+                                                            "sqs_claim_ms",
+                                                            "sqs_absent_ms",
+                                                            "sqs_presence_ms",
+                                                            "sqs_presence_idle_ms",
+                                                            "sqs_receive_batch",
+                                                            "sqs_max_message_bytes"};
 
 /// The file being read, for messages and relative paths.
 struct source_file {
@@ -373,6 +380,28 @@ std::vector<std::string> read_routes(const source_file& file, const toml::node& 
   return routes;
 }
 
+/// Reads an SQS tunable (sqs_claim_ms, ...: a FUNCIE_SQS_* variable's key) into `spec`,
+/// checked by the variable's one rule; false when `key` is not one of them.
+bool read_sqs_key(const source_file& file, std::string_view key, const toml::node& node,
+                  function_spec& spec) {
+  for (const auto variable : tunnel::sqs_option_names()) {
+    if (tunnel::sqs_option_key(variable) != key) continue;
+    const auto* value = node.as_integer();
+    try {
+      if (value == nullptr) throw tunnel::backend_config_error("not a whole number");
+      tunnel::set_sqs_option(spec.sqs, variable, std::to_string(value->get()));
+    } catch (const tunnel::backend_config_error& e) {
+      std::string message = e.what();
+      if (message.starts_with(variable))
+        message = std::string(key) + message.substr(variable.size());
+      fail(file, node.source(), fmt::format("'{}': {}; fix it or remove it", key, message));
+    }
+    spec.sqs_given.insert(std::string(variable));
+    return true;
+  }
+  return false;
+}
+
 /// Reads one of default_keys into `spec`; false when `key` is not one of them.
 bool read_default(const source_file& file, std::string_view key, const toml::node& node,
                   function_spec& spec) {
@@ -411,6 +440,8 @@ bool read_default(const source_file& file, std::string_view key, const toml::nod
     (key == "request_queue" ? spec.request_queue : spec.response_queue) = url;
   } else if (key == "route") {
     spec.routes = read_routes(file, node);
+  } else if (key.starts_with("sqs_")) {
+    return read_sqs_key(file, key, node, spec);
   } else if (key == "ca_file") {
     const auto& written = read_string(file, key, node, "the path of a PEM file");
     if (written.empty()) {
@@ -613,6 +644,7 @@ tunnel::backend_options unsealed_backend_options(const function_spec& spec) {
   backend.sqs.request_queue_url = spec.request_queue;
   backend.sqs.response_queue_url = spec.response_queue;
   backend.routes = spec.routes;
+  backend.sqs_tuning = spec.sqs;
   return backend;
 }
 

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -46,6 +47,10 @@ struct function_spec {
   /// The invocations this session wants (docs/routing.md), each checked; empty: what no
   /// routed session wants.
   std::vector<std::string> routes;
+  tunnel::sqs_options sqs;  ///< sqs://: the FUNCIE_SQS_* tunables (sqs_claim_ms, ...).
+  /// The FUNCIE_SQS_* variables whose value the file or a flag gave: the rest come from the
+  /// environment (cli::resolve_targets).
+  std::set<std::string> sqs_given;
 };
 
 struct project {

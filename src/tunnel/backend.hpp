@@ -10,6 +10,7 @@
 
 #include "tunnel/consumer_info.hpp"
 #include "tunnel/seal.hpp"
+#include "tunnel/sqs_options.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -67,6 +68,8 @@ struct backend_options {
   /// Consumer side: the session's routes (docs/routing.md), each already checked with
   /// parse_route; empty: the session takes what no routed session wants.
   std::vector<std::string> routes;
+  /// SQS only: the FUNCIE_SQS_* tunables, filled by the caller (tunnel/sqs_options.hpp).
+  sqs_options sqs_tuning;
   /// The shared secret's keys: every message put on the broker is sealed with them, every
   /// one taken off is opened (docs/security.md). Empty: messages travel as they are.
   keyring keys;

@@ -35,6 +35,9 @@ async function doctor(args, { env = {} } = {}) {
 }
 
 /** The line of check `what` ("broker", "secret"...) and the fix line under it, if any. */
+/// The output with each finding's wrapped detail on one line.
+const flat = (out) => out.replace(/\n\s+(?!fix: )/g, ' ');
+
 function lineOf(out, what) {
   const lines = out.split('\n');
   const i = lines.findIndex((l) => new RegExp(`^(ok|info|warning|FAILED)\\s+${what}:`).test(l));
@@ -213,6 +216,21 @@ describe('funcie doctor with SQS', () => {
     assert.equal(r.code, 0, r.all);
     assert.equal(lineOf(r.stdout, 'response queue').level, 'ok');
     assert.match(lineOf(r.stdout, 'consumers').text, /^info\s+consumers: nobody is connected/);
+    // The settings in effect, and fauxqs answers a batched receive at once.
+    assert.equal(lineOf(r.stdout, 'SQS settings').level, 'ok');
+    assert.match(flat(r.stdout), /SQS settings: claim window 2000 ms.*receive batch 10/);
+    assert.match(flat(r.stdout), /ok\s+batched receives: a receive of up to 10 returned in \d+ ms/);
+  });
+
+  test('SQS settings by flag, then variable; a bad one is one line, exit 2', async () => {
+    const response = sqs.urls['doctor-requests'].replace(/requests$/, 'responses');
+    const args = ['--backend', 'sqs://', '--app', 'doctor-sqs', '--request-queue', sqs.urls['doctor-requests'],
+      '--response-queue', response, '--secret-file', path.join(dir, 'good.secret')];
+    let r = await doctor([...args, '--sqs-claim-ms', '700'], { env: { ...env(), FUNCIE_SQS_CLAIM_MS: '900', FUNCIE_SQS_ABSENT_MS: '0' } });
+    assert.match(flat(r.stdout), /SQS settings: claim window 700 ms, absent after 0 ms/, r.all);
+    r = await doctor(args, { env: { ...env(), FUNCIE_SQS_RECEIVE_BATCH: 'lots' } });
+    assert.equal(r.code, 2, r.all);
+    assert.match(flat(r.stderr), /FUNCIE_SQS_RECEIVE_BATCH must be a whole number of messages from 1 to 10, not 'lots'/);
   });
 
   test('no credentials: FAILED with where to get them', async () => {
@@ -225,5 +243,27 @@ describe('funcie doctor with SQS', () => {
     const creds = lineOf(r.stdout, 'AWS credentials');
     assert.equal(creds.level, 'FAILED');
     assert.match(creds.fix, /AWS_PROFILE|AWS_ACCESS_KEY_ID/);
+  });
+});
+
+describe('funcie doctor with an SQS server that holds batched receives', () => {
+  let sqs;
+  before(async () => { sqs = await startSqs({ kind: 'local', queues: [{ name: 'held-requests' }, { name: 'held-responses' }] }); });
+  after(async () => { await sqs?.stop(); });
+
+  test('the probe warns and says what to set; with a batch of 1 there is no probe', async () => {
+    const env = {
+      AWS_ACCESS_KEY_ID: 'AKIAFUNCIEDOCTOR0001', AWS_SECRET_ACCESS_KEY: 'doctor-aws-secret-never-shown',
+      AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_SQS: sqs.endpoint, AWS_EC2_METADATA_DISABLED: 'true',
+    };
+    const args = ['--backend', 'sqs://', '--app', 'doctor-held', '--request-queue', sqs.urls['held-requests'],
+      '--response-queue', sqs.urls['held-responses']];
+    let r = await doctor(args, { env });
+    const held = lineOf(r.stdout, 'batched receives');
+    assert.equal(held.level, 'warning', r.all);
+    assert.match(held.fix, /FUNCIE_SQS_RECEIVE_BATCH=1/);
+    r = await doctor([...args, '--sqs-receive-batch', '1'], { env });
+    assert.match(flat(r.stdout), /SQS settings: [^\n]*receive batch 1,/, r.all);
+    assert.ok(!r.stdout.includes('batched receives'), r.all);
   });
 });

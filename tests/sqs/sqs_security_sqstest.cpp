@@ -92,10 +92,10 @@ class SqsSealed : public ::testing::Test {
   scoped_env region{"AWS_REGION", "us-east-1"};
   scoped_env endpoint{"AWS_ENDPOINT_URL_SQS", server.endpoint().c_str()};
   scoped_env metadata{"AWS_EC2_METADATA_DISABLED", "true"};
-  scoped_env claim_ms{"FUNCIE_SQS_CLAIM_MS", "1000"};
 
   tunnel::backend_options options(const tunnel::keyring& keys = our_keys()) const {
     tunnel::backend_options o;
+    o.sqs_tuning.claim_window = std::chrono::milliseconds(1000);
     o.url = "sqs://";
     o.app = std::string(app);
     o.timing.heartbeat = 1500ms;

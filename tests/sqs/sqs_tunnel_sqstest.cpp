@@ -76,14 +76,14 @@ class SqsTunnel : public ::testing::TestWithParam<sqs_server::kind> {
   scoped_env region{"AWS_REGION", "us-east-1"};
   scoped_env endpoint{"AWS_ENDPOINT_URL_SQS", server.endpoint().c_str()};
   scoped_env metadata{"AWS_EC2_METADATA_DISABLED", "true"};
-  scoped_env presence{"FUNCIE_SQS_PRESENCE_MS", "1000"};
   // local-aws-sqs holds a batched receive for its whole wait; funcie finds out by itself
-  // (HeldBatchedReceivesAreDetected), these tests skip that first slow receive.
-  scoped_env batch{"FUNCIE_SQS_RECEIVE_BATCH",
-                   GetParam() == sqs_server::kind::local ? "1" : nullptr};
+  // (HeldBatchedReceivesAreDetected), these tests skip that first slow receive (receive_batch
+  // 1 there, below).
 
   tunnel::backend_options options() const {
     tunnel::backend_options o;
+    o.sqs_tuning.presence_every = 1000ms;
+    if (GetParam() == sqs_server::kind::local) o.sqs_tuning.receive_batch = 1;
     o.url = "sqs://";
     o.app = std::string(app);
     o.timing.heartbeat = 3000ms;
@@ -356,11 +356,12 @@ TEST_P(SqsTunnel, TwoInstancesUnderAForeignStormAndOthersClaimsRunEveryInvocatio
 TEST_P(SqsTunnel, NobodyConnectedForTwoScaledMinutesNoInvocationWaitsAndReadsSpaceOut) {
   iam_gate gate(server.endpoint(), {});
   scoped_env via_gate{"AWS_ENDPOINT_URL_SQS", gate.endpoint().c_str()};
-  scoped_env every{"FUNCIE_SQS_PRESENCE_MS", "1000"};
-  scoped_env idle{"FUNCIE_SQS_PRESENCE_IDLE_MS", "30000"};
+  auto scaled = options();
+  scaled.sqs_tuning.presence_every = 1000ms;
+  scaled.sqs_tuning.presence_idle_max = 30000ms;
   run_async(
       [&](asio::io_context& ctx) -> asio::awaitable<void> {
-        auto forwarder = tunnel::make_forwarder_backend(ctx.get_executor(), options());
+        auto forwarder = tunnel::make_forwarder_backend(ctx.get_executor(), scaled);
         std::vector<std::chrono::milliseconds> took;
         int first_requests = -1;
         const auto start = steady::now();
@@ -469,7 +470,6 @@ TEST(SqsHeldReceive, HeldBatchedReceivesAreDetectedAndInvocationsForwardedAfterw
   scoped_env region{"AWS_REGION", "us-east-1"};
   scoped_env endpoint{"AWS_ENDPOINT_URL_SQS", server.endpoint().c_str()};
   scoped_env metadata{"AWS_EC2_METADATA_DISABLED", "true"};
-  scoped_env batch{"FUNCIE_SQS_RECEIVE_BATCH", nullptr};
   tunnel::backend_options o;
   o.url = "sqs://";
   o.app = std::string(app);

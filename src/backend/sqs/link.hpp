@@ -3,6 +3,7 @@
 #pragma once
 
 #include "aws/sqs_client.hpp"
+#include "backend/sqs/held_receive.hpp"
 #include "backend/sqs/message.hpp"
 #include "backend/sqs/sqs_backend.hpp"
 #include "util/clock.hpp"
@@ -414,28 +415,17 @@ struct link {
   void check_receive(const std::vector<aws::sqs_json::received_message>& got,
                      std::int64_t started_ms, std::int64_t returned_ms, int wait_seconds,
                      int asked) {
-    if (batch_held || asked <= 1 || got.empty() || wait_seconds == 0) return;
-    // Most of the wait, and at most 1.5 s: far above what a busy server takes to answer.
-    const std::int64_t held_ms = std::min<std::int64_t>(wait_seconds * 700, 1500);
-    const std::int64_t offset = client->clock_offset().count();
-    for (const auto& m : got) {
-      // Only a first delivery: visible since it was sent (a released one became visible
-      // again at some time nobody knows).
-      if (m.sent_timestamp_ms == 0 || m.receive_count > 1) continue;
-      // Available since then (by our clock): a server that honours the batch answers as soon
-      // as one message is there, so it never holds one for most of a second.
-      const std::int64_t sent = std::max(m.sent_timestamp_ms - offset, started_ms);
-      if (returned_ms - sent > held_ms) {
-        batch_held = true;
-        spdlog::warn(
-            "the SQS server at {} held a receive of up to {} messages ({} s long poll) for {} ms "
-            "after a message came: receiving one message at a time "
-            "from now on (set FUNCIE_SQS_RECEIVE_BATCH=1 for this server to skip the first "
-            "slow receive)",
-            config.service.endpoint, asked, wait_seconds, returned_ms - sent);
-        return;
-      }
-    }
+    if (batch_held) return;
+    const auto held = held_batch_ms(got, started_ms, returned_ms, wait_seconds, asked,
+                                    client->clock_offset().count());
+    if (!held) return;
+    batch_held = true;
+    spdlog::warn(
+        "the SQS server at {} held a receive of up to {} messages ({} s long poll) for {} ms "
+        "after a message came: receiving one message at a time "
+        "from now on (set FUNCIE_SQS_RECEIVE_BATCH=1 for this server to skip the first "
+        "slow receive)",
+        config.service.endpoint, asked, wait_seconds, *held);
   }
   bool batch_held = false;
   std::map<std::string, std::vector<std::string>> deletes;     ///< queue -> receipts to delete

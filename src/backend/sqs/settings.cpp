@@ -1,4 +1,5 @@
-// The SQS backend's settings: from the options and the environment, checked before any I/O
+// The SQS backend's settings: from the options (the FUNCIE_SQS_* tunables typed, in
+// options.sqs_tuning) and the AWS environment, checked before any I/O
 // (docs/sqs.md, "Configuration").
 #include "backend/sqs/link.hpp"
 #include "backend/sqs/sqs_backend.hpp"
@@ -17,19 +18,6 @@ namespace {
 std::string variable(const aws::getenv_fn& getenv, const char* name) {
   const char* value = getenv(name);
   return value == nullptr ? std::string() : std::string(value);
-}
-
-std::int64_t integer_variable(const aws::getenv_fn& getenv, const char* name, std::int64_t fallback,
-                              std::int64_t min, std::int64_t max) {
-  const std::string text = variable(getenv, name);
-  if (text.empty()) return fallback;
-  std::int64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
-    throw tunnel::backend_config_error(
-        fmt::format("{} must be a whole number from {} to {}", name, min, max));
-  }
-  return value;
 }
 
 void check_queue_url(const std::string& url, const char* what) {
@@ -94,22 +82,19 @@ settings resolve_settings(const tunnel::backend_options& options, const aws::get
   out.keys = options.keys;
   out.heartbeat = options.timing.heartbeat;
   out.command_timeout = options.timing.command_timeout;
-  out.claim_window =
-      milliseconds(integer_variable(getenv, "FUNCIE_SQS_CLAIM_MS", 2000, 100, 60000));
-  out.absent_for =
-      milliseconds(integer_variable(getenv, "FUNCIE_SQS_ABSENT_MS", 30000, 0, 3600 * 1000));
-  out.presence_every =
-      milliseconds(integer_variable(getenv, "FUNCIE_SQS_PRESENCE_MS", 10000, 1000, 3600 * 1000));
-  out.presence_idle_max = milliseconds(
-      integer_variable(getenv, "FUNCIE_SQS_PRESENCE_IDLE_MS", 300000, 1000, 24 * 3600 * 1000));
-  out.presence_idle_max = std::max(out.presence_idle_max, out.presence_every);
-  out.receive_batch =
-      static_cast<int>(integer_variable(getenv, "FUNCIE_SQS_RECEIVE_BATCH", 10, 1, 10));
-  out.max_message_bytes = static_cast<std::size_t>(integer_variable(
-      getenv, "FUNCIE_SQS_MAX_MESSAGE_BYTES", 0, 0, static_cast<std::int64_t>(max_message_bytes)));
-  if (out.max_message_bytes != 0 && out.max_message_bytes < min_message_bytes) {
-    throw tunnel::backend_config_error(
-        fmt::format("FUNCIE_SQS_MAX_MESSAGE_BYTES must be at least {}", min_message_bytes));
+  // The FUNCIE_SQS_* tunables come typed, read at the edges (tunnel/sqs_options.hpp).
+  const auto& tuning = options.sqs_tuning;
+  out.claim_window = tuning.claim_window;
+  out.absent_for = tuning.absent_for;
+  out.presence_every = tuning.presence_every;
+  out.presence_idle_max = std::max(tuning.presence_idle_max, tuning.presence_every);
+  out.receive_batch = std::clamp(tuning.receive_batch, 1, 10);
+  out.max_message_bytes = tuning.max_message_bytes;
+  if (out.max_message_bytes != 0 &&
+      (out.max_message_bytes < min_message_bytes || out.max_message_bytes > max_message_bytes)) {
+    throw tunnel::backend_config_error(fmt::format(
+        "FUNCIE_SQS_MAX_MESSAGE_BYTES must be 0 or from {} to {}", min_message_bytes,
+        max_message_bytes));
   }
   return out;
 }
