@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <limits>
+#include <optional>
 
 namespace funcie::tunnel {
 
@@ -15,6 +16,45 @@ namespace {
 constexpr std::string_view accepted =
     "terms are /pointer=value, /pointer^=prefix, /pointer!=value, context:/pointer=value or "
     "sample=FRACTION, separated by spaces (see docs/routing.md)";
+
+/// A plain decimal ("0.25", "1", ".5", "1."), as sample= takes it; nullopt for anything else
+/// (a sign, an exponent, no digit, more than 18 digits). Written out rather than
+/// std::from_chars for a double, which links libm into the layer's binary.
+std::optional<double> parse_fraction(std::string_view text) {
+  std::uint64_t digits = 0;
+  int count = 0;
+  int after_point = 0;
+  bool point = false;
+  for (char c : text) {
+    if (c == '.' && !point) {
+      point = true;
+      continue;
+    }
+    if (c < '0' || c > '9' || count == 18) return std::nullopt;
+    digits = digits * 10 + static_cast<std::uint64_t>(c - '0');
+    ++count;
+    if (point) ++after_point;
+  }
+  if (count == 0) return std::nullopt;
+  double scale = 1;
+  for (int i = 0; i < after_point; ++i) scale *= 10;
+  return static_cast<double>(digits) / scale;
+}
+
+/// The fraction's text as to_string writes it: no leading zeros before the units, no
+/// trailing zeros after the point, no bare point (".50" -> "0.5", "1." -> "1").
+std::string canonical_fraction(std::string_view text) {
+  std::string out(text);
+  if (out.find('.') != std::string::npos) {
+    while (out.back() == '0') out.pop_back();
+    if (out.back() == '.') out.pop_back();
+  }
+  const std::size_t units = out.find_first_not_of('0');
+  if (units == std::string::npos) return "0";
+  out.erase(0, units);
+  if (out.empty() || out.front() == '.') out.insert(0, "0");
+  return out;
+}
 
 bool is_space(char c) {
   return c == ' ' || c == '\t';
@@ -104,14 +144,12 @@ class parser {
       std::size_t end = at;
       while (end < text_.size() && !is_space(text_[end])) ++end;
       const std::string_view number = text_.substr(at, end - at);
-      double f = 0;
-      const auto [ptr, ec] = std::from_chars(number.data(), number.data() + number.size(), f,
-                                             std::chars_format::fixed);
-      if (number.empty() || ec != std::errc{} || ptr != number.data() + number.size() ||
-          !(f > 0 && f <= 1)) {
+      const std::optional<double> f = parse_fraction(number);
+      if (!f || !(*f > 0 && *f <= 1)) {
         fail(at + 1, "sample= takes a fraction above 0 and at most 1, like sample=0.25");
       }
-      t.fraction = f;
+      t.fraction = *f;
+      t.value = canonical_fraction(number);  // written back as text: no double printing
       pos_ = end;
       return t;
     }
@@ -205,9 +243,11 @@ bool same_value(const json::value& v, std::string_view want) {
       return ec == std::errc{} && p == want.data() + want.size() && n == v.get_uint64();
     }
     case json::kind::double_: {
-      double d = 0;
-      const auto [p, ec] = std::from_chars(want.data(), want.data() + want.size(), d);
-      return ec == std::errc{} && p == want.data() + want.size() && d == v.get_double();
+      // Boost.JSON's own number reader: std::from_chars for a double would link libm into the
+      // layer's binary for one comparison (fesetround).
+      boost::system::error_code ec;
+      const json::value parsed = json::parse(want, ec);
+      return !ec && parsed.is_number() && parsed.to_number<double>() == v.get_double();
     }
     default:
       return false;
@@ -228,11 +268,8 @@ std::string to_string(const route& r) {
   for (const route_term& t : r.terms) {
     if (!out.empty()) out += ' ';
     if (t.kind == route_term::op::sample) {
-      char buffer[64];
-      const auto [end, ec] =
-          std::to_chars(buffer, buffer + sizeof buffer, t.fraction, std::chars_format::fixed);
       out += "sample=";
-      out.append(buffer, ec == std::errc{} ? end : buffer);
+      out += t.value;
       continue;
     }
     if (t.from == route_term::source::client_context) out += "context:";

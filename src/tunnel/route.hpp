@@ -43,7 +43,7 @@ struct route_term {
   source from = source::event;
   /// RFC 6901 JSON pointer as written ("/headers/x-dev", "~1" and "~0" escapes kept).
   std::string pointer;
-  /// The value compared with (unquoted).
+  /// The value compared with (unquoted); for sample, the fraction as written ("0.25").
   std::string value;
   /// sample only: the fraction of request ids taken, in (0, 1].
   double fraction = 0;
