@@ -48,10 +48,15 @@ constexpr std::string_view app = "shared-app";
 // Under a storm a few invocations miss their claim window and run in the cloud (answered
 // there, once); at least this many in 4 are forwarded (an ASan build runs everything a few
 // times slower). None fails: a consumer that answers is never reported lost.
+// Under ASan on two busy cores the consumer's `alive` can also come after the 3 s heartbeat
+// bound (5 in 200 seen in a CI-style run on fauxqs): the run-once rule still holds, so only the count of
+// callers that got ConsumerLost is bounded more loosely there.
 #if defined(__SANITIZE_ADDRESS__)
 constexpr int answered_floor_quarters = 2;
+constexpr bool sanitized = true;
 #else
 constexpr int answered_floor_quarters = 3;
+constexpr bool sanitized = false;
 #endif
 
 tunnel::request fresh_request(std::string payload) {
@@ -318,7 +323,8 @@ TEST_P(SqsTunnel, TwoInstancesUnderAForeignStormAndOthersClaimsRunEveryInvocatio
         // on a server that hands out the oldest first (local-aws-sqs) the 300 claims nobody
         // waits for can hold the response queue's head for their 3 s: an answer behind them
         // all may come after the heartbeat bound (0 to 7 in 200 seen). Never run twice.
-        EXPECT_LE(failed, GetParam() == sqs_server::kind::local ? total / 20 : 0) << summary;
+        EXPECT_LE(failed, GetParam() == sqs_server::kind::local || sanitized ? total / 20 : 0)
+            << summary;
         for (const auto& [id, n] : runs) EXPECT_TRUE(outcome_of.contains(id)) << id;
         // The storm slows the tunnel down (offers and commits queue behind 1,000 foreign
         // messages, answers behind 300 claims nobody waits for; the few invocations that miss
