@@ -49,8 +49,8 @@ constexpr std::string_view app = "shared-app";
 // there, once); at least this many in 4 are forwarded (an ASan build runs everything a few
 // times slower). None fails: a consumer that answers is never reported lost.
 // Under ASan on two busy cores the consumer's `alive` can also come after the 3 s heartbeat
-// bound (5 in 200 seen in a CI-style run on fauxqs): the run-once rule still holds, so only the count of
-// callers that got ConsumerLost is bounded more loosely there.
+// bound (5 in 200 seen in a CI-style run on fauxqs): the run-once rule still holds, so only the
+// count of callers that got ConsumerLost is bounded more loosely there.
 #if defined(__SANITIZE_ADDRESS__)
 constexpr int answered_floor_quarters = 2;
 constexpr bool sanitized = true;
