@@ -3,6 +3,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/parse_options.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 #include <optional>
@@ -260,7 +261,16 @@ route_error::route_error(std::size_t column, const std::string& message)
     : std::runtime_error("column " + std::to_string(column) + ": " + message), column_(column) {}
 
 route parse_route(std::string_view text) {
-  return parser(text).run();
+  route r = parser(text).run();
+  // The route travels as to_string's text (quotes added where needed) and is parsed again on
+  // the function's side: that text must fit the same bound, or the session would be ignored.
+  if (const std::size_t written = to_string(r).size(); written > max_route_bytes) {
+    throw route_error(std::max<std::size_t>(text.size(), 1),
+                      "written out with its quotes this route has " + std::to_string(written) +
+                          " bytes, over the " + std::to_string(max_route_bytes) +
+                          " allowed; use fewer or shorter terms");
+  }
+  return r;
 }
 
 std::string to_string(const route& r) {
