@@ -19,24 +19,31 @@ constexpr std::string_view accepted =
     "sample=FRACTION, separated by spaces (see docs/routing.md)";
 
 /// A plain decimal ("0.25", "1", ".5", "1."), as sample= takes it; nullopt for anything else
-/// (a sign, an exponent, no digit, more than 18 digits). Written out rather than
+/// (a sign, an exponent, no digit, more than 18 significant digits). Written out rather than
 /// std::from_chars for a double, which links libm into the layer's binary.
 std::optional<double> parse_fraction(std::string_view text) {
   std::uint64_t digits = 0;
   int count = 0;
   int after_point = 0;
   bool point = false;
+  bool seen_digit = false;
   for (char c : text) {
     if (c == '.' && !point) {
       point = true;
       continue;
     }
-    if (c < '0' || c > '9' || count == 18) return std::nullopt;
+    if (c < '0' || c > '9') return std::nullopt;
+    if (point) ++after_point;
+    if (digits == 0 && c == '0') {  // leading zeros: canonical_fraction may add or drop one
+      seen_digit = true;
+      continue;
+    }
+    if (count == 18) return std::nullopt;
     digits = digits * 10 + static_cast<std::uint64_t>(c - '0');
     ++count;
-    if (point) ++after_point;
+    seen_digit = true;
   }
-  if (count == 0) return std::nullopt;
+  if (!seen_digit) return std::nullopt;
   double scale = 1;
   for (int i = 0; i < after_point; ++i) scale *= 10;
   return static_cast<double>(digits) / scale;
@@ -149,8 +156,10 @@ class parser {
       if (!f || !(*f > 0 && *f <= 1)) {
         fail(at + 1, "sample= takes a fraction above 0 and at most 1, like sample=0.25");
       }
-      t.fraction = *f;
-      t.value = canonical_fraction(number);  // written back as text: no double printing
+      // Written back as text (no double printing), and the number read from that same text, so
+      // that parsing to_string's output gives the same double ("0.50" and "0.5" agree).
+      t.value = canonical_fraction(number);
+      t.fraction = parse_fraction(t.value).value_or(*f);
       pos_ = end;
       return t;
     }
