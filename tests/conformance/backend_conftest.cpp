@@ -9,6 +9,7 @@
 // (about 20 s; label "conformance", which the release step of scripts/test.sh runs).
 #include "../support/async.hpp"
 #include "../support/env.hpp"
+#include "../support/request.hpp"
 #include "redis/redis_server.hpp"
 #include "sqs/sqs_server.hpp"
 #include "tunnel/backend.hpp"
@@ -97,15 +98,7 @@ std::string kind_name(const ::testing::TestParamInfo<backend_kind>& info) {
 }
 
 tunnel::request make_request(std::string payload) {
-  tunnel::request req;
-  req.id = util::random_hex(32);
-  req.app = std::string(app);
-  req.sent_ms = util::unix_ms_now();
-  req.context.request_id = util::new_request_id();
-  req.context.deadline_ms = util::unix_ms_now() + 60'000;
-  req.function.name = std::string(app);
-  req.payload = std::move(payload);
-  return req;
+  return test::fresh_request(app, std::move(payload));
 }
 
 /// What a local handler did, as the test sees it.

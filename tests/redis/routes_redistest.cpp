@@ -2,6 +2,7 @@
 // session gets only the invocations its route holds for, a session without a route takes
 // the rest, nobody wanted means the cloud, and a route rewritten on the broker is refused.
 #include "../support/async.hpp"
+#include "../support/request.hpp"
 #include "backend/redis/keys.hpp"
 #include "redis/connection.hpp"
 #include "redis/redis_server.hpp"
@@ -39,16 +40,9 @@ double ms_since(steady::time_point start) {
 
 /// An API Gateway (HTTP API) event from developer `dev` ("" for no x-dev header).
 tunnel::request event_from(std::string_view dev) {
-  tunnel::request req;
-  req.id = util::random_hex(32);
-  req.app = std::string(app);
-  req.sent_ms = util::unix_ms_now();
-  req.context.request_id = util::new_request_id();
-  req.context.deadline_ms = util::unix_ms_now() + 60000;
-  req.function.name = std::string(app);
-  req.payload = dev.empty() ? std::string(R"({"headers":{"accept":"*/*"}})")
-                            : R"({"headers":{"x-dev":")" + std::string(dev) + R"("}})";
-  return req;
+  return test::fresh_request(app, dev.empty()
+                                      ? std::string(R"({"headers":{"accept":"*/*"}})")
+                                      : R"({"headers":{"x-dev":")" + std::string(dev) + R"("}})");
 }
 
 const std::vector<std::string>& developers() {

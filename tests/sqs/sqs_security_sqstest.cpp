@@ -2,6 +2,7 @@
 // sealed bodies, and forged, tampered and replayed messages are refused.
 #include "../support/async.hpp"
 #include "../support/env.hpp"
+#include "../support/request.hpp"
 #include "aws/credentials.hpp"
 #include "aws/sqs_client.hpp"
 #include "backend/sqs/message.hpp"
@@ -51,15 +52,7 @@ const tunnel::keyring& attacker_keys() {
 }
 
 tunnel::request fresh_request(std::string payload) {
-  tunnel::request req;
-  req.id = util::random_hex(32);
-  req.app = std::string(app);
-  req.sent_ms = util::unix_ms_now();
-  req.context.request_id = util::new_request_id();
-  req.context.deadline_ms = util::unix_ms_now() + 60'000;
-  req.function.name = std::string(app);
-  req.payload = std::move(payload);
-  return req;
+  return test::fresh_request(app, std::move(payload));
 }
 
 /// The offer a forwarder sends for `req` (one piece), as funcie-sqs text before sealing.

@@ -4,6 +4,7 @@
 // from the request queue's tags, so that a function nobody debugs makes one SQS request.
 #include "../support/async.hpp"
 #include "../support/env.hpp"
+#include "../support/request.hpp"
 #include "aws/credentials.hpp"
 #include "aws/sqs_client.hpp"
 #include "backend/sqs/message.hpp"
@@ -60,15 +61,7 @@ constexpr bool sanitized = false;
 #endif
 
 tunnel::request fresh_request(std::string payload) {
-  tunnel::request req;
-  req.id = util::random_hex(32);
-  req.app = std::string(app);
-  req.sent_ms = util::unix_ms_now();
-  req.context.request_id = util::new_request_id();
-  req.context.deadline_ms = util::unix_ms_now() + 60'000;
-  req.function.name = std::string(app);
-  req.payload = std::move(payload);
-  return req;
+  return test::fresh_request(app, std::move(payload));
 }
 
 class SqsTunnel : public ::testing::TestWithParam<sqs_server::kind> {
