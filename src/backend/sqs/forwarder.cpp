@@ -41,6 +41,7 @@ asio::awaitable<void> read_presence_tags(std::shared_ptr<forwarder_state> s) {
     const bool was = s->present();
     const bool saw_nobody_before = s->presence_known && !s->saw_session;
     s->seen = read_presence(tags, s->config().app, util::unix_ms_now(), s->config().keys);
+    s->set_view(s->seen);
     s->presence_known = true;
     s->presence_read_at = now;
     s->presence_backoff = 0ms;
@@ -170,6 +171,30 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
                        : "no consumer claimed the last offer");
   }
   if (give_up_at - started < 1ms) co_return tunnel::not_taken("no time left before the deadline");
+  // The one session this invocation is offered to (docs/sqs.md, "Routes"); empty without
+  // the tags: anyone may claim it.
+  std::string to;
+  if (s->tags_usable) {
+    auto chosen = s->choose(request);
+    if (!chosen) co_return tunnel::not_taken("no connected session's route holds for it");
+    to = std::move(*chosen);
+  }
+  struct counted {
+    forwarder_state& s;
+    std::string id;
+    explicit counted(forwarder_state& state, std::string session)
+        : s(state), id(std::move(session)) {
+      if (!id.empty()) ++s.in_flight[id];
+    }
+    ~counted() {
+      if (id.empty()) return;
+      if (const auto it = s.in_flight.find(id); it != s.in_flight.end() && --it->second == 0) {
+        s.in_flight.erase(it);
+      }
+    }
+    counted(const counted&) = delete;
+    counted& operator=(const counted&) = delete;
+  } counting(*s, to);
 
   // 1. Offer: the first piece, with the claim window.
   const std::int64_t expires_ms =
@@ -187,6 +212,7 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
     proto.kind = message_kind::offer;
     proto.app = config.app;
     proto.id = request.id;
+    proto.session = to;
     proto.expires_ms = expires_ms;
     claim_by_ms = util::unix_ms_now() + config.claim_window.count();
     proto.claim_by_ms = claim_by_ms;
@@ -220,7 +246,7 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
   while (true) {
     const auto now = steady::now();
     if (!owner && now >= claim_until) {
-      s->mark_absent();
+      s->mark_absent(to);
       co_return tunnel::not_taken(
           fmt::format("no consumer claimed it within {} ms", config.claim_window.count()));
     }
@@ -251,6 +277,13 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
                    request.id);
       continue;
     }
+    if (!owner && !to.empty() && m.session != to) {
+      // Only the session it was offered to may claim it: another one's claim (an older
+      // funcie, or forged without a secret) is never committed.
+      spdlog::warn("dropped a {} for request {} from session {}, which it was not offered to",
+                   to_string(m.kind), request.id, m.session.substr(0, 8));
+      continue;
+    }
     if (!owner) {
       if (m.kind != message_kind::claim) {
         // Nothing runs before our commit, so nothing but a claim (or the alive of a session
@@ -264,7 +297,7 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
       // 3. Commit: this session, and only it, runs the request (with the rest of a big
       // one). From here on the request never runs in the cloud.
       owner = m.session;
-      s->mark_present();
+      s->mark_present(*owner);
       message commit;
       commit.kind = message_kind::commit;
       commit.app = config.app;
