@@ -151,11 +151,13 @@ class broker {
   /// meaning more than that (a Redis Cluster's nodes declare each other failed).
   virtual bool can_freeze() const { return true; }
   virtual void freeze() = 0;
+  /// The backend gives each invocation to the session whose route holds for it (rule 11).
+  virtual bool reads_routes() const { return true; }
   virtual void thaw() = 0;
 
-  /// From now on, records what the clients of `scope` send the broker (made before the
-  /// sessions and forwarders whose traffic is to be seen; kept while they run).
-  virtual std::unique_ptr<recording> record(test_scope& scope) = 0;
+  /// From now on, records what clients send the broker (made after the test's scope and
+  /// before the sessions and forwarders whose traffic is to be seen; kept while they run).
+  virtual std::unique_ptr<recording> record() = 0;
 
   /// A forger's request, put where session `session` of `scope` takes its requests.
   virtual boost::asio::awaitable<void> forge_request(const test_scope& scope,
@@ -220,7 +222,7 @@ class redis_broker_base : public broker {
     return scope;
   }
 
-  std::unique_ptr<recording> record(test_scope& /*scope*/) override {
+  std::unique_ptr<recording> record() override {
     return std::make_unique<redis_recording>(nodes());
   }
 
@@ -298,15 +300,13 @@ class redis_cluster_broker final : public redis_broker_base {
 /// tests/sqs/iam_gate.mjs --record in front of the server; the test's clients go through it.
 class sqs_recording final : public recording {
  public:
-  sqs_recording(test_scope& scope, const std::string& upstream)
-      : gate_(upstream, std::vector<std::string>{}, /*record=*/true) {
-    scope.env.push_back(
-        std::make_unique<scoped_env>("AWS_ENDPOINT_URL_SQS", gate_.endpoint().c_str()));
-  }
+  explicit sqs_recording(const std::string& upstream)
+      : gate_(upstream, std::vector<std::string>{}, /*record=*/true) {}
   std::string text() const override { return gate_.recorded(); }
 
  private:
   iam_gate gate_;
+  scoped_env via_gate_{"AWS_ENDPOINT_URL_SQS", gate_.endpoint().c_str()};
 };
 
 /// An SQS server from npm (local-aws-sqs or fauxqs) with a request and a response queue for
@@ -347,11 +347,13 @@ class sqs_broker final : public broker {
     return scope;
   }
 
+  // Not yet on SQS (docs/tunnel.md, rule 11): true once sessions' routes are read there.
+  bool reads_routes() const override { return false; }
   void freeze() override { ::kill(server_.pid(), SIGSTOP); }
   void thaw() override { ::kill(server_.pid(), SIGCONT); }
 
-  std::unique_ptr<recording> record(test_scope& scope) override {
-    return std::make_unique<sqs_recording>(scope, server_.endpoint());
+  std::unique_ptr<recording> record() override {
+    return std::make_unique<sqs_recording>(server_.endpoint());
   }
 
   boost::asio::awaitable<void> forge_request(const test_scope& scope,
