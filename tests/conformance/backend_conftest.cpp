@@ -1,16 +1,21 @@
 // The backend contract (docs/tunnel.md, "The contract"), one set of tests run against every
 // backend on a real broker: one redis-server, a Redis Cluster of three masters, and the two SQS
-// servers from npm (fauxqs, local-aws-sqs), each started by the test on free loopback ports and
-// stopped by pid (brokers.hpp). Each test is what a user of the forwarder and of
-// `funcie connect` would notice if a backend broke the rule it names.
+// servers from npm (fauxqs, local-aws-sqs), each started on free loopback ports and stopped by
+// pid (brokers.hpp). Each test is what a user of the forwarder and of `funcie connect` would
+// notice if a backend broke the rule it names; docs/tunnel.md names the tests of each rule.
 //
-// Rules: 1 (nobody connected, presence), 2 (forwarded byte for byte up to 6 MB, errors keep
+// Rules: 1 (nobody connected, presence), 2 (forwarded byte for byte up to 6 MiB, errors keep
 // their type), 3 and 4 (leave, crash, reconnect), 5 (at most once: two sessions, a retry, a
 // replay), 6 (broker trouble), 7 (deadline), 8 (a request held past the heartbeat bound), 9
-// (sealing, forged and tampered messages), and `funcie status`. Only the tunnel interface
-// (tunnel/backend.hpp) and the consumer (consumer/consumer.hpp) are used, except where a forger
-// writes to the broker (brokers.hpp), so a new backend joins by adding a broker there. Label
-// "conformance", which the release step of scripts/test.sh runs.
+// (sealing, forged and tampered messages), 11 (routes), and `funcie status`. Only the tunnel
+// interface (tunnel/backend.hpp) and the consumer (consumer/consumer.hpp) are used, except
+// where a forger writes to the broker or the broker's traffic is recorded (brokers.hpp), so a
+// new backend joins by adding a broker there.
+//
+// Each process starts a broker of a kind once, at its first test, and gives each test an app
+// (on SQS also queues) of its own; ctest runs one process per broker (tests/CMakeLists.txt,
+// label "conformance", which the release step of scripts/test.sh runs). Waits are for events
+// (an answer, a session's end), bounded with room for two busy cores.
 #include "../support/async.hpp"
 #include "../support/request.hpp"
 #include "conformance/brokers.hpp"
