@@ -21,6 +21,8 @@ namespace {
 
 /// The most bytes of a stream's pieces a forwarder keeps before their turn.
 constexpr std::size_t max_held_stream_bytes = 16 * 1024 * 1024;
+/// ... and the most pieces (a piece is at least a message, so memory stays bounded).
+constexpr std::size_t max_held_stream_pieces = 4096;
 /// The largest envelope of one message kind's parts.
 constexpr std::size_t max_envelope_bytes = tunnel::max_header_bytes + tunnel::max_body_bytes + 1024;
 
@@ -87,10 +89,11 @@ std::optional<tunnel::forward_outcome> take_piece(answer_wait& w, const message&
     return tunnel::bad_response(e.what());
   }
   w.held_bytes += m.data.size();
-  if (w.held_bytes > max_held_stream_bytes) {
+  if (w.held_bytes > max_held_stream_bytes ||
+      w.partial.size() + w.early.size() > max_held_stream_pieces) {
     return tunnel::bad_response(fmt::format(
-        "more than {} MiB of the stream came before piece {}, which did not",
-        max_held_stream_bytes >> 20, w.next_piece));
+        "more than {} MiB or {} pieces of the stream came before piece {}, which did not",
+        max_held_stream_bytes >> 20, max_held_stream_pieces, w.next_piece));
   }
   if (!whole) return std::nullopt;
   w.partial.erase(m.piece);
