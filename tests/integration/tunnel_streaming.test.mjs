@@ -25,6 +25,8 @@ const require = createRequire(path.join(peersDir, 'package.json'));
 const { LambdaClient, InvokeWithResponseStreamCommand } = require('@aws-sdk/client-lambda');
 
 const fixtures = path.join(repoRoot, 'tests/integration/fixtures/node');
+// Posts `data: 1`, then `\ndata: 2` 400 ms later, then the trailers Stream.GaveUp, by hand.
+const bashRuntime = path.join(repoRoot, 'tests/integration/fixtures/wrap/streaming_bootstrap.sh');
 const secret = 'c3RyZWFtZWQgcGllY2VzIGFyZSBzZWFsZWQgdG9vLCAzMiBieXRlcw==';
 let secretDir;
 before(() => {
@@ -118,6 +120,20 @@ for (const broker of brokers) {
             `the first chunk reached the caller (${chunks[0].at}) before the last was written (${m})`);
           t.diagnostic(`through funcie proxy: first PayloadChunk ${chunks[0].at - sent} ms after the call`);
         });
+    });
+
+    test('a bash + curl runtime streaming by hand behind funcie connect: pieces, content type and trailers reach the caller', async (t) => {
+      await withConnected({ backend: b.tunnel, command: [bashRuntime] }, async ({ em, local, functionName }) => {
+        const { res, sent, chunks, complete, payload } = await invokeStream(em, functionName);
+        assert.equal(res.ResponseStreamContentType, 'text/event-stream');
+        assert.equal(payload.toString(), 'data: 1\ndata: 2');
+        assert.equal(complete.ErrorCode, 'Stream.GaveUp', complete.ErrorDetails);
+        assert.match(complete.ErrorDetails, /gave up after two events/);
+        assert.ok(payload.toString().startsWith(Buffer.from(chunks[0].PayloadChunk.Payload).toString()));
+        // connect's local Runtime API answered the hand-made post as Lambda's does.
+        await local.waitFor(/posted: HTTP\/1\.1 202/);
+        t.diagnostic(`bash + curl on ${broker.name}: ${chunks.length} PayloadChunk events, the first ${chunks[0].at - sent} ms after the call`);
+      });
     });
 
     test('--hold holds a stream that fails before its first byte; the fixed handler\'s stream reaches the caller', async () => {
