@@ -130,8 +130,10 @@ for (const broker of brokers) {
         assert.equal(complete.ErrorCode, 'Stream.GaveUp', complete.ErrorDetails);
         assert.match(complete.ErrorDetails, /gave up after two events/);
         assert.ok(payload.toString().startsWith(Buffer.from(chunks[0].PayloadChunk.Payload).toString()));
-        // connect's local Runtime API answered the hand-made post as Lambda's does.
+        // connect's local Runtime API answered the hand-made post as Lambda's does, and the
+        // invocation's line says it failed (not "ok").
         await local.waitFor(/posted: HTTP\/1\.1 202/);
+        await local.waitFor(/ direct +[\d.]+m?s error Stream\.GaveUp: gave up after two events/);
         t.diagnostic(`bash + curl on ${broker.name}: ${chunks.length} PayloadChunk events, the first ${chunks[0].at - sent} ms after the call`);
       });
     });
