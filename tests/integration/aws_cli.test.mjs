@@ -1,6 +1,6 @@
 // Conformance: the AWS CLI (`aws lambda ...`, as a developer types it) against `funcie emulate`:
 // invoke with --log-type Tail, get-function, get-function-configuration, list-functions, and
-// AWS's error names. The CLI is not one of funcie's dependencies: where `aws` is not installed
+// AWS's error names. scripts/deps.sh installs Debian's awscli (v2); where `aws` is not installed
 // these tests are skipped and say so (the same calls are checked through the JS SDK in
 // emulate_streaming.test.mjs, which also covers InvokeWithResponseStream: CLI v1 has no
 // invoke-with-response-stream).
