@@ -146,6 +146,32 @@ asio::awaitable<void> heartbeat_loop(std::shared_ptr<session_state> s) {
   }
 }
 
+/// Tells forwarders (their presence subscription) that this session joined or left, so that
+/// one that trusts an empty view reads it again (docs/routing.md, "Presence by subscription").
+/// A refusal (an ACL user without +publish) is logged once: forwarders then see the session
+/// only when they read their view again (at most the heartbeat bound).
+asio::awaitable<void> announce(std::shared_ptr<session_state> s, std::string_view what) {
+  const auto conn = s->command;
+  if (!conn || !conn->is_open()) co_return;
+  const std::string channel = s->keys.presence();
+  const std::string payload = std::string(what) + " " + s->session_id;
+  std::vector<std::string_view> publish{conn->sharded_pubsub() ? "SPUBLISH" : "PUBLISH", channel,
+                                        payload};
+  auto sent = co_await tunnel::try_await([&]() -> asio::awaitable<void> {
+    co_await conn->execute_checked(publish, s->options.timing.command_timeout);
+    // One more round trip: Redis wrote the announcement to its subscribers before it read
+    // this PING, so once it is answered every forwarder on this host has the announcement in
+    // its socket (an invocation made after open() returned sees this session).
+    std::vector<std::string_view> ping{"PING"};
+    co_await conn->execute_checked(ping, s->options.timing.command_timeout);
+  }());
+  if (!sent) {
+    spdlog::warn("could not announce session {} on {} ({}); forwarders will see it within the "
+                 "heartbeat bound instead of at once",
+                 s->session_id, s->broker, sent.error);
+  }
+}
+
 /// PINGs the subscriber connection; throws when it does not answer.
 asio::awaitable<void> ping(std::shared_ptr<redis::connection> conn, milliseconds timeout) {
   std::vector<std::string_view> ping{"PING"};
@@ -289,6 +315,7 @@ asio::awaitable<void> redis_consumer_session::open() {
     s->inbox = co_await open_connection(s->executor, s->connect);
     co_await s->subscriber->subscribe(s->channel);
     co_await beat(s, true);
+    co_await announce(s, "join");
   }());
   if (!joined || s->stopped) {
     if (s->subscriber) s->subscriber->close();
@@ -399,6 +426,8 @@ asio::awaitable<void> redis_consumer_session::close() {
     if (!left) {
       spdlog::debug("consumer session {} left without removing its presence: {}", s->session_id,
                     left.error);
+    } else {
+      co_await announce(s, "leave");
     }
   }
   s->shutdown();
