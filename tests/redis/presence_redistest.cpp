@@ -311,5 +311,41 @@ TEST_F(RedisPresence, AStoppedSessionsRequestGoesToAnotherAfterTheBoundAndNeverT
   });
 }
 
+TEST_F(RedisPresence, ABurstIsTakenInBatchesAndAUserWithoutBlmpopTakesOneAtATime) {
+  // An ACL user as on a server before 7.0 or a minimal ACL from before: no BLMPOP.
+  server.cli({"ACL", "SETUSER", "older", "on", ">olderpass", "~*", "&*", "+@all", "-blmpop"});
+  run([&]() -> asio::awaitable<void> {
+    for (int pass = 0; pass < 2; ++pass) {
+      const bool batched = pass == 0;
+      auto o = options(3000ms);
+      if (!batched) o.url = "redis://older:olderpass@127.0.0.1:" + std::to_string(server.port());
+      auto ran = std::make_shared<int>(0);
+      auto session = co_await open_serving(o, ran);
+      auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options(3000ms));
+      // 40 at once: every one answered by the session, once.
+      int answered = 0;
+      int finished = 0;
+      for (int i = 0; i < 40; ++i) {
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+              const auto req = event_from("x");
+              auto out = co_await forwarder->forward(req, steady::now() + 10s);
+              if (out.outcome == kind::answered && out.answer.body == req.payload) ++answered;
+              ++finished;
+            },
+            asio::detached);
+      }
+      while (finished < 40) co_await sleep_for(5ms);
+      EXPECT_EQ(answered, 40) << (batched ? "BLMPOP" : "BLPOP");
+      EXPECT_EQ(*ran, 40);
+      co_await session->close();
+    }
+  });
+  const std::string stats = server.cli({"INFO", "commandstats"});
+  EXPECT_NE(stats.find("cmdstat_blmpop"), std::string::npos);
+  EXPECT_NE(stats.find("cmdstat_blpop"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace funcie

@@ -581,7 +581,7 @@ std::vector<std::string> acl_of(const std::string& user, const std::string& pass
       "+blpop +lpop +cluster|shards +cluster|slots +client|setname +ping";
   const char* developer_rights =
       "+eval +evalsha +time +zadd +zrem +zremrangebyscore +zcard +zrangebyscore +set +get +getdel "
-      "+del +exists +pttl +pexpire +rpush +blpop +subscribe +ssubscribe +publish +spublish "
+      "+del +exists +pttl +pexpire +rpush +blpop +blmpop +subscribe +ssubscribe +publish +spublish "
       "+cluster|shards "
       "+cluster|slots +client|setname +ping";
   std::string rights = developer ? developer_rights : function_rights;
