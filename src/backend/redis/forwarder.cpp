@@ -110,13 +110,13 @@ namespace {
 using forwarder_state = redis_forwarder_backend::state;
 
 /// A response popped for `req`, or nullopt (with one log line) when it is not one.
-std::optional<tunnel::response> check_response(std::string_view bytes, const tunnel::request& req,
+std::optional<tunnel::response> check_response(std::string&& bytes, const tunnel::request& req,
                                                const tunnel::backend_options& options,
                                                const std::optional<std::string>& owner) {
   const std::string& app = options.app;
   tunnel::response answer;
   try {
-    answer = tunnel::decode_response(options.keys.open(bytes));
+    answer = tunnel::decode_response_owned(options.keys.open_owned(std::move(bytes)));
   } catch (const std::exception& e) {
     spdlog::warn("dropped a response for request {}: {}", req.id, e.what());
     return std::nullopt;
@@ -216,7 +216,8 @@ asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_
                                     "it refused the wait for the answer: " + popped->str);
     }
     if (popped->type == redis::reply::kind::array && popped->elements.size() == 2) {
-      if (auto answer = check_response(popped->elements[1].str, req, s->options, owner)) {
+      if (auto answer =
+              check_response(std::move(popped->elements[1].str), req, s->options, owner)) {
         co_return in_order(w, std::move(*answer));
       }
     }
@@ -252,7 +253,7 @@ asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_
         auto late =
             co_await tunnel::try_await<redis::error>(cmd.conn->execute(lpop, check_timeout));
         if (!late || late->type != redis::reply::kind::string) break;
-        if (auto answer = check_response(late->str, req, s->options, owner)) {
+        if (auto answer = check_response(std::move(late->str), req, s->options, owner)) {
           co_return in_order(w, std::move(*answer));
         }
       }
@@ -545,7 +546,7 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
 
   // 1. Assign.
   const tunnel::labelled_request request(req, s->options.app);
-  const std::string envelope = s->options.keys.seal(tunnel::encode(request.get()));
+  const std::string envelope = s->options.keys.seal_owned(tunnel::encode(request.get()));
   // "<id>\n<envelope>"; "<id>\n" refers to req:<id> for a big one (docs/routing.md).
   std::string item = req.id + "\n";
   if (envelope.size() <= presence_first_bytes) item += envelope;

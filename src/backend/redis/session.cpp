@@ -233,7 +233,8 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
       s->reply_keys.erase(it);
     }
   }
-  const std::string envelope = s->options.keys.seal(tunnel::encode(labelled.get()), reply_key);
+  const std::string envelope =
+      s->options.keys.seal_owned(tunnel::encode(labelled.get()), reply_key);
   const std::string key = s->keys.resp(answer.id);
   const milliseconds timeout =
       timeout_for(s->options.timing.command_timeout, envelope.size(), 1024);
@@ -410,7 +411,7 @@ asio::awaitable<tunnel::request> redis_consumer_session::next() {
     std::string key_id;
     std::string bad;
     try {
-      req = tunnel::decode_request(s->options.keys.open(item, &key_id));
+      req = tunnel::decode_request_owned(s->options.keys.open_owned(std::move(item), &key_id));
     } catch (const std::exception& e) {
       bad = e.what();
     }
