@@ -411,6 +411,8 @@ asio::awaitable<void> watch_presence(std::shared_ptr<forwarder_state> s) {
     s->watch_timer->expires_after(pause);
     co_await s->watch_timer->async_wait(asio::redirect_error(asio::use_awaitable, ignored));
   }
+  if (s->watcher) s->watcher->close();  // opened while the backend was being destroyed
+  s->watcher_live = false;
   s->watching = false;
 }
 
