@@ -24,12 +24,14 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <filesystem>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -156,6 +158,9 @@ double redis_benchmark_ping(int port) {
   pclose(p);
   return best;
 }
+
+/// --no-history: funcie connect records nothing (the tunnel alone).
+bool no_history = false;
 
 struct figures {
   stats ping, no_consumer, forwarded, six_mb_raw, six_mb_forwarded;
@@ -323,9 +328,22 @@ asio::awaitable<void> run(figures& f) {
   f.no_consumer = co_await time_forward(fwd, 3000, 1024, false);
 
   auto env = inherited_env();
-  const std::vector<std::string> connect_argv{
-      FUNCIE_BENCH_CLI, "--log-level", "warn",          "connect", "--backend", url,
-      "--app",          "bench",       "--concurrency", "64",      "--",        FUNCIE_BENCH_ECHO};
+  // funcie connect records each invocation in its history (on by default, as a developer has
+  // it): into a file of this run, never the user's own; --no-history measures the tunnel alone.
+  const std::string history_file =
+      fmt::format("{}/funcie-bench-history-{}.sqlite3",
+                  std::filesystem::temp_directory_path().string(), ::getpid());
+  std::vector<std::string> connect_argv{FUNCIE_BENCH_CLI, "--log-level", "warn",  "connect",
+                                        "--backend",      url,           "--app", "bench",
+                                        "--concurrency",  "64"};
+  if (no_history) {
+    connect_argv.emplace_back("--no-history");
+  } else {
+    connect_argv.emplace_back("--history");
+    connect_argv.push_back(history_file);
+  }
+  connect_argv.emplace_back("--");
+  connect_argv.emplace_back(FUNCIE_BENCH_ECHO);
   auto consumer_process = spawn_quiet(ex, connect_argv, env);
   auto& consumer = *consumer_process;
   co_await wait_for_consumer(*r, "bench");
@@ -339,14 +357,27 @@ asio::awaitable<void> run(figures& f) {
 
   consumer.signal(SIGINT);
   co_await consumer.wait();
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    std::error_code ignored;
+    std::filesystem::remove(history_file + suffix, ignored);
+  }
   redis_server.signal(SIGTERM);
   co_await redis_server.wait();
 }
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--no-history") {
+      no_history = true;
+    } else {
+      fmt::print(stderr, "usage: funcie_bench_tunnel [--no-history]\n");
+      return 2;
+    }
+  }
   spdlog::set_level(spdlog::level::warn);
   figures f;
   asio::io_context io;
@@ -362,7 +393,10 @@ int main() {
     }
   }
   auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
-  fmt::print("funcie_bench_tunnel (loopback, medians; target from the brief in brackets)\n");
+  fmt::print(
+      "funcie_bench_tunnel (loopback, medians; target from the brief in brackets; funcie "
+      "connect {})\n",
+      no_history ? "with --no-history" : "recording its history, the default");
   fmt::print("  Redis PING round trip            median {:8.1f} us   p99 {:8.1f} us\n",
              f.ping.median_us, f.ping.p99_us);
   fmt::print(

@@ -19,6 +19,8 @@ packages=(
   # test peers: Redis, curl for the bash runtime, openssl for test certificates, and what
   # aws-lambda-ric builds itself with
   redis-server curl openssl ca-certificates autoconf automake libtool python3 procps
+  # the AWS CLI, as a developer calls funcie emulate with it (tests/integration/aws_cli)
+  awscli
   # the debugging test (gdb under funcie connect); script(1) of bsdutils runs the pty test
   gdb bsdutils
   # funcie package (libzip, patchelf, strip from binutils) and its proof: zips unpacked with

@@ -151,23 +151,30 @@ struct served_function::state {
   }
 
   /// Returns once the output of the environment that ran `request_id` has been read: no
-  /// new line for 15 ms while its pipes may be read. What a runtime printed before it
-  /// answered is in its pipe when the answer arrives (or, for Node, still in the runtime's
-  /// own buffer, written as the pipe takes it), but the event loop may see the answer first;
-  /// 3 ms was too short for a busy machine. While the terminal is behind, the pipes are not read
-  /// (backpressure): that is no quiet, so the wait goes on until the console has room again.
+  /// new line for 50 ms while its pipes may be read. What a runtime printed before it
+  /// answered is in its pipe when the answer arrives (or, for Node, whose stdout on a pipe is
+  /// asynchronous, still in the runtime's own buffer, written as the pipe takes it), but the
+  /// event loop may see the answer first. 3 ms and then 15 ms were too short on two busy cores
+  /// (the Node runtime paused 15 ms mid-output under ASan in CI). While the terminal is behind,
+  /// the pipes are not read (backpressure): that is no quiet and does not count, so the wait
+  /// goes on until the console has room again. A runtime that prints without end while the
+  /// terminal keeps up gets its line after 5 s of it. Only the console line and the history
+  /// wait for this; the answer went back already.
   asio::awaitable<void> output_settled(const std::string& request_id) {
     const auto found = seen->index_of.find(request_id);
     if (found == seen->index_of.end()) co_return;
     const unsigned index = found->second;
     asio::steady_timer timer(executor);
-    for (int round = 0; round < 100; ++round) {
+    constexpr auto quiet = milliseconds(50);
+    for (int busy = 0; busy < 100;) {
       co_await out().room();
       const auto before = seen->by_index[index].lines;
-      timer.expires_after(milliseconds(15));
+      timer.expires_after(quiet);
       boost::system::error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (seen->by_index[index].lines == before && !out().behind()) break;
+      if (out().behind()) continue;
+      if (seen->by_index[index].lines == before) break;
+      ++busy;
     }
   }
 

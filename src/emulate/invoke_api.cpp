@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
 #include <chrono>
@@ -56,6 +57,19 @@ void log_outcome(const std::string& request_id, double ms, const outcome& result
   } else {
     spdlog::info("REPORT RequestId: {}  Duration: {:.2f} ms", request_id, ms);
   }
+}
+
+// log_outcome once the handler in progress has given its answer to the server: the caller's
+// answer is written first, the REPORT line (a write to a terminal or a file) right after it.
+void log_outcome_after(const asio::any_io_executor& executor, std::string request_id, double ms,
+                       const outcome& result) {
+  asio::post(executor, [request_id = std::move(request_id), ms, failed = result.function_error,
+                        type = result.error_type] {
+    outcome seen;
+    seen.function_error = failed;
+    seen.error_type = type;
+    log_outcome(request_id, ms, seen);
+  });
 }
 
 // The base64 of the last 4 KB of the invocation's log, as Lambda frames it.
@@ -267,7 +281,7 @@ asio::awaitable<http::response> invoke_api::handle(http::request& req) {
   // answers as a whole, within the 6 MB limit (docs/emulate.md).
   auto result = co_await run(emulator_, std::move(p.inv));
   const double ms = elapsed_ms(start);
-  log_outcome(request_id, ms, result);
+  log_outcome_after(executor_, request_id, ms, result);
   // Invoke answers JSON whatever content type the runtime posted, as Lambda does.
   auto res = http::make_response(200, std::move(result.body), "application/json");
   res.set("x-amzn-RequestId", request_id);

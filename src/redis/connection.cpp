@@ -987,6 +987,14 @@ asio::awaitable<message> connection::receive() {
   }
 }
 
+bool connection::has_unread_input() const noexcept {
+  if (!impl_ || !impl_->open) return false;
+  if (!impl_->messages.empty()) return true;
+  error_code ec;
+  const std::size_t waiting = impl_->socket.available(ec);
+  return !ec && waiting > 0;
+}
+
 void connection::close() noexcept {
   if (route_) route_->closed = true;
   if (impl_) impl_->fail(errc::io, "the connection was closed");

@@ -96,6 +96,10 @@ class connection {
 
   /// Waits for the next published message. Throws errc::io when the connection breaks.
   boost::asio::awaitable<message> receive();
+  /// Whether input is waiting that nobody has seen yet: published messages receive() has not
+  /// handed out, or bytes unread in the socket (for a subscriber that must not act on what it
+  /// knew before a message that has already arrived).
+  bool has_unread_input() const noexcept;
 
   /// Closes the socket; outstanding and later calls throw errc::io. Idempotent.
   void close() noexcept;

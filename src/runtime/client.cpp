@@ -1,4 +1,5 @@
 #include "runtime/client.hpp"
+#include "runtime_api/pipelining.hpp"
 
 #include "runtime_api/server.hpp"
 #include "util/base64.hpp"
@@ -18,6 +19,8 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
+#include <sys/socket.h>
+
 #include <charconv>
 #include <utility>
 
@@ -159,6 +162,8 @@ client::client(asio::any_io_executor executor, std::string host_port, options op
   request_.keep_alive(true);
   request_.set(http::field::host, to_beast(host_port_));
   request_.set(http::field::user_agent, "funcie-runtime");
+  next_request_ = fmt::format("GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: funcie-runtime\r\n\r\n",
+                              next_target_, host_port_);
 }
 
 client::~client() {
@@ -191,15 +196,16 @@ void client::on_watchdog() {
   stream_.socket().cancel(ignored);
 }
 
-asio::awaitable<void> client::write_request(error_code& ec) {
+asio::awaitable<void> client::write_request(error_code& ec, bool more) {
   http::request_serializer<http::string_body> serializer(request_);
   auto& socket = stream_.socket();
   // Writes that would wait fail at once instead; what is left then goes asynchronously.
   if (!socket.non_blocking()) socket.non_blocking(true, ec);
   bool blocked = false;
+  const asio::socket_base::message_flags flags = more ? MSG_MORE : 0;
   while (!ec && !blocked && !serializer.is_done()) {
     serializer.next(ec, [&](error_code& write_ec, const auto& buffers) {
-      const std::size_t n = socket.write_some(buffers, write_ec);
+      const std::size_t n = socket.send(buffers, flags, write_ec);
       if (write_ec == asio::error::would_block || write_ec == asio::error::try_again) {
         write_ec = {};
         blocked = true;
@@ -211,7 +217,18 @@ asio::awaitable<void> client::write_request(error_code& ec) {
   co_await http::async_write(stream_, serializer, asio::redirect_error(asio::use_awaitable, ec));
 }
 
+asio::awaitable<void> client::write_bytes(std::string_view bytes, error_code& ec) {
+  auto& socket = stream_.socket();
+  const std::size_t n = socket.write_some(asio::buffer(bytes.data(), bytes.size()), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+  if (ec || n == bytes.size()) co_return;
+  bytes.remove_prefix(n);
+  co_await asio::async_write(stream_, asio::buffer(bytes.data(), bytes.size()),
+                             asio::redirect_error(asio::use_awaitable, ec));
+}
+
 void client::close() noexcept {
+  next_sent_ = false;
   error_code ignored;
   stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   stream_.socket().close(ignored);
@@ -250,9 +267,9 @@ asio::awaitable<void> client::connect() {
   fail_connect(host_port_, last_error);
 }
 
-asio::awaitable<client::response_type> client::exchange(bool bounded) {
+asio::awaitable<client::response_type> client::exchange(bool bounded, bool then_next) {
   try {
-    co_return co_await exchange_once(bounded);
+    co_return co_await exchange_once(bounded, then_next);
   } catch (...) {
     // A failed call often ends the caller's loop: an armed watchdog would keep its event
     // loop running until it fires.
@@ -267,7 +284,7 @@ void client::stop_watchdog() noexcept {
   watchdog_.cancel();
 }
 
-asio::awaitable<client::response_type> client::exchange_once(bool bounded) {
+asio::awaitable<client::response_type> client::exchange_once(bool bounded, bool then_next) {
   for (bool resent = false;; resent = true) {
     const bool reused = stream_.socket().is_open();
     if (!reused) co_await connect();
@@ -276,7 +293,13 @@ asio::awaitable<client::response_type> client::exchange_once(bool bounded) {
     bool answered = false;
     timed_out_ = false;
     bound_until(std::chrono::steady_clock::now() + options_.io_timeout);
-    co_await write_request(ec);
+    // A GET /next that went out with the last post is only waited for here.
+    const bool already_sent = std::exchange(next_sent_, false) && reused;
+    if (!already_sent) {
+      co_await write_request(ec, then_next);
+      if (!ec && then_next) co_await write_bytes(next_request_, ec);
+      if (!ec && then_next) next_sent_ = true;  // close() clears it when the connection ends
+    }
     if (!ec) {
       if (!bounded) bound_until({});
       http::response_parser<http::string_body> parser;
@@ -312,6 +335,7 @@ asio::awaitable<runtime_api::invocation> client::next() {
   request_.prepare_payload();
 
   response_type answer = co_await exchange(false);
+  pipelining_ = answer.find(to_beast(runtime_api::header::pipelining)) != answer.end();
   runtime_api::invocation invocation;
   try {
     invocation.context = runtime_api::parse_invocation_headers(
@@ -347,8 +371,11 @@ asio::awaitable<void> client::post(std::string target, std::string body,
   }
   request_.body() = std::move(body);
   request_.prepare_payload();
+  // An init error ends the runtime: no /next follows it.
+  const bool then_next = pipelining_ && expect_next_ &&
+                         target != runtime_api::route_path(runtime_api::route_kind::init_error);
   try {
-    co_await exchange(true);
+    co_await exchange(true, then_next);
   } catch (...) {
     std::string().swap(request_.body());
     throw;

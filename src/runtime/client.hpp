@@ -110,6 +110,11 @@ class client {
   /// POST /runtime/init/error with `body` as is and `error_type` in the header.
   boost::asio::awaitable<void> post_init_error_body(std::string body, std::string_view error_type);
 
+  /// Whether the runtime will call next() after the result it posts next: only then may the
+  /// post carry the GET /next with it (when the server takes pipelined requests). Off at
+  /// first.
+  void expect_next(bool on) noexcept { expect_next_ = on; }
+
   /// Disarms the client's one timer (it bounds posts lazily and stays armed between calls):
   /// for a caller that is done with the client, so that its event loop can run out of work.
   void stop_watchdog() noexcept;
@@ -123,14 +128,19 @@ class client {
 
   // Sends request_ and returns the 2xx answer; throws client_error for anything else.
   // `bounded` puts io_timeout on the whole exchange.
-  boost::asio::awaitable<response_type> exchange(bool bounded);
-  boost::asio::awaitable<response_type> exchange_once(bool bounded);
+  // `then_next`: a GET /next goes out in the same write, right behind request_ (the server
+  // said it takes pipelined requests), and next() then only reads its answer.
+  boost::asio::awaitable<response_type> exchange(bool bounded, bool then_next = false);
+  boost::asio::awaitable<response_type> exchange_once(bool bounded, bool then_next);
   boost::asio::awaitable<void> connect();
   boost::asio::awaitable<void> post(std::string target, std::string body,
                                     std::string_view content_type, std::string_view error_type);
   void close() noexcept;
   // Writes request_: at once when the socket takes it all, else asynchronously.
-  boost::asio::awaitable<void> write_request(boost::system::error_code& ec);
+  // With `more`, the kernel holds the bytes for what the next write adds (MSG_MORE).
+  boost::asio::awaitable<void> write_request(boost::system::error_code& ec, bool more = false);
+  // Writes `bytes` as write_request does.
+  boost::asio::awaitable<void> write_bytes(std::string_view bytes, boost::system::error_code& ec);
   // Bounds the exchange in progress until `deadline` ({} for no bound). One timer for the
   // client's life, moved only when a bound comes earlier than the one it waits for: no timer
   // is set or cancelled per call (bench/README.md).
@@ -154,6 +164,13 @@ class client {
   std::chrono::steady_clock::time_point bound_{};  // of the exchange in progress; {} for none
   std::chrono::steady_clock::time_point armed_{};  // when the watchdog fires; {} when idle
   bool timed_out_ = false;
+  // funcie's own Runtime API answers /next with runtime_api::header::pipelining: a result's
+  // POST then carries the next GET /next behind it (docs/emulate.md, "How an invocation
+  // waits"). Never set against Lambda's, which does not say so.
+  bool pipelining_ = false;
+  std::string next_request_;  // the GET /next request, whole
+  bool next_sent_ = false;    // a GET /next is on the connection, its answer not read yet
+  bool expect_next_ = false;
   // Lets the watchdog's handler find the client while it lives.
   std::shared_ptr<client*> anchor_;
 };

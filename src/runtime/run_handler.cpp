@@ -194,6 +194,8 @@ asio::awaitable<void> serve(client& api, const handler_function& handler,
       set_trace_env(request.xray_trace_id);
       result = to_result(call_handler(handler, request));
     }
+    // The last one posts without a GET /next behind it: the runtime then ends.
+    api.expect_next(max_invocations == 0 || handled + 1 < max_invocations);
     co_await post_result(api, request_id, std::move(*result));
   }
 }

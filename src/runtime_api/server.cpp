@@ -1,4 +1,5 @@
 #include "runtime_api/server.hpp"
+#include "runtime_api/pipelining.hpp"
 
 #include "http/relay.hpp"
 #include "http/server.hpp"
@@ -6,6 +7,7 @@
 
 #include <fmt/format.h>
 #include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/string.hpp>
@@ -136,9 +138,15 @@ struct server::state : std::enable_shared_from_this<server::state> {
       case route_kind::next:
         co_return co_await self->next();
       case route_kind::response:
-        co_return self->respond(r->request_id, req);
-      case route_kind::error:
-        co_return self->fail(r->request_id, req);
+      case route_kind::error: {
+        http::response accepted = r->kind == route_kind::response
+                                      ? self->respond(r->request_id, req)
+                                      : self->fail(r->request_id, req);
+        // The invocation's waiter, woken by finish(), runs first: the caller's answer goes
+        // out before this one, whose write may hand the CPU to the runtime (docs/emulate.md).
+        co_await asio::post(self->executor, asio::use_awaitable);
+        co_return accepted;
+      }
       case route_kind::init_error:
         co_return self->fail_init(req);
     }
@@ -169,6 +177,10 @@ struct server::state : std::enable_shared_from_this<server::state> {
     std::string deadline;
     auto res = http::make_response(200, std::move(inv.payload), "application/json");
     for (auto [name, value] : invocation_headers(inv.context, deadline)) res.set(name, value);
+    // This server reads pipelined requests: the runtime may send its next /next with its
+    // result (runtime/client.cpp). Not when relaying: funcie wrap's /next must look like
+    // Lambda's.
+    if (relay_to.empty()) res.set(header::pipelining, "1");
     // Fields the real Runtime API sent that funcie does not know, as it sent them (wrap).
     for (const auto& [name, value] : inv.other_headers) {
       if (boost::beast::iequals(name, "Content-Type")) {

@@ -121,7 +121,7 @@ class forwarder_backend {
       const request& req, std::chrono::steady_clock::time_point give_up_at) = 0;
 
   /// This backend carries streamed responses as pieces (the forwarder then sets
-  /// request::stream). False: a consumer sends one whole response (SQS, for now).
+  /// request::stream). False: a consumer sends one whole response.
   virtual bool streams() const { return false; }
 };
 

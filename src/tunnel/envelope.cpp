@@ -247,7 +247,19 @@ message_kind peek_kind(std::string_view bytes) {
   throw protocol_error("the envelope's kind is unknown");
 }
 
-request decode_request(std::string_view bytes) {
+namespace {
+
+/// The body as a string: copied from `bytes`, or, when `owned` holds those bytes, the same
+/// buffer with the header cut off (no second 6 MB allocation).
+std::string take_body(std::string_view bytes, std::string_view body, std::string* owned) {
+  if (owned == nullptr) return std::string(body);
+  const auto at = static_cast<std::size_t>(body.data() - bytes.data());
+  std::string out = std::move(*owned);
+  out.erase(0, at);
+  return out;
+}
+
+request decode_request_from(std::string_view bytes, std::string* owned) {
   auto [h, body] = split(bytes, message_kind::request);
   if (body.size() > runtime_api::max_payload_bytes) {
     throw protocol_error("the request's event is larger than Lambda's 6 MiB");
@@ -283,11 +295,11 @@ request decode_request(std::string_view bytes) {
     throw protocol_error("the request's credentials have a key id but no secret key");
   }
   m.stream = get_bool(h, "stream");
-  m.payload = std::string(body);
+  m.payload = take_body(bytes, body, owned);
   return m;
 }
 
-response decode_response(std::string_view bytes) {
+response decode_response_from(std::string_view bytes, std::string* owned) {
   auto [h, body] = split(bytes, message_kind::response);
   response m;
   read_id_and_app(h, m.id, m.app);
@@ -314,8 +326,28 @@ response decode_response(std::string_view bytes) {
   } else if (h.if_contains("more") != nullptr && !h.at("more").is_null()) {
     throw protocol_error("the response has \"more\" but no \"piece\"");
   }
-  m.body = std::string(body);
+  m.body = take_body(bytes, body, owned);
   return m;
+}
+
+}  // namespace
+
+request decode_request(std::string_view bytes) {
+  return decode_request_from(bytes, nullptr);
+}
+
+request decode_request_owned(std::string&& bytes) {
+  const std::string_view view = bytes;
+  return decode_request_from(view, &bytes);
+}
+
+response decode_response(std::string_view bytes) {
+  return decode_response_from(bytes, nullptr);
+}
+
+response decode_response_owned(std::string&& bytes) {
+  const std::string_view view = bytes;
+  return decode_response_from(view, &bytes);
 }
 
 notice decode_notice(std::string_view bytes) {

@@ -122,6 +122,9 @@ message_kind peek_kind(std::string_view bytes);
 /// safe to log (it never quotes the body). Unknown header fields are ignored.
 request decode_request(std::string_view bytes);
 response decode_response(std::string_view bytes);
+/// The same, taking the bytes: the payload (body) reuses their buffer instead of a copy.
+request decode_request_owned(std::string&& bytes);
+response decode_response_owned(std::string&& bytes);
 notice decode_notice(std::string_view bytes);
 
 }  // namespace funcie::tunnel

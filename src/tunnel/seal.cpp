@@ -413,6 +413,19 @@ std::string keyring::seal(std::string_view plain, std::string_view key_id) const
   return out;
 }
 
+std::string keyring::seal_owned(std::string&& plain, std::string_view key_id) const {
+  if (!enabled()) return std::move(plain);
+  return seal(plain, key_id);
+}
+
+std::string keyring::open_owned(std::string&& frame, std::string* key_id) const {
+  if (!enabled() && !looks_sealed(frame)) {
+    if (key_id != nullptr) key_id->clear();
+    return std::move(frame);
+  }
+  return open(frame, key_id);
+}
+
 std::string keyring::seal_text(std::string_view plain, std::string_view key_id) const {
   if (!enabled()) return std::string(plain);
   const key& k = sealing_key(key_id);

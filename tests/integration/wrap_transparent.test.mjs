@@ -141,6 +141,14 @@ test('buffered responses, several in a row, and an init error pass unchanged', a
   assert.match(post.headers['lambda-runtime-function-error-type'], /RangeError|Runtime\./);
 });
 
+test('a buffered response of 6 MiB, the most Lambda takes, passes unchanged', async () => {
+  const events = [{ id: 'max-1', payload: '{}' }];
+  const { throughWrap } = await assertSameWithWrap({ handler: 'streaming.bufferedMax', events });
+  const [post] = throughWrap.posts;
+  assert.equal(post.target, '/2018-06-01/runtime/invocation/max-1/response');
+  assert.equal(post.body.length, 6 * 1024 * 1024);
+});
+
 test('a bash + curl runtime streaming by hand: unknown fields, framing and trailers unchanged', async () => {
   const events = [{ id: 'bash-1', payload: '{}' }];
   const direct = await record([bashRuntime], { events });

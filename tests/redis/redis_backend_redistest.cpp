@@ -1,6 +1,7 @@
 // The Redis tunnel backend against a real redis-server: what a user of the forwarder and of
-// `funcie connect` would notice (docs/tunnel.md, and the brief's "Semantics every backend
-// must keep").
+// `funcie connect` would notice of how Redis keeps the contract (docs/tunnel.md): its costs,
+// withdrawals, broker trouble, garbage in its keys. What every backend keeps is checked once
+// for all of them in tests/conformance.
 #include "../support/async.hpp"
 #include "backend/redis/keys.hpp"
 #include "backend/redis/scripts.hpp"
@@ -23,9 +24,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <cstdio>
-#include <map>
 #include <memory>
-#include <set>
 
 namespace funcie {
 namespace {
@@ -70,7 +69,7 @@ struct handler_log {
   std::string end_reason;
 };
 
-enum class answer_mode { echo, reverse, hold };
+enum class answer_mode { echo, hold };
 
 /// A local consumer: claims requests and answers each (or holds it, never answering).
 asio::awaitable<void> serve(tunnel::consumer_session* session, std::shared_ptr<handler_log> log,
@@ -92,7 +91,6 @@ asio::awaitable<void> serve(tunnel::consumer_session* session, std::shared_ptr<h
     answer.consumer = session->id();
     answer.content_type = "application/octet-stream";
     answer.body = req.payload;
-    if (mode == answer_mode::reverse) std::reverse(answer.body.begin(), answer.body.end());
     co_await session->respond(answer);
   }
 }
@@ -159,79 +157,6 @@ TEST_F(RedisBackend, NoConsumerMeansNotTakenAtOnce) {
     EXPECT_LT(costs[costs.size() / 2], 5.0);
     // Nothing was stored for a request nobody took.
     EXPECT_EQ(server.cli({"DBSIZE"}), "0\n");
-  });
-}
-
-TEST_F(RedisBackend, AConsumerAnswersByteForByteUpToSixMegabytesBothWays) {
-  run([&]() -> asio::awaitable<void> {
-    auto session = co_await open_session(options());
-    auto log = start_serving(*session, answer_mode::reverse);
-    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
-    for (std::size_t size : {std::size_t{0}, std::size_t{1}, std::size_t{256},
-                             std::size_t{64 * 1024 + 1}, std::size_t{6 * 1024 * 1024}}) {
-      const auto req = make_request(binary(size, static_cast<unsigned>(size)));
-      const auto start = steady::now();
-      auto out = co_await forwarder->forward(req, steady::now() + 20s);
-      const double took = ms_since(start);
-      EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
-      if (out.outcome != kind::answered) co_return;
-      std::string expected = req.payload;
-      std::reverse(expected.begin(), expected.end());
-      EXPECT_TRUE(out.answer.body == expected) << "payload of " << size << " bytes differs";
-      EXPECT_EQ(out.answer.content_type, "application/octet-stream");
-      EXPECT_EQ(out.answer.consumer, session->id());
-      if (size == 6 * 1024 * 1024) {
-        auto raw = co_await raw_connection();
-        const auto raw_start = steady::now();
-        std::vector<std::string_view> set{"SET", "raw", req.payload};
-        co_await raw->execute_checked(set);
-        std::vector<std::string_view> get{"GET", "raw"};
-        co_await raw->execute_checked(get);
-        const double raw_took = ms_since(raw_start);
-        raw->close();
-        std::printf(
-            "[ figures  ] 6 MiB request + 6 MiB response forwarded: %.1f ms; raw SET+GET of 6 MiB "
-            "%.1f ms (%.1fx)\n",
-            took, raw_took, took / raw_took);
-      }
-    }
-    EXPECT_EQ(log->handled.size(), 5u);
-    co_await session->close();
-  });
-}
-
-TEST_F(RedisBackend, TwoSessionsClaimEachRequestExactlyOnce) {
-  run([&]() -> asio::awaitable<void> {
-    auto a = co_await open_session(options());
-    auto b = co_await open_session(options());
-    auto log_a = start_serving(*a, answer_mode::echo);
-    auto log_b = start_serving(*b, answer_mode::echo);
-    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
-    int done = 0;
-    std::map<std::string, std::string> answered_by;
-    for (int i = 0; i < 50; ++i) {
-      asio::co_spawn(
-          io,
-          [&, i]() -> asio::awaitable<void> {
-            const auto req = make_request("event " + std::to_string(i));
-            auto out = co_await forwarder->forward(req, steady::now() + 10s);
-            EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
-            EXPECT_EQ(out.answer.body, req.payload);
-            answered_by[req.id] = out.answer.consumer;
-            ++done;
-          },
-          asio::detached);
-    }
-    while (done < 50) co_await sleep_for(5ms);
-    EXPECT_EQ(answered_by.size(), 50u);
-    EXPECT_EQ(log_a->handled.size() + log_b->handled.size(), 50u);
-    std::set<std::string> all(log_a->handled.begin(), log_a->handled.end());
-    all.insert(log_b->handled.begin(), log_b->handled.end());
-    EXPECT_EQ(all.size(), 50u) << "a request ran twice";
-    std::printf("[ figures  ] 50 requests split %zu / %zu between two sessions\n",
-                log_a->handled.size(), log_b->handled.size());
-    co_await a->close();
-    co_await b->close();
   });
 }
 
@@ -364,24 +289,6 @@ TEST_F(RedisBackend, ARequestItsSessionNeverPoppedIsWithdrawnWhenTheSessionGoesA
     EXPECT_EQ(owner.str, "cloud");
     sub->close();
     cmd->close();
-  });
-}
-
-TEST_F(RedisBackend, ASlowHandlerGetsATimeoutAtGiveUpAt) {
-  run([&]() -> asio::awaitable<void> {
-    auto session = co_await open_session(options());
-    auto log = start_serving(*session, answer_mode::hold);
-    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
-    const auto start = steady::now();
-    auto out = co_await forwarder->forward(make_request("slow"), start + 800ms);
-    const double took = ms_since(start);
-    EXPECT_EQ(out.outcome, kind::failed);
-    EXPECT_EQ(out.error_type, "Funcie.Timeout");
-    EXPECT_NE(out.message.find("did not answer in time"), std::string::npos);
-    EXPECT_GE(took, 800.0);
-    EXPECT_LT(took, 900.0);
-    EXPECT_EQ(log->handled.size(), 1u);
-    co_await session->close();
   });
 }
 
@@ -560,37 +467,6 @@ TEST_F(RedisBackend, GarbageAndForgedMessagesAreDroppedAndTheRightAnswerStillArr
   });
 }
 
-TEST_F(RedisBackend, ARequestOfferedBeforeASessionOpenedIsNeverSeenByIt) {
-  run([&]() -> asio::awaitable<void> {
-    const redis_backend::app_keys keys(app);
-    auto raw = co_await raw_connection();
-    // An offer made while nobody listened (as a forwarder racing the session's start would).
-    const auto old = make_request("old");
-    const std::string old_key = keys.req(old.id);
-    const std::string old_envelope = tunnel::encode(old);
-    const std::string old_notice = tunnel::encode(tunnel::notice{old.id, std::string(app)});
-    const std::string channel = keys.channel();
-    std::vector<std::string_view> set{"SET", old_key, old_envelope, "PX", "10000"};
-    co_await raw->execute_checked(set);
-    std::vector<std::string_view> publish{"PUBLISH", channel, old_notice};
-    co_await raw->execute_checked(publish);
-
-    auto session = co_await open_session(options());
-    auto log = start_serving(*session, answer_mode::echo);
-    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
-    const auto fresh = make_request("new");
-    auto out = co_await forwarder->forward(fresh, steady::now() + 10s);
-    EXPECT_EQ(out.outcome, kind::answered);
-    co_await sleep_for(200ms);
-    EXPECT_EQ(log->handled, std::vector<std::string>{fresh.id});
-    std::vector<std::string_view> exists{"EXISTS", old_key};
-    auto still = co_await raw->execute_checked(exists);
-    EXPECT_EQ(still.integer, 1) << "the old request was claimed";
-    raw->close();
-    co_await session->close();
-  });
-}
-
 TEST_F(RedisBackend, SixtyFourConcurrentForwardsThroughOneSessionAreAllAnswered) {
   run([&]() -> asio::awaitable<void> {
     auto session = co_await open_session(options());
@@ -652,33 +528,6 @@ TEST_F(RedisBackend, RoundTripIsAFewRedisRoundTrips) {
         pings[150], trips[150], trips[297], trips[150] / pings[150], trips[297] / pings[150]);
     raw->close();
     co_await session->close();
-  });
-}
-
-TEST_F(RedisBackend, StatusShowsASessionUntilItLeavesAndALeaveIsSeenAtOnce) {
-  run([&]() -> asio::awaitable<void> {
-    const auto o = options();
-    auto session = co_await open_session(o);
-    session->set_in_flight(3);
-    co_await sleep_for(250ms);  // a heartbeat or two
-    auto listed = co_await tunnel::list_consumers(io.get_executor(), o);
-    EXPECT_EQ(listed.size(), 1u);
-    if (listed.size() == 1) {
-      EXPECT_EQ(listed[0].session, session->id());
-      EXPECT_EQ(listed[0].pid, static_cast<std::int64_t>(::getpid()));
-      EXPECT_FALSE(listed[0].host.empty());
-      EXPECT_EQ(listed[0].in_flight, 3);
-      EXPECT_GT(listed[0].since_ms, 0);
-      EXPECT_GE(listed[0].heartbeat_age_ms, 0);
-      EXPECT_LT(listed[0].heartbeat_age_ms, 300);
-    }
-    co_await session->close();
-    listed = co_await tunnel::list_consumers(io.get_executor(), o);
-    EXPECT_TRUE(listed.empty());
-    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
-    auto out = co_await forwarder->forward(make_request("after"), steady::now() + 10s);
-    EXPECT_EQ(out.outcome, kind::not_taken);
-    EXPECT_EQ(out.reason, "no consumer");
   });
 }
 
@@ -745,10 +594,6 @@ const tunnel::keyring& our_keys() {
   static const auto keys = tunnel::keyring::from_secrets("the function's and the laptop's secret");
   return keys;
 }
-const tunnel::keyring& attacker_keys() {
-  static const auto keys = tunnel::keyring::from_secrets("a secret the broker's owner made up");
-  return keys;
-}
 
 std::string flip_last_byte(std::string frame) {
   frame.back() = static_cast<char>(frame.back() ^ 0x01);
@@ -807,122 +652,35 @@ class RedisBackendSealed : public RedisBackend {
   }
 };
 
-TEST_F(RedisBackendSealed, TheBrokerSeesOnlySealedBytes) {
-  run([&]() -> asio::awaitable<void> {
-    const redis_backend::app_keys keys(app);
-    auto raw = co_await raw_connection();
-    // A session that never pops its inbox: the request stays in Redis for the test to look at.
-    auto session = co_await open_session(sealed());
-    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), sealed());
-    const auto req = fresh_request(R"({"card":"4111 1111 1111 1111"})");
-    std::optional<tunnel::forward_outcome> outcome;
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-          outcome = co_await forwarder->forward(req, steady::now() + 3s);
-        },
-        asio::detached);
-    co_await sleep_for(100ms);
-    const std::string key = keys.inbox(session->id());
-    std::vector<std::string_view> index{"LINDEX", key, "0"};
-    auto stored = co_await raw->execute_checked(index);
-    EXPECT_EQ(stored.type, redis::reply::kind::string);
-    if (!(stored.type == redis::reply::kind::string)) co_return;
-    EXPECT_TRUE(stored.str.starts_with(req.id + "\n"));
-    stored.str.erase(0, req.id.size() + 1);
-    EXPECT_TRUE(stored.str.starts_with("funcie/1 sealed " + our_keys().current_key_id() + "\n"));
-    EXPECT_EQ(stored.str.find("4111"), std::string::npos) << "the event is readable in Redis";
-    EXPECT_EQ(stored.str.find(req.context.request_id), std::string::npos);
-    EXPECT_EQ(tunnel::decode_request(our_keys().open(stored.str)), req);
-    while (!outcome) co_await sleep_for(10ms);
-    EXPECT_NE(outcome->outcome, kind::answered);
-    raw->close();
-    co_await session->close();
-  });
-}
-
-TEST_F(RedisBackendSealed, ForgedAndTamperedRequestsNeverReachTheHandler) {
+// That forged and tampered requests never reach a handler is a conformance test
+// (ForgedAndTamperedRequestsNeverReachTheHandler); on Redis a tampered request is popped, which
+// is the take, so the session answers it at once rather than leave its forwarder waiting.
+TEST_F(RedisBackendSealed, ATamperedRequestASessionTookIsAnsweredBadRequestAtOnce) {
   run([&]() -> asio::awaitable<void> {
     auto raw = co_await raw_connection();
     auto session = co_await open_session(sealed());
     auto log = start_serving(*session, answer_mode::echo);
 
-    // 1. Forged in the clear, 2. forged with a key of the broker's own, 3. a real request's
-    // sealed bytes with one bit changed (its notice intact).
-    const auto clear = fresh_request("forged in the clear");
-    const std::string clear_envelope = tunnel::encode(clear);
-    const std::string clear_notice = tunnel::encode(tunnel::notice{clear.id, std::string(app)});
-    co_await inject(*raw, clear.id, clear_envelope, clear_notice);
-    const auto foreign = fresh_request("forged with another key");
-    const std::string foreign_envelope = attacker_keys().seal(tunnel::encode(foreign));
-    const std::string foreign_notice = sealed_notice(attacker_keys(), foreign.id);
-    co_await inject(*raw, foreign.id, foreign_envelope, foreign_notice);
+    // A real request's sealed bytes with one bit changed.
     const auto tampered = fresh_request("tampered on the broker");
     const std::string tampered_envelope = flip_last_byte(our_keys().seal(tunnel::encode(tampered)));
     const std::string tampered_notice = sealed_notice(our_keys(), tampered.id);
     co_await inject(*raw, tampered.id, tampered_envelope, tampered_notice);
 
-    // The real one still goes through, and it is the only one the handler ran.
+    // The real one still goes through (the tampered one was popped before it).
     auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), sealed());
     const auto real = fresh_request("the real event");
     auto out = co_await forwarder->forward(real, steady::now() + 10s);
     EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
-    EXPECT_EQ(out.answer.body, "the real event");
-    co_await sleep_for(200ms);
     EXPECT_EQ(log->handled, std::vector<std::string>{real.id});
 
-    // The tampered one was claimed (its notice was genuine) and refused at once, so that a
-    // forwarder waiting for it would hear why instead of timing out.
+    // The tampered one was refused at once, so that a forwarder waiting for it would hear why
+    // instead of timing out.
     auto refusals = co_await responses_to(*raw, tampered.id);
     EXPECT_EQ(refusals.size(), 1u);
     if (!(refusals.size() == 1u)) co_return;
     EXPECT_EQ(refusals[0].error_type, "Funcie.BadRequest");
     EXPECT_NE(refusals[0].body.find("forged or tampered"), std::string::npos) << refusals[0].body;
-    raw->close();
-    co_await session->close();
-  });
-}
-
-TEST_F(RedisBackendSealed, TamperedAndForgedResponsesAreDroppedAndTheRealOneArrives) {
-  run([&]() -> asio::awaitable<void> {
-    auto raw = co_await raw_connection();
-    auto session = co_await open_session(sealed());
-    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), sealed());
-    const auto req = fresh_request("the real event");
-    std::optional<tunnel::forward_outcome> outcome;
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-          outcome = co_await forwarder->forward(req, steady::now() + 10s);
-        },
-        asio::detached);
-    auto claimed = co_await session->next();
-    EXPECT_EQ(claimed, req);
-
-    tunnel::response forged;
-    forged.id = req.id;
-    forged.app = std::string(app);
-    forged.consumer = session->id();
-    forged.body = "forged answer";
-    const std::string resp_key = redis_backend::app_keys(app).resp(req.id);
-    const std::vector<std::string> pushes{
-        tunnel::encode(forged),                                   // in the clear
-        attacker_keys().seal(tunnel::encode(forged)),             // another key
-        flip_last_byte(our_keys().seal(tunnel::encode(forged))),  // tampered
-    };
-    for (const auto& bytes : pushes) {
-      std::vector<std::string_view> rpush{"RPUSH", resp_key, bytes};
-      co_await raw->execute_checked(rpush);
-    }
-    co_await sleep_for(100ms);
-    EXPECT_FALSE(outcome.has_value()) << "a forged response was taken";
-
-    tunnel::response real = forged;
-    real.body = "the real answer";
-    co_await session->respond(real);
-    while (!outcome) co_await sleep_for(5ms);
-    EXPECT_EQ(outcome->outcome, kind::answered) << outcome->reason << outcome->message;
-    EXPECT_EQ(outcome->answer.body, "the real answer");
     raw->close();
     co_await session->close();
   });
@@ -978,19 +736,6 @@ TEST_F(RedisBackendSealed, AReplayedOrStaleRequestIsNeverRunAgain) {
     EXPECT_NE(stale_refusals[0].body.find("stale"), std::string::npos);
     raw->close();
     co_await local.stop();
-  });
-}
-
-TEST_F(RedisBackendSealed, DifferentSecretsMeanNothingIsTakenAndTheFunctionRunsItself) {
-  run([&]() -> asio::awaitable<void> {
-    auto session = co_await open_session(sealed(attacker_keys()));
-    auto log = start_serving(*session, answer_mode::echo);
-    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), sealed());
-    const auto req = fresh_request("{}");
-    auto out = co_await forwarder->forward(req, steady::now() + 10s);
-    EXPECT_EQ(out.outcome, kind::not_taken) << out.reason << out.message;
-    EXPECT_TRUE(log->handled.empty());
-    co_await session->close();
   });
 }
 

@@ -577,11 +577,12 @@ std::vector<std::string> acl_of(const std::string& user, const std::string& pass
                                 "-@all"};
   const char* function_rights =
       "+eval +evalsha +time +zremrangebyscore +zrangebyscore +zcard +set +get +del +exists "
-      "+publish +spublish +rpush +lrem +pttl +pexpire "
+      "+publish +spublish +subscribe +ssubscribe +rpush +lrem +pttl +pexpire "
       "+blpop +lpop +cluster|shards +cluster|slots +client|setname +ping";
   const char* developer_rights =
       "+eval +evalsha +time +zadd +zrem +zremrangebyscore +zcard +zrangebyscore +set +get +getdel "
-      "+del +exists +pttl +pexpire +rpush +blpop +subscribe +ssubscribe +cluster|shards "
+      "+del +exists +pttl +pexpire +rpush +blpop +blmpop +subscribe +ssubscribe +publish +spublish "
+      "+cluster|shards "
       "+cluster|slots +client|setname +ping";
   std::string rights = developer ? developer_rights : function_rights;
   std::size_t pos = 0;

@@ -80,6 +80,7 @@ std::vector<std::string> routes(const char* first = nullptr, const char* second 
 /// What one session ran: the payloads, in order.
 struct ran {
   std::vector<std::string> payloads;
+  bool waiting = false;  ///< suspended in next(): the session may be destroyed (killed) now
 };
 
 /// Answers every request with its own payload; remembers what it ran.
@@ -87,7 +88,9 @@ asio::awaitable<void> serve(tunnel::consumer_session* session, std::shared_ptr<r
   while (true) {
     tunnel::request req;
     try {
+      log->waiting = true;
       req = co_await session->next();
+      log->waiting = false;
     } catch (const tunnel::backend_error&) {
       co_return;
     }
@@ -229,6 +232,9 @@ TEST_F(RedisRoutes, ASessionKilledBeforeItTookTheRequestIsSkippedAtOnce) {
     auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options(routes(), 6000ms));
     auto out = co_await forwarder->forward(event_from(""), steady::now() + 10s);
     EXPECT_EQ(out.outcome, kind::answered);
+    // Killed once its serve loop is back in next(): between respond() and the next call of
+    // next() it would call a destroyed session.
+    while (!killed.log->waiting) co_await sleep_for(1ms);
     killed.session.reset();  // connections closed, no goodbye: like a kill -9
     co_await sleep_for(20ms);
     for (int i = 0; i < 20; ++i) {

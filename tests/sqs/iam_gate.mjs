@@ -1,6 +1,6 @@
 // An IAM stand-in in front of a real SQS server, which checks no permissions itself:
 //
-//   node tests/sqs/iam_gate.mjs --upstream http://127.0.0.1:PORT [--deny ACCESS_KEY_ID]...
+//   node tests/sqs/iam_gate.mjs --upstream http://127.0.0.1:PORT [--deny ACCESS_KEY_ID]... [--record]
 //
 // Prints one JSON line, {"endpoint":"http://127.0.0.1:GATE_PORT"}, and proxies every request
 // to the upstream, except:
@@ -11,14 +11,17 @@
 //   - the next N requests after POST /_gate/fail?count=N&kind=throttle|unavailable get
 //     RequestThrottled (400, "RequestThrottled;Sender") or ServiceUnavailable (503).
 // GET /_gate/stats answers {"requests":n,"byOperation":{...},"failed":m} (SQS requests only);
-// POST /_gate/reset zeroes the counts. Runs until SIGTERM or SIGINT.
+// POST /_gate/reset zeroes the counts. With --record, GET /_gate/recorded answers every
+// request and response body passed on so far, one after the other (what the queues' owner
+// could read). Runs until SIGTERM or SIGINT.
 import http from 'node:http';
 
 function parseArgs(argv) {
-  const out = { upstream: undefined, deny: new Set() };
+  const out = { upstream: undefined, deny: new Set(), record: false };
   for (let i = 0; i < argv.length; ++i) {
     if (argv[i] === '--upstream') out.upstream = new URL(argv[++i]);
     else if (argv[i] === '--deny') out.deny.add(argv[++i]);
+    else if (argv[i] === '--record') out.record = true;
     else throw new Error(`iam_gate.mjs: unknown argument ${argv[i]}`);
   }
   if (!out.upstream) throw new Error('iam_gate.mjs: --upstream URL is required');
@@ -28,6 +31,7 @@ function parseArgs(argv) {
 const options = parseArgs(process.argv.slice(2));
 const stats = { requests: 0, byOperation: {}, failed: 0 };
 let pending = { count: 0, kind: 'throttle' };
+const recorded = [];
 const agent = new http.Agent({ keepAlive: true });
 
 function answer(res, status, queryError, type, message) {
@@ -49,6 +53,11 @@ function admin(req, res, url) {
     res.end(body);
   };
   if (url.pathname === '/_gate/stats') return send(stats);
+  if (url.pathname === '/_gate/recorded') {
+    const body = Buffer.concat(recorded);
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
+    return res.end(body);
+  }
   if (url.pathname === '/_gate/reset') {
     stats.requests = 0;
     stats.byOperation = {};
@@ -102,13 +111,19 @@ const server = http.createServer((req, res) => {
       headers: req.headers,
       agent,
     }, (up) => {
+      if (options.record) up.on('data', (c) => recorded.push(c));
       res.writeHead(up.statusCode, up.headers);
       up.pipe(res);
     });
+    // A client that gives up (a closed session's long poll) gives up upstream too, as it
+    // would without the gate in between.
+    res.on('close', () => { if (!res.writableFinished) upstream.destroy(); });
     upstream.on('error', (e) => {
+      if (res.destroyed) return;
       res.writeHead(502, { 'content-type': 'text/plain' });
       res.end(`iam_gate: upstream failed: ${e.message}`);
     });
+    if (options.record) recorded.push(body);
     upstream.end(body);
   });
 });

@@ -7,6 +7,7 @@
 //
 //   funcie::test::iam_gate gate(server.endpoint(), {"AKIDDENIED"});   // an IAM stand-in
 //   gate.endpoint(); gate.fail(2);  gate.fail(1, "unavailable");  gate.requests("SendMessage")
+//   iam_gate recording(server.endpoint(), {}, true);  recording.recorded()   // every body
 //
 // tests/sqs/sqs_server.mjs and iam_gate.mjs say what the scripts do.
 #pragma once
@@ -188,8 +189,9 @@ class sqs_server {
 /// tests/sqs/iam_gate.mjs in front of `upstream`.
 class iam_gate {
  public:
-  iam_gate(const std::string& upstream, const std::vector<std::string>& deny_key_ids)
-      : process_("iam_gate.mjs", args(upstream, deny_key_ids)) {
+  iam_gate(const std::string& upstream, const std::vector<std::string>& deny_key_ids,
+           bool record = false)
+      : process_("iam_gate.mjs", args(upstream, deny_key_ids, record)) {
     endpoint_ = std::string(process_.status().at("endpoint").as_string());
     port_ = static_cast<std::uint16_t>(std::stoi(endpoint_.substr(endpoint_.rfind(':') + 1)));
   }
@@ -202,6 +204,8 @@ class iam_gate {
     admin("/_gate/fail?count=" + std::to_string(count) + "&kind=" + kind);
   }
   void reset() { admin("/_gate/reset"); }
+  /// With `record`: every request and response body passed on so far, one after the other.
+  std::string recorded() const { return admin("/_gate/recorded"); }
   /// SQS requests seen since the start or reset(), all or of one operation.
   int requests(const std::string& operation = "") {
     boost::json::object stats = boost::json::parse(admin("/_gate/stats")).as_object();
@@ -213,8 +217,9 @@ class iam_gate {
 
  private:
   static std::vector<std::string> args(const std::string& upstream,
-                                       const std::vector<std::string>& deny) {
+                                       const std::vector<std::string>& deny, bool record) {
     std::vector<std::string> a{"--upstream", upstream};
+    if (record) a.emplace_back("--record");
     for (const auto& k : deny) {
       a.emplace_back("--deny");
       a.push_back(k);
@@ -223,7 +228,7 @@ class iam_gate {
   }
 
   /// One blocking HTTP/1.0 POST to the gate's admin API; returns the body.
-  std::string admin(const std::string& path) {
+  std::string admin(const std::string& path) const {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) throw std::runtime_error("iam_gate: socket failed");
     sockaddr_in addr{};

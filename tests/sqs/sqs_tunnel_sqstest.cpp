@@ -386,43 +386,6 @@ TEST_P(SqsTunnel, NobodyConnectedForTwoScaledMinutesNoInvocationWaitsAndReadsSpa
       60s);
 }
 
-TEST_P(SqsTunnel, PresenceFollowsSessionsThatComeAndGo) {
-  run_async(
-      [&](asio::io_context& ctx) -> asio::awaitable<void> {
-        auto forwarder = tunnel::make_forwarder_backend(ctx.get_executor(), options());
-        auto out = co_await forwarder->forward(fresh_request("{}"), steady::now() + 10s);
-        EXPECT_EQ(out.outcome, kind::not_taken);
-
-        auto session = tunnel::make_consumer_session(ctx.get_executor(), options());
-        co_await session->open();
-        auto log = std::make_shared<serving>();
-        asio::co_spawn(ctx, serve(session.get(), log), asio::detached);
-        // Warm instance: within the presence interval (1 s here) plus a read.
-        const auto connected = steady::now();
-        bool forwarded = false;
-        while (!forwarded && steady::now() - connected < 10s) {
-          auto o = co_await forwarder->forward(fresh_request("{}"), steady::now() + 10s);
-          forwarded = o.outcome == kind::answered;
-          if (!forwarded) co_await sleep_for(100ms);
-        }
-        EXPECT_TRUE(forwarded) << "a warm instance never noticed the session";
-
-        co_await session->close();
-        // Gone cleanly: its tag is removed, and within the presence interval (and a read)
-        // invocations run in the cloud without waiting; at most one meets the old state.
-        int waited = 0;
-        for (int i = 0; i < 30; ++i) {
-          const auto t0 = steady::now();
-          auto o = co_await forwarder->forward(fresh_request("{}"), steady::now() + 10s);
-          EXPECT_EQ(o.outcome, kind::not_taken);
-          if (steady::now() - t0 > 500ms) ++waited;
-          co_await sleep_for(100ms);
-        }
-        EXPECT_LE(waited, 1) << "invocations kept waiting for a claim after the session left";
-      },
-      60s);
-}
-
 TEST_P(SqsTunnel, ARestartedConsumerGetsItsFirstInvocation) {
   run_async(
       [&](asio::io_context& ctx) -> asio::awaitable<void> {

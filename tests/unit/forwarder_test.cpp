@@ -299,3 +299,41 @@ TEST(Forwarder, AConsumerLostMidStreamEndsTheStreamWithThatError) {
   EXPECT_EQ(r->pieces->error()->error_type, "Funcie.ConsumerLost");
   EXPECT_NE(r->pieces->error_body().find("the consumer session is gone"), std::string::npos);
 }
+
+namespace {
+
+// Pieces of 1 MiB for ever: a consumer that streams past every limit.
+class endless_pieces : public tunnel::response_pieces {
+ public:
+  std::int64_t n = 1;
+  boost::asio::awaitable<tunnel::forward_outcome> next(steady_clock::time_point) override {
+    co_return piece(n++, true, std::string(std::size_t{1} << 20, 'x'));
+  }
+};
+
+}  // namespace
+
+TEST(Forwarder, AStreamPastLambdasStreamingLimitEndsWithResponseSizeTooLarge) {
+  fixture f;
+  auto first = piece(0, true, std::string(std::size_t{1} << 20, 'x'));
+  first.pieces = std::make_shared<endless_pieces>();
+  f.backend->outcome = first;
+  auto r = f.forward(invocation_due_in(milliseconds(30000)));
+  ASSERT_TRUE(r && r->pieces);
+  // Counted, not kept: 200 MiB would be a lot of memory under ASan.
+  std::size_t total = 0;
+  boost::asio::io_context io;
+  boost::asio::co_spawn(
+      io,
+      [&]() -> boost::asio::awaitable<void> {
+        while (auto bytes = co_await r->pieces->read()) total += bytes->size();
+      },
+      [](std::exception_ptr e) { EXPECT_FALSE(e) << "read() threw"; });
+  io.run();
+  EXPECT_LE(total, runtime_api::max_streamed_response_bytes);
+  EXPECT_GT(total, runtime_api::max_streamed_response_bytes - (std::size_t{1} << 20))
+      << "the stream runs up to the limit";
+  ASSERT_TRUE(r->pieces->error());
+  EXPECT_EQ(r->pieces->error()->error_type, "Function.ResponseSizeTooLarge");
+  EXPECT_NE(r->pieces->error_body().find("Function.ResponseSizeTooLarge"), std::string::npos);
+}

@@ -31,6 +31,7 @@
 #include "../support/env.hpp"
 #include "funcie/runtime/runtime.hpp"
 #include "runtime/client.hpp"
+#include "runtime_api/pipelining.hpp"
 #include "runtime_api/protocol.hpp"
 
 namespace {
@@ -88,6 +89,8 @@ struct fake_behaviour {
   std::chrono::milliseconds next_delay{0};
   /// Status for posts of results (instead of 202).
   unsigned post_status = 202;
+  /// Say on /next answers that pipelined requests are read, as funcie's own Runtime API does.
+  bool pipelining = false;
 };
 
 /// A Runtime API good enough to drive a runtime: /next pops a queue (500 when it is empty,
@@ -119,6 +122,9 @@ class fake_runtime_api {
   }
   int connections() const { return connections_; }
   int next_calls() const { return next_calls_; }
+  /// GET /next requests that were already read (behind another request) when the answer
+  /// before them was written.
+  int pipelined_next_calls() const { return pipelined_next_calls_; }
 
  private:
   using request_type = http::request<http::string_body>;
@@ -138,10 +144,14 @@ class fake_runtime_api {
       http::request_parser<http::string_body> parser;
       parser.body_limit(16 * 1024 * 1024);
       boost::system::error_code ec;
+      const bool already_read = buffer.size() > 0;
       co_await http::async_read(socket, buffer, parser,
                                 asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
       const request_type request = parser.release();
+      if (already_read && request.target() == "/2018-06-01/runtime/invocation/next") {
+        ++pipelined_next_calls_;
+      }
       if (request.target() == "/2018-06-01/runtime/invocation/next" &&
           behaviour_.next_delay.count() > 0) {
         asio::steady_timer timer(io_, behaviour_.next_delay);
@@ -173,6 +183,7 @@ class fake_runtime_api {
       response_type response(http::status::ok, 11);
       response.set(http::field::content_type, "application/json");
       for (const auto& [name, value] : invocation.headers) response.set(name, value);
+      if (behaviour_.pipelining) response.set(header::pipelining, "1");
       for (const auto& [name, value] : invocation.headers) {
         if (beast::iequals(name, header::request_id)) issued_.insert(value);
       }
@@ -209,6 +220,7 @@ class fake_runtime_api {
   std::vector<recorded_post> posts_;
   std::atomic<int> connections_{0};
   std::atomic<int> next_calls_{0};
+  std::atomic<int> pipelined_next_calls_{0};
 };
 
 run_options against(const fake_runtime_api& api, std::size_t max_invocations) {
@@ -564,6 +576,64 @@ TEST(RunHandler, ReconnectsWhenTheServerDropsTheKeptAliveConnection) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(posts[i].body, std::to_string(i));
   EXPECT_EQ(api.next_calls(), 5);
   EXPECT_GE(api.connections(), 5);
+}
+
+// funcie's own Runtime API takes the next GET /next in the same write as a result's POST
+// (one message less per invocation, bench/README.md); Lambda's is never sent one early.
+TEST(RunHandler, SendsTheNextGetWithTheResultOnlyWhenTheServerSaysItReadsPipelinedRequests) {
+  for (const bool pipelining : {false, true}) {
+    SCOPED_TRACE(pipelining ? "server says Funcie-Pipelining" : "server as Lambda's");
+    fake_runtime_api api({.pipelining = pipelining});
+    for (int i = 0; i < 4; ++i) api.push(event("req-" + std::to_string(i), std::to_string(i)));
+
+    funcie::runtime::run_handler(
+        [](const invocation_request& request) {
+          return invocation_response::success(request.payload);
+        },
+        against(api, 4));
+
+    const auto posts = api.posts();
+    ASSERT_EQ(posts.size(), 4u);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(posts[i].body, std::to_string(i));
+    // After the last of its max_invocations, the runtime asks for no more.
+    EXPECT_EQ(api.next_calls(), 4);
+    EXPECT_EQ(api.pipelined_next_calls(), pipelining ? 3 : 0);
+    EXPECT_EQ(api.connections(), 1);
+  }
+}
+
+TEST(RunHandler, APipelinedNextLostWithADroppedConnectionIsSentAgain) {
+  fake_runtime_api api({.close_after_each_answer = true, .pipelining = true});
+  for (int i = 0; i < 5; ++i) api.push(event("req-" + std::to_string(i), std::to_string(i)));
+
+  funcie::runtime::run_handler(
+      [](const invocation_request& request) {
+        return invocation_response::success(request.payload);
+      },
+      against(api, 5));
+
+  const auto posts = api.posts();
+  ASSERT_EQ(posts.size(), 5u) << "each result posted exactly once";
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(posts[i].body, std::to_string(i));
+  EXPECT_EQ(api.next_calls(), 5);
+}
+
+TEST(RunHandler, KeepsGoingWhenAPipeliningRuntimeApiRefusesOneResult) {
+  fake_runtime_api api({.post_status = 413, .pipelining = true});
+  api.push(event("req-1", "{}"));
+  api.push(event("req-2", "{}"));
+  int calls = 0;
+  testing::internal::CaptureStderr();
+  funcie::runtime::run_handler(
+      [&](const invocation_request&) {
+        ++calls;
+        return invocation_response::success("{}");
+      },
+      against(api, 2));
+  const std::string stderr_text = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(api.pipelined_next_calls(), 1);
+  EXPECT_NE(stderr_text.find("413"), std::string::npos) << stderr_text;
 }
 
 TEST(ReportInitError, PostsTheErrorToInitError) {

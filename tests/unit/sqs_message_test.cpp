@@ -56,9 +56,21 @@ sq::message make(message_kind kind) {
       break;
     case message_kind::claim:
     case message_kind::commit:
+      m.session = session;
+      m.expires_ms = 1763900004500;
+      break;
     case message_kind::alive:
       m.session = session;
       m.expires_ms = 1763900004500;
+      m.sent = 7;
+      break;
+    case message_kind::piece:
+      m.session = session;
+      m.piece = 41;
+      m.part = 1;
+      m.count = 2;
+      m.expires_ms = 1763900030000;
+      m.data = "streamed bytes";
       break;
     case message_kind::response:
       m.session = session;
@@ -79,9 +91,9 @@ sq::message make(message_kind kind) {
 }
 
 constexpr message_kind all_kinds[] = {
-    message_kind::offer,    message_kind::part,   message_kind::ff,
-    message_kind::claim,    message_kind::commit, message_kind::alive,
-    message_kind::response, message_kind::ping,   message_kind::pong};
+    message_kind::offer,  message_kind::part,  message_kind::ff,       message_kind::claim,
+    message_kind::commit, message_kind::alive, message_kind::response, message_kind::piece,
+    message_kind::ping,   message_kind::pong};
 
 std::string random_bytes(std::size_t size, unsigned seed) {
   std::mt19937 rng(seed);
@@ -337,6 +349,40 @@ TEST(SqsMessage, LaterPiecesOfAnOfferAreParts) {
     EXPECT_EQ(p.kind, message_kind::response);
     EXPECT_EQ(p.session, session);
   }
+  // A piece of a streamed response: every part says which piece it belongs to and fits.
+  auto piece = make(message_kind::piece);
+  piece.piece = sq::max_stream_piece;
+  const auto parts = sq::split(piece, std::string(3000, 'a'), 1024);
+  ASSERT_GE(parts.size(), 4u);
+  for (const auto& p : parts) {
+    EXPECT_EQ(p.kind, message_kind::piece);
+    EXPECT_EQ(p.piece, sq::max_stream_piece);
+    EXPECT_LE(sq::encode(p).size(), 1024u);
+  }
+}
+
+TEST(SqsMessage, AStreamPieceAndTheAliveThatCountsThem) {
+  const auto piece = sq::encode(make(message_kind::piece));
+  EXPECT_EQ(piece, "funcie-sqs/1 piece\n{\"app\":\"orders-api\",\"id\":\"" + id +
+                       "\",\"session\":\"" + session +
+                       "\",\"part\":1,\"count\":2,\"piece\":41,\"expires_ms\":1763900030000,"
+                       "\"enc\":\"raw\"}\nstreamed bytes");
+  // `sent` is optional: absent is 0, and 0 is not written.
+  auto alive = make(message_kind::alive);
+  EXPECT_NE(sq::encode(alive).find("\"sent\":7"), std::string::npos);
+  alive.sent = 0;
+  EXPECT_EQ(sq::encode(alive).find("sent"), std::string::npos);
+  EXPECT_EQ(sq::decode(sq::encode(alive)).sent, 0u);
+  // A piece without its number, or with one out of range, is refused.
+  const std::string head = "{\"app\":\"a\",\"id\":\"" + id + "\",\"session\":\"" + session +
+                           "\",\"part\":0,\"count\":1,\"expires_ms\":5";
+  EXPECT_THROW(sq::decode(body_of("piece", head + "}", "x")), sq::message_error);
+  EXPECT_THROW(sq::decode(body_of("piece", head + ",\"piece\":-1}", "x")), sq::message_error);
+  EXPECT_THROW(sq::decode(body_of("piece", head + ",\"piece\":2147483648}", "x")),
+               sq::message_error);
+  EXPECT_THROW(sq::decode(body_of("alive", "{\"app\":\"a\",\"id\":\"" + id + "\",\"session\":\"" +
+                                               session + "\",\"expires_ms\":5,\"sent\":\"3\"}")),
+               sq::message_error);
 }
 
 TEST(SqsMessage, SplitsAtEveryLimitAndReassemblesInAnyOrder) {

@@ -14,6 +14,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <optional>
 #include <random>
 #include <unordered_set>
@@ -51,17 +56,52 @@ struct redis_forwarder_backend::state {
     std::vector<tunnel::route> routes;
     std::int64_t in_flight = 0;
   };
-  /// The presence view: read with the sessions script, trusted for a heartbeat/6 on
-  /// CLOCK_BOOTTIME (a thawed Lambda environment reads it again), never when empty.
+  /// The presence view: read with the sessions script. A view with sessions is trusted for a
+  /// heartbeat/6 on CLOCK_BOOTTIME (a thawed Lambda environment reads it again); an empty one
+  /// while the presence subscription vouches for it (docs/routing.md, "Presence by
+  /// subscription").
   std::vector<present_session> view;
   std::int64_t view_read_at = 0;  ///< util::boot_ms_now() when read; 0: never / stale
+  /// presence_epoch when the view's read was sent, or -1: the subscription was not live then.
+  std::int64_t view_epoch = -1;
   /// Sessions whose info did not open or parse, each logged once.
   std::unordered_set<std::string> refused_sessions;
   std::mt19937_64 random;
 
+  /// The presence subscription (a connection subscribed to the app's presence channel, where
+  /// sessions announce joins and leaves). Started by the first forward() that reached Redis.
+  std::shared_ptr<redis::connection> watcher;
+  bool watching = false;      ///< the watch loop runs
+  bool watcher_live = false;  ///< subscribed, and its PINGs are answered
+  bool closed = false;        ///< the backend is being destroyed
+  /// Bumped by every announcement received and every (re)subscription or loss: a view read
+  /// under another epoch may miss a session that joined.
+  std::int64_t presence_epoch = 0;
+  /// util::boot_ms_now() when the last answered PING of the subscription was sent: every
+  /// announcement published before it has been received. 0: none.
+  std::int64_t confirmed_at = 0;
+  std::optional<asio::steady_timer> watch_timer;
+
+  std::int64_t short_bound() const {
+    return std::max<std::int64_t>(options.timing.heartbeat.count() / 6, 10);
+  }
+
   bool view_fresh() const {
-    const auto bound = std::max<std::int64_t>(options.timing.heartbeat.count() / 6, 10);
-    return view_read_at != 0 && !view.empty() && util::boot_ms_now() - view_read_at < bound;
+    if (view_read_at == 0) return false;
+    const std::int64_t now = util::boot_ms_now();
+    if (!view.empty()) return now - view_read_at < short_bound();
+    // Nobody: trusted with no Redis call while the subscription has received every
+    // announcement up to a heartbeat/6 ago (on the boot clock: a thawed forwarder's is older)
+    // and none since the view was read; and never past the heartbeat bound since the read.
+    return watcher_live && view_epoch == presence_epoch && confirmed_at != 0 &&
+           now - confirmed_at < short_bound() && now - view_read_at < options.timing.heartbeat.count();
+  }
+
+  void stop_watching() noexcept {
+    closed = true;
+    watcher_live = false;
+    if (watch_timer) watch_timer->cancel();
+    if (watcher) watcher->close();
   }
 };
 
@@ -70,13 +110,13 @@ namespace {
 using forwarder_state = redis_forwarder_backend::state;
 
 /// A response popped for `req`, or nullopt (with one log line) when it is not one.
-std::optional<tunnel::response> check_response(std::string_view bytes, const tunnel::request& req,
+std::optional<tunnel::response> check_response(std::string&& bytes, const tunnel::request& req,
                                                const tunnel::backend_options& options,
                                                const std::optional<std::string>& owner) {
   const std::string& app = options.app;
   tunnel::response answer;
   try {
-    answer = tunnel::decode_response(options.keys.open(bytes));
+    answer = tunnel::decode_response_owned(options.keys.open_owned(std::move(bytes)));
   } catch (const std::exception& e) {
     spdlog::warn("dropped a response for request {}: {}", req.id, e.what());
     return std::nullopt;
@@ -106,6 +146,7 @@ struct wait_state {
   std::string item;                  ///< What was pushed onto the owner's inbox.
   std::int64_t next_piece = 0;
   bool streaming = false;
+  bool withdrawn = false;  ///< taken back out of the owner's inbox unrun: nobody can run it
 };
 
 /// A piece must be the next one; a whole response after pieces ends the stream (the
@@ -175,7 +216,8 @@ asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_
                                     "it refused the wait for the answer: " + popped->str);
     }
     if (popped->type == redis::reply::kind::array && popped->elements.size() == 2) {
-      if (auto answer = check_response(popped->elements[1].str, req, s->options, owner)) {
+      if (auto answer =
+              check_response(std::move(popped->elements[1].str), req, s->options, owner)) {
         co_return in_order(w, std::move(*answer));
       }
     }
@@ -198,6 +240,7 @@ asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_
       co_return tunnel::broker_lost(s->broker, held.error);
     }
     if (!held->elements.empty() && held->elements[0].integer == 1) {
+      w.withdrawn = true;
       co_return tunnel::not_taken(
           fmt::format("session {} did not take it within the heartbeat bound ({} ms) or left "
                       "before taking it; withdrawn",
@@ -210,7 +253,7 @@ asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_
         auto late =
             co_await tunnel::try_await<redis::error>(cmd.conn->execute(lpop, check_timeout));
         if (!late || late->type != redis::reply::kind::string) break;
-        if (auto answer = check_response(late->str, req, s->options, owner)) {
+        if (auto answer = check_response(std::move(late->str), req, s->options, owner)) {
           co_return in_order(w, std::move(*answer));
         }
       }
@@ -251,6 +294,7 @@ asio::awaitable<void> read_view(const std::shared_ptr<forwarder_state>& s, redis
   const std::string prefix = s->keys.consumer("");
   std::vector<std::string_view> keys{consumers_key};
   std::vector<std::string_view> args{prefix, "256"};
+  const std::int64_t epoch = s->watcher_live ? s->presence_epoch : -1;
   const redis::reply listed =
       co_await run_script(conn, all_scripts().sessions, keys, args, s->options.timing.command_timeout);
   std::vector<forwarder_state::present_session> view;
@@ -288,6 +332,88 @@ asio::awaitable<void> read_view(const std::shared_ptr<forwarder_state>& s, redis
   }
   s->view = std::move(view);
   s->view_read_at = util::boot_ms_now();
+  s->view_epoch = epoch;
+}
+
+/// Reads the announcements of the presence subscription: each one means the view may miss a
+/// session (or name one that left), so the next invocation reads it again.
+asio::awaitable<void> drain_announcements(std::shared_ptr<forwarder_state> s,
+                                          std::shared_ptr<redis::connection> conn) {
+  while (!s->closed && conn->is_open()) {
+    auto message = co_await tunnel::try_await(conn->receive());
+    if (!message) break;
+    ++s->presence_epoch;
+    s->view_read_at = 0;
+  }
+  if (s->watcher == conn) {
+    s->watcher_live = false;
+    ++s->presence_epoch;
+  }
+}
+
+/// Keeps the presence subscription: subscribes (again after a loss, backing off 1 s doubling
+/// to 5 s) and PINGs it every heartbeat/12. An answered PING vouches that every announcement
+/// published before it was sent has been received (one connection delivers in order).
+asio::awaitable<void> watch_presence(std::shared_ptr<forwarder_state> s) {
+  const std::string channel = s->keys.presence();
+  const auto connect = connect_options_for(s->options, "funcie-forwarder-presence");
+  const milliseconds pace(std::max<std::int64_t>(s->short_bound() / 2, 5));
+  milliseconds backoff = 1000ms;
+  bool refused_logged = false;
+  while (!s->closed) {
+    milliseconds pause = pace;
+    if (!s->watcher || !s->watcher->is_open()) {
+      s->watcher_live = false;
+      auto opened = co_await tunnel::try_await([&]() -> asio::awaitable<void> {
+        auto conn = co_await open_connection(s->executor, connect);
+        s->watcher = conn;
+        co_await conn->subscribe(channel);
+      }());
+      if (s->closed) break;
+      if (opened) {
+        ++s->presence_epoch;
+        s->watcher_live = true;
+        backoff = 1000ms;
+        asio::co_spawn(s->executor, drain_announcements(s, s->watcher), asio::detached);
+        continue;  // PING at once: the view is vouched for from then on
+      }
+      if (s->watcher) s->watcher->close();
+      if (!refused_logged) {
+        refused_logged = true;
+        spdlog::info("presence subscription on {} failed ({}); each invocation reads presence "
+                     "instead",
+                     s->broker, opened.error);
+      }
+      pause = backoff;
+      backoff = std::min(backoff * 2, milliseconds(5000));
+    } else {
+      const auto conn = s->watcher;
+      const std::int64_t sent_at = util::boot_ms_now();
+      std::vector<std::string_view> ping{"PING"};
+      auto pinged = co_await tunnel::try_await(
+          conn->execute_checked(ping, s->options.timing.command_timeout));
+      if (s->closed) break;
+      if (!pinged) {
+        conn->close();
+        s->watcher_live = false;
+        ++s->presence_epoch;
+        continue;
+      }
+      // An announcement read just before the answer may not have reached the drain loop.
+      if (conn->has_unread_input()) {
+        ++s->presence_epoch;
+        s->view_read_at = 0;
+      }
+      s->confirmed_at = sent_at;
+    }
+    if (!s->watch_timer) s->watch_timer.emplace(s->executor);
+    boost::system::error_code ignored;
+    s->watch_timer->expires_after(pause);
+    co_await s->watch_timer->async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  }
+  if (s->watcher) s->watcher->close();  // opened while the backend was being destroyed
+  s->watcher_live = false;
+  s->watching = false;
 }
 
 /// The session the presence view gives `req` to, nullopt for nobody (docs/routing.md,
@@ -314,7 +440,7 @@ std::optional<std::string> choose(const std::shared_ptr<forwarder_state>& s,
 asio::awaitable<long long> offer(const std::shared_ptr<forwarder_state>& s, redis::connection& conn,
                                  const std::string& envelope, const std::string& item,
                                  const std::string& id, const std::string& req_ttl,
-                                 std::string& session) {
+                                 std::string& session, bool after_withdrawal) {
   const auto& timing = s->options.timing;
   const auto& code = all_scripts();
   const std::string consumers_key = s->keys.consumers();
@@ -327,6 +453,8 @@ asio::awaitable<long long> offer(const std::shared_ptr<forwarder_state>& s, redi
   const std::string claim_key = s->keys.claim(id);
   std::vector<std::string_view> keys{consumers_key, session_key, inbox_key, req_key, claim_key};
   std::vector<std::string_view> args{"assign", item, req_ttl, channel, publish, id, session};
+  // Its own withdrawal wrote claim:<id> = cloud: that claim may be replaced, no other.
+  if (after_withdrawal) args.emplace_back("cloud");
   auto result = [&](const redis::reply& reply) -> long long {
     if (reply.type == redis::reply::kind::string) {
       session = reply.str;  // assigned before: that assignment stands
@@ -360,14 +488,18 @@ struct offered_to {
 asio::awaitable<offered_to> offer_to_chosen(const std::shared_ptr<forwarder_state>& s,
                                             redis::connection& conn, const tunnel::request& req,
                                             const std::string& envelope, const std::string& item,
-                                            const std::string& req_ttl) {
-  std::vector<std::string> gone;  // chosen for this request, found gone
+                                            const std::string& req_ttl,
+                                            const std::vector<std::string>& withdrawn_from) {
+  // Chosen for this request and found gone, or withdrawn from before.
+  std::vector<std::string> gone = withdrawn_from;
+  const bool again = !withdrawn_from.empty();
   auto leave_out_gone = [&] {
     std::erase_if(s->view, [&](const forwarder_state::present_session& entry) {
       return std::find(gone.begin(), gone.end(), entry.id) != gone.end();
     });
   };
   bool read = !s->view_fresh();
+  if (again) leave_out_gone();
   for (int pick = 0; pick < 4; ++pick) {
     if (read) {
       co_await read_view(s, conn);
@@ -377,7 +509,8 @@ asio::awaitable<offered_to> offer_to_chosen(const std::shared_ptr<forwarder_stat
     if (s->view.empty()) co_return offered_to{0, "no consumer", {}};
     auto session = choose(s, req);
     if (!session) co_return offered_to{0, "no connected session's route holds for it", {}};
-    const long long receivers = co_await offer(s, conn, envelope, item, req.id, req_ttl, *session);
+    const long long receivers =
+        co_await offer(s, conn, envelope, item, req.id, req_ttl, *session, again);
     if (receivers >= 0) co_return offered_to{receivers, "no consumer", *session};
     gone.push_back(*session);
     leave_out_gone();
@@ -393,6 +526,7 @@ redis_forwarder_backend::redis_forwarder_backend(asio::any_io_executor executor,
     : state_(std::make_shared<state>(std::move(executor), options)) {}
 
 redis_forwarder_backend::~redis_forwarder_backend() {
+  state_->stop_watching();
   state_->pool->drop_connections();
 }
 
@@ -404,59 +538,91 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
   const auto left = std::chrono::duration_cast<milliseconds>(give_up_at - started);
   if (left < 1ms) co_return tunnel::not_taken("no time left before the deadline");
 
+  // Nobody present, and the presence subscription vouches for it: the function's own code,
+  // with no Redis call (docs/routing.md, "Presence by subscription").
+  // An announcement already in the subscription's socket, not read yet, is heeded too.
+  if (s->view_fresh() && s->view.empty()) {
+    if (!s->watcher || !s->watcher->has_unread_input()) co_return tunnel::not_taken("no consumer");
+    s->view_read_at = 0;
+  }
+
   // 1. Assign.
   const tunnel::labelled_request request(req, s->options.app);
-  const std::string envelope = s->options.keys.seal(tunnel::encode(request.get()));
+  const std::string envelope = s->options.keys.seal_owned(tunnel::encode(request.get()));
   // "<id>\n<envelope>"; "<id>\n" refers to req:<id> for a big one (docs/routing.md).
   std::string item = req.id + "\n";
   if (envelope.size() <= presence_first_bytes) item += envelope;
   const std::string req_ttl = std::to_string(left.count());
 
-  offered_to receivers;
-  for (int attempt = 0;; ++attempt) {
-    if (attempt > 0 && s->backoff.active(steady::now())) {
-      co_return tunnel::not_taken(fmt::format("backing off from {}", s->broker));
+  // A session that is gone before it took the request (withdrawn) lets the forwarder pick
+  // another one, leaving the withdrawn ones out, before the function's own code runs it.
+  std::vector<std::string> withdrawn_from;
+  std::string withdrawal;  ///< why the last assignment was withdrawn
+  for (int round = 0;; ++round) {
+    offered_to receivers;
+    for (int attempt = 0;; ++attempt) {
+      if (attempt > 0 && s->backoff.active(steady::now())) {
+        co_return tunnel::not_taken(fmt::format("backing off from {}", s->broker));
+      }
+      got_connection cmd = co_await s->pool->get_command();
+      if (!cmd.conn) {
+        s->backoff.enter(cmd.error);
+        co_return tunnel::not_taken(fmt::format("broker unreachable: {}", cmd.error));
+      }
+      auto offered = co_await tunnel::try_await<redis::error>(
+          offer_to_chosen(s, *cmd.conn, req, envelope, item, req_ttl, withdrawn_from));
+      if (offered) {
+        receivers = *offered.value;
+        break;
+      }
+      s->pool->forget(cmd.conn);
+      if (attempt == 0 && !cmd.fresh && offered.failure->code() == redis::errc::io) {
+        // Most likely a socket that died while Lambda froze us: reopen once, same envelope id,
+        // so that even an offer that did reach Redis cannot be claimed twice.
+        spdlog::debug("Redis connection found broken; reopening it once");
+        s->pool->drop_idle();
+        continue;
+      }
+      s->pool->drop_connections();
+      s->backoff.enter(offered.error);
+      if (round > 0) {
+        co_return tunnel::not_taken(fmt::format("{}; broker trouble: {}", withdrawal, offered.error));
+      }
+      co_return tunnel::not_taken(fmt::format("broker trouble: {}", offered.error));
     }
-    got_connection cmd = co_await s->pool->get_command();
-    if (!cmd.conn) {
-      s->backoff.enter(cmd.error);
-      co_return tunnel::not_taken(fmt::format("broker unreachable: {}", cmd.error));
+    s->backoff.reset();
+    if (!s->watching && !s->closed) {
+      s->watching = true;
+      asio::co_spawn(s->executor, watch_presence(s), asio::detached);
     }
-    auto offered = co_await tunnel::try_await<redis::error>(
-        offer_to_chosen(s, *cmd.conn, req, envelope, item, req_ttl));
-    if (offered) {
-      receivers = *offered.value;
-      break;
+    if (receivers.receivers == 0) {
+      if (round > 0) {
+        co_return tunnel::not_taken(
+            fmt::format("{}; no other session took it ({})", withdrawal, receivers.reason));
+      }
+      co_return tunnel::not_taken(std::move(receivers.reason));
     }
-    s->pool->forget(cmd.conn);
-    if (attempt == 0 && !cmd.fresh && offered.failure->code() == redis::errc::io) {
-      // Most likely a socket that died while Lambda froze us: reopen once, same envelope id,
-      // so that even an offer that did reach Redis cannot be claimed twice.
-      spdlog::debug("Redis connection found broken; reopening it once");
-      s->pool->drop_idle();
+
+    // 2. Wait: BLPOP in slices; between slices, see whether the owner took it and lives.
+    auto w = std::make_shared<wait_state>();
+    w->req.id = req.id;
+    w->req.app = req.app;
+    w->offered_at = steady::now();
+    w->owner = std::move(receivers.session);
+    w->item = item;
+    w->cloud_ttl = std::to_string(left.count() + 60000);
+    tunnel::forward_outcome outcome = co_await await_answer(s, *w, give_up_at);
+    if (w->withdrawn && round < max_repicks && steady::now() < give_up_at) {
+      withdrawal = outcome.reason;
+      withdrawn_from.push_back(*w->owner);
       continue;
     }
-    s->pool->drop_connections();
-    s->backoff.enter(offered.error);
-    co_return tunnel::not_taken(fmt::format("broker trouble: {}", offered.error));
-  }
-  s->backoff.reset();
-  if (receivers.receivers == 0) co_return tunnel::not_taken(std::move(receivers.reason));
-
-  // 2. Wait: BLPOP in slices; between slices, see whether the owner took it and lives.
-  auto w = std::make_shared<wait_state>();
-  w->req.id = req.id;
-  w->req.app = req.app;
-  w->offered_at = steady::now();
-  w->owner = std::move(receivers.session);
-  w->item = item;
-  w->cloud_ttl = std::to_string(left.count() + 60000);
-  tunnel::forward_outcome outcome = co_await await_answer(s, *w, give_up_at);
-  if (outcome.outcome == tunnel::forward_outcome::kind::answered && outcome.answer.is_piece() &&
-      outcome.answer.more) {
-    outcome.pieces = std::make_shared<redis_pieces>(s, std::move(w));
-  }
+    if (outcome.outcome == tunnel::forward_outcome::kind::answered &&
+        outcome.answer.is_piece() && outcome.answer.more) {
+      outcome.pieces = std::make_shared<redis_pieces>(s, std::move(w));
+    }
   co_return outcome;
+  }
 }
 
 }  // namespace funcie::redis_backend

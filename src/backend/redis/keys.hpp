@@ -19,6 +19,9 @@ class app_keys {
   std::string channel() const { return prefix_ + "requests"; }
   /// Session S's own channel: an assignment's count of receivers says whether S still listens.
   std::string channel(std::string_view session) const { return join("requests:", session); }
+  /// The app's presence channel: a session publishes its id when it joins and when it leaves;
+  /// forwarders subscribe to keep their presence view current (docs/routing.md).
+  std::string presence() const { return prefix_ + "presence"; }
   /// Sorted set: session id -> expiry (server time, ms).
   std::string consumers() const { return prefix_ + "consumers"; }
   /// String with TTL: a session's info; the session is alive while it exists.

@@ -29,6 +29,9 @@ std::string sha1_hex(std::string_view text);
 /// SET) onto S's own inbox, which only S pops, and publishes the request id on S's channel: when
 /// that reaches nobody (S was killed, its presence has not expired yet) the item is taken back
 /// and -1 returned; else the number of receivers. req:<id> is deleted whenever -1 or 0 is returned.
+/// ARGV[8], after the forwarder withdrew the request from another session: the claim that
+/// withdrawal wrote ("cloud"), which this assignment may replace (no other claim); it is
+/// written back when the assignment is taken back.
 inline constexpr std::string_view offer_text = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -43,9 +46,9 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   return -1
 end
 local ttl = tonumber(ARGV[3])
-if not redis.call('SET', KEYS[5], ARGV[7], 'NX', 'PX', ttl + 60000) then
-  return redis.call('GET', KEYS[5])
-end
+local owner = redis.call('GET', KEYS[5])
+if owner and owner ~= ARGV[8] then return owner end
+redis.call('SET', KEYS[5], ARGV[7], 'PX', ttl + 60000)
 redis.call('RPUSH', KEYS[3], ARGV[2])
 if redis.call('PTTL', KEYS[3]) < ttl then redis.call('PEXPIRE', KEYS[3], ttl) end
 local publish = 'PUBLISH'
@@ -53,7 +56,12 @@ if ARGV[5] == 'SPUBLISH' then publish = 'SPUBLISH' end
 local receivers = redis.call(publish, ARGV[4], ARGV[6])
 if receivers == 0 then
   redis.call('LREM', KEYS[3], -1, ARGV[2])
-  redis.call('DEL', KEYS[4], KEYS[5])
+  redis.call('DEL', KEYS[4])
+  if ARGV[8] then
+    redis.call('SET', KEYS[5], ARGV[8], 'PX', ttl + 60000)
+  else
+    redis.call('DEL', KEYS[5])
+  end
   return -1
 end
 return receivers

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -66,6 +67,9 @@ struct redis_consumer_session::state : tunnel::session_lifecycle {
   /// This session's routes (docs/routing.md): forwarders offer it only what they match, and
   /// it refuses a request none of them holds for (a broker that rewrote to:<id>).
   std::vector<tunnel::route> routes;
+  /// Items popped by one BLMPOP after the first, handed out by the next calls of next().
+  std::deque<std::string> ready;
+  bool batch_pop = true;  ///< false once the server refused BLMPOP
 
   milliseconds ttl() const { return options.timing.heartbeat * 5 / 6; }
   milliseconds interval() const { return std::max(options.timing.heartbeat / 6, milliseconds(10)); }
@@ -146,6 +150,32 @@ asio::awaitable<void> heartbeat_loop(std::shared_ptr<session_state> s) {
   }
 }
 
+/// Tells forwarders (their presence subscription) that this session joined or left, so that
+/// one that trusts an empty view reads it again (docs/routing.md, "Presence by subscription").
+/// A refusal (an ACL user without +publish) is logged once: forwarders then see the session
+/// only when they read their view again (at most the heartbeat bound).
+asio::awaitable<void> announce(std::shared_ptr<session_state> s, std::string_view what) {
+  const auto conn = s->command;
+  if (!conn || !conn->is_open()) co_return;
+  const std::string channel = s->keys.presence();
+  const std::string payload = std::string(what) + " " + s->session_id;
+  std::vector<std::string_view> publish{conn->sharded_pubsub() ? "SPUBLISH" : "PUBLISH", channel,
+                                        payload};
+  auto sent = co_await tunnel::try_await([&]() -> asio::awaitable<void> {
+    co_await conn->execute_checked(publish, s->options.timing.command_timeout);
+    // One more round trip: Redis wrote the announcement to its subscribers before it read
+    // this PING, so once it is answered every forwarder on this host has the announcement in
+    // its socket (an invocation made after open() returned sees this session).
+    std::vector<std::string_view> ping{"PING"};
+    co_await conn->execute_checked(ping, s->options.timing.command_timeout);
+  }());
+  if (!sent) {
+    spdlog::warn("could not announce session {} on {} ({}); forwarders will see it within the "
+                 "heartbeat bound instead of at once",
+                 s->session_id, s->broker, sent.error);
+  }
+}
+
 /// PINGs the subscriber connection; throws when it does not answer.
 asio::awaitable<void> ping(std::shared_ptr<redis::connection> conn, milliseconds timeout) {
   std::vector<std::string_view> ping{"PING"};
@@ -203,7 +233,8 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
       s->reply_keys.erase(it);
     }
   }
-  const std::string envelope = s->options.keys.seal(tunnel::encode(labelled.get()), reply_key);
+  const std::string envelope =
+      s->options.keys.seal_owned(tunnel::encode(labelled.get()), reply_key);
   const std::string key = s->keys.resp(answer.id);
   const milliseconds timeout =
       timeout_for(s->options.timing.command_timeout, envelope.size(), 1024);
@@ -226,28 +257,58 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
   }
 }
 
-/// What one BLPOP of this session's inbox brought.
+/// What one wait on this session's inbox brought.
 struct popped_item {
   std::optional<std::string> item;  ///< nullopt: the wait ended with nothing
   bool late = false;  ///< it came back later than a stopped session's key would live
 };
 
 /// Pops the next item of this session's inbox, waiting up to a heartbeat/6 (so that a silently
-/// dead connection is noticed). Throws.
+/// dead connection is noticed). Under load one wait takes every item waiting, up to
+/// max_batch_pop (BLMPOP, Redis 7.0), so that a burst costs one round trip, not one each; the
+/// rest are handed out by the next calls without a round trip. On a server without BLMPOP
+/// (before 7.0, or an ACL user without +blmpop) one item per BLPOP, as before. Throws.
 asio::awaitable<popped_item> pop(std::shared_ptr<session_state> s) {
+  popped_item out;
+  if (!s->ready.empty()) {
+    out.item = std::move(s->ready.front());
+    s->ready.pop_front();
+    co_return out;
+  }
   const auto& timing = s->options.timing;
   const milliseconds wait = s->interval();
   const std::string wait_text = fmt::format("{}.{:03}", wait.count() / 1000, wait.count() % 1000);
-  std::vector<std::string_view> blpop{"BLPOP", s->inbox_key, wait_text};
   const auto conn = s->inbox;
   const std::int64_t sent_at = util::boot_ms_now();
-  const redis::reply popped = co_await conn->execute_checked(blpop, wait + timing.command_timeout);
-  popped_item out;
+  const std::string count = std::to_string(max_batch_pop);
+  redis::reply popped;
+  if (s->batch_pop) {
+    std::vector<std::string_view> blmpop{"BLMPOP", wait_text, "1",    s->inbox_key,
+                                         "LEFT",   "COUNT",   count};
+    popped = co_await conn->execute(blmpop, wait + timing.command_timeout);
+    if (popped.is_error()) {
+      spdlog::debug("BLMPOP refused on {} ({}): one item per BLPOP", s->broker, popped.str);
+      s->batch_pop = false;
+    }
+  }
+  if (!s->batch_pop) {
+    std::vector<std::string_view> blpop{"BLPOP", s->inbox_key, wait_text};
+    popped = co_await conn->execute_checked(blpop, wait + timing.command_timeout);
+  }
   if (popped.type != redis::reply::kind::array || popped.elements.size() != 2) co_return out;
-  out.item = std::move(popped.elements[1].str);
   // The inbox connection carries small items only: a reply this late means the process was
   // stopped (or its link dead) for longer than its key lives after its last heartbeat.
   out.late = util::boot_ms_now() - sent_at >= (wait + s->ttl()).count();
+  auto& value = popped.elements[1];
+  if (value.type == redis::reply::kind::array) {  // BLMPOP: [key, [item, ...]]
+    if (value.elements.empty()) co_return out;
+    out.item = std::move(value.elements[0].str);
+    for (std::size_t i = 1; i < value.elements.size(); ++i) {
+      s->ready.push_back(std::move(value.elements[i].str));
+    }
+  } else {
+    out.item = std::move(value.str);
+  }
   co_return out;
 }
 
@@ -289,6 +350,7 @@ asio::awaitable<void> redis_consumer_session::open() {
     s->inbox = co_await open_connection(s->executor, s->connect);
     co_await s->subscriber->subscribe(s->channel);
     co_await beat(s, true);
+    co_await announce(s, "join");
   }());
   if (!joined || s->stopped) {
     if (s->subscriber) s->subscriber->close();
@@ -349,7 +411,7 @@ asio::awaitable<tunnel::request> redis_consumer_session::next() {
     std::string key_id;
     std::string bad;
     try {
-      req = tunnel::decode_request(s->options.keys.open(item, &key_id));
+      req = tunnel::decode_request_owned(s->options.keys.open_owned(std::move(item), &key_id));
     } catch (const std::exception& e) {
       bad = e.what();
     }
@@ -399,6 +461,8 @@ asio::awaitable<void> redis_consumer_session::close() {
     if (!left) {
       spdlog::debug("consumer session {} left without removing its presence: {}", s->session_id,
                     left.error);
+    } else {
+      co_await announce(s, "leave");
     }
   }
   s->shutdown();

@@ -26,6 +26,12 @@ inline constexpr std::size_t big_envelope_bytes = presence_first_bytes;
 inline constexpr std::string_view response_ttl_ms = "60000";
 /// Idle blocking connections kept by a forwarder for reuse.
 inline constexpr std::size_t max_idle_blocking = 64;
+/// Sessions a forwarder picks after the one it assigned a request to was withdrawn from
+/// (gone before it took it), before the function's own code runs it (docs/routing.md).
+inline constexpr int max_repicks = 3;
+/// Items a session takes from its inbox with one wait (BLMPOP) when several are waiting (each
+/// at most 64 KiB: 1 MiB at most, well within the late-reply bound on a slow link).
+inline constexpr int max_batch_pop = 16;
 /// Responses read at once when the owner is found gone (one may have been sent just before).
 inline constexpr int max_late_responses = 16;
 

@@ -202,7 +202,7 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
           ? request.answer_by_ms
           : util::unix_ms_now() +
                 std::chrono::duration_cast<milliseconds>(give_up_at - started).count();
-  registration reg(s, request.id, expires_ms);
+  auto w = std::make_shared<answer_wait>(s, request.id, config.app, expires_ms);
   std::vector<message> pieces;
   std::int64_t claim_by_ms = 0;
   bool maybe_stored = false;
@@ -237,129 +237,88 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
     s->backoff.reset();
   }
 
-  // 2. Wait for the claim (and then everything else) on the response queue.
+  // 2. Wait for the claim on the response queue; then, once committed, for the answer.
   const auto claim_until = started + config.claim_window + config.claim_grace;
-  std::optional<std::string> owner;
-  steady::time_point last_heard{};
-  reassembly parts;
-  auto& w = reg.get();
+  auto& inbox = w->reg.get();
   while (true) {
     const auto now = steady::now();
-    if (!owner && now >= claim_until) {
+    if (now >= claim_until) {
       s->mark_absent(to);
       co_return tunnel::not_taken(
           fmt::format("no consumer claimed it within {} ms", config.claim_window.count()));
     }
-    // Any message of the owner's, for this request or another one, says it is alive.
-    if (owner) last_heard = std::max(last_heard, s->last_heard_from(*owner));
-    if (owner && now - last_heard > config.heartbeat) {
-      co_return tunnel::failed(
-          "Funcie.ConsumerLost",
-          fmt::format("the consumer (session {}) stopped answering on {} for more "
-                      "than {} ms while running the request",
-                      owner->substr(0, 8), s->net.where, config.heartbeat.count()));
-    }
     if (now >= give_up_at) {
-      co_return tunnel::timed_out(owner, std::chrono::duration_cast<milliseconds>(now - started));
+      co_return tunnel::timed_out(std::nullopt,
+                                  std::chrono::duration_cast<milliseconds>(now - started));
     }
-    if (w.inbox.empty()) {
-      auto until = give_up_at;
-      if (!owner) until = std::min(until, claim_until);
-      if (owner) until = std::min(until, last_heard + config.heartbeat + 1ms);
-      co_await w.wake.wait_until(until);
+    if (inbox.inbox.empty()) {
+      co_await inbox.wake.wait_until(std::min(give_up_at, claim_until));
       continue;
     }
-    message m = std::move(w.inbox.front());
-    w.inbox.pop_front();
-    if (m.kind != message_kind::claim && m.kind != message_kind::alive &&
-        m.kind != message_kind::response) {
-      spdlog::warn("dropped a {} message on the response queue for request {}", to_string(m.kind),
-                   request.id);
-      continue;
-    }
-    if (!owner && !to.empty() && m.session != to) {
+    message m = std::move(inbox.inbox.front());
+    inbox.inbox.pop_front();
+    if (!to.empty() && m.session != to) {
       // Only the session it was offered to may claim it: another one's claim (an older
       // funcie, or forged without a secret) is never committed.
       spdlog::warn("dropped a {} for request {} from session {}, which it was not offered to",
                    to_string(m.kind), request.id, m.session.substr(0, 8));
       continue;
     }
-    if (!owner) {
-      if (m.kind != message_kind::claim) {
-        // Nothing runs before our commit, so nothing but a claim (or the alive of a session
-        // that claimed it, whose claim came first or was lost) can come first.
-        if (m.kind != message_kind::alive) {
-          spdlog::warn("dropped a {} for request {} from session {}, which did not claim it",
-                       to_string(m.kind), request.id, m.session.substr(0, 8));
-        }
-        continue;
-      }
-      // 3. Commit: this session, and only it, runs the request (with the rest of a big
-      // one). From here on the request never runs in the cloud.
-      owner = m.session;
-      s->mark_present(*owner);
-      message commit;
-      commit.kind = message_kind::commit;
-      commit.app = config.app;
-      commit.id = request.id;
-      commit.session = *owner;
-      commit.expires_ms = std::min(expires_ms, util::unix_ms_now() + commit_lifetime.count());
-      std::vector<std::string> bodies{s->net.body_of(commit)};
-      for (std::size_t i = 1; i < pieces.size(); ++i) bodies.push_back(s->net.body_of(pieces[i]));
-      const bool alone = bodies.size() == 1;
-      pieces.clear();
-      auto committed =
-          co_await tunnel::try_await(s->net.send_all(config.request_queue, std::move(bodies)));
-      if (!committed) {
-        const std::string& send_error = committed.error;
-        const auto sqs = committed.as<aws::sqs_error>();
-        const bool not_stored = alone && sqs.has_value() &&
-                                sqs->cause() != aws::sqs_error::kind::transport &&
-                                sqs->cause() != aws::sqs_error::kind::server;
-        s->backoff.enter(send_error);
-        // A commit SQS refused for sure reaches nobody: the cloud may run the request. One
-        // whose fate is unknown may be run locally: it must not run here too.
-        if (not_stored) {
-          co_return tunnel::not_taken(
-              fmt::format("could not commit the request to its consumer: {}", send_error));
-        }
-        co_return tunnel::failed(
-            "Funcie.BrokerLost",
-            fmt::format("could not send the commit for the request to {}, so it may or may not "
-                        "run on the consumer that claimed it: {}",
-                        s->net.where, send_error));
-      }
-    } else if (*owner != m.session) {
-      if (m.kind != message_kind::claim) {
+    if (m.kind != message_kind::claim) {
+      // Nothing runs before our commit, so nothing but a claim (or the alive of a session
+      // that claimed it, whose claim came first or was lost) can come first.
+      if (m.kind != message_kind::alive) {
         spdlog::warn("dropped a {} for request {} from session {}, which did not claim it",
                      to_string(m.kind), request.id, m.session.substr(0, 8));
       }
-      continue;  // another session's claim (a second delivery of the offer): never committed
+      continue;
     }
-    last_heard = steady::now();
-    if (m.kind != message_kind::response) continue;
-    std::optional<std::string> whole;
-    std::string bad;
-    try {
-      whole = parts.add(m, tunnel::max_header_bytes + tunnel::max_body_bytes + 1024);
-    } catch (const std::exception& e) {
-      bad = e.what();
+    // 3. Commit: this session, and only it, runs the request (with the rest of a big
+    // one). From here on the request never runs in the cloud.
+    const std::string owner = m.session;
+    s->mark_present(owner);
+    message commit;
+    commit.kind = message_kind::commit;
+    commit.app = config.app;
+    commit.id = request.id;
+    commit.session = owner;
+    commit.expires_ms = std::min(expires_ms, util::unix_ms_now() + commit_lifetime.count());
+    std::vector<std::string> bodies{s->net.body_of(commit)};
+    for (std::size_t i = 1; i < pieces.size(); ++i) bodies.push_back(s->net.body_of(pieces[i]));
+    const bool alone = bodies.size() == 1;
+    pieces.clear();
+    auto committed =
+        co_await tunnel::try_await(s->net.send_all(config.request_queue, std::move(bodies)));
+    if (!committed) {
+      const std::string& send_error = committed.error;
+      const auto sqs = committed.as<aws::sqs_error>();
+      const bool not_stored = alone && sqs.has_value() &&
+                              sqs->cause() != aws::sqs_error::kind::transport &&
+                              sqs->cause() != aws::sqs_error::kind::server;
+      s->backoff.enter(send_error);
+      // A commit SQS refused for sure reaches nobody: the cloud may run the request. One
+      // whose fate is unknown may be run locally: it must not run here too.
+      if (not_stored) {
+        co_return tunnel::not_taken(
+            fmt::format("could not commit the request to its consumer: {}", send_error));
+      }
+      co_return tunnel::failed(
+          "Funcie.BrokerLost",
+          fmt::format("could not send the commit for the request to {}, so it may or may not "
+                      "run on the consumer that claimed it: {}",
+                      s->net.where, send_error));
     }
-    if (!bad.empty()) co_return tunnel::bad_response(bad);
-    if (!whole) continue;
-    tunnel::response answer;
-    try {
-      answer = tunnel::decode_response(*whole);
-    } catch (const std::exception& e) {
-      bad = e.what();
-    }
-    if (bad.empty() &&
-        (answer.id != request.id || answer.app != config.app || answer.consumer != *owner)) {
-      bad = "it carries another request id, app or session";
-    }
-    if (!bad.empty()) co_return tunnel::bad_response(bad);
-    co_return tunnel::answered(std::move(answer));
+    // 4. The answer: a whole response, or a stream's pieces (docs/sqs.md).
+    w->started = started;
+    w->owner = owner;
+    w->last_heard = steady::now();
+    co_return co_await await_answer(s, std::move(w), give_up_at);
   }
+}
+
+bool sqs_forwarder_backend::streams() const {
+  // Fire-and-forget drops every answer: nothing to stream.
+  return !state_->config().response_queue.empty();
 }
 
 }  // namespace funcie::sqs_backend

@@ -7,6 +7,7 @@
 #include "tunnel/route.hpp"
 
 #include <deque>
+#include <map>
 #include <unordered_map>
 
 namespace funcie::sqs_backend {
@@ -207,6 +208,41 @@ class registration {
 /// each, and returns once each has answered.
 asio::awaitable<std::vector<message>> ping(std::shared_ptr<forwarder_state> s, bool first_only,
                                            std::vector<std::string> to = {});
+
+/// The wait for the answer to one request, from its offer to its answer; kept between the
+/// pieces of a streamed answer (docs/sqs.md, "Streamed responses").
+struct answer_wait {
+  answer_wait(std::shared_ptr<forwarder_state> s, std::string request_id, std::string app_name,
+              std::int64_t expires_ms)
+      : reg(std::move(s), request_id, expires_ms),
+        id(std::move(request_id)),
+        app(std::move(app_name)) {}
+  registration reg;
+  std::string id;
+  std::string app;
+  steady::time_point started{};
+  std::string owner;                ///< The session it was committed to.
+  steady::time_point last_heard{};  ///< Last message from the owner
+  reassembly whole;                 ///< The parts of a whole response
+  /// Pieces of a stream not passed on yet: their parts, and the whole envelopes of those
+  /// that came before their turn (a standard queue may reorder).
+  std::map<std::uint32_t, reassembly> partial;
+  std::map<std::uint32_t, std::string> early;
+  std::size_t held_bytes = 0;
+  std::uint32_t next_piece = 0;
+  bool streaming = false;  ///< A piece came and the last has not
+  /// The most pieces the owner said it stored (its alives' `sent`), and since when one
+  /// of them is known to be stored but has not come.
+  std::uint32_t stored = 0;
+  steady::time_point gap_since{};
+};
+
+/// Waits for the next answer to a committed request (a whole response or the next piece)
+/// until `give_up_at`. An answered piece with more after it carries `pieces`, which goes on
+/// with the same wait.
+asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_state> s,
+                                                      std::shared_ptr<answer_wait> w,
+                                                      steady::time_point give_up_at);
 
 }  // namespace detail
 

@@ -141,7 +141,8 @@ class wakeup {
 
 inline bool on_response_queue(message_kind kind) {
   return kind == message_kind::claim || kind == message_kind::alive ||
-         kind == message_kind::response || kind == message_kind::pong;
+         kind == message_kind::response || kind == message_kind::piece ||
+         kind == message_kind::pong;
 }
 
 /// What every end of the SQS tunnel shares: the client and the queues' size limits.

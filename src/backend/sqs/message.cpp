@@ -40,6 +40,8 @@ struct fields {
   bool pieces = false;    ///< part, count
   bool claim_by = false;  ///< claim_by_ms
   bool sent = false;      ///< sent_ms
+  bool stream_piece = false;  ///< piece
+  bool stored = false;        ///< sent (optional)
   bool expires = false;   ///< expires_ms
   bool data = false;      ///< enc and data after the header
 };
@@ -54,10 +56,13 @@ fields fields_of(message_kind kind) {
       return {.pieces = true, .sent = true, .expires = true, .data = true};
     case message_kind::claim:
     case message_kind::commit:
-    case message_kind::alive:
       return {.session = true, .expires = true};
+    case message_kind::alive:
+      return {.session = true, .stored = true, .expires = true};
     case message_kind::response:
       return {.session = true, .pieces = true, .expires = true, .data = true};
+    case message_kind::piece:
+      return {.session = true, .pieces = true, .stream_piece = true, .expires = true, .data = true};
     case message_kind::ping:
       return {.addressed = true, .expires = true};
     case message_kind::pong:
@@ -66,9 +71,10 @@ fields fields_of(message_kind kind) {
   return {};
 }
 
-constexpr std::array all_kinds{message_kind::offer,    message_kind::part,   message_kind::ff,
+constexpr std::array all_kinds{message_kind::offer,    message_kind::part,  message_kind::ff,
                                message_kind::claim,    message_kind::commit, message_kind::alive,
-                               message_kind::response, message_kind::ping,   message_kind::pong};
+                               message_kind::response, message_kind::piece, message_kind::ping,
+                               message_kind::pong};
 
 // --- SQS text ---------------------------------------------------------------------------
 
@@ -177,6 +183,8 @@ void drop_unused_fields(message& m) {
   }
   if (!f.claim_by) m.claim_by_ms = 0;
   if (!f.sent) m.sent_ms = 0;
+  if (!f.stream_piece) m.piece = 0;
+  if (!f.stored) m.sent = 0;
   if (!f.expires) m.expires_ms = 0;
   if (!f.data) m.data.clear();
 }
@@ -194,6 +202,7 @@ std::size_t header_bound(const message& proto, message_kind kind) {
   m.claim_by_ms = proto.claim_by_ms;
   m.expires_ms = proto.expires_ms;
   m.sent_ms = proto.sent_ms;
+  m.piece = proto.piece;
   return encode(m).size();
 }
 
@@ -215,6 +224,8 @@ std::string_view to_string(message_kind kind) {
       return "alive";
     case message_kind::response:
       return "response";
+    case message_kind::piece:
+      return "piece";
     case message_kind::ping:
       return "ping";
     case message_kind::pong:
@@ -237,6 +248,8 @@ std::string encode(const message& m) {
   }
   if (f.claim_by) h["claim_by_ms"] = m.claim_by_ms;
   if (f.sent) h["sent_ms"] = m.sent_ms;
+  if (f.stream_piece) h["piece"] = m.piece;
+  if (f.stored && m.sent != 0) h["sent"] = m.sent;
   if (f.expires) h["expires_ms"] = m.expires_ms;
   const bool raw = !f.data || is_sqs_text(m.data);
   if (f.data) h["enc"] = raw ? "raw" : "b64";
@@ -327,6 +340,10 @@ message decode(std::string_view body) {
   }
   if (f.claim_by) m.claim_by_ms = get_int(h, "claim_by_ms", 0, max_ms);
   if (f.sent) m.sent_ms = get_int(h, "sent_ms", 0, max_ms);
+  if (f.stream_piece) m.piece = static_cast<std::uint32_t>(get_int(h, "piece", 0, max_stream_piece));
+  if (f.stored && h.contains("sent")) {
+    m.sent = static_cast<std::uint32_t>(get_int(h, "sent", 0, max_stream_piece));
+  }
   // Every kind expires: a message that never did could circulate for ever.
   if (f.expires) m.expires_ms = get_int(h, "expires_ms", 1, max_ms);
   if (!f.data) {
@@ -354,8 +371,8 @@ std::vector<message> split(const message& proto, std::string_view envelope,
     throw message_error("the SQS message size limit is below 1 KiB");
   }
   if (proto.kind != message_kind::offer && proto.kind != message_kind::ff &&
-      proto.kind != message_kind::response) {
-    throw message_error("only an offer, ff or response envelope is cut into pieces");
+      proto.kind != message_kind::response && proto.kind != message_kind::piece) {
+    throw message_error("only an offer, ff, response or piece envelope is cut into pieces");
   }
   const auto later_kind = proto.kind == message_kind::offer ? message_kind::part : proto.kind;
   const std::size_t header =

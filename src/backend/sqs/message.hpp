@@ -23,12 +23,14 @@ class message_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class message_kind { offer, part, ff, claim, commit, alive, response, ping, pong };
+enum class message_kind { offer, part, ff, claim, commit, alive, response, piece, ping, pong };
 
 std::string_view to_string(message_kind kind);
 
 /// Most pieces an envelope may be cut into: 6 MiB in base64 on the smallest queue (1 KiB).
 inline constexpr std::uint32_t max_pieces = 16384;
+/// Largest piece number of a streamed response (docs/sqs.md, "Streamed responses").
+inline constexpr std::uint32_t max_stream_piece = 0x7fffffff;
 
 struct message {
   message_kind kind = message_kind::offer;
@@ -42,7 +44,11 @@ struct message {
   std::int64_t claim_by_ms = 0;  ///< offer: Unix ms by which a claim must be stored
   std::int64_t expires_ms = 0;   ///< Unix ms after which the message means nothing (>= 1)
   std::int64_t sent_ms = 0;      ///< ff: when the forwarder sent it
-  std::string data;              ///< The piece's bytes (decoded), or a pong's JSON
+  std::uint32_t piece = 0;       ///< piece: which piece of a streamed response (0, 1, 2...)
+  /// alive: the pieces of the request's streamed response the session has stored so far
+  /// (optional in the header; 0 when absent).
+  std::uint32_t sent = 0;
+  std::string data;  ///< The piece's bytes (decoded), or a pong's JSON
 
   friend bool operator==(const message&, const message&) = default;
 };
@@ -61,7 +67,8 @@ bool is_sqs_text(std::string_view bytes);
 /// Cuts `envelope` into pieces whose encoded bodies each fit in `max_body_bytes` (>= 1024;
 /// the header's size is taken into account), raw text pieces cut on character boundaries.
 /// Each returned message is `proto` with part, count and data set (part 0 keeps
-/// proto.kind; for an offer, parts 1.. become `part`). Throws message_error when it would
+/// proto.kind; for an offer, parts 1.. become `part`; a response or a piece of a stream
+/// keeps its kind). Throws message_error when it would
 /// take more than max_pieces.
 std::vector<message> split(const message& proto, std::string_view envelope,
                            std::size_t max_body_bytes);

@@ -106,11 +106,13 @@ asio::awaitable<void> alive_loop(std::shared_ptr<session_state> s) {
       // its commit: a forwarder that committed it while the commit waits behind a backlog
       // on the request queue must not report this session lost (docs/sqs.md).
       if (!entry.committed && entry.commit_by_ms < now) continue;
+      if (entry.expires_ms < now) continue;  // its forwarder has stopped waiting
       message alive;
       alive.kind = message_kind::alive;
       alive.app = s->config().app;
       alive.id = id;
       alive.session = s->session_id;
+      alive.sent = entry.pieces_sent;
       alive.expires_ms =
           entry.committed ? entry.expires_ms : std::min(entry.expires_ms, entry.commit_by_ms);
       bodies.push_back(s->net.body_of(alive, entry.key));
@@ -297,17 +299,29 @@ asio::awaitable<void> sqs_consumer_session::respond(const tunnel::response& answ
   std::int64_t expires = util::unix_ms_now() + 60000;
   bool ff = false;
   std::string key;
+  // A piece of a stream with more to come keeps the request held: its alives go on (the
+  // heartbeat) and count the pieces stored. The last piece, or a whole response, ends it.
+  const bool more = answer.is_piece() && answer.more;
   if (it != s->held.end()) {
     expires = it->second.expires_ms;
     ff = it->second.ff;
-    key = std::move(it->second.key);
-    s->held.erase(it);
+    if (more) {
+      key = it->second.key;
+    } else {
+      key = std::move(it->second.key);
+      s->held.erase(it);
+    }
   }
   if (ff || s->config().response_queue.empty()) {
     spdlog::debug("request {} was fire-and-forget: its answer is dropped", answer.id);
     co_return;
   }
   co_await send_response(s, answer, expires, std::move(key));
+  if (!more) co_return;
+  if (const auto held = s->held.find(answer.id); held != s->held.end()) {
+    held->second.pieces_sent = std::max(held->second.pieces_sent,
+                                        static_cast<std::uint32_t>(answer.piece + 1));
+  }
 }
 
 asio::awaitable<void> sqs_consumer_session::close() {

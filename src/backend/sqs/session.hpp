@@ -29,6 +29,10 @@ struct held_request {
   std::int64_t commit_by_ms = 0;  ///< Forgotten when not committed by then
   reassembly parts;
   std::optional<std::string> envelope;  ///< Whole, waiting for the commit
+  /// Pieces of its streamed response stored on the response queue so far: its alives say
+  /// so, and a forwarder that misses one of them ends the stream (docs/sqs.md, "Streamed
+  /// responses").
+  std::uint32_t pieces_sent = 0;
 };
 
 }  // namespace detail

@@ -20,7 +20,14 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
   auto sent = co_await tunnel::try_await([&]() -> asio::awaitable<void> {
     const std::size_t limit = co_await s->net.limit_of(s->config().response_queue);
     message proto;
-    proto.kind = message_kind::response;
+    // A piece of a streamed response goes as `piece` messages carrying its number.
+    proto.kind = answer.is_piece() ? message_kind::piece : message_kind::response;
+    if (answer.is_piece()) {
+      if (answer.piece > static_cast<std::int64_t>(max_stream_piece)) {
+        throw message_error("the streamed response has too many pieces");
+      }
+      proto.piece = static_cast<std::uint32_t>(answer.piece);
+    }
     proto.app = s->config().app;
     proto.id = answer.id;
     proto.session = s->session_id;

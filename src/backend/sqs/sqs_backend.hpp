@@ -56,6 +56,8 @@ class sqs_forwarder_backend final : public tunnel::forwarder_backend {
 
   boost::asio::awaitable<tunnel::forward_outcome> forward(
       const tunnel::request& req, std::chrono::steady_clock::time_point give_up_at) override;
+  /// A streamed answer comes as `piece` messages (docs/sqs.md, "Streamed responses").
+  bool streams() const override;
 
   struct state;
 

@@ -30,14 +30,24 @@ export function nodeRuntime(dir, handler) {
 
 /**
  * The cloud side, like startCloud, but the Lambda function has its own name (not the
- * app's), so a test can tell which one the local handler was given.
+ * app's), so a test can tell which one the local handler was given. `env` are more
+ * function variables; `secretEnv` are set around the runtime as Lambda sets the role's
+ * keys (emulate reserves those names).
  */
-function startCloudFunction({ url, app, functionName, args, command }) {
+function startCloudFunction({ url, app, functionName, args, command, env = {}, secretEnv = {} }) {
+  const secret = Object.entries(secretEnv).map(([k, v]) => `${k}=${v}`);
+  const runtime = command ?? [funcieBin, 'wrap', '--', echoBin, 'cloud'];
   return startEmulate({
     functionName,
-    args: ['--env', `FUNCIE_BACKEND=${url}`, '--env', `FUNCIE_APP=${app}`, ...args],
-    command: command ?? [funcieBin, 'wrap', '--', echoBin, 'cloud'],
+    args: ['--env', `FUNCIE_BACKEND=${url}`, '--env', `FUNCIE_APP=${app}`,
+      ...Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]), ...args],
+    command: secret.length ? ['env', ...secret, ...runtime] : runtime,
   });
+}
+
+/** A redis-server as a tunnel backend for withConnected. */
+export function redisTunnel(redis) {
+  return { name: 'Redis', forApp: async () => ({ url: redis.url }) };
 }
 
 let appNumber = 0;
@@ -45,23 +55,31 @@ let appNumber = 0;
 /**
  * Starts the cloud side (`funcie emulate --timeout CLOUD_TIMEOUT_S CLOUD_ARGS -- funcie
  * wrap -- echo cloud`, or CLOUD_COMMAND, function `functionName`) and `funcie connect
- * CONNECT_ARGS -- COMMAND` for a fresh app, runs body({ app, functionName, em, local }), and always stops
- * both: connect with Ctrl-C (it stops its runtimes), SIGKILL if that takes over 5 s.
+ * CONNECT_ARGS -- COMMAND` for a fresh app, runs body({ app, functionName, em, local, tunnel }),
+ * and always stops both: connect with Ctrl-C (it stops its runtimes), SIGKILL if that takes
+ * over 5 s. The broker is `redis`, or `backend` (redisTunnel, or sqsTunnel in sqs.mjs):
+ * its forApp(app) gives { url, cloudEnv, cloudSecretEnv, connectArgs, connectEnv } for a
+ * fresh app, passed to body as `tunnel`.
  */
-export async function withConnected({ redis, command, cloudArgs = [], cloudCommand, connectArgs = [], functionName }, body) {
+export async function withConnected({ redis, backend, command, cloudArgs = [], cloudCommand, connectArgs = [], functionName }, body) {
   const app = `lang-${process.pid}-${++appNumber}`;
   functionName = functionName ?? app;
+  const tunnel = await (backend ?? redisTunnel(redis)).forApp(app);
   const em = await startCloudFunction({
-    url: redis.url,
+    url: tunnel.url,
     app,
     functionName,
     args: ['--timeout', String(CLOUD_TIMEOUT_S), ...cloudArgs],
     command: cloudCommand,
+    env: tunnel.cloudEnv,
+    secretEnv: tunnel.cloudSecretEnv,
   });
   let local;
   try {
-    local = await startConnect({ url: redis.url, app, args: connectArgs, command });
-    return await body({ app, functionName, em, local });
+    local = await startConnect({
+      url: tunnel.url, app, args: [...(tunnel.connectArgs ?? []), ...connectArgs], command, env: tunnel.connectEnv,
+    });
+    return await body({ app, functionName, em, local, tunnel });
   } finally {
     await local?.stop('SIGINT');
     await em.stop();

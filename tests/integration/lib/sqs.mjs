@@ -163,3 +163,50 @@ export async function sqsTunnelTarget(sqs, { maxMessageSize = 1048576, env: extr
     },
   };
 }
+
+let tunnelNumber = 0;
+
+/**
+ * An SQS server (startSqs) as a tunnel backend for withConnected (languages.mjs): each app
+ * gets a fresh queue pair of `maxMessageSize` bytes. The returned { ..., queues, depth() }
+ * of forApp says how many messages are left on the pair (visible and in flight).
+ */
+export function sqsTunnel(sqs, { maxMessageSize = 262144 } = {}) {
+  const aws = { AWS_ENDPOINT_URL_SQS: sqs.endpoint, AWS_REGION: 'us-east-1' };
+  // local-aws-sqs holds a batched long poll for its whole wait (docs/sqs.md).
+  if (sqs.kind === 'local') aws.FUNCIE_SQS_RECEIVE_BATCH = '1';
+  const keys = { AWS_ACCESS_KEY_ID: dummyCredentials.accessKeyId, AWS_SECRET_ACCESS_KEY: dummyCredentials.secretAccessKey };
+  return {
+    name: sqs.kind === 'local' ? 'local-aws-sqs' : 'fauxqs',
+    async forApp(app) {
+      const n = ++tunnelNumber;
+      const [request, response] = await sqs.createQueues([
+        { name: `sreq-${process.pid}-${n}`, maxMessageSize },
+        { name: `sresp-${process.pid}-${n}`, maxMessageSize },
+      ]);
+      const queues = { FUNCIE_REQUEST_QUEUE_URL: request, FUNCIE_RESPONSE_QUEUE_URL: response };
+      const { AWS_REGION, ...cloudAws } = aws;  // emulate sets AWS_REGION itself
+      return {
+        url: 'sqs://',
+        queues: { request, response },
+        cloudEnv: { ...queues, ...cloudAws },
+        cloudSecretEnv: keys,
+        connectArgs: ['--request-queue', request, '--response-queue', response],
+        connectEnv: { ...aws, ...keys },
+        async depth() {
+          const { GetQueueAttributesCommand } = sqsSdk();
+          const client = sqsClient(sqs.endpoint);
+          let total = 0;
+          for (const QueueUrl of [request, response]) {
+            const r = await client.send(new GetQueueAttributesCommand({
+              QueueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+            }));
+            total += Number(r.Attributes.ApproximateNumberOfMessages) + Number(r.Attributes.ApproximateNumberOfMessagesNotVisible);
+          }
+          client.destroy();
+          return total;
+        },
+      };
+    },
+  };
+}
