@@ -231,6 +231,53 @@ TEST_P(SqsRoutes, AnOfferToAnotherSessionIsNeverRunHereAndNoOtherClaimIsCommitte
       90s);
 }
 
+// Another developer leaving never sends one's own invocations to the cloud. The forwarder
+// reads the sessions' tags only every FUNCIE_SQS_PRESENCE_MS while invoked; the claim window
+// spent on an offer to the session that left ages that view past its tags' time although
+// the session still there keeps refreshing its own: such a view is read again in the
+// invocation, not taken for nobody (the flake of BackendContract.EachSessionGetsOnlyWhat-
+// ItsRouteHoldsFor on local-aws-sqs).
+TEST_P(SqsRoutes, AnotherSessionLeavingSendsNoneOfOnesOwnToTheCloud) {
+  run_async(
+      [&](asio::io_context& ctx) -> asio::awaitable<void> {
+        // The sessions' tags last 1.5 s (3 x 500 ms); the forwarder reads them every 4 s.
+        const auto quick = [&](std::vector<std::string> routes) {
+          auto o = options(std::move(routes));
+          o.sqs_tuning.presence_every = 500ms;
+          return o;
+        };
+        auto ada =
+            tunnel::make_consumer_session(ctx.get_executor(), quick({"context:/custom/dev=ada"}));
+        co_await ada->open();
+        auto ada_ran = std::make_shared<serving>();
+        asio::co_spawn(ctx, serve(ada.get(), ada_ran), asio::detached);
+        auto rest = tunnel::make_consumer_session(ctx.get_executor(), quick({}));
+        co_await rest->open();
+        auto rest_ran = std::make_shared<serving>();
+        asio::co_spawn(ctx, serve(rest.get(), rest_ran), asio::detached);
+
+        auto slow = options();
+        slow.sqs_tuning.presence_every = 4000ms;
+        auto forwarder = tunnel::make_forwarder_backend(ctx.get_executor(), slow);
+        auto out = co_await forwarder->forward(for_dev("bob"), steady::now() + 20s);
+        EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
+        EXPECT_EQ(out.answer.consumer, rest->id());
+        // The session without routes leaves. The forwarder read the tags before that: bob's
+        // next one is offered to it, nobody claims it, the cloud runs it.
+        co_await rest->close();
+        out = co_await forwarder->forward(for_dev("bob"), steady::now() + 20s);
+        EXPECT_EQ(out.outcome, kind::not_taken) << out.reason << out.message;
+        // Ada is still connected: hers still reach her.
+        const auto adas = for_dev("ada");
+        out = co_await forwarder->forward(adas, steady::now() + 20s);
+        EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
+        EXPECT_EQ(out.answer.consumer, ada->id());
+        EXPECT_EQ(ada_ran->handled, std::vector<std::string>{adas.id});
+        co_await ada->close();
+      },
+      90s);
+}
+
 INSTANTIATE_TEST_SUITE_P(BothServers, SqsRoutes,
                          ::testing::Values(sqs_server::kind::faux, sqs_server::kind::local),
                          [](const ::testing::TestParamInfo<sqs_server::kind>& param) {

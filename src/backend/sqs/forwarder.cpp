@@ -147,18 +147,25 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
   const tunnel::labelled_request labelled(req, config.app);
   const tunnel::request& request = labelled.get();
   if (config.response_queue.empty()) co_return co_await fire_and_forget(s, request);
-  // A session seen long ago (an instance thawed after an idle spell while somebody debugs)
-  // is read again in the invocation, so that the developer's next call is forwarded; what
-  // a read of nobody said is only ever refreshed in the background.
-  const bool stale = s->saw_session &&
-                     steady::now() - s->presence_read_at > s->config().presence_every * 3;
+  // A session seen long ago (an instance thawed after an idle spell while somebody debugs),
+  // or a view whose sessions' tags have run out since it was read (they refresh them, but
+  // this instance reads them only every FUNCIE_SQS_PRESENCE_MS and only while invoked: a
+  // claim window spent on an offer to a session that left ages it), is read again in the
+  // invocation, so that the developer's next call is forwarded rather than taken for
+  // nobody; what a read of nobody said is only ever refreshed in the background.
+  // (After a failed read, not before its pause is over.)
+  const bool failing = s->presence_backoff > 0ms && steady::now() < s->next_presence_read;
+  const bool stale =
+      s->saw_session && !failing &&
+      (steady::now() - s->presence_read_at > s->config().presence_every * 3 ||
+       s->seen.until_ms <= util::unix_ms_now());
   if (s->tags_usable && (!s->presence_known || stale) && !s->presence_reading) {
     // A cold start: one ListQueueTags, the only SQS call in the latency of an invocation
     // nobody debugs.
     co_await read_presence_tags(s);
-  } else if (s->tags_usable && !s->presence_known) {
-    // Another invocation's cold start read is under way (several in flight at once): its
-    // answer is this one's too, rather than "nobody" before anything was read.
+  } else if (s->tags_usable && (!s->presence_known || stale)) {
+    // Another invocation's read is under way (several in flight at once): its answer is
+    // this one's too, rather than "nobody" before anything (or anything in time) was read.
     auto waiting = std::make_shared<wakeup>(s->executor);
     s->presence_waiters.push_back(waiting);
     co_await waiting->wait_until(std::min(give_up_at, steady::now() + 5s));
