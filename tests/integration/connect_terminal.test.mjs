@@ -107,6 +107,10 @@ export const handler = async (event) => {
   assert.equal(JSON.parse(r.body).printed, 50000, 'answered by the local handler, its session never lost');
   await pty.waitFor(/line 49999 y{40}\r?\n/, 60000);
   assert.doesNotMatch(pty.screen(), /reconnected app/, 'no new session was needed');
+  // The invocation's line follows once its runtime's output has been quiet for a moment.
+  const printedId = pty.screen().replace(/\u001b\[[0-9;?]*[A-Za-z]/g, '').match(/\[t-\d+#1 ([0-9a-f]{8})\] line 00000/)?.[1];
+  assert.ok(printedId, 'the handler\'s lines carry its request id');
+  await pty.waitFor(new RegExp(`${printedId}[^\\n]* direct`), 30000);
 
   process.kill(pid, 'SIGINT');
   const [code] = await pty.exited;
