@@ -62,6 +62,22 @@ void check_presence(std::string_view bytes) {
   }
   const std::map<std::string, std::string> tags{{key, std::string(bytes)}};
   (void)sq::read_presence(tags, "fuzz", 0, keys);
+  // Route tags (docs/sqs.md, "Routes"): whatever they hold, reading them never throws, and
+  // with a secret bytes not sealed for the session never become its routes.
+  const std::string session = "0123456789abcdef0123456789abcdef";
+  for (const auto* with : {&keys, static_cast<const funcie::tunnel::keyring*>(nullptr)}) {
+    const funcie::tunnel::keyring none;
+    const auto& k = with != nullptr ? *with : none;
+    const std::map<std::string, std::string> routed{
+        {key, sq::presence_tag_value(key, 2, k, session, 2)},
+        {key + ":1", std::string(bytes.substr(0, bytes.size() / 2))},
+        {key + ":2", std::string(bytes.substr(bytes.size() / 2))},
+    };
+    const auto p = sq::read_presence(routed, "fuzz", 0, k);
+    if (with != nullptr && !p.sessions.empty() && !p.sessions[0].routes.empty()) {
+      fz::fail("route tags not sealed for the session were accepted with a secret");
+    }
+  }
 }
 
 }  // namespace

@@ -88,11 +88,6 @@ void check_spec(const project::function_spec& spec) {
     throw usage_error(fmt::format("at most {} --route flags (alternatives) per session",
                                   tunnel::max_routes_per_session));
   }
-  if (!spec.routes.empty() && spec.backend.starts_with("sqs:")) {
-    // Not silently ignored: every invocation would come to this session.
-    throw usage_error(
-        "--route works on Redis only for now (docs/routing.md); on sqs:// leave it out");
-  }
   for (const auto& text : spec.routes) {
     try {
       tunnel::parse_route(text);

@@ -811,7 +811,6 @@ TEST_P(BackendContract, BrokerTroubleMeansTheCloudAtABoundedCostAndForwardingRes
 // without one takes the rest; once that one left, what no routed session wants runs in the
 // cloud.
 TEST_P(BackendContract, EachSessionGetsOnlyWhatItsRouteHoldsFor) {
-  if (!broker->reads_routes()) GTEST_SKIP() << "not on SQS yet (docs/tunnel.md, rule 11)";
   run([&]() -> asio::awaitable<void> {
     auto routed = options();
     routed.routes.emplace_back("/headers/x-dev=ada");

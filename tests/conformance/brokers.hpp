@@ -151,8 +151,6 @@ class broker {
   /// meaning more than that (a Redis Cluster's nodes declare each other failed).
   virtual bool can_freeze() const { return true; }
   virtual void freeze() = 0;
-  /// The backend gives each invocation to the session whose route holds for it (rule 11).
-  virtual bool reads_routes() const { return true; }
   virtual void thaw() = 0;
 
   /// From now on, records what clients send the broker (made after the test's scope and
@@ -347,8 +345,6 @@ class sqs_broker final : public broker {
     return scope;
   }
 
-  // Not yet on SQS (docs/tunnel.md, rule 11): true once sessions' routes are read there.
-  bool reads_routes() const override { return false; }
   void freeze() override { ::kill(server_.pid(), SIGSTOP); }
   void thaw() override { ::kill(server_.pid(), SIGCONT); }
 

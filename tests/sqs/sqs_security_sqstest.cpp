@@ -88,15 +88,17 @@ TEST_F(SqsSealed, APresenceTagForgedWithoutTheSecretDivertsNothing) {
         // secret, and a real session's sealed value copied onto another session's key.
         auto raw = raw_client(ctx);
         const auto until = util::unix_ms_now() + 60'000;
-        const std::string plain = sqs_backend::presence_tag_key(app, util::random_hex(32));
-        const std::string other = sqs_backend::presence_tag_key(app, util::random_hex(32));
-        const std::string copied = sqs_backend::presence_tag_key(app, util::random_hex(32));
-        const std::string real = sqs_backend::presence_tag_key(app, util::random_hex(32));
+        const std::string ids[] = {util::random_hex(32), util::random_hex(32), util::random_hex(32),
+                                   util::random_hex(32)};
+        const std::string plain = sqs_backend::presence_tag_key(app, ids[0]);
+        const std::string other = sqs_backend::presence_tag_key(app, ids[1]);
+        const std::string copied = sqs_backend::presence_tag_key(app, ids[2]);
+        const std::string real = sqs_backend::presence_tag_key(app, ids[3]);
         const auto theirs = tunnel::keyring::from_secrets("not the secret these sides share");
         const std::map<std::string, std::string> forged{
-            {plain, std::to_string(until)},
-            {other, sqs_backend::presence_tag_value(other, until, theirs)},
-            {copied, sqs_backend::presence_tag_value(real, until, our_keys())},
+            {plain, sqs_backend::presence_tag_value(plain, until, {}, ids[0], 0)},
+            {other, sqs_backend::presence_tag_value(other, until, theirs, ids[1], 0)},
+            {copied, sqs_backend::presence_tag_value(real, until, our_keys(), ids[3], 0)},
         };
         co_await raw->tag_queue(server.url("req"), forged);
         auto forwarder = tunnel::make_forwarder_backend(ctx.get_executor(), options());

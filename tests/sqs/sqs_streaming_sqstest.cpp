@@ -190,7 +190,7 @@ TEST_P(SqsStreaming, ReorderedAndRepeatedPiecesPassOnceInOrderAndALostOneEndsThe
         const std::string session = util::random_hex(32);
         const std::string tag = sq::presence_tag_key(app, session);
         const std::map<std::string, std::string> present{
-            {tag, sq::presence_tag_value(tag, util::unix_ms_now() + 60'000, {})}};
+            {tag, sq::presence_tag_value(tag, util::unix_ms_now() + 60'000, {}, session)}};
         co_await raw->tag_queue(server.url("req"), present);
         auto forwarder = tunnel::make_forwarder_backend(ctx.get_executor(), options());
         auto req = test::fresh_request(app, "{}");

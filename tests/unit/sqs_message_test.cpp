@@ -568,3 +568,131 @@ TEST(SqsPresence, WithASecretOnlyATagSealedForItsOwnKeyCounts) {
   EXPECT_LE(sq::presence_tag_value(sq::presence_tag_key(long_app, session), now, keys).size(),
             256u);
 }
+
+// --- routes in the tags (docs/sqs.md, "Routes") -----------------------------------------
+
+TEST(SqsRoutes, ASessionsRoutesTravelInItsTagsAndComeBackAsWritten) {
+  const std::int64_t now = 1763900000000;
+  const std::vector<std::string> routes{"context:/custom/dev=ada",
+                                        R"(/headers/x-team="ops and infra" sample=0.5)"};
+  for (const auto& keys : {funcie::tunnel::keyring{}, funcie::tunnel::keyring::from_secrets(
+                                                          "correct horse battery staple 42")}) {
+    const std::string key = sq::presence_tag_key("orders-api", session);
+    auto tags = sq::route_tags("orders-api", session, routes, keys);
+    ASSERT_EQ(tags.size(), 1u);
+    EXPECT_EQ(tags.begin()->first, "funcie:orders-api:fedcba98:1");
+    tags[key] = sq::presence_tag_value(key, now + 30000, keys, session, 1);
+    // Another session without routes, and an older funcie's tag (no id: nobody can address it).
+    const std::string other = sq::presence_tag_key("orders-api", id);
+    tags[other] = sq::presence_tag_value(other, now + 30000, keys, id, 0);
+    const std::string old_key = "funcie:orders-api:0ld00000";
+    tags[old_key] = sq::presence_tag_value(old_key, now + 30000, keys);
+    for (const auto& [k, v] : tags) {
+      EXPECT_LE(v.size(), sq::max_tag_value_chars) << k;
+      EXPECT_TRUE(std::all_of(v.begin(), v.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) ||
+               std::string_view("_.:/=+-@ ").find(c) != std::string_view::npos;
+      })) << v;
+    }
+    const auto p = sq::read_presence(tags, "orders-api", now, keys);
+    ASSERT_EQ(p.sessions.size(), 2u);
+    EXPECT_EQ(p.sessions[0].id, id);
+    EXPECT_TRUE(p.sessions[0].routes.empty());
+    EXPECT_EQ(p.sessions[1].id, session);
+    EXPECT_EQ(p.sessions[1].routes, routes);
+    EXPECT_EQ(p.until_ms, now + 30000);
+    EXPECT_TRUE(p.ignored.empty());
+    EXPECT_TRUE(p.stale_keys.empty());
+    // Expired: the session and its route tags are stale, for the next session to remove.
+    const auto later = sq::read_presence(tags, "orders-api", now + 30000, keys);
+    EXPECT_TRUE(later.sessions.empty());
+    EXPECT_NE(
+        std::find(later.stale_keys.begin(), later.stale_keys.end(), "funcie:orders-api:fedcba98:1"),
+        later.stale_keys.end());
+    // A route tag whose session's tag is gone is stale too; a missing route tag leaves its
+    // session out (its routes are unknown), never taking everything.
+    auto orphan = tags;
+    orphan.erase(key);
+    EXPECT_NE(std::find(sq::read_presence(orphan, "orders-api", now, keys).stale_keys.begin(),
+                        sq::read_presence(orphan, "orders-api", now, keys).stale_keys.end(),
+                        "funcie:orders-api:fedcba98:1"),
+              sq::read_presence(orphan, "orders-api", now, keys).stale_keys.end());
+    auto cut = tags;
+    cut.erase("funcie:orders-api:fedcba98:1");
+    const auto without = sq::read_presence(cut, "orders-api", now, keys);
+    ASSERT_EQ(without.sessions.size(), 1u);
+    EXPECT_EQ(without.sessions[0].id, id);
+    EXPECT_EQ(without.ignored.size(), 1u);
+  }
+}
+
+TEST(SqsRoutes, WithASecretRoutesRewrittenOrCopiedAreNotUsed) {
+  const std::int64_t now = 1763900000000;
+  const auto keys = funcie::tunnel::keyring::from_secrets("correct horse battery staple 42");
+  const std::string key = sq::presence_tag_key("orders-api", session);
+  const std::string theirs = sq::presence_tag_key("orders-api", id);
+  auto tags = sq::route_tags("orders-api", session, {"/dev=ada"}, keys);
+  tags[key] = sq::presence_tag_value(key, now + 30000, keys, session, 1);
+  ASSERT_EQ(sq::read_presence(tags, "orders-api", now, keys).sessions.size(), 1u);
+
+  // Rewritten in the clear: the route tag does not open.
+  auto rewritten = tags;
+  rewritten["funcie:orders-api:fedcba98:1"] =
+      sq::route_tags("orders-api", session, {"/dev=mallory"}, {}).begin()->second;
+  auto p = sq::read_presence(rewritten, "orders-api", now, keys);
+  EXPECT_TRUE(p.sessions.empty());
+  EXPECT_EQ(p.ignored.size(), 1u);
+  // Another session's sealed routes copied onto this one's: sealed for the other id.
+  auto copied = tags;
+  copied["funcie:orders-api:fedcba98:1"] =
+      sq::route_tags("orders-api", id, {"/dev=mallory"}, keys).begin()->second;
+  EXPECT_TRUE(sq::read_presence(copied, "orders-api", now, keys).sessions.empty());
+  // A presence tag naming a session id that is not its key's, or saying more route tags than
+  // a session may keep, is not a session.
+  auto misnamed = tags;
+  misnamed[theirs] = sq::presence_tag_value(theirs, now + 30000, keys, session, 0);
+  EXPECT_EQ(sq::read_presence(misnamed, "orders-api", now, keys).sessions.size(), 1u);
+  EXPECT_FALSE(sq::read_presence_tag(key, sq::presence_tag_value(key, now, {}, session, 5), {}));
+  EXPECT_FALSE(sq::read_presence_tag(key, "123 notanid 0", {}));
+  const auto plain =
+      sq::read_presence_tag(key, sq::presence_tag_value(key, now, {}, session, 2), {});
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->session, session);
+  EXPECT_EQ(plain->route_tags, 2u);
+  // The longest app name still fits a tag value with the session id.
+  const std::string long_app(64, 'a');
+  const std::string long_key = sq::presence_tag_key(long_app, session);
+  EXPECT_LE(sq::presence_tag_value(long_key, now, keys, session, sq::max_route_tags).size(), 256u);
+}
+
+TEST(SqsRoutes, RoutesTooLongForTheTagsAreRefusedSayingHowLong) {
+  const auto keys = funcie::tunnel::keyring::from_secrets("correct horse battery staple 42");
+  const std::vector<std::string> routes(
+      8, "/requestContext/http/path^=/orders/" + std::string(60, 'x'));
+  try {
+    (void)sq::route_tags("orders-api", session, routes, keys);
+    FAIL() << "8 long routes fit in 4 tags";
+  } catch (const sq::message_error& e) {
+    EXPECT_NE(std::string(e.what()).find("may take 1024"), std::string::npos) << e.what();
+  }
+  // What fits: several short routes, in up to 4 tags.
+  const auto fits =
+      sq::route_tags("orders-api", session, std::vector<std::string>(8, "/dev=ada"), keys);
+  EXPECT_GE(fits.size(), 1u);
+  EXPECT_LE(fits.size(), sq::max_route_tags);
+}
+
+TEST(SqsRoutes, AnOfferAndAPingMayNameTheSessionMeant) {
+  for (const auto kind : {message_kind::offer, message_kind::ping}) {
+    sq::message m = make(kind);
+    m.session = session;
+    EXPECT_EQ(sq::decode(sq::encode(m)), m);
+    m.session.clear();
+    EXPECT_EQ(sq::decode(sq::encode(m)), m);
+    EXPECT_EQ(sq::encode(m).find("session"), std::string::npos);
+  }
+  // A part names nobody: the session is the offer's.
+  sq::message part = make(message_kind::part);
+  part.session = session;
+  EXPECT_TRUE(sq::decode(sq::encode(part)).session.empty());
+}

@@ -41,6 +41,7 @@ asio::awaitable<void> read_presence_tags(std::shared_ptr<forwarder_state> s) {
     const bool was = s->present();
     const bool saw_nobody_before = s->presence_known && !s->saw_session;
     s->seen = read_presence(tags, s->config().app, util::unix_ms_now(), s->config().keys);
+    s->set_view(s->seen);
     s->presence_known = true;
     s->presence_read_at = now;
     s->presence_backoff = 0ms;
@@ -146,18 +147,25 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
   const tunnel::labelled_request labelled(req, config.app);
   const tunnel::request& request = labelled.get();
   if (config.response_queue.empty()) co_return co_await fire_and_forget(s, request);
-  // A session seen long ago (an instance thawed after an idle spell while somebody debugs)
-  // is read again in the invocation, so that the developer's next call is forwarded; what
-  // a read of nobody said is only ever refreshed in the background.
-  const bool stale = s->saw_session &&
-                     steady::now() - s->presence_read_at > s->config().presence_every * 3;
+  // A session seen long ago (an instance thawed after an idle spell while somebody debugs),
+  // or a view whose sessions' tags have run out since it was read (they refresh them, but
+  // this instance reads them only every FUNCIE_SQS_PRESENCE_MS and only while invoked: a
+  // claim window spent on an offer to a session that left ages it), is read again in the
+  // invocation, so that the developer's next call is forwarded rather than taken for
+  // nobody; what a read of nobody said is only ever refreshed in the background.
+  // (After a failed read, not before its pause is over.)
+  const bool failing = s->presence_backoff > 0ms && steady::now() < s->next_presence_read;
+  const bool stale =
+      s->saw_session && !failing &&
+      (steady::now() - s->presence_read_at > s->config().presence_every * 3 ||
+       s->seen.until_ms <= util::unix_ms_now());
   if (s->tags_usable && (!s->presence_known || stale) && !s->presence_reading) {
     // A cold start: one ListQueueTags, the only SQS call in the latency of an invocation
     // nobody debugs.
     co_await read_presence_tags(s);
-  } else if (s->tags_usable && !s->presence_known) {
-    // Another invocation's cold start read is under way (several in flight at once): its
-    // answer is this one's too, rather than "nobody" before anything was read.
+  } else if (s->tags_usable && (!s->presence_known || stale)) {
+    // Another invocation's read is under way (several in flight at once): its answer is
+    // this one's too, rather than "nobody" before anything (or anything in time) was read.
     auto waiting = std::make_shared<wakeup>(s->executor);
     s->presence_waiters.push_back(waiting);
     co_await waiting->wait_until(std::min(give_up_at, steady::now() + 5s));
@@ -170,6 +178,30 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
                        : "no consumer claimed the last offer");
   }
   if (give_up_at - started < 1ms) co_return tunnel::not_taken("no time left before the deadline");
+  // The one session this invocation is offered to (docs/sqs.md, "Routes"); empty without
+  // the tags: anyone may claim it.
+  std::string to;
+  if (s->tags_usable) {
+    auto chosen = s->choose(request);
+    if (!chosen) co_return tunnel::not_taken("no connected session's route holds for it");
+    to = std::move(*chosen);
+  }
+  struct counted {
+    forwarder_state& s;
+    std::string id;
+    explicit counted(forwarder_state& state, std::string session)
+        : s(state), id(std::move(session)) {
+      if (!id.empty()) ++s.in_flight[id];
+    }
+    ~counted() {
+      if (id.empty()) return;
+      if (const auto it = s.in_flight.find(id); it != s.in_flight.end() && --it->second == 0) {
+        s.in_flight.erase(it);
+      }
+    }
+    counted(const counted&) = delete;
+    counted& operator=(const counted&) = delete;
+  } counting(*s, to);
 
   // 1. Offer: the first piece, with the claim window.
   const std::int64_t expires_ms =
@@ -187,6 +219,7 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
     proto.kind = message_kind::offer;
     proto.app = config.app;
     proto.id = request.id;
+    proto.session = to;
     proto.expires_ms = expires_ms;
     claim_by_ms = util::unix_ms_now() + config.claim_window.count();
     proto.claim_by_ms = claim_by_ms;
@@ -217,7 +250,7 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
   while (true) {
     const auto now = steady::now();
     if (now >= claim_until) {
-      s->mark_absent();
+      s->mark_absent(to);
       co_return tunnel::not_taken(
           fmt::format("no consumer claimed it within {} ms", config.claim_window.count()));
     }
@@ -231,6 +264,13 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
     }
     message m = std::move(inbox.inbox.front());
     inbox.inbox.pop_front();
+    if (!to.empty() && m.session != to) {
+      // Only the session it was offered to may claim it: another one's claim (an older
+      // funcie, or forged without a secret) is never committed.
+      spdlog::warn("dropped a {} for request {} from session {}, which it was not offered to",
+                   to_string(m.kind), request.id, m.session.substr(0, 8));
+      continue;
+    }
     if (m.kind != message_kind::claim) {
       // Nothing runs before our commit, so nothing but a claim (or the alive of a session
       // that claimed it, whose claim came first or was lost) can come first.
@@ -243,7 +283,7 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
     // 3. Commit: this session, and only it, runs the request (with the rest of a big
     // one). From here on the request never runs in the cloud.
     const std::string owner = m.session;
-    s->mark_present();
+    s->mark_present(owner);
     message commit;
     commit.kind = message_kind::commit;
     commit.app = config.app;

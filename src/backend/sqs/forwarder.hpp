@@ -4,6 +4,7 @@
 
 #include "backend/sqs/link.hpp"
 #include "tunnel/core.hpp"
+#include "tunnel/route.hpp"
 
 #include <deque>
 #include <map>
@@ -84,7 +85,6 @@ struct sqs_forwarder_backend::state {
   bool saw_session = false;          ///< The last read saw a session's tag in its time
   std::uint64_t presence_reads = 0;  ///< Successful reads, for tests and logs
   bool said_presence_error = false;
-  std::string unclaimed;  ///< The signature of the tags when an offer went unclaimed
   milliseconds presence_backoff{0};
   /// Without tags: after an unclaimed offer, nobody is assumed connected until then.
   steady::time_point absent_until{};
@@ -92,26 +92,93 @@ struct sqs_forwarder_backend::state {
 
   const settings& config() const { return net.config; }
 
-  /// Whether to offer an invocation: a session's tag is there, fresh, and changed since the
+  /// The sessions the last presence read saw, with their routes parsed (docs/sqs.md,
+  /// "Routes"), and this instance's requests offered or committed to each, waiting.
+  struct candidate {
+    std::string id;
+    std::vector<tunnel::route> routes;
+    std::string tag;  ///< Its presence tag's value when read
+  };
+  std::vector<candidate> view;
+  std::unordered_map<std::string, std::uint32_t> in_flight;
+  /// Sessions whose offer went unclaimed -> their tag's value then: left out until it changes.
+  std::unordered_map<std::string, std::string> unclaimed_by;
+  std::set<std::string> said_ignored;  ///< Sessions left out of the view, said once each
+
+  /// Sets the view from what a presence read saw. A session whose routes do not parse is
+  /// left out (a forwarder of an older funcie with fewer route terms; said once).
+  void set_view(const presence& p) {
+    for (const auto& why : p.ignored) {
+      if (said_ignored.size() > 1024) said_ignored.clear();  // bounded memory
+      if (said_ignored.insert(why).second) {
+        spdlog::warn("ignored consumer session {} on {}", why, net.where);
+      }
+    }
+    std::vector<candidate> next;
+    for (const auto& session : p.sessions) {
+      candidate c{session.id, {}, session.tag};
+      try {
+        for (const auto& text : session.routes) c.routes.push_back(tunnel::parse_route(text));
+      } catch (const tunnel::route_error& e) {
+        if (said_ignored.insert(session.id).second) {
+          spdlog::warn("ignored consumer session {} on {}: its route does not parse: {}",
+                       session.id.substr(0, 8), net.where, e.what());
+        }
+        continue;
+      }
+      next.push_back(std::move(c));
+    }
+    view = std::move(next);
+    std::erase_if(unclaimed_by, [&](const auto& entry) {
+      return std::none_of(view.begin(), view.end(),
+                          [&](const candidate& c) { return c.id == entry.first; });
+    });
+  }
+  bool offerable(const candidate& c) const {
+    const auto it = unclaimed_by.find(c.id);
+    return it == unclaimed_by.end() || it->second != c.tag;
+  }
+
+  /// Whether to offer an invocation: a session's tag is there, fresh, and changed since its
   /// last unclaimed offer (a killed session's tag costs one claim window, not one per call).
   bool present() const {
     if (!tags_usable) return steady::now() >= absent_until;
-    return presence_known && seen.until_ms > util::unix_ms_now() && seen.signature != unclaimed;
+    if (!presence_known || seen.until_ms <= util::unix_ms_now()) return false;
+    return std::any_of(view.begin(), view.end(), [&](const candidate& c) { return offerable(c); });
   }
-  void mark_present() {
+  /// The session `req` goes to (docs/routing.md, "Choosing a session"), nullopt for nobody.
+  std::optional<std::string> choose(const tunnel::request& req) {
+    std::vector<tunnel::route_candidate> candidates;
+    std::vector<const candidate*> of;
+    for (const auto& c : view) {
+      if (!offerable(c)) continue;
+      const auto it = in_flight.find(c.id);
+      candidates.push_back({c.routes, it == in_flight.end() ? 0u : it->second});
+      of.push_back(&c);
+    }
+    tunnel::routed_invocation invocation(req.context.request_id, req.payload,
+                                         req.context.client_context);
+    const auto chosen = tunnel::choose_session(
+        candidates, invocation, static_cast<std::uint64_t>(detail::random_below(1 << 30)));
+    if (!chosen) return std::nullopt;
+    return of[*chosen]->id;
+  }
+  void mark_present(const std::string& session) {
     absent_until = {};
-    unclaimed.clear();
+    unclaimed_by.erase(session);
   }
-  /// An offer went unclaimed. Without tags: nobody for FUNCIE_SQS_ABSENT_MS. With them:
-  /// nobody until the tags change: a live session refreshes its tag every
-  /// FUNCIE_SQS_PRESENCE_MS, so it is offered invocations again after that and a read; a
-  /// killed one never does, so it costs each instance one claim window in all.
-  void mark_absent() {
+  /// An offer to `session` went unclaimed. Without tags: nobody for FUNCIE_SQS_ABSENT_MS.
+  /// With them: that session is left out until its tag changes: a live session refreshes
+  /// its tag every FUNCIE_SQS_PRESENCE_MS, so it is offered invocations again after that and
+  /// a read; a killed one never does, so it costs each instance one claim window in all.
+  void mark_absent(const std::string& session) {
     if (!tags_usable) {
       absent_until = steady::now() + config().absent_for;
       return;
     }
-    unclaimed = seen.signature;
+    for (const auto& c : view) {
+      if (c.id == session) unclaimed_by[session] = c.tag;
+    }
   }
 };
 
@@ -137,8 +204,10 @@ class registration {
 };
 
 /// Sends a ping and collects the pongs until the claim window (plus grace) ends. With
-/// `first_only`, returns at the first pong.
-asio::awaitable<std::vector<message>> ping(std::shared_ptr<forwarder_state> s, bool first_only);
+/// `first_only`, returns at the first pong. With sessions in `to`, one ping addressed to
+/// each, and returns once each has answered.
+asio::awaitable<std::vector<message>> ping(std::shared_ptr<forwarder_state> s, bool first_only,
+                                           std::vector<std::string> to = {});
 
 /// The wait for the answer to one request, from its offer to its answer; kept between the
 /// pieces of a streamed answer (docs/sqs.md, "Streamed responses").

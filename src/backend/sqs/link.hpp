@@ -323,9 +323,12 @@ struct link {
                                       (age_ms - release_fresh_ms) / 1000, 0, max_release_seconds));
     asio::co_spawn(
         executor,
-        [c = client, queue, receipt = received.receipt_handle, seconds]() -> asio::awaitable<void> {
+        [c = client, queue, receipt = received.receipt_handle, seconds,
+         took = release_took]() -> asio::awaitable<void> {
           try {
+            const auto started = steady::now();
             co_await c->change_message_visibility(queue, receipt, seconds);
+            *took = std::chrono::duration_cast<milliseconds>(steady::now() - started);
           } catch (const std::exception& e) {
             spdlog::debug("could not release a message on {}: {}", queue, e.what());
           }
@@ -429,6 +432,8 @@ struct link {
         config.service.endpoint, asked, wait_seconds, *held);
   }
   bool batch_held = false;
+  /// How long the last release took (one round trip to SQS).
+  std::shared_ptr<milliseconds> release_took = std::make_shared<milliseconds>(20);
   std::map<std::string, std::vector<std::string>> deletes;     ///< queue -> receipts to delete
   std::shared_ptr<bool> token = std::make_shared<bool>(true);  ///< Expires with the link
 };

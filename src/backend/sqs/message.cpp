@@ -3,6 +3,9 @@
 
 #include "tunnel/envelope.hpp"
 
+#include <fmt/format.h>
+
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -13,6 +16,7 @@
 #include <charconv>
 #include <cstring>
 #include <limits>
+#include <set>
 #include <utility>
 
 namespace funcie::sqs_backend {
@@ -32,6 +36,7 @@ constexpr std::int64_t max_ms = std::numeric_limits<std::int64_t>::max();
 // Which header fields a kind carries (docs/sqs.md, "Messages").
 struct fields {
   bool session = false;   ///< session
+  bool addressed = false;  ///< session, optional: the one session meant (docs/sqs.md, "Routes")
   bool pieces = false;    ///< part, count
   bool claim_by = false;  ///< claim_by_ms
   bool sent = false;      ///< sent_ms
@@ -44,7 +49,7 @@ struct fields {
 fields fields_of(message_kind kind) {
   switch (kind) {
     case message_kind::offer:
-      return {.pieces = true, .claim_by = true, .expires = true, .data = true};
+      return {.addressed = true, .pieces = true, .claim_by = true, .expires = true, .data = true};
     case message_kind::part:
       return {.pieces = true, .expires = true, .data = true};
     case message_kind::ff:
@@ -59,7 +64,7 @@ fields fields_of(message_kind kind) {
     case message_kind::piece:
       return {.session = true, .pieces = true, .stream_piece = true, .expires = true, .data = true};
     case message_kind::ping:
-      return {.expires = true};
+      return {.addressed = true, .expires = true};
     case message_kind::pong:
       return {.session = true, .expires = true, .data = true};
   }
@@ -171,7 +176,7 @@ std::string get_hex_id(const json::object& h, std::string_view key) {
 // Resets the fields `m.kind` does not carry, so that `m` is what its body decodes to.
 void drop_unused_fields(message& m) {
   const auto f = fields_of(m.kind);
-  if (!f.session) m.session.clear();
+  if (!f.session && !f.addressed) m.session.clear();
   if (!f.pieces) {
     m.part = 0;
     m.count = 1;
@@ -236,7 +241,7 @@ bool is_sqs_text(std::string_view bytes) {
 std::string encode(const message& m) {
   const auto f = fields_of(m.kind);
   json::object h{{"app", m.app}, {"id", m.id}};
-  if (f.session) h["session"] = m.session;
+  if (f.session || (f.addressed && !m.session.empty())) h["session"] = m.session;
   if (f.pieces) {
     h["part"] = m.part;
     h["count"] = m.count;
@@ -319,6 +324,9 @@ message decode(std::string_view body) {
   if (!tunnel::is_valid_app(m.app)) throw message_error("the message's app name is not valid");
   m.id = get_hex_id(h, "id");
   if (f.session) m.session = get_hex_id(h, "session");
+  if (const auto* to = h.if_contains("session"); f.addressed && to != nullptr && !to->is_null()) {
+    m.session = get_hex_id(h, "session");
+  }
   if (f.pieces) {
     m.count = static_cast<std::uint32_t>(get_int(h, "count", 1, max_pieces));
     m.part = static_cast<std::uint32_t>(get_int(h, "part", 0, m.count - 1));
@@ -424,6 +432,10 @@ std::string presence_tag_key(std::string_view app, std::string_view session_id) 
   return presence_tag_prefix(app) + std::string(session_id.substr(0, 8));
 }
 
+std::string route_tag_key(std::string_view app, std::string_view session_id, std::size_t n) {
+  return presence_tag_key(app, session_id) + ":" + std::to_string(n);
+}
+
 namespace {
 
 std::optional<std::int64_t> whole_number(std::string_view text) {
@@ -437,59 +449,225 @@ std::optional<std::int64_t> whole_number(std::string_view text) {
 
 constexpr std::string_view frame_prefix = "funcie/1 ";
 
-}  // namespace
-
-std::string presence_tag_value(std::string_view key, std::int64_t until_ms,
-                               const tunnel::keyring& keys) {
-  const std::string until = std::to_string(until_ms);
-  if (!keys.enabled()) return until;
-  // "funcie/1 sealed64 KEYID\nBASE64" -> "sealed64:KEYID:BASE64"
-  std::string frame = keys.seal_text(std::string(key) + " " + until);
+/// A sealed frame as a tag value: "funcie/1 MODE KEYID\nBASE64" -> "MODE:KEYID:BASE64".
+std::string frame_to_tag_value(std::string frame) {
   std::string value = frame.substr(frame_prefix.size());
   std::replace(value.begin(), value.end(), ' ', ':');
   std::replace(value.begin(), value.end(), '\n', ':');
   return value;
 }
 
-std::optional<std::int64_t> presence_tag_until(std::string_view key, std::string_view value,
-                                               const tunnel::keyring& keys) {
-  if (!keys.enabled()) return whole_number(value);
+/// The plaintext of a sealed tag value, or nullopt when `keys` do not open it.
+std::optional<std::string> open_tag_value(std::string_view value, const tunnel::keyring& keys) {
   const auto first = value.find(':');
   const auto second = first == std::string_view::npos ? first : value.find(':', first + 1);
-  if (second == std::string_view::npos || value.size() > 1024) return std::nullopt;
+  if (second == std::string_view::npos || value.size() > 2 * max_route_tags * max_tag_value_chars) {
+    return std::nullopt;
+  }
   std::string frame(frame_prefix);
   frame.append(value.substr(0, first));
   frame.push_back(' ');
   frame.append(value.substr(first + 1, second - first - 1));
   frame.push_back('\n');
   frame.append(value.substr(second + 1));
-  std::string plain;
   try {
-    plain = keys.open(frame);
+    return keys.open(frame);
   } catch (const tunnel::seal_error&) {
     return std::nullopt;
   }
-  // Sealed for this very key: a value copied onto another session's or app's key is refused.
-  if (plain.size() <= key.size() + 1 || !plain.starts_with(key) || plain[key.size()] != ' ') {
+}
+
+/// The words of `text` separated by single blanks.
+std::vector<std::string_view> words(std::string_view text) {
+  std::vector<std::string_view> out;
+  std::size_t pos = 0;
+  while (out.size() < 8) {
+    const auto blank = text.find(' ', pos);
+    out.push_back(text.substr(pos, blank == std::string_view::npos ? blank : blank - pos));
+    if (blank == std::string_view::npos) break;
+    pos = blank + 1;
+  }
+  return out;
+}
+
+/// The text a session's route tags carry, before sealing: with a secret, bound to the
+/// session's key and id, so that route tags copied onto another session's keys open to
+/// nothing.
+std::string routes_text(std::string_view key, std::string_view session_id,
+                        const std::vector<std::string>& routes, const tunnel::keyring& keys) {
+  json::array list;
+  for (const auto& r : routes) list.emplace_back(r);
+  const std::string array = json::serialize(list);
+  if (!keys.enabled()) return util::to_base64(array);
+  return frame_to_tag_value(keys.seal_text(std::string(key) + " " + std::string(session_id) +
+                                           "\n" + array));
+}
+
+/// The routes in a session's route tags joined, or nullopt (with `why`) when they do not
+/// open or are not a JSON array of strings.
+std::optional<std::vector<std::string>> routes_of(std::string_view key,
+                                                  std::string_view session_id,
+                                                  std::string_view joined,
+                                                  const tunnel::keyring& keys, std::string& why) {
+  std::string array;
+  if (!keys.enabled()) {
+    auto decoded = util::from_base64(joined);
+    if (!decoded) {
+      why = "its route tags are not base64";
+      return std::nullopt;
+    }
+    array = std::move(*decoded);
+  } else {
+    auto plain = open_tag_value(joined, keys);
+    const std::string head = std::string(key) + " " + std::string(session_id) + "\n";
+    if (!plain || !plain->starts_with(head)) {
+      why = "its route tags do not open with our shared secret for this session";
+      return std::nullopt;
+    }
+    array = plain->substr(head.size());
+  }
+  boost::system::error_code ec;
+  const json::value parsed = json::parse(array, ec);
+  if (ec || !parsed.is_array()) {
+    why = "its route tags are not a JSON array";
     return std::nullopt;
   }
-  return whole_number(std::string_view(plain).substr(key.size() + 1));
+  std::vector<std::string> out;
+  for (const auto& r : parsed.get_array()) {
+    if (!r.is_string()) {
+      why = "its route tags hold something other than text";
+      return std::nullopt;
+    }
+    out.emplace_back(r.get_string());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string presence_tag_value(std::string_view key, std::int64_t until_ms,
+                               const tunnel::keyring& keys, std::string_view session_id,
+                               std::size_t route_tags) {
+  std::string text = std::to_string(until_ms);
+  if (!session_id.empty()) {
+    text += " " + std::string(session_id) + " " + std::to_string(route_tags);
+  }
+  if (!keys.enabled()) return text;
+  return frame_to_tag_value(keys.seal_text(std::string(key) + " " + text));
+}
+
+std::optional<presence_tag> read_presence_tag(std::string_view key, std::string_view value,
+                                              const tunnel::keyring& keys) {
+  std::string plain;
+  if (!keys.enabled()) {
+    plain = std::string(value.substr(0, 128));
+  } else {
+    auto opened = open_tag_value(value, keys);
+    // Sealed for this very key: a value copied onto another session's or app's key is refused.
+    if (!opened || opened->size() <= key.size() + 1 || !opened->starts_with(key) ||
+        (*opened)[key.size()] != ' ') {
+      return std::nullopt;
+    }
+    plain = opened->substr(key.size() + 1);
+  }
+  const auto parts = words(plain);
+  presence_tag out;
+  const auto until = whole_number(parts[0]);
+  if (!until) return std::nullopt;
+  out.until_ms = *until;
+  if (parts.size() == 1) return out;  // an older funcie's tag: no session id
+  if (parts.size() != 3 || !tunnel::is_valid_id(parts[1])) return std::nullopt;
+  // The key's SESSION8 is the id's start.
+  const auto colon = key.rfind(':');
+  if (colon == std::string_view::npos || key.substr(colon + 1) != parts[1].substr(0, 8)) {
+    return std::nullopt;
+  }
+  const auto count = whole_number(parts[2]);
+  if (!count || *count > static_cast<std::int64_t>(max_route_tags)) return std::nullopt;
+  out.session = std::string(parts[1]);
+  out.route_tags = static_cast<std::size_t>(*count);
+  return out;
+}
+
+std::optional<std::int64_t> presence_tag_until(std::string_view key, std::string_view value,
+                                               const tunnel::keyring& keys) {
+  const auto tag = read_presence_tag(key, value, keys);
+  if (!tag) return std::nullopt;
+  return tag->until_ms;
+}
+
+std::map<std::string, std::string> route_tags(std::string_view app, std::string_view session_id,
+                                              const std::vector<std::string>& routes,
+                                              const tunnel::keyring& keys) {
+  std::map<std::string, std::string> out;
+  if (routes.empty()) return out;
+  const std::string text = routes_text(presence_tag_key(app, session_id), session_id, routes, keys);
+  const std::size_t room = max_route_tags * max_tag_value_chars;
+  if (text.size() > room) {
+    throw message_error(fmt::format(
+        "the routes take {} characters in the request queue's tags (as JSON, in base64{}), "
+        "where a session's routes may take {} ({} tags of {} characters: about {} bytes of "
+        "routes): shorten them or use fewer --route flags (docs/sqs.md, \"Routes\")",
+        text.size(), keys.enabled() ? ", sealed" : "", room, max_route_tags, max_tag_value_chars,
+        keys.enabled() ? 600 : 760));
+  }
+  for (std::size_t at = 0, n = 1; at < text.size(); at += max_tag_value_chars, ++n) {
+    out.emplace(route_tag_key(app, session_id, n), text.substr(at, max_tag_value_chars));
+  }
+  return out;
 }
 
 presence read_presence(const std::map<std::string, std::string>& tags, std::string_view app,
                        std::int64_t now_ms, const tunnel::keyring& keys) {
   presence out;
   const std::string prefix = presence_tag_prefix(app);
+  std::set<std::string> live;  // keys of sessions in their time, whose route tags stay
   for (auto it = tags.lower_bound(prefix); it != tags.end() && it->first.starts_with(prefix);
        ++it) {
-    const auto until = presence_tag_until(it->first, it->second, keys);
-    if (!until) continue;
-    if (*until <= now_ms) {
-      out.stale_keys.push_back(it->first);
+    const std::string& key = it->first;
+    if (key.find(':', prefix.size()) != std::string::npos) continue;  // a route tag
+    const auto tag = read_presence_tag(key, it->second, keys);
+    if (!tag) continue;
+    if (tag->until_ms <= now_ms) {
+      out.stale_keys.push_back(key);
       continue;
     }
-    out.until_ms = std::max(out.until_ms, *until);
-    out.signature += it->first + "=" + it->second + ";";
+    live.insert(key);
+    out.until_ms = std::max(out.until_ms, tag->until_ms);
+    out.signature += key + "=" + it->second + ";";
+    if (tag->session.empty()) continue;  // an older funcie: nobody can address it
+    present_session session{tag->session, tag->until_ms, {}, it->second};
+    std::string joined;
+    std::string why;
+    for (std::size_t n = 1; n <= tag->route_tags && why.empty(); ++n) {
+      const auto piece = tags.find(key + ":" + std::to_string(n));
+      if (piece == tags.end()) {
+        why = "one of its route tags is missing";
+      } else {
+        joined += piece->second;
+      }
+    }
+    if (why.empty() && tag->route_tags > 0) {
+      if (auto routes = routes_of(key, tag->session, joined, keys, why)) {
+        session.routes = std::move(*routes);
+      }
+    }
+    if (!why.empty()) {
+      out.ignored.push_back(tag->session.substr(0, 8) + ": " + why);
+      continue;
+    }
+    out.sessions.push_back(std::move(session));
+  }
+  // Route tags of no session in its time (a killed one's) go with it.
+  for (auto it = tags.lower_bound(prefix); it != tags.end() && it->first.starts_with(prefix);
+       ++it) {
+    const auto colon = it->first.find(':', prefix.size());
+    if (colon == std::string::npos) continue;
+    const std::string owner = it->first.substr(0, colon);
+    const bool owner_gone =
+        !tags.contains(owner) ||
+        std::find(out.stale_keys.begin(), out.stale_keys.end(), owner) != out.stale_keys.end();
+    if (owner_gone) out.stale_keys.push_back(it->first);
   }
   return out;
 }

@@ -97,8 +97,10 @@ registration::~registration() {
 }
 
 /// Sends a ping and collects the pongs until the claim window (plus grace) ends. With
-/// `first_only`, returns at the first pong.
-asio::awaitable<std::vector<message>> ping(std::shared_ptr<forwarder_state> s, bool first_only) {
+/// `first_only`, returns at the first pong. With sessions in `to`, one ping addressed to
+/// each (docs/sqs.md, "Routes"), and returns once each has answered.
+asio::awaitable<std::vector<message>> ping(std::shared_ptr<forwarder_state> s, bool first_only,
+                                           std::vector<std::string> to) {
   const std::string probe_id = util::random_hex(32);
   const std::int64_t expires_ms = util::unix_ms_now() + s->config().claim_window.count();
   registration reg(s, probe_id, expires_ms);
@@ -108,16 +110,27 @@ asio::awaitable<std::vector<message>> ping(std::shared_ptr<forwarder_state> s, b
   m.app = s->config().app;
   m.id = probe_id;
   m.expires_ms = expires_ms;
-  co_await s->net.client->send_message(s->config().request_queue, s->net.body_of(m));
+  std::vector<std::string> bodies;
+  for (const auto& session : to) {
+    m.session = session;
+    bodies.push_back(s->net.body_of(m));
+  }
+  if (bodies.empty()) bodies.push_back(s->net.body_of(m));
+  co_await s->net.send_all(s->config().request_queue, std::move(bodies));
   std::vector<message> pongs;
+  std::set<std::string> waiting(to.begin(), to.end());
   while (steady::now() < until) {
     auto& w = reg.get();
     if (w.inbox.empty()) co_await w.wake.wait_until(until);
     while (!w.inbox.empty()) {
-      if (w.inbox.front().kind == message_kind::pong) pongs.push_back(std::move(w.inbox.front()));
+      if (w.inbox.front().kind == message_kind::pong) {
+        waiting.erase(w.inbox.front().session);
+        pongs.push_back(std::move(w.inbox.front()));
+      }
       w.inbox.pop_front();
     }
     if (first_only && !pongs.empty()) break;
+    if (!to.empty() && waiting.empty()) break;
   }
   co_return pongs;
 }

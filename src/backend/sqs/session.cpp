@@ -16,6 +16,16 @@ using namespace detail;
 
 namespace {
 
+/// After releasing a message for another session, waits a little before receiving again:
+/// a receive of ours right away would take it back before the other session's does (both
+/// test servers hand a message made visible to whichever receive comes first), and two
+/// sessions could pass another's commit between them for seconds (docs/sqs.md, "Routes").
+asio::awaitable<void> pause_after_hand_off(std::shared_ptr<session_state> s) {
+  asio::steady_timer pause(s->executor, s->hand_off_pause());
+  boost::system::error_code ignored;
+  co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+}
+
 /// Helps the receive loop through a backlog on the request queue (a storm of others'
 /// messages ahead of an offer or a commit): short polls of up to 10, which every server
 /// answers at once, until one finds nothing.
@@ -25,7 +35,9 @@ asio::awaitable<void> drain_backlog(std::shared_ptr<session_state> s) {
         s->config().request_queue, static_cast<int>(max_batch_entries), 0, visibility_seconds));
     if (!polled || polled.value->empty()) break;
     s->forget_old_claims();
+    const auto handed_off = s->handed_off;
     for (auto& received : *polled.value) on_request_message(s, std::move(received));
+    if (s->handed_off != handed_off) co_await pause_after_hand_off(s);
   }
   --s->helpers;
 }
@@ -72,7 +84,9 @@ asio::awaitable<void> receive_loop(std::shared_ptr<session_state> s) {
         asio::co_spawn(s->executor, drain_backlog(s), asio::detached);
       }
     }
+    const auto handed_off = s->handed_off;
     for (auto& received : got) on_request_message(s, std::move(received));
+    if (s->handed_off != handed_off) co_await pause_after_hand_off(s);
   }
 }
 
@@ -113,14 +127,14 @@ asio::awaitable<void> alive_loop(std::shared_ptr<session_state> s) {
   }
 }
 
-/// Sets this session's presence tag on the request queue: here until now + presence_ttl.
+/// Sets this session's presence tag on the request queue (here until now + presence_ttl,
+/// its id, how many route tags), with its route tags, in one TagQueue.
 asio::awaitable<void> publish_presence(std::shared_ptr<session_state> s) {
   const std::string key = presence_tag_key(s->config().app, s->session_id);
-  const std::map<std::string, std::string> tags{
-      {key, presence_tag_value(key,
-                               util::unix_ms_now() +
-                                   presence_ttl_periods * s->config().presence_every.count(),
-                               s->config().keys)}};
+  std::map<std::string, std::string> tags = s->route_tag_values;
+  tags[key] = presence_tag_value(
+      key, util::unix_ms_now() + presence_ttl_periods * s->config().presence_every.count(),
+      s->config().keys, s->session_id, s->route_tag_values.size());
   co_await s->net.client->tag_queue(s->config().request_queue, tags);
 }
 
@@ -217,6 +231,14 @@ void sqs_consumer_session::set_in_flight(std::int64_t count) {
 asio::awaitable<void> sqs_consumer_session::open() {
   const std::shared_ptr<state> s = state_;
   s->begin_open();
+  try {
+    // Forwarders read the routes from the request queue's tags (docs/sqs.md, "Routes").
+    s->route_tag_values =
+        route_tags(s->config().app, s->session_id, s->route_texts, s->config().keys);
+  } catch (const message_error& e) {
+    // Not broker trouble: trying again would not help.
+    throw tunnel::backend_config_error(e.what());
+  }
   auto joined = co_await tunnel::try_await([&]() -> asio::awaitable<void> {
     // Both queues must exist and be ours to use: a clear error now rather than silence.
     co_await s->net.queue_limit(s->config().request_queue, true);
@@ -309,7 +331,8 @@ asio::awaitable<void> sqs_consumer_session::close() {
   if (!was_open || s->config().response_queue.empty()) co_return;
   // Gone: forwarders stop offering at their next presence read. One attempt; if it fails
   // the tag's own time ends it.
-  const std::vector<std::string> keys{presence_tag_key(s->config().app, s->session_id)};
+  std::vector<std::string> keys{presence_tag_key(s->config().app, s->session_id)};
+  for (const auto& [key, value] : s->route_tag_values) keys.push_back(key);
   try {
     co_await s->net.single_attempt->untag_queue(s->config().request_queue, keys);
   } catch (const std::exception& e) {

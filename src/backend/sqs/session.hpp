@@ -4,6 +4,7 @@
 
 #include "backend/sqs/link.hpp"
 #include "tunnel/core.hpp"
+#include "tunnel/route.hpp"
 
 #include <boost/asio/cancellation_signal.hpp>
 
@@ -45,7 +46,11 @@ struct sqs_consumer_session::state : tunnel::session_lifecycle {
         ready_signal(ex),
         alive_timer(ex),
         presence_timer(ex),
-        sweep_timer(ex) {}
+        sweep_timer(ex),
+        route_texts(opts.routes) {
+    // Checked by the caller (funcie connect refuses a bad route with its column).
+    for (const auto& text : route_texts) routes.push_back(tunnel::parse_route(text));
+  }
 
   asio::any_io_executor executor;
   detail::link net;
@@ -61,8 +66,37 @@ struct sqs_consumer_session::state : tunnel::session_lifecycle {
   asio::cancellation_signal stop_receiving;  ///< Ends the long poll in flight at close()
   int helpers = 0;  ///< Short-poll loops draining a backlog (drain_backlog)
   steady::time_point last_receive{};
+  /// This session's routes (docs/sqs.md, "Routes"), as written and parsed, and the route
+  /// tags that carry them to forwarders (made once, at open: the same values at each refresh).
+  std::vector<std::string> route_texts;
+  std::vector<tunnel::route> routes;
+  std::map<std::string, std::string> route_tag_values;
 
   const settings& config() const { return net.config; }
+
+  /// Releases a message on the request queue for another session (its offer, commit or
+  /// piece), counted: a receive loop that handed something off pauses before its next
+  /// receive (hand_off_pause), so that the other session's receive gets it rather than
+  /// this one again (docs/sqs.md, "Routes").
+  std::uint64_t handed_off = 0;
+  void hand_off(const aws::sqs_json::received_message& received) {
+    ++handed_off;
+    net.release(config().request_queue, received);
+  }
+  /// Two of this side's release round trips: one for the release to land, one for the
+  /// other session's next receive to arrive.
+  milliseconds hand_off_pause() const {
+    return std::clamp(*net.release_took * 2, milliseconds(20), milliseconds(500));
+  }
+
+  /// Whether this session wants `req`: any of its routes holds, or it has none.
+  bool wants(const tunnel::request& req) const {
+    if (routes.empty()) return true;
+    tunnel::routed_invocation invocation(req.context.request_id, req.payload,
+                                         req.context.client_context);
+    return std::any_of(routes.begin(), routes.end(),
+                       [&](const tunnel::route& r) { return invocation.holds(r); });
+  }
 
   void lose(std::string reason) {
     if (!mark_lost(std::move(reason))) return;

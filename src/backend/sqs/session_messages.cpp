@@ -63,6 +63,11 @@ void deliver(const std::shared_ptr<session_state>& s, const std::string& id,
   if (bad.empty() && (req.id != id || req.app != s->config().app)) {
     bad = "its id or app differs from its message";
   }
+  // A request no route of this session holds for was sent elsewhere or diverted on the queue
+  // (docs/sqs.md, "Routes"). An offer of one piece was checked before the claim already.
+  if (bad.empty() && !s->wants(req)) {
+    bad = "none of this session's routes holds for it (was it diverted?)";
+  }
   if (bad.empty()) {
     s->ready.push_back(std::move(req));
     s->ready_signal.notify();
@@ -144,17 +149,36 @@ asio::awaitable<void> take_offer(std::shared_ptr<session_state> s,
                                  aws::sqs_json::received_message received, message m,
                                  std::string key) {
   const std::string& queue = s->config().request_queue;
-  s->net.drop(queue, received.receipt_handle);  // claimed or not, nobody else needs it
-  if (s->claimed.contains(m.id) || s->held.contains(m.id)) co_return;  // delivered twice
   const std::int64_t now = util::unix_ms_now();
+  if (s->claimed.contains(m.id) || s->held.contains(m.id)) {  // delivered twice
+    s->net.drop(queue, received.receipt_handle);
+    co_return;
+  }
   if (m.claim_by_ms <= now || s->config().response_queue.empty()) {
     spdlog::debug("dropped offer {}: its claim window is over", m.id);
+    s->net.drop(queue, received.receipt_handle);
     co_return;
   }
   if (const auto problem = offer_problem(m, s->config().app); !problem.empty()) {
     spdlog::warn("dropped an offer on the request queue that is not a valid request: {}", problem);
+    s->net.drop(queue, received.receipt_handle);
     co_return;
   }
+  // Routes (docs/sqs.md, "Routes"): an offer of one piece none of this session's routes
+  // holds for is never claimed. Addressed to this session it was diverted (or the forwarder
+  // is another version): refused, and the forwarder's own code runs it after the claim
+  // window. Addressed to nobody (a forwarder without sqs:ListQueueTags): left for another
+  // session. A bigger request is checked once whole (deliver).
+  if (!s->routes.empty() && m.count == 1 && !s->wants(tunnel::decode_request(m.data))) {
+    if (m.session.empty()) {
+      s->net.release(queue, received);
+      co_return;
+    }
+    spdlog::warn("refused request {}: none of this session's routes holds for it", m.id);
+    s->net.drop(queue, received.receipt_handle);
+    co_return;
+  }
+  s->net.drop(queue, received.receipt_handle);  // claimed or not, nobody else needs it
   // A claim runs nothing: the request runs here only when its forwarder commits it to this
   // session (docs/sqs.md, "Who runs a request").
   const std::int64_t claim_by = std::min(m.claim_by_ms, now + max_claim_window_ms);
@@ -190,7 +214,7 @@ void take_commit(const std::shared_ptr<session_state>& s,
     // Another session's: that one runs it. If this one claimed it too (a second delivery
     // of the offer), it forgets its claim.
     if (it != s->held.end() && !it->second.committed) s->held.erase(it);
-    s->net.release(queue, received);
+    s->hand_off(received);
     return;
   }
   s->net.drop(queue, received.receipt_handle);
@@ -215,7 +239,7 @@ void take_piece(const std::shared_ptr<session_state>& s,
     if (s->claimed.contains(m.id)) {
       s->net.drop(queue, received.receipt_handle);  // a late copy of a piece we had
     } else {
-      s->net.release(queue, received);  // for the session that holds it
+      s->hand_off(received);  // for the session that holds it
     }
     return;
   }
@@ -259,6 +283,7 @@ asio::awaitable<void> answer_ping(std::shared_ptr<session_state> s, message m, s
   card.since_ms = s->since_ms;
   card.in_flight = s->in_flight;
   card.at_ms = util::unix_ms_now();  // when it answered
+  card.routes = s->route_texts;
   pong.data = tunnel::encode_consumer_card(card);
   try {
     co_await s->net.client->send_message(s->config().response_queue, s->net.body_of(pong, key));
@@ -286,6 +311,12 @@ void on_request_message(const std::shared_ptr<session_state>& s,
   }
   if (s->net.expired(m, "request")) {
     s->net.drop(queue, received.receipt_handle);
+    return;
+  }
+  // An offer or ping addressed to another session (docs/sqs.md, "Routes"): for that one.
+  if ((m.kind == message_kind::offer || m.kind == message_kind::ping) && !m.session.empty() &&
+      m.session != s->session_id) {
+    s->hand_off(received);
     return;
   }
   switch (m.kind) {

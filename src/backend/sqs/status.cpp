@@ -23,7 +23,21 @@ asio::awaitable<std::vector<tunnel::consumer_info>> list_consumers(
     throw tunnel::backend_error(
         "cannot list consumers without a response queue (FUNCIE_RESPONSE_QUEUE_URL)");
   }
-  auto pinged = co_await tunnel::try_await(ping(s, false));
+  // Who is connected, from the tags (one ListQueueTags): one ping addressed to each
+  // (docs/sqs.md, "Routes"), since a message on the request queue reaches one session only.
+  // Without the tags, one ping that whoever takes it answers.
+  std::vector<std::string> to;
+  auto tags = co_await tunnel::try_await(s->net.client->list_queue_tags(s->config().request_queue));
+  if (tags) {
+    for (const auto& session :
+         read_presence(*tags.value, s->config().app, util::unix_ms_now(), s->config().keys)
+             .sessions) {
+      to.push_back(session.id);
+    }
+  } else {
+    spdlog::debug("cannot read the presence tags of {}: {}", s->net.where, tags.error);
+  }
+  auto pinged = co_await tunnel::try_await(ping(s, false, to));
   s->stopped = true;
   if (!pinged)
     throw tunnel::backend_error(fmt::format("cannot list the consumers: {}", pinged.error));
@@ -44,6 +58,7 @@ asio::awaitable<std::vector<tunnel::consumer_info>> list_consumers(
       // by the consumer's clock (the same one when status runs on the developer's machine);
       // a clock behind ours cannot make it negative.
       if (card->at_ms) entry.heartbeat_age_ms = std::max<std::int64_t>(0, now_ms - *card->at_ms);
+      entry.routes = card->routes;
     }
     out.push_back(std::move(entry));
   }

@@ -6,7 +6,8 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { peersDir } from './harness.mjs';
+import { echoBin, funcieBin, peersDir, startEmulate } from './harness.mjs';
+import { startConnect } from './tunnel.mjs';
 
 const sqsDir = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../sqs');
 const require = createRequire(path.join(peersDir, 'package.json'));
@@ -108,6 +109,59 @@ export function sqsClient(endpoint, { credentials = dummyCredentials, region = '
 /** The @aws-sdk/client-sqs module (commands), resolved from tests/peers. */
 export function sqsSdk() {
   return require('@aws-sdk/client-sqs');
+}
+
+let tunnelQueues = 0;
+
+/**
+ * The tunnel over an SQS server from startSqs, for tests that run on several backends: a
+ * fresh queue pair and app name per call of target(). Returns { app, request, response,
+ * env, backendArgs, cloud({ env, args, command }), connect({ args, env, command }) }: env
+ * is what both sides need (credentials, endpoint, region, and on local-aws-sqs one message
+ * per long poll, docs/sqs.md); backendArgs the flags that name the tunnel for
+ * `funcie connect` / `status`.
+ */
+export async function sqsTunnelTarget(sqs, { maxMessageSize = 1048576, env: extra = {} } = {}) {
+  const n = ++tunnelQueues;
+  const [request, response] = await sqs.createQueues([
+    { name: `treq-${process.pid}-${n}`, maxMessageSize },
+    { name: `tresp-${process.pid}-${n}`, maxMessageSize },
+  ]);
+  const app = `sqs-t${process.pid}-${n}`;
+  const env = {
+    AWS_ACCESS_KEY_ID: 'AKIAFUNCIETEST000002',
+    AWS_SECRET_ACCESS_KEY: 'test-secret-never-logged',
+    AWS_ENDPOINT_URL_SQS: sqs.endpoint,
+    AWS_REGION: 'us-east-1',
+    ...(sqs.kind === 'local' ? { FUNCIE_SQS_RECEIVE_BATCH: '1' } : {}),
+    ...extra,
+  };
+  const queueArgs = ['--request-queue', request, '--response-queue', response];
+  return {
+    app,
+    request,
+    response,
+    env,
+    backendArgs: ['--backend', 'sqs://', '--app', app, ...queueArgs],
+    /** funcie emulate whose runtime is `funcie wrap -- echo cloud` (or `command`). */
+    cloud({ env: fnExtra = {}, args = [], command } = {}) {
+      const fnEnv = { FUNCIE_BACKEND: 'sqs://', FUNCIE_APP: app, FUNCIE_REQUEST_QUEUE_URL: request, FUNCIE_RESPONSE_QUEUE_URL: response, ...env, ...fnExtra };
+      // Lambda gives the role's keys in the environment; emulate reserves those names, so
+      // they are set around the runtime as Lambda would.
+      const reserved = (k) => k.startsWith('AWS_ACCESS') || k.startsWith('AWS_SECRET');
+      const around = Object.entries(fnEnv).filter(([k]) => reserved(k));
+      const plain = Object.entries(fnEnv).filter(([k]) => !reserved(k) && k !== 'AWS_REGION');
+      return startEmulate({
+        functionName: app,
+        args: [...plain.flatMap(([k, v]) => ['--env', `${k}=${v}`]), ...args],
+        command: ['env', ...around.map(([k, v]) => `${k}=${v}`), ...(command ?? [funcieBin, 'wrap', '--', echoBin, 'cloud'])],
+      });
+    },
+    /** funcie connect on this queue pair. */
+    connect({ args = [], env: more = {}, command, waitServing = true } = {}) {
+      return startConnect({ url: 'sqs://', app, args: [...queueArgs, ...args], env: { ...env, ...more }, command, waitServing });
+    },
+  };
 }
 
 let tunnelNumber = 0;
