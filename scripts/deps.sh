@@ -12,8 +12,12 @@ packages=(
   cmake ninja-build g++ clang clang-format libclang-rt-14-dev pkg-config make git
   # libraries
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libcli11-dev libspdlog-dev
-  libfmt-dev libhiredis-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libfmt-dev libhiredis-dev libgtest-dev libgmock-dev libbenchmark-dev
   libtomlplusplus-dev libinih-dev
+  # TLS and crypto (src/net, src/crypto), static archives for funcie-cloud's zips
+  libmbedtls-dev
+  # OpenSSL: the TLS server of the HTTP client's unit tests (a peer funcie does not link)
+  libssl-dev
   # the local console's invocation history (docs/console.md)
   libsqlite3-dev
   # test peers: Redis, curl for the bash runtime, openssl for test certificates, and what

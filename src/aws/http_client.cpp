@@ -4,14 +4,12 @@
 // closes the connection under the exchange, which then ends and drops it (never pooled).
 #include "aws/http_client.hpp"
 
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
+#include "net/tls_stream.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -29,7 +27,6 @@
 namespace funcie::aws {
 
 namespace asio = boost::asio;
-namespace ssl = boost::asio::ssl;
 namespace http = boost::beast::http;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
@@ -67,33 +64,21 @@ std::string pool_key(const endpoint& to) {
   return (to.tls ? "https://" : "http://") + describe(to);
 }
 
-bool is_address(const std::string& host) {
-  error_code ec;
-  asio::ip::make_address(host, ec);
-  return !ec;
-}
-
-/// One keep-alive connection: a plain socket or TLS over one.
+/// One keep-alive connection: a plain socket or TLS over one (made at the handshake).
 struct connection {
-  connection(const asio::any_io_executor& executor, ssl::context* tls_context)
-      : resolver(executor) {
-    if (tls_context != nullptr) {
-      secure.emplace(executor, *tls_context);
-    } else {
-      plain.emplace(executor);
-    }
-  }
+  explicit connection(const asio::any_io_executor& executor)
+      : resolver(executor), plain(executor) {}
 
-  tcp::socket& socket() { return secure ? secure->next_layer() : *plain; }
+  tcp::socket& socket() { return plain; }
   void close() {
     error_code ignored;
     resolver.cancel();
-    socket().close(ignored);
+    plain.close(ignored);
   }
 
   tcp::resolver resolver;
-  std::optional<tcp::socket> plain;
-  std::optional<ssl::stream<tcp::socket>> secure;
+  tcp::socket plain;
+  std::unique_ptr<net::tls_stream> secure;
   boost::beast::flat_buffer buffer;
   std::chrono::steady_clock::time_point idle_since;
 };
@@ -107,40 +92,24 @@ struct http_client::state {
 
   asio::any_io_executor executor;
   tls_options tls;
-  std::unique_ptr<ssl::context> tls_context;  ///< Made at the first TLS request
-  std::string tls_context_failure;            ///< Why it could not be made
+  std::shared_ptr<const net::tls_config> tls_config;  ///< Made at the first TLS request
+  std::string tls_config_failure;                     ///< Why it could not be made
   std::map<std::string, std::deque<connection_ptr>> idle;
 
-  ssl::context* context_for_tls() {
-    if (tls_context) return tls_context.get();
-    if (!tls_context_failure.empty()) return nullptr;
-    auto context = std::make_unique<ssl::context>(ssl::context::tls_client);
-    context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                         ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                         ssl::context::no_tlsv1_1);
-    error_code ec;
-    if (tls.verify) {
-      context->set_verify_mode(ssl::verify_peer);
-      if (!tls.ca_file.empty()) {
-        context->load_verify_file(tls.ca_file, ec);
-        if (ec) {
-          tls_context_failure = "cannot read the CA bundle " + tls.ca_file + " (" + ec.message() +
-                                "): check FUNCIE_CA_FILE or AWS_CA_BUNDLE";
-          return nullptr;
-        }
-      } else {
-        context->set_default_verify_paths(ec);
-        if (ec) {
-          tls_context_failure = "cannot load the system's CA certificates (" + ec.message() +
-                                "): install ca-certificates or set FUNCIE_CA_FILE";
-          return nullptr;
-        }
-      }
-    } else {
-      context->set_verify_mode(ssl::verify_none);
+  std::shared_ptr<const net::tls_config> config_for_tls() {
+    if (tls_config) return tls_config;
+    if (!tls_config_failure.empty()) return nullptr;
+    try {
+      tls_config = net::tls_config::make(tls.ca_file, tls.verify);
+    } catch (const net::tls_config_error& e) {
+      tls_config_failure = tls.ca_file.empty()
+                               ? "cannot load the system's CA certificates (" +
+                                     std::string(e.what()) +
+                                     "): install ca-certificates or set FUNCIE_CA_FILE"
+                               : "cannot read the CA bundle " + tls.ca_file + " (" + e.what() +
+                                     "): check FUNCIE_CA_FILE or AWS_CA_BUNDLE";
     }
-    tls_context = std::move(context);
-    return tls_context.get();
+    return tls_config;
   }
 
   connection_ptr take_idle(const std::string& key) {
@@ -196,16 +165,13 @@ struct exchange {
   }
 };
 
-std::string verify_failure(const endpoint& to, ssl::stream<tcp::socket>& stream) {
-  long result = SSL_get_verify_result(stream.native_handle());
-  if (result == X509_V_ERR_HOSTNAME_MISMATCH || result == X509_V_ERR_IP_ADDRESS_MISMATCH ||
-      result == X509_V_OK || result == X509_V_ERR_UNSPECIFIED) {
-    // host_name_verification refuses in the callback without setting a result of its own
+std::string verify_failure(const endpoint& to, const net::tls_stream& stream) {
+  if (stream.wrong_host()) {
     return "the TLS certificate of " + describe(to) + " is not for the host name " + to.host +
            ": check the endpoint URL (FUNCIE_TLS_VERIFY=0 turns verification off)";
   }
   return "the TLS certificate of " + describe(to) + " could not be verified (" +
-         X509_verify_cert_error_string(result) +
+         stream.verification_failure() +
          "): if a proxy or a private CA signs it, point FUNCIE_CA_FILE or AWS_CA_BUNDLE at its "
          "PEM bundle (FUNCIE_TLS_VERIFY=0 turns verification off)";
 }
@@ -228,7 +194,9 @@ asio::awaitable<error_code> round_trip(Stream& stream, connection& c,
 }
 
 /// Resolves, connects and (TLS) handshakes `c`. Throws http_error.
-asio::awaitable<void> open(connection& c, const endpoint& to, bool verify, exchange& x) {
+/// `tls`: the configuration for a TLS endpoint, null for plain HTTP.
+asio::awaitable<void> open(connection& c, const endpoint& to,
+                           std::shared_ptr<const net::tls_config> tls, exchange& x) {
   error_code ec;
   x.phase = "resolving the host";
   auto results = co_await c.resolver.async_resolve(to.host, std::to_string(to.port),
@@ -258,24 +226,18 @@ asio::awaitable<void> open(connection& c, const endpoint& to, bool verify, excha
                      "cannot connect to " + describe(to) + ": " + last.message(), last.message());
   }
   c.socket().set_option(tcp::no_delay(true), ec);
-  if (!c.secure) co_return;
+  if (!tls) co_return;
 
   x.phase = "in the TLS handshake";
+  c.secure = std::make_unique<net::tls_stream>(c.plain, std::move(tls), to.host);
   auto& stream = *c.secure;
-  if (verify) stream.set_verify_callback(ssl::host_name_verification(to.host));
-  if (!is_address(to.host)) {  // SNI takes names only
-    SSL_ctrl(stream.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-             const_cast<char*>(to.host.c_str()));
-  }
-  co_await stream.async_handshake(ssl::stream_base::client,
-                                  asio::redirect_error(asio::use_awaitable, ec));
+  ec = co_await stream.handshake();
   if (x.abandoned) co_return;
   if (ec) {
     std::string detail;
-    if (verify && (SSL_get_verify_result(stream.native_handle()) != X509_V_OK ||
-                   ec.message().find("certificate verify failed") != std::string::npos)) {
+    if (stream.verification_failed()) {
       detail = verify_failure(to, stream);
-    } else if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
+    } else if (ec == asio::error::eof || ec == asio::error::connection_reset) {
       detail = "the TLS handshake with " + describe(to) +
                " failed: the server closed the connection (is it a TLS port?)";
     } else {
@@ -304,17 +266,17 @@ asio::awaitable<void> run_exchange(std::shared_ptr<http_client::state> owner,
     const bool reused = c != nullptr;
     try {
       if (!c) {
-        ssl::context* context = nullptr;
+        std::shared_ptr<const net::tls_config> config;
         if (to.tls) {
-          context = owner->context_for_tls();
-          if (context == nullptr) {
-            throw http_error(http_error::kind::tls, owner->tls_context_failure,
-                             owner->tls_context_failure);
+          config = owner->config_for_tls();
+          if (!config) {
+            throw http_error(http_error::kind::tls, owner->tls_config_failure,
+                             owner->tls_config_failure);
           }
         }
-        c = std::make_shared<connection>(owner->executor, context);
+        c = std::make_shared<connection>(owner->executor);
         x->current = c;
-        co_await open(*c, to, owner->tls.verify, *x);
+        co_await open(*c, to, std::move(config), *x);
       }
       x->current = c;
       if (x->abandoned) break;
@@ -326,7 +288,7 @@ asio::awaitable<void> run_exchange(std::shared_ptr<http_client::state> owner,
       if (c->secure) {
         ec = co_await round_trip(*c->secure, *c, request, parser, *x);
       } else {
-        ec = co_await round_trip(*c->plain, *c, request, parser, *x);
+        ec = co_await round_trip(c->plain, *c, request, parser, *x);
       }
       if (x->abandoned) break;
       if (ec) {

@@ -1,6 +1,6 @@
 // A small HTTP/1.1 client for AWS endpoints: plain or TLS (certificate and host name
 // verified by default), keep-alive connections pooled per endpoint, a bound on each
-// request. Boost.Beast over Asio, OpenSSL for TLS.
+// request. Boost.Beast over Asio, mbedTLS for TLS (net/tls_stream.hpp).
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

@@ -2,7 +2,7 @@
 
 #include "aws/credentials.hpp"
 
-#include <openssl/evp.h>
+#include "crypto/crypto.hpp"
 
 #include <algorithm>
 #include <array>
@@ -21,28 +21,9 @@ namespace {
 constexpr std::string_view algorithm = "AWS4-HMAC-SHA256";
 constexpr char hex_digits[] = "0123456789abcdef";
 
-std::string to_hex(const unsigned char* bytes, std::size_t size) {
-  std::string out;
-  out.reserve(size * 2);
-  for (std::size_t i = 0; i < size; ++i) {
-    out += hex_digits[bytes[i] >> 4];
-    out += hex_digits[bytes[i] & 0x0f];
-  }
-  return out;
-}
-
-using digest = std::array<unsigned char, 32>;
-
-digest hmac_sha256(std::string_view key, std::string_view data) {
-  digest out{};
-  std::size_t size = 0;
-  if (EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, key.data(), key.size(),
-                reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data(),
-                out.size(), &size) == nullptr) {
-    throw std::runtime_error("SigV4: OpenSSL HMAC-SHA256 failed");
-  }
-  return out;
-}
+using crypto::hmac_sha256;
+using crypto::to_hex;
+using digest = crypto::sha256_digest;
 
 std::string_view as_text(const digest& d) {
   return {reinterpret_cast<const char*>(d.data()), d.size()};
@@ -169,12 +150,8 @@ std::string format_amz_date(std::chrono::system_clock::time_point time) {
 }  // namespace
 
 std::string sha256_hex(std::string_view bytes) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> out{};
-  unsigned int size = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), out.data(), &size, EVP_sha256(), nullptr) != 1) {
-    throw std::runtime_error("SigV4: OpenSSL SHA-256 failed");
-  }
-  return to_hex(out.data(), size);
+  const auto out = crypto::sha256(bytes);
+  return to_hex(out.data(), out.size());
 }
 
 std::string uri_encode(std::string_view text, bool keep_slash) {

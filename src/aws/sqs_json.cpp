@@ -2,7 +2,8 @@
 
 #include "console/trigger.hpp"
 
-#include <openssl/evp.h>
+#include "crypto/crypto.hpp"
+
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
@@ -112,19 +113,8 @@ std::int64_t count_attribute(const std::map<std::string, std::string>& attrs,
 }
 
 std::string md5_hex(std::string_view bytes) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int size = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest.data(), &size, EVP_md5(), nullptr) != 1) {
-    throw parse_error("MD5 is not available to check the message body");
-  }
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * size);
-  for (unsigned int i = 0; i < size; ++i) {
-    out.push_back(hex[digest[i] >> 4]);
-    out.push_back(hex[digest[i] & 0xF]);
-  }
-  return out;
+  const auto digest = crypto::md5(bytes);
+  return crypto::to_hex(digest.data(), digest.size());
 }
 
 bool same_digest(std::string_view expected, std::string_view md5_hex_lower) {

@@ -1,12 +1,11 @@
 // funcie secret: makes a shared secret for sealing the tunnel (docs/security.md), or shows the
 // key ids of the secret a side holds, so that two sides can be compared without showing it.
 #include "cli/command.hpp"
+#include "crypto/crypto.hpp"
 #include "tunnel/secrets.hpp"
 #include "util/base64.hpp"
 
 #include <fmt/format.h>
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include <array>
 #include <cstdio>
@@ -24,17 +23,19 @@ constexpr std::size_t new_secret_bytes = 32;
 
 int print_new_secret() {
   std::array<unsigned char, new_secret_bytes> bytes{};
-  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
-    fmt::print(stderr, "funcie secret: the OS random generator failed (RAND_bytes)\n");
+  try {
+    crypto::random_bytes(bytes.data(), bytes.size());
+  } catch (const crypto::crypto_error& e) {
+    fmt::print(stderr, "funcie secret: {}\n", e.what());
     return exit_failure;
   }
   std::string text =
       util::to_base64(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
-  OPENSSL_cleanse(bytes.data(), bytes.size());
+  crypto::wipe(bytes.data(), bytes.size());
   text.push_back('\n');
   const bool written =
       std::fwrite(text.data(), 1, text.size(), stdout) == text.size() && std::fflush(stdout) == 0;
-  OPENSSL_cleanse(text.data(), text.size());
+  crypto::wipe(text.data(), text.size());
   if (!written) {
     fmt::print(stderr, "funcie secret: could not write the secret to standard output\n");
     return exit_failure;

@@ -7,15 +7,13 @@
 #include "redis/cluster.hpp"
 #include "redis/cluster_map.hpp"
 
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
+#include "net/tls_stream.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/redirect_error.hpp>
-#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -30,7 +28,6 @@
 namespace funcie::redis {
 
 namespace asio = boost::asio;
-namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
@@ -140,8 +137,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
   connect_options options;
   std::string name;
   tcp::socket socket;
-  std::unique_ptr<ssl::context> tls_context;
-  std::unique_ptr<ssl::stream<tcp::socket&>> tls;
+  std::unique_ptr<net::tls_stream> tls;
   std::unique_ptr<reply_reader> reader;
 
   std::deque<request_ptr> write_queue;
@@ -336,8 +332,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
       }
       if (!open) co_return;
       if (ec) {
-        if (ec == asio::error::eof || ec == ssl::error::stream_truncated ||
-            ec == asio::error::connection_reset) {
+        if (ec == asio::error::eof || ec == asio::error::connection_reset) {
           fail(errc::io, "the server closed the connection");
         } else {
           fail(errc::io, "cannot read: " + ec.message());
@@ -508,54 +503,35 @@ struct connection::impl : std::enable_shared_from_this<impl> {
 
     if (server.tls) {
       attempt->phase = "in the TLS handshake";
-      tls_context = std::make_unique<ssl::context>(ssl::context::tls_client);
-      tls_context->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                               ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                               ssl::context::no_tlsv1_1);
-      if (options.verify) {
-        tls_context->set_verify_mode(ssl::verify_peer);
-        if (!options.ca_file.empty()) {
-          tls_context->load_verify_file(options.ca_file, ec);
-          if (ec) {
-            throw_connect_failed("cannot read the CA file " + options.ca_file + ": " +
-                                 ec.message());
-          }
-        } else {
-          tls_context->set_default_verify_paths(ec);
-          if (ec) throw_connect_failed("cannot load the system's CA certificates: " + ec.message());
+      std::shared_ptr<const net::tls_config> config;
+      try {
+        config = net::tls_config::make(options.ca_file, options.verify);
+      } catch (const net::tls_config_error& e) {
+        if (options.ca_file.empty()) {
+          throw_connect_failed("cannot load the system's CA certificates: " +
+                               std::string(e.what()));
         }
-      } else {
-        tls_context->set_verify_mode(ssl::verify_none);
+        throw_connect_failed("cannot read the CA file " + options.ca_file + ": " + e.what());
       }
-      tls = std::make_unique<ssl::stream<tcp::socket&>>(socket, *tls_context);
-      if (options.verify) tls->set_verify_callback(ssl::host_name_verification(server.host));
-      error_code not_ip;
-      asio::ip::make_address(server.host, not_ip);
-      if (not_ip) {  // SNI takes names only
-        SSL_ctrl(tls->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                 const_cast<char*>(server.host.c_str()));
-      }
-      co_await tls->async_handshake(ssl::stream_base::client,
-                                    asio::redirect_error(asio::use_awaitable, ec));
+      tls = std::make_unique<net::tls_stream>(socket, std::move(config), server.host);
+      ec = co_await tls->handshake();
       if (attempt->timed_out) co_return;
       if (ec) {
-        long verify_result = SSL_get_verify_result(tls->native_handle());
-        std::string text = ec.message();
-        if (verify_result != X509_V_OK) {
-          throw_connect_failed("TLS certificate verification failed: " +
-                               std::string(X509_verify_cert_error_string(verify_result)));
-        }
-        if (text.find("certificate verify failed") != std::string::npos) {
+        if (tls->wrong_host()) {
           throw_connect_failed(
               "TLS certificate verification failed: the certificate does not match "
               "the host name " +
               server.host);
         }
-        if (ec == asio::error::eof || ec == ssl::error::stream_truncated) {
+        if (tls->verification_failed()) {
+          throw_connect_failed("TLS certificate verification failed: " +
+                               tls->verification_failure());
+        }
+        if (ec == asio::error::eof || ec == asio::error::connection_reset) {
           throw_connect_failed(
               "TLS handshake failed: the server closed the connection (is it a TLS port?)");
         }
-        throw_connect_failed("TLS handshake failed: " + text);
+        throw_connect_failed("TLS handshake failed: " + ec.message());
       }
     }
   }
@@ -991,6 +967,7 @@ bool connection::has_unread_input() const noexcept {
   if (!impl_ || !impl_->open) return false;
   if (!impl_->messages.empty()) return true;
   error_code ec;
+  if (impl_->tls && impl_->tls->has_buffered_input()) return true;
   const std::size_t waiting = impl_->socket.available(ec);
   return !ec && waiting > 0;
 }

@@ -2,17 +2,13 @@
 
 #include "util/base64.hpp"
 
-#include <openssl/core_names.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/kdf.h>
-#include <openssl/params.h>
-#include <openssl/rand.h>
+#include "crypto/crypto.hpp"
 
 #include <algorithm>
 #include <climits>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 namespace funcie::tunnel {
 
@@ -24,8 +20,6 @@ constexpr std::size_t tag_bytes = 16;
 constexpr std::size_t key_id_digits = 16;
 // The longest first line: "funcie/1 sealed64 " + key id + "\n".
 constexpr std::size_t max_first_line = 36;
-// Bytes given to OpenSSL per call (its lengths are int).
-constexpr std::size_t max_update = std::size_t{1} << 30;
 // Plaintext encrypted per step when the output goes to base64 (a multiple of 3).
 constexpr std::size_t text_chunk = 3 * 16 * 1024;
 
@@ -119,116 +113,78 @@ const unsigned char* bytes_of(std::string_view s) {
   return reinterpret_cast<const unsigned char*>(s.data());
 }
 
-// --- OpenSSL ----------------------------------------------------------------------------
+// --- crypto (src/crypto) ----------------------------------------------------------------
 
 void hkdf(std::string_view secret, std::string_view info, unsigned char* out, std::size_t size) {
-  struct kdf_free {
-    void operator()(EVP_KDF* k) const { EVP_KDF_free(k); }
-    void operator()(EVP_KDF_CTX* c) const { EVP_KDF_CTX_free(c); }
-  };
-  std::unique_ptr<EVP_KDF, kdf_free> kdf(EVP_KDF_fetch(nullptr, "HKDF", nullptr));
-  if (!kdf) throw std::runtime_error("OpenSSL has no HKDF");
-  std::unique_ptr<EVP_KDF_CTX, kdf_free> ctx(EVP_KDF_CTX_new(kdf.get()));
-  if (!ctx) throw std::runtime_error("OpenSSL could not make an HKDF context");
-  char digest[] = "SHA256";
-  // OSSL_PARAM takes non-const pointers; HKDF only reads them.
-  const OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, const_cast<char*>(secret.data()),
-                                        secret.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<char*>(hkdf_salt.data()),
-                                        hkdf_salt.size()),
-      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, const_cast<char*>(info.data()),
-                                        info.size()),
-      OSSL_PARAM_construct_end()};
-  if (EVP_KDF_derive(ctx.get(), out, size, params) != 1) {
-    throw std::runtime_error("OpenSSL's HKDF failed");
-  }
+  crypto::hkdf_sha256(secret, hkdf_salt, info, out, size);
 }
 
-const EVP_CIPHER* aes_256_gcm() {
-  // Fetched once: an explicit fetch saves a lookup per message.
-  static const EVP_CIPHER* const cipher = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
-  if (cipher == nullptr) throw std::runtime_error("OpenSSL has no AES-256-GCM");
-  return cipher;
-}
-
-// One AES-256-GCM operation: sealing (encrypt) or opening. Every failure is a `Error`.
+// One AES-256-GCM operation: sealing (encrypt) or opening. Every failure is an `Error`. The
+// additional data is the first line, and for a signed frame (GMAC, nothing encrypted) the
+// plaintext after it: mbedTLS takes it at once, so a signed frame's body is copied once.
 template <typename Error>
 class gcm {
  public:
-  gcm(const std::array<unsigned char, 32>& key, const unsigned char* nonce, bool encrypt)
-      : ctx_(EVP_CIPHER_CTX_new()), encrypt_(encrypt) {
-    if (!ctx_) fail();
-    // 12 bytes is GCM's default IV length.
-    if (EVP_CipherInit_ex2(ctx_.get(), aes_256_gcm(), key.data(), nonce, encrypt ? 1 : 0,
-                           nullptr) != 1) {
+  gcm(const std::array<unsigned char, 32>& key, const unsigned char* nonce, bool encrypt,
+      std::string_view line, std::optional<std::string_view> signed_body = std::nullopt)
+      : encrypt_(encrypt) {
+    try {
+      if (signed_body) {
+        std::string aad;
+        aad.reserve(line.size() + signed_body->size());
+        aad.append(line).append(*signed_body);
+        c_.emplace(key, nonce, encrypt, aad);
+      } else {
+        c_.emplace(key, nonce, encrypt, line);
+      }
+    } catch (const crypto::crypto_error&) {
       fail();
     }
   }
 
-  /// Additional authenticated data; all of it before any update().
-  void aad(std::string_view data) {
-    for (std::size_t done = 0; done < data.size();) {
-      const std::size_t n = std::min(max_update, data.size() - done);
-      int ignored = 0;
-      if (EVP_CipherUpdate(ctx_.get(), nullptr, &ignored, bytes_of(data) + done,
-                           static_cast<int>(n)) != 1) {
-        fail();
-      }
-      done += n;
-    }
-  }
-
-  /// Encrypts or decrypts `size` bytes from `in` to `out` (the same, or not overlapping).
+  /// Encrypts or decrypts `size` bytes from `in` to `out` (the same, or not overlapping);
+  /// whole 16-byte blocks on every call but the last.
   void update(const unsigned char* in, unsigned char* out, std::size_t size) {
-    for (std::size_t done = 0; done < size;) {
-      const std::size_t n = std::min(max_update, size - done);
-      int written = 0;
-      if (EVP_CipherUpdate(ctx_.get(), out + done, &written, in + done, static_cast<int>(n)) != 1 ||
-          static_cast<std::size_t>(written) != n) {
-        fail();
-      }
-      done += n;
+    try {
+      c_->update(in, out, size);
+    } catch (const crypto::crypto_error&) {
+      fail();
     }
   }
 
   /// Sealing: ends and writes the tag.
   void seal_final(unsigned char* tag) {
-    int ignored = 0;
-    if (EVP_CipherFinal_ex(ctx_.get(), nullptr, &ignored) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(tag_bytes), tag) !=
-            1) {
+    try {
+      c_->seal_final(tag);
+    } catch (const crypto::crypto_error&) {
       fail();
     }
   }
 
-  /// Opening: true when `tag` is right (OpenSSL compares in constant time).
+  /// Opening: true when `tag` is right (compared in constant time).
   bool open_final(const unsigned char* tag) {
-    if (EVP_CIPHER_CTX_ctrl(ctx_.get(), EVP_CTRL_GCM_SET_TAG, static_cast<int>(tag_bytes),
-                            const_cast<unsigned char*>(tag)) != 1) {
+    try {
+      return c_->open_final(tag);
+    } catch (const crypto::crypto_error&) {
       fail();
     }
-    int ignored = 0;
-    return EVP_CipherFinal_ex(ctx_.get(), nullptr, &ignored) == 1;
   }
 
  private:
   [[noreturn]] void fail() const {
-    throw Error(encrypt_ ? "sealing a message failed inside OpenSSL (AES-256-GCM)"
-                         : "opening a message failed inside OpenSSL (AES-256-GCM)");
+    throw Error(encrypt_ ? "sealing a message failed inside mbedTLS (AES-256-GCM)"
+                         : "opening a message failed inside mbedTLS (AES-256-GCM)");
   }
-  struct ctx_free {
-    void operator()(EVP_CIPHER_CTX* c) const { EVP_CIPHER_CTX_free(c); }
-  };
-  std::unique_ptr<EVP_CIPHER_CTX, ctx_free> ctx_;
+  std::optional<crypto::aes_256_gcm> c_;
   bool encrypt_;
 };
 
 std::array<unsigned char, nonce_bytes> new_nonce() {
   std::array<unsigned char, nonce_bytes> nonce{};
-  if (RAND_bytes(nonce.data(), static_cast<int>(nonce.size())) != 1) {
-    throw std::runtime_error("the OS random generator failed (RAND_bytes): cannot seal");
+  try {
+    crypto::random_bytes(nonce.data(), nonce.size());
+  } catch (const crypto::crypto_error& e) {
+    throw std::runtime_error(std::string(e.what()) + ": cannot seal");
   }
   return nonce;
 }
@@ -291,7 +247,7 @@ seal_error malformed(std::string_view what) {
 // --- keyring ----------------------------------------------------------------------------
 
 keyring::key::~key() {
-  OPENSSL_cleanse(bytes.data(), bytes.size());
+  crypto::wipe(bytes.data(), bytes.size());
 }
 
 keyring keyring::from_secrets(std::string_view current, std::string_view previous, bool encrypt) {
@@ -400,13 +356,13 @@ std::string keyring::seal(std::string_view plain, std::string_view key_id) const
   auto* dst = reinterpret_cast<unsigned char*>(out.data() + at);
   const auto nonce = new_nonce();
   std::memcpy(dst, nonce.data(), nonce_bytes);
-  gcm<std::runtime_error> c(k.bytes, nonce.data(), true);
-  c.aad(std::string_view(out.data(), at));
+  // Authentication only (GMAC) when not encrypting: the plaintext is additional data after
+  // the first line.
+  gcm<std::runtime_error> c(k.bytes, nonce.data(), true, std::string_view(out.data(), at),
+                            encrypt_ ? std::nullopt : std::optional<std::string_view>(plain));
   if (encrypt_) {
     c.update(bytes_of(plain), dst + nonce_bytes, plain.size());
   } else {
-    // Authentication only (GMAC): the plaintext is additional data after the first line.
-    c.aad(plain);
     if (!plain.empty()) std::memcpy(dst + nonce_bytes, plain.data(), plain.size());
   }
   c.seal_final(dst + nonce_bytes + plain.size());
@@ -435,8 +391,8 @@ std::string keyring::seal_text(std::string_view plain, std::string_view key_id) 
   out.reserve(line.size() + util::base64_size(nonce_bytes + plain.size() + tag_bytes));
   out.append(line);
   const auto nonce = new_nonce();
-  gcm<std::runtime_error> c(k.bytes, nonce.data(), true);
-  c.aad(line);
+  gcm<std::runtime_error> c(k.bytes, nonce.data(), true, line,
+                            encrypt_ ? std::nullopt : std::optional<std::string_view>(plain));
   base64_stream b64(out);
   b64.write(nonce.data(), nonce.size());
   if (encrypt_) {
@@ -448,9 +404,8 @@ std::string keyring::seal_text(std::string_view plain, std::string_view key_id) 
       b64.write(chunk.data(), n);
       done += n;
     }
-    OPENSSL_cleanse(chunk.data(), chunk.size());
+    crypto::wipe(chunk.data(), chunk.size());
   } else {
-    c.aad(plain);
     b64.write(bytes_of(plain), plain.size());
   }
   std::array<unsigned char, tag_bytes> tag{};
@@ -511,15 +466,13 @@ std::string keyring::open(std::string_view frame, std::string* key_id) const {
   const std::size_t size = out.size() - tag_bytes;
   auto* data = reinterpret_cast<unsigned char*>(out.data());
 
-  gcm<seal_error> c(k->bytes, nonce.data(), false);
-  c.aad(line->line);
-  if (encrypted(line->kind)) {
-    c.update(data, data, size);  // in place
-  } else {
-    c.aad(std::string_view(out.data(), size));
-  }
+  gcm<seal_error> c(k->bytes, nonce.data(), false, line->line,
+                    encrypted(line->kind) ? std::nullopt
+                                          : std::optional<std::string_view>(
+                                                std::string_view(out.data(), size)));
+  if (encrypted(line->kind)) c.update(data, data, size);  // in place
   if (!c.open_final(data + size)) {
-    OPENSSL_cleanse(data, size);
+    crypto::wipe(data, size);
     throw seal_error(
         "forged or tampered: the message's tag does not match its contents under key " + k->id +
         " (changed on the way, or made by someone without the secret)");

@@ -1,6 +1,6 @@
 // Sealing: what makes the tunnel safe to run through a broker nobody fully trusts
 // (docs/security.md). With a shared secret, every message a backend puts on the broker is
-// sealed: encrypted and authenticated with AES-256-GCM (OpenSSL), or only authenticated
+// sealed: encrypted and authenticated with AES-256-GCM (mbedTLS, src/crypto), or only authenticated
 // (FUNCIE_ENCRYPT=false). Pure (no I/O): the fuzzers link it.
 //
 // Wire form of a sealed frame (the first line is text, so a frame is recognisable in
@@ -18,7 +18,7 @@
 //
 // The key is HKDF-SHA256(secret, salt "funcie/1", info "funcie tunnel key"); the key id is
 // the first 8 bytes of HKDF-SHA256(secret, salt "funcie/1", info "funcie key id"). Nonces
-// are 96 random bits from the OS (RAND_bytes) per message.
+// are 96 random bits from the OS (getrandom) per message.
 #pragma once
 
 #include "util/user_error.hpp"
@@ -116,7 +116,7 @@ class keyring {
     key(key&&) = default;
     key& operator=(const key&) = default;
     key& operator=(key&&) = default;
-    ~key();  // wipes the bytes (OPENSSL_cleanse)
+    ~key();  // wipes the bytes (crypto::wipe)
   };
   const key& sealing_key(std::string_view key_id) const;
 

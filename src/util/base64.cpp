@@ -19,8 +19,8 @@ unsigned base64_value(unsigned char c) {
 
 }  // namespace
 
-// Written here rather than taken from OpenSSL, so that run_handler's library (which
-// base64-encodes a streamed response's error) links no libcrypto (docs/ARCHITECTURE.md).
+// Written here rather than taken from a crypto library, so that run_handler's library (which
+// base64-encodes a streamed response's error) links none (docs/ARCHITECTURE.md).
 void append_base64(std::string& out, std::string_view bytes) {
   const std::size_t start = out.size();
   out.resize(start + base64_size(bytes.size()));

@@ -1,5 +1,5 @@
 // Base64 (RFC 4648, standard alphabet, with padding, one line), written out here so that
-// the runtime library links no OpenSSL: the SQS message codec, sealed text frames
+// the runtime library links no crypto library: the SQS message codec, sealed text frames
 // (tunnel/seal.hpp) and streamed error trailers use it. Pure (no I/O): the fuzzers link it.
 #pragma once
 
