@@ -432,6 +432,10 @@ TEST_F(HttpClientTlsTest, RefusesACertificateForAnotherHost) {
   EXPECT_EQ(failure->cause(), http_error::kind::tls);
   EXPECT_NE(std::string(failure->what()).find("not for the host name 127.0.0.1"), std::string::npos)
       << failure->what();
+  failure = tls_attempt(*certs_, "wrong", options, "localhost");  // a name, not an address
+  ASSERT_TRUE(failure);
+  EXPECT_NE(std::string(failure->what()).find("not for the host name localhost"), std::string::npos)
+      << failure->what();
 }
 
 TEST_F(HttpClientTlsTest, AcceptsAnyCertificateWhenVerificationIsOff) {
