@@ -412,6 +412,7 @@ TEST_P(BackendContract, TwoSessionsRunEachInvocationExactlyOnce) {
     constexpr int total = 40;
     int done = 0;
     std::map<std::string, kind> outcome_of;
+    std::vector<std::string> not_answered;  // why each one that was not answered was not
     for (int i = 0; i < total; ++i) {
       asio::co_spawn(
           io,
@@ -420,6 +421,8 @@ TEST_P(BackendContract, TwoSessionsRunEachInvocationExactlyOnce) {
             auto out = co_await f->forward(req, steady::now() + 20s);
             if (out.outcome == kind::answered) {
               EXPECT_EQ(out.answer.body, req.payload);
+            } else {
+              not_answered.push_back(out.error_type + ": " + out.message + out.reason);
             }
             outcome_of[req.id] = out.outcome;
             ++done;
@@ -442,7 +445,9 @@ TEST_P(BackendContract, TwoSessionsRunEachInvocationExactlyOnce) {
       }
     }
     for (const auto& [id, n] : runs) EXPECT_TRUE(outcome_of.contains(id)) << id;
-    EXPECT_EQ(answered, total) << "with two sessions serving, every invocation is forwarded";
+    EXPECT_EQ(answered, total) << "with two sessions serving, every invocation is forwarded; "
+                               << "the first not answered: "
+                               << (not_answered.empty() ? "" : not_answered.front());
     std::printf("[ figures  ] %s: %d invocations split %zu / %zu between two sessions\n",
                 name().c_str(), total, log_a->handled.size(), log_b->handled.size());
     co_await a->close();
