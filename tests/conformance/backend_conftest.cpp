@@ -795,7 +795,9 @@ TEST_P(BackendContract, BrokerTroubleMeansTheCloudAtABoundedCostAndForwardingRes
           worst = std::max(worst, ms_since(start));
           EXPECT_EQ(out.outcome, kind::not_taken) << out.error_type << ": " << out.message;
         }
-        EXPECT_LT(worst, 200.0) << "invocations paid for the broker again while backing off";
+        // Paying for the broker again would cost its command timeout (1 s) or more; the room
+        // below that is for a busy CI machine under ASan.
+        EXPECT_LT(worst, 600.0) << "invocations paid for the broker again while backing off";
         std::printf(
             "[ figures  ] %s: frozen broker: first invocation %.0f ms, then at most %.1f ms\n",
             name().c_str(), first_cost, worst);
