@@ -227,12 +227,24 @@ TEST_P(SqsTunnel, TwoInstancesUnderAForeignStormAndOthersClaimsRunEveryInvocatio
         asio::co_spawn(ctx, serve(session.get(), log), asio::detached);
         auto raw = raw_client(ctx);
 
-        // 1,000 foreign messages on the request queue and 300 claims of other instances
-        // (valid, for ids nobody here waits for) on the response queue, while it runs.
+        // The issue's look-alike offers (a valid header with a cut envelope; the first piece
+        // of a "bigger" one that is no envelope, which once made a consumer say `alive` for
+        // ten minutes), 1,000 foreign messages on the request queue and 300 claims of other
+        // instances (valid, for ids nobody here waits for) on the response queue, while it
+        // runs.
         bool flooding = true;
         asio::co_spawn(
             ctx,
             [&]() -> asio::awaitable<void> {
+              auto cut =
+                  offer_for(fresh_request(R"({"charge":"100 EUR"})"), util::unix_ms_now() + 20'000);
+              cut.data.resize(cut.data.size() / 2);
+              auto bogus = offer_for(fresh_request("x"), util::unix_ms_now() + 20'000);
+              bogus.count = 2;
+              bogus.data = "not an envelope";
+              const std::vector<std::string> look_alikes{sqs_backend::encode(cut),
+                                                         sqs_backend::encode(bogus)};
+              co_await raw->send_message_batch(server.url("req"), look_alikes);
               for (int round = 0; round < 130; ++round) {
                 std::vector<std::string> bodies;
                 for (int i = 0; i < 10; ++i) {
