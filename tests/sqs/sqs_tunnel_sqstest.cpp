@@ -324,12 +324,12 @@ TEST_P(SqsTunnel, TwoInstancesUnderAForeignStormAndOthersClaimsRunEveryInvocatio
             ++failed;
           }
         }
-        // A consumer that answers is not reported lost (docs/sqs.md, "Nothing starves"), but
-        // on a server that hands out the oldest first (local-aws-sqs) the 300 claims nobody
-        // waits for can hold the response queue's head for their 3 s: an answer behind them
-        // all may come after the heartbeat bound (0 to 7 in 200 seen). Never run twice.
-        EXPECT_LE(failed, GetParam() == sqs_server::kind::local || sanitized ? total / 20 : 0)
-            << summary;
+        // A consumer that answers is not reported lost (docs/sqs.md, "Nothing starves"): on a
+        // server that hands out the oldest first (local-aws-sqs) the 300 claims nobody waits
+        // for hold the response queue's head for their 3 s, and the session's answers and
+        // alives wait behind them; a forwarder whose receives all come back full gives the
+        // session 3 heartbeats rather than one (0 to 7 in 200 were lost before that).
+        EXPECT_LE(failed, sanitized ? total / 20 : 0) << summary;
         for (const auto& [id, n] : runs) EXPECT_TRUE(outcome_of.contains(id)) << id;
         // The storm slows the tunnel down (offers and commits queue behind 1,000 foreign
         // messages, answers behind 300 claims nobody waits for; the few invocations that miss

@@ -89,6 +89,11 @@ inline constexpr std::int64_t max_claim_window_ms = 60000;
 /// a flood of others' messages one receive at a time (one message each, on a server that
 /// holds batched receives) would fall behind.
 inline constexpr std::size_t max_pollers = 4;
+/// While every receive of the response queue comes back full (a backlog: others' messages
+/// ahead of a session's), a forwarder gives a committed request's session this many
+/// heartbeats of silence before it reports it lost, rather than one: its `alive` may wait
+/// behind the backlog (docs/sqs.md, "Nothing starves").
+inline constexpr int backlog_heartbeats = 3;
 /// Receives a consumer runs at once on the request queue while it finds a backlog (a storm
 /// of foreign messages ahead of the offers and commits): its long poll and short polls.
 inline constexpr int consumer_receivers = 4;
