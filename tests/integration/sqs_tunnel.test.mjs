@@ -123,8 +123,12 @@ for (const kind of ['faux', 'local']) {
       const failed = parse(await em.invoke({ throw: 'the local handler broke' }));
       assert.equal(failed.error, 'Unhandled');
       assert.equal(failed.body.errorMessage, 'the local handler broke');
-      // Ctrl-C: the next invocation finds nobody and runs in the cloud.
+      // Ctrl-C: funcie connect exits at once (it took 1.5 s on SQS: its pending long poll),
+      // and the next invocation finds nobody and runs in the cloud.
+      const stopping = Date.now();
       assert.equal((await local.stop('SIGINT')).code, 0);
+      const exitMs = Date.now() - stopping;
+      assert.ok(exitMs < (process.env.ASAN_OPTIONS ? 3000 : 1000), `funcie connect took ${exitMs} ms to exit after SIGINT`);
       assert.equal(await where(em), 'cloud');
     });
 
