@@ -267,9 +267,9 @@ asio::awaitable<void> client::connect() {
   fail_connect(host_port_, last_error);
 }
 
-asio::awaitable<client::response_type> client::exchange(bool bounded, bool then_next) {
+asio::awaitable<client::response_type> client::exchange(bool bounded, bool then_next, mode how) {
   try {
-    co_return co_await exchange_once(bounded, then_next);
+    co_return co_await exchange_once(bounded, then_next, how);
   } catch (...) {
     // A failed call often ends the caller's loop: an armed watchdog would keep its event
     // loop running until it fires.
@@ -284,7 +284,8 @@ void client::stop_watchdog() noexcept {
   watchdog_.cancel();
 }
 
-asio::awaitable<client::response_type> client::exchange_once(bool bounded, bool then_next) {
+asio::awaitable<client::response_type> client::exchange_once(bool bounded, bool then_next,
+                                                             mode how) {
   for (bool resent = false;; resent = true) {
     const bool reused = stream_.socket().is_open();
     if (!reused) co_await connect();
@@ -293,12 +294,22 @@ asio::awaitable<client::response_type> client::exchange_once(bool bounded, bool 
     bool answered = false;
     timed_out_ = false;
     bound_until(std::chrono::steady_clock::now() + options_.io_timeout);
-    // A GET /next that went out with the last post is only waited for here.
-    const bool already_sent = std::exchange(next_sent_, false) && reused;
+    // A post written earlier (mode::write_only) or a GET /next that went out with the last
+    // post is only waited for here; once the connection broke, it is sent again.
+    bool already_sent = false;
+    if (how == mode::read_only) {
+      already_sent = reused && !resent;
+    } else {
+      already_sent = std::exchange(next_sent_, false) && reused;
+    }
     if (!already_sent) {
       co_await write_request(ec, then_next);
       if (!ec && then_next) co_await write_bytes(next_request_, ec);
       if (!ec && then_next) next_sent_ = true;  // close() clears it when the connection ends
+    }
+    if (!ec && how == mode::write_only) {
+      bound_until({});
+      co_return response_type{};
     }
     if (!ec) {
       if (!bounded) bound_until({});
@@ -326,11 +337,33 @@ asio::awaitable<client::response_type> client::exchange_once(bool bounded, bool 
   }
 }
 
+std::optional<client_error> client::take_refused_result() {
+  return std::exchange(refused_, std::nullopt);
+}
+
+asio::awaitable<void> client::finish_post() {
+  post_pending_ = false;
+  try {
+    // Not bounded: the server may hold this answer until the next event is ready.
+    co_await exchange(false, true, mode::read_only);
+  } catch (const client_error& e) {
+    std::string().swap(request_.body());
+    // A refused result does not end the runtime (run_handler's post_result).
+    if (e.code() != client_errc::http_status || e.http_status().value_or(500) >= 500) throw;
+    refused_ = e;
+    co_return;
+  }
+  std::string().swap(request_.body());
+}
+
 asio::awaitable<runtime_api::invocation> client::next() {
+  refused_.reset();
+  if (post_pending_) co_await finish_post();
   request_.method(http::verb::get);
   request_.target(to_beast(next_target_));
   request_.erase(http::field::content_type);
   request_.erase(to_beast(runtime_api::header::function_error_type));
+  request_.erase(to_beast(runtime_api::header::pipelining));
   request_.body().clear();
   request_.prepare_payload();
 
@@ -374,6 +407,21 @@ asio::awaitable<void> client::post(std::string target, std::string body,
   // An init error ends the runtime: no /next follows it.
   const bool then_next = pipelining_ && expect_next_ &&
                          target != runtime_api::route_path(runtime_api::route_kind::init_error);
+  if (then_next) {
+    // The GET /next goes behind it and next() reads both answers: the server may hold this
+    // one until the next event is ready, and write both at once (one wake-up of the runtime
+    // instead of two; docs/emulate.md). The body is kept until then, for a resend.
+    request_.set(to_beast(runtime_api::header::pipelining), "1");
+    try {
+      co_await exchange(true, true, mode::write_only);
+    } catch (...) {
+      std::string().swap(request_.body());
+      throw;
+    }
+    post_pending_ = true;
+    co_return;
+  }
+  request_.erase(to_beast(runtime_api::header::pipelining));
   try {
     co_await exchange(true, then_next);
   } catch (...) {
@@ -401,6 +449,7 @@ asio::awaitable<void> client::post_streaming_response(std::string_view request_i
       http::field::content_type,
       to_beast(content_type.empty() ? std::string_view("application/octet-stream") : content_type));
   request_.erase(to_beast(runtime_api::header::function_error_type));
+  request_.erase(to_beast(runtime_api::header::pipelining));
   request_.erase(http::field::content_length);
   request_.set(to_beast(runtime_api::header::response_mode), "streaming");
   request_.set(http::field::trailer,

@@ -112,8 +112,15 @@ class client {
 
   /// Whether the runtime will call next() after the result it posts next: only then may the
   /// post carry the GET /next with it (when the server takes pipelined requests). Off at
-  /// first.
+  /// first. The post then returns once written, and next() reads its answer together with
+  /// the next event's (the server may hold the one until the other is ready): a post that
+  /// fails is thrown by next(), and one the Runtime API refused with a 4xx is told by
+  /// take_refused_result() after next() returned.
   void expect_next(bool on) noexcept { expect_next_ = on; }
+
+  /// After next(): the refusal (a 4xx) of the result posted before it, when that post's
+  /// answer was read by next() and refused; cleared by the call.
+  std::optional<client_error> take_refused_result();
 
   /// Disarms the client's one timer (it bounds posts lazily and stays armed between calls):
   /// for a caller that is done with the client, so that its event loop can run out of work.
@@ -130,8 +137,14 @@ class client {
   // `bounded` puts io_timeout on the whole exchange.
   // `then_next`: a GET /next goes out in the same write, right behind request_ (the server
   // said it takes pipelined requests), and next() then only reads its answer.
-  boost::asio::awaitable<response_type> exchange(bool bounded, bool then_next = false);
-  boost::asio::awaitable<response_type> exchange_once(bool bounded, bool then_next);
+  // `mode` write_only: returns after the write (the answer is read later, read_only, with
+  // request_ unchanged); read_only: request_ is already on the connection.
+  enum class mode { whole, write_only, read_only };
+  boost::asio::awaitable<response_type> exchange(bool bounded, bool then_next = false,
+                                                 mode how = mode::whole);
+  boost::asio::awaitable<response_type> exchange_once(bool bounded, bool then_next, mode how);
+  // Reads the answer of a post written with mode::write_only (next() does, first).
+  boost::asio::awaitable<void> finish_post();
   boost::asio::awaitable<void> connect();
   boost::asio::awaitable<void> post(std::string target, std::string body,
                                     std::string_view content_type, std::string_view error_type);
@@ -170,6 +183,10 @@ class client {
   bool pipelining_ = false;
   std::string next_request_;  // the GET /next request, whole
   bool next_sent_ = false;    // a GET /next is on the connection, its answer not read yet
+  // A result's POST (request_, body included) went out with mode::write_only: next() reads
+  // its answer before the /next one's.
+  bool post_pending_ = false;
+  std::optional<client_error> refused_;  // of the post next() finished
   bool expect_next_ = false;
   // Lets the watchdog's handler find the client while it lives.
   std::shared_ptr<client*> anchor_;

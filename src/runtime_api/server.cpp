@@ -44,6 +44,14 @@ std::optional<route> route_of(const http::request_header& req) {
   }
 }
 
+// A result's POST whose client sent its next GET /next behind it and reads the two answers
+// together (runtime/client.cpp): its 202 may wait for the next event.
+bool holds_answer(const http::request_header& req) {
+  if (http::header_value(req, header::pipelining).empty()) return false;
+  const auto r = route_of(req);
+  return r && (r->kind == route_kind::response || r->kind == route_kind::error);
+}
+
 bool is_streaming(const http::request_header& req) {
   return boost::beast::iequals(http::header_value(req, header::response_mode), "streaming");
 }
@@ -144,7 +152,8 @@ struct server::state : std::enable_shared_from_this<server::state> {
                                       : self->fail(r->request_id, req);
         // The invocation's waiter, woken by finish(), runs first: the caller's answer goes
         // out before this one, whose write may hand the CPU to the runtime (docs/emulate.md).
-        co_await asio::post(self->executor, asio::use_awaitable);
+        // Not needed when this answer waits for the next event (holds_answer).
+        if (!holds_answer(req)) co_await asio::post(self->executor, asio::use_awaitable);
         co_return accepted;
       }
       case route_kind::init_error:
@@ -415,6 +424,10 @@ server::server(asio::any_io_executor executor, std::uint16_t port, std::string r
                           },
                           [weak](http::streamed_request& in) -> asio::awaitable<bool> {
                             return state::on_stream(weak.lock(), in);
+                          },
+                          [weak](const http::request_header& req) {
+                            auto self = weak.lock();
+                            return self && self->relay_to.empty() && holds_answer(req);
                           }};
   state_->http = std::make_unique<http::server>(
       executor, asio::ip::tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port),
