@@ -9,6 +9,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <chrono>
 #include <memory>
@@ -149,11 +150,14 @@ class client {
   boost::asio::awaitable<void> post(std::string target, std::string body,
                                     std::string_view content_type, std::string_view error_type);
   void close() noexcept;
-  // Writes request_: at once when the socket takes it all, else asynchronously.
-  // With `more`, the kernel holds the bytes for what the next write adds (MSG_MORE).
-  boost::asio::awaitable<void> write_request(boost::system::error_code& ec, bool more = false);
-  // Writes `bytes` as write_request does.
-  boost::asio::awaitable<void> write_bytes(std::string_view bytes, boost::system::error_code& ec);
+  // Writes request_ and then `after`: at once when the socket takes it all (one send),
+  // else what is left asynchronously.
+  boost::asio::awaitable<void> write_request(boost::system::error_code& ec,
+                                             std::string_view after = {});
+  // Parses what buffer_ holds into `parser`: true when that finished the message (or ec
+  // says it is malformed), false when more must be read.
+  bool parse_buffered(boost::beast::http::response_parser<boost::beast::http::string_body>& parser,
+                      boost::system::error_code& ec);
   // Bounds the exchange in progress until `deadline` ({} for no bound). One timer for the
   // client's life, moved only when a bound comes earlier than the one it waits for: no timer
   // is set or cancelled per call (bench/README.md).
@@ -172,7 +176,8 @@ class client {
   std::optional<boost::asio::ip::tcp::endpoint> literal_;
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
-  request_type request_;  // reused so its header storage is allocated once
+  request_type request_;      // reused so its header storage is allocated once
+  std::string header_bytes_;  // request_'s header as sent, reused
   boost::asio::steady_timer watchdog_;
   std::chrono::steady_clock::time_point bound_{};  // of the exchange in progress; {} for none
   std::chrono::steady_clock::time_point armed_{};  // when the watchdog fires; {} when idle
