@@ -213,9 +213,9 @@ asio::awaitable<void> client::write_request(error_code& ec, std::string_view aft
     });
   }
   if (ec) co_return;
-  const std::array<asio::const_buffer, 3> pieces{
-      asio::buffer(header_bytes_), asio::buffer(request_.body()),
-      asio::const_buffer(after.data(), after.size())};
+  const std::array<asio::const_buffer, 3> pieces{asio::buffer(header_bytes_),
+                                                 asio::buffer(request_.body()),
+                                                 asio::const_buffer(after.data(), after.size())};
   auto& socket = stream_.socket();
   // Writes that would wait fail at once instead; what is left then goes asynchronously.
   if (!socket.non_blocking()) socket.non_blocking(true, ec);
