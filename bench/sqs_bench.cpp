@@ -489,8 +489,14 @@ class consumer {
 /// hop, so the timings of such a run are not the figures), which counts them by operation.
 std::unique_ptr<test::iam_gate> gate;
 
-const char* const operations[] = {"SendMessage", "ReceiveMessage", "DeleteMessage",
-                                  "ChangeMessageVisibility", "GetQueueAttributes"};
+const char* const operations[] = {"SendMessage",
+                                  "SendMessageBatch",
+                                  "ReceiveMessage",
+                                  "DeleteMessage",
+                                  "DeleteMessageBatch",
+                                  "ChangeMessageVisibility",
+                                  "ChangeMessageVisibilityBatch",
+                                  "GetQueueAttributes"};
 
 void reset_count() {
   if (gate) gate->reset();

@@ -161,6 +161,11 @@ double redis_benchmark_ping(int port) {
 
 /// --no-history: funcie connect records nothing (the tunnel alone).
 bool no_history = false;
+/// --only throughput|big: the baselines and that one figure (for profiling and repeated runs).
+std::string only;
+bool wanted(std::string_view phase) {
+  return only.empty() || only == phase;
+}
 
 struct figures {
   stats ping, no_consumer, forwarded, six_mb_raw, six_mb_forwarded;
@@ -214,6 +219,19 @@ asio::awaitable<double> forwarded_throughput(forwarder::forwarder& fwd, int in_f
   }
   while (running > 0) co_await sleep_for(10ms);
   co_return static_cast<double>(done) / (since_us(t0) / 1e6);
+}
+
+/// One raw 6 MB SET+GET on `r`, in µs.
+asio::awaitable<double> raw_six_mb(redis::connection& r) {
+  static const std::string big(6 * 1024 * 1024, 'x');
+  std::vector<std::string_view> set{"SET", "bench:6mb", big};
+  std::vector<std::string_view> get{"GET", "bench:6mb"};
+  const auto t0 = clock_type::now();
+  co_await r.execute(set);
+  auto back = co_await r.execute(get);
+  const double us = since_us(t0);
+  if (back.str.size() != big.size()) throw std::runtime_error("6 MB GET came back short");
+  co_return us;
 }
 
 asio::awaitable<void> wait_for_consumer(redis::connection& r, const std::string& app) {
@@ -302,17 +320,8 @@ asio::awaitable<void> run(figures& f) {
       if (i >= 500) us.push_back(since_us(t0));
     }
     f.ping = summarize(std::move(us));
-    const std::string big(6 * 1024 * 1024, 'x');
     us.clear();
-    std::vector<std::string_view> set{"SET", "bench:6mb", big};
-    std::vector<std::string_view> get{"GET", "bench:6mb"};
-    for (int i = 0; i < 15; ++i) {
-      const auto t0 = clock_type::now();
-      co_await r->execute(set);
-      auto back = co_await r->execute(get);
-      us.push_back(since_us(t0));
-      if (back.str.size() != big.size()) throw std::runtime_error("6 MB GET came back short");
-    }
+    for (int i = 0; i < 15; ++i) us.push_back(co_await raw_six_mb(*r));
     f.six_mb_raw = summarize(std::move(us));
     f.ping_throughput = redis_benchmark_ping(port);
   }
@@ -325,7 +334,7 @@ asio::awaitable<void> run(figures& f) {
 
   // Nobody connected: every invocation runs in the cloud; the cost is the presence check.
   co_await time_forward(fwd, 200, 1024, false);  // warm-up, connects
-  f.no_consumer = co_await time_forward(fwd, 3000, 1024, false);
+  if (wanted("sequential")) f.no_consumer = co_await time_forward(fwd, 3000, 1024, false);
 
   auto env = inherited_env();
   // funcie connect records each invocation in its history (on by default, as a developer has
@@ -333,9 +342,18 @@ asio::awaitable<void> run(figures& f) {
   const std::string history_file =
       fmt::format("{}/funcie-bench-history-{}.sqlite3",
                   std::filesystem::temp_directory_path().string(), ::getpid());
-  std::vector<std::string> connect_argv{FUNCIE_BENCH_CLI, "--log-level", "warn",  "connect",
-                                        "--backend",      url,           "--app", "bench",
-                                        "--concurrency",  "64"};
+  // FUNCIE_BENCH_CLI_PATH: another funcie binary as the consumer (before/after comparisons).
+  const char* cli = std::getenv("FUNCIE_BENCH_CLI_PATH");
+  std::vector<std::string> connect_argv{cli != nullptr ? cli : FUNCIE_BENCH_CLI,
+                                        "--log-level",
+                                        "warn",
+                                        "connect",
+                                        "--backend",
+                                        url,
+                                        "--app",
+                                        "bench",
+                                        "--concurrency",
+                                        "64"};
   if (no_history) {
     connect_argv.emplace_back("--no-history");
   } else {
@@ -348,12 +366,26 @@ asio::awaitable<void> run(figures& f) {
   auto& consumer = *consumer_process;
   co_await wait_for_consumer(*r, "bench");
   co_await time_forward(fwd, 200, 1024, true);  // warm-up: starts the first environment
-  f.forwarded = co_await time_forward(fwd, 3000, 1024, true);
-  co_await forwarded_throughput(fwd, 64, 1s);  // warm-up: 64 environments
-  f.forwarded_throughput = co_await forwarded_throughput(fwd, 64, 4s);
-  f.six_mb_forwarded = co_await time_forward(fwd, 15, 6 * 1024 * 1024 - 64, true);
+  if (wanted("sequential")) f.forwarded = co_await time_forward(fwd, 3000, 1024, true);
+  if (wanted("throughput")) {
+    co_await forwarded_throughput(fwd, 64, 1s);  // warm-up: 64 environments
+    f.forwarded_throughput = co_await forwarded_throughput(fwd, 64, 4s);
+    // The baseline again, right after: this machine's load moves it between runs, and the
+    // ratio is meant against Redis at the same moment (the larger of the two is kept).
+    f.ping_throughput = std::max(f.ping_throughput, redis_benchmark_ping(port));
+  }
+  if (wanted("big")) {
+    // Each forwarded 6 MB round trip right after a raw SET+GET, so that both meet the same load.
+    std::vector<double> raw, forwarded;
+    for (int i = 0; i < 15; ++i) {
+      raw.push_back(co_await raw_six_mb(*r));
+      forwarded.push_back((co_await time_forward(fwd, 1, 6 * 1024 * 1024 - 64, true)).median_us);
+    }
+    f.six_mb_raw = summarize(std::move(raw));
+    f.six_mb_forwarded = summarize(std::move(forwarded));
+  }
 
-  co_await measure_wrap(f, url);
+  if (wanted("wrap")) co_await measure_wrap(f, url);
 
   consumer.signal(SIGINT);
   co_await consumer.wait();
@@ -373,8 +405,14 @@ int main(int argc, char** argv) {
     const std::string_view arg = argv[i];
     if (arg == "--no-history") {
       no_history = true;
+    } else if (arg == "--only" && i + 1 < argc &&
+               std::string_view("sequential throughput big wrap").find(argv[i + 1]) !=
+                   std::string_view::npos) {
+      only = argv[++i];
     } else {
-      fmt::print(stderr, "usage: funcie_bench_tunnel [--no-history]\n");
+      fmt::print(
+          stderr,
+          "usage: funcie_bench_tunnel [--no-history] [--only sequential|throughput|big|wrap]\n");
       return 2;
     }
   }
@@ -411,7 +449,7 @@ int main(int argc, char** argv) {
       ratio(f.no_consumer.median_us, f.ping.median_us));
   fmt::print(
       "  64 in flight                     {:8.0f} inv/s   redis-benchmark PING -c 64 {:8.0f}/s = "
-      "{:.3f}  [>= 0.1]\n",
+      "{:.3f}  [>= 0.25]\n",
       f.forwarded_throughput, f.ping_throughput, ratio(f.forwarded_throughput, f.ping_throughput));
   fmt::print(
       "  6 MB request + 6 MB response     median {:8.1f} ms   raw SET+GET 6 MB {:6.1f} ms = "

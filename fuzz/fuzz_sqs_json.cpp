@@ -69,6 +69,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (r.failed.size() != size % 11) fz::fail("a batch result has another number of entries");
     return r;
   });
+  parse([&] {
+    const auto r = sj::parse_change_message_visibility_batch(bytes, size % 11);
+    if (r.failed.size() != size % 11) fz::fail("a batch result has another number of entries");
+    return r;
+  });
 
   // The first line plays the x-amzn-query-error header, the rest the body.
   const auto newline = bytes.find('\n');

@@ -388,6 +388,20 @@ asio::awaitable<std::vector<std::string>> sqs_client::delete_message_batch(
   });
 }
 
+asio::awaitable<std::vector<std::string>> sqs_client::change_message_visibility_batch(
+    const std::string& queue_url, const std::vector<std::string>& receipt_handles,
+    const std::vector<int>& seconds) {
+  auto s = state_;
+  call c;
+  c.operation = "ChangeMessageVisibilityBatch";
+  c.queue = queue_url;
+  c.body = sqs_json::change_message_visibility_batch(queue_url, receipt_handles, seconds);
+  std::string answer = co_await perform(s, c);
+  co_return parse_answer(*s, c, [&] {
+    return sqs_json::parse_change_message_visibility_batch(answer, receipt_handles.size()).failed;
+  });
+}
+
 asio::awaitable<void> sqs_client::tag_queue(const std::string& queue_url,
                                             const std::map<std::string, std::string>& tags) {
   call c;

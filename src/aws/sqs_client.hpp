@@ -87,6 +87,11 @@ class sqs_client {
   /// 1..10 receipt handles. Returns, per handle, empty when deleted, else why not.
   boost::asio::awaitable<std::vector<std::string>> delete_message_batch(
       const std::string& queue_url, const std::vector<std::string>& receipt_handles);
+  /// 1..10 receipt handles, each hidden for seconds[i]. Returns, per handle, empty when
+  /// done, else why not.
+  boost::asio::awaitable<std::vector<std::string>> change_message_visibility_batch(
+      const std::string& queue_url, const std::vector<std::string>& receipt_handles,
+      const std::vector<int>& seconds);
   boost::asio::awaitable<void> tag_queue(const std::string& queue_url,
                                          const std::map<std::string, std::string>& tags);
   boost::asio::awaitable<void> untag_queue(const std::string& queue_url,

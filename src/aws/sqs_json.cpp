@@ -367,6 +367,18 @@ std::string delete_message_batch(std::string_view queue_url,
   return body_of({{"QueueUrl", text(queue_url)}, {"Entries", std::move(entries)}});
 }
 
+std::string change_message_visibility_batch(std::string_view queue_url,
+                                            const std::vector<std::string>& receipt_handles,
+                                            const std::vector<int>& seconds) {
+  json::array entries;
+  for (std::size_t i = 0; i < receipt_handles.size(); ++i) {
+    entries.emplace_back(json::object{{"Id", std::to_string(i)},
+                                      {"ReceiptHandle", text(receipt_handles[i])},
+                                      {"VisibilityTimeout", seconds.at(i)}});
+  }
+  return body_of({{"QueueUrl", text(queue_url)}, {"Entries", std::move(entries)}});
+}
+
 std::string tag_queue(std::string_view queue_url, const std::map<std::string, std::string>& tags) {
   json::object list;
   for (const auto& [key, value] : tags) list[key] = text(value);
@@ -534,6 +546,11 @@ batch_result parse_send_message_batch(std::string_view body,
 
 batch_result parse_delete_message_batch(std::string_view body, std::size_t entries) {
   return parse_batch(body, "DeleteMessageBatch", entries, [](std::size_t, const json::object&) {});
+}
+
+batch_result parse_change_message_visibility_batch(std::string_view body, std::size_t entries) {
+  return parse_batch(body, "ChangeMessageVisibilityBatch", entries,
+                     [](std::size_t, const json::object&) {});
 }
 
 error_info parse_error_response(unsigned status, std::string_view body,

@@ -47,6 +47,10 @@ std::string get_queue_attributes(std::string_view queue_url, const std::vector<s
 std::string send_message_batch(std::string_view queue_url, const std::vector<std::string>& bodies);
 std::string delete_message_batch(std::string_view queue_url,
                                  const std::vector<std::string>& receipt_handles);
+/// Entry i: receipt_handles[i] hidden for seconds[i] (the two of the same length).
+std::string change_message_visibility_batch(std::string_view queue_url,
+                                            const std::vector<std::string>& receipt_handles,
+                                            const std::vector<int>& seconds);
 std::string tag_queue(std::string_view queue_url, const std::map<std::string, std::string>& tags);
 std::string list_queue_tags(std::string_view queue_url);
 std::string untag_queue(std::string_view queue_url, const std::vector<std::string>& keys);
@@ -75,6 +79,7 @@ struct batch_result {
 batch_result parse_send_message_batch(std::string_view body,
                                       const std::vector<std::string>& sent_bodies);
 batch_result parse_delete_message_batch(std::string_view body, std::size_t entries);
+batch_result parse_change_message_visibility_batch(std::string_view body, std::size_t entries);
 
 /// What a failed call says about itself.
 struct error_info {

@@ -8,6 +8,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -295,6 +296,43 @@ void accept(const state_ptr& s, const std::shared_ptr<session_ctx>& ctx, tunnel:
   asio::co_spawn(s->executor, serve_one(s, ctx, std::move(req)), asio::detached);
 }
 
+/// Takes the session's requests one after the other and accepts each, until the session is
+/// over: next() is never raced nor cancelled (a request being taken is never lost to a
+/// cancellation, and a request costs no coroutine of a race). next() ends by itself when the
+/// session is lost, and when run() or stop() closes the session. Its failure ends the session:
+/// the reason goes to run() through ctx->lost.
+asio::awaitable<void> take_loop(state_ptr s, std::shared_ptr<session_ctx> ctx) {
+  while (!s->stopping && !ctx->over && ctx->lost_reason.empty()) {
+    next_outcome got = co_await next_caught(ctx->session);
+    if (ctx->over) {
+      // A lost session ended the wait; a request taken meanwhile is dropped unrun (its
+      // forwarder fails it within the heartbeat bound, as one the session held).
+      if (got.request) spdlog::warn("dropped request {}: its session is over", got.request->id);
+      co_return;
+    }
+    if (s->stopping) {
+      // Taken while stop() was leaving (the take was on its way): accept() answers it
+      // Funcie.ConsumerLeft, like what the session held.
+      if (got.request) accept(s, ctx, std::move(*got.request));
+      co_return;
+    }
+    if (got.error) {
+      std::string why;
+      try {
+        std::rethrow_exception(got.error);
+      } catch (const std::exception& e) {
+        why = e.what();
+      } catch (...) {
+        why = "unknown error";
+      }
+      if (ctx->lost_reason.empty()) ctx->lost_reason = std::move(why);
+      ctx->lost->try_send(boost::system::error_code{});
+      co_return;
+    }
+    if (got.request) accept(s, ctx, std::move(*got.request));
+  }
+}
+
 /// The session is over: what it held is dropped (the forwarders fail it), and it is closed
 /// in the background in case the broker still listens.
 void drop_session(const state_ptr& s, const std::shared_ptr<session_ctx>& ctx,
@@ -398,25 +436,16 @@ asio::awaitable<void> consumer::run() {
     if (s->options.on_session) s->options.on_session(session->id(), first);
     first = false;
 
-    std::string lost;
-    try {
-      // The flags are checked before each wait: a channel's try_send is lost when nobody
-      // waits right after a cancelled receive (Boost 1.81), so the channels only wake a
-      // waiter.
-      while (!s->stopping && ctx->lost_reason.empty()) {
-        // Not raced with stop(): cancelling next() could lose a request being claimed.
-        // stop() closes the session, which ends next(), then wakes this wait too.
-        auto r = co_await (next_caught(session) || ctx->lost->async_receive(asio::use_awaitable));
-        if (r.index() == 0) {
-          auto& got = std::get<0>(r);
-          if (got.error) std::rethrow_exception(got.error);
-          if (got.request) accept(s, ctx, std::move(*got.request));
-        }
-      }
-      lost = ctx->lost_reason;
-    } catch (const std::exception& e) {
-      lost = e.what();
+    // One coroutine takes the session's requests and accepts each (take_loop); this one only
+    // waits until the session is over. The flags are checked before each wait: a channel's
+    // try_send is lost when nobody waits right after a cancelled receive (Boost 1.81), so the
+    // channel only wakes a waiter.
+    asio::co_spawn(s->executor, take_loop(s, ctx), asio::detached);
+    while (!s->stopping && ctx->lost_reason.empty()) {
+      boost::system::error_code ignored;
+      co_await ctx->lost->async_receive(asio::redirect_error(asio::use_awaitable, ignored));
     }
+    const std::string lost = ctx->lost_reason;
     if (s->stopping) break;  // stop() answers what is held and closes the session
     drop_session(s, ctx, lost);
     s->current.reset();

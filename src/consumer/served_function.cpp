@@ -102,6 +102,8 @@ struct served_function::state {
   std::map<asio::steady_timer*, held> holds;
   bool countdown_running = false;
   bool stopping = false;
+  // Console lines waiting for their invocation's output to settle; stop() lets them print.
+  int pending_lines = 0;
   bool warned_credentials = false;
   std::string session;       // the tunnel session, for the history
   std::string secret_state;  // the start block's "secret" line
@@ -166,7 +168,8 @@ struct served_function::state {
     const unsigned index = found->second;
     asio::steady_timer timer(executor);
     constexpr auto quiet = milliseconds(50);
-    for (int busy = 0; busy < 100;) {
+    // Once leaving, the runtime is being stopped: what it printed is read, so no more wait.
+    for (int busy = 0; busy < 100 && !stopping;) {
       co_await out().room();
       const auto before = seen->by_index[index].lines;
       timer.expires_after(quiet);
@@ -367,10 +370,15 @@ void finish_line(const state_ptr& s, const tunnel::request& req, const console::
     block = console::pretty_payload(result.body);
   }
   auto entry = s->make_entry(req, what, elapsed, result, kind);
+  ++s->pending_lines;
   asio::co_spawn(
       s->executor,
       [s, line = std::move(line), report = std::move(report), block_title = std::move(block_title),
        block = std::move(block), entry = std::move(entry)]() mutable -> asio::awaitable<void> {
+        struct done {
+          served_function::state* state;
+          ~done() { --state->pending_lines; }
+        } counted{s.get()};
         co_await s->output_settled(line.request_id);
         if (entry) s->record(std::move(*entry));
         s->out().invocation(line);
@@ -640,6 +648,14 @@ asio::awaitable<void> served_function::stop() {
     spdlog::warn("leaving the tunnel of {}: {}", s->options.spec.app, e.what());
   }
   co_await s->pool.shut_down(milliseconds(2000));
+  // An invocation answered just before Ctrl-C still gets its line (its output is read now);
+  // a terminal that stopped reading does not keep funcie from exiting.
+  asio::steady_timer tick(s->executor);
+  for (int i = 0; s->pending_lines > 0 && i < 50; ++i) {
+    tick.expires_after(milliseconds(10));
+    boost::system::error_code ec;
+    co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
 }
 
 }  // namespace funcie::consumer

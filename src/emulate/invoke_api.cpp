@@ -158,7 +158,8 @@ invoke_api::invoke_api(asio::any_io_executor executor, emulator& target,
           return false;
         }
       },
-      [this](http::streamed_request& in) { return invoke_streaming(in); }};
+      [this](http::streamed_request& in) { return invoke_streaming(in); },
+      {}};
   server_ = std::make_unique<http::server>(
       executor, endpoint, http::server_options{max_invoke_request_bytes, 16 * 1024},
       std::move(handlers));

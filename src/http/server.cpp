@@ -9,6 +9,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffer_traits.hpp>
+#include <boost/beast/core/buffers_cat.hpp>
+#include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -18,6 +21,7 @@
 #include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <algorithm>
 #include <list>
 #include <system_error>
 
@@ -58,14 +62,27 @@ namespace {
 constexpr std::size_t read_chunk_bytes = 64 * 1024;
 
 // Writes `res` at once when the socket takes it all (a small answer on loopback always
-// does), without a trip through the event loop; what is left goes asynchronously.
+// does), without a trip through the event loop; what is left goes asynchronously. `held`
+// (answers held for this one, already serialized) goes first, in the same write; it is
+// cleared.
 asio::awaitable<void> write_response(tcp::socket& socket, response& res,
-                                     boost::system::error_code& ec) {
+                                     boost::system::error_code& ec, std::string& held) {
   bhttp::response_serializer<bhttp::string_body> serializer(res);
+  std::string_view before = held;
   bool blocked = false;
   while (!serializer.is_done() && !blocked && !ec) {
     serializer.next(ec, [&](boost::system::error_code& write_ec, const auto& buffers) {
-      const std::size_t n = socket.write_some(buffers, write_ec);
+      std::size_t n = 0;
+      if (before.empty()) {
+        n = socket.write_some(buffers, write_ec);
+      } else {
+        n = socket.write_some(
+            beast::buffers_cat(asio::const_buffer(before.data(), before.size()), buffers),
+            write_ec);
+        const std::size_t of_held = std::min(n, before.size());
+        before.remove_prefix(of_held);
+        n -= of_held;
+      }
       if (write_ec == asio::error::would_block || write_ec == asio::error::try_again) {
         write_ec = {};
         blocked = true;
@@ -73,8 +90,39 @@ asio::awaitable<void> write_response(tcp::socket& socket, response& res,
       serializer.consume(n);
     });
   }
+  if (!ec && !before.empty()) {
+    co_await asio::async_write(socket, asio::const_buffer(before.data(), before.size()),
+                               asio::redirect_error(asio::use_awaitable, ec));
+  }
+  held.clear();
   if (ec || serializer.is_done()) co_return;
   co_await bhttp::async_write(socket, serializer, asio::redirect_error(asio::use_awaitable, ec));
+}
+
+// Writes the held answers on their own: before an answer the server does not write through
+// write_response, or before the connection ends.
+asio::awaitable<void> flush_held(tcp::socket& socket, std::string& held,
+                                 boost::system::error_code& ec) {
+  if (held.empty()) co_return;
+  co_await asio::async_write(socket, asio::buffer(held),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  held.clear();
+}
+
+// `res` as it goes on the wire.
+std::string serialized(response& res) {
+  bhttp::response_serializer<bhttp::string_body> serializer(res);
+  std::string out;
+  boost::system::error_code ec;
+  while (!ec && !serializer.is_done()) {
+    serializer.next(ec, [&](boost::system::error_code&, const auto& buffers) {
+      for (const auto piece : beast::buffers_range_ref(buffers)) {
+        out.append(static_cast<const char*>(piece.data()), piece.size());
+      }
+      serializer.consume(beast::buffer_bytes(buffers));
+    });
+  }
+  return out;
 }
 
 bool expects_continue(const request_header& header) {
@@ -253,6 +301,16 @@ struct server::state : std::enable_shared_from_this<server::state> {
 
   asio::awaitable<void> serve_requests(tcp::socket& socket, beast::flat_buffer& buffer) {
     std::any connection_data;
+    // Answers held to go out with the next one (handlers::may_hold), serialized.
+    std::string held;
+    co_await serve_each(socket, buffer, connection_data, held);
+    // The connection ends here: what was held goes first, as far as the client still reads.
+    boost::system::error_code ignored;
+    if (!stopped) co_await flush_held(socket, held, ignored);
+  }
+
+  asio::awaitable<void> serve_each(tcp::socket& socket, beast::flat_buffer& buffer,
+                                   std::any& connection_data, std::string& held) {
     for (;;) {
       if (!co_await read_header(socket, buffer)) co_return;
       bhttp::request_parser<bhttp::empty_body> head;
@@ -262,6 +320,8 @@ struct server::state : std::enable_shared_from_this<server::state> {
       const std::size_t header_bytes = head.put(buffer.data(), ec);
       if (ec || !head.is_header_done()) co_return;  // not HTTP, or a header over the limit
       if (callbacks.wants_stream && callbacks.wants_stream(head.get().base())) {
+        co_await flush_held(socket, held, ec);  // the handler writes on its own
+        if (ec) co_return;
         // The header exactly as received, for a relay that passes it on.
         std::string raw_header(static_cast<const char*>(buffer.data().data()), header_bytes);
         buffer.consume(header_bytes);
@@ -275,10 +335,13 @@ struct server::state : std::enable_shared_from_this<server::state> {
       buffer.consume(header_bytes);
       // A declared Content-Length over the limit is answered before the body is read.
       if (head.content_length() && *head.content_length() > options.body_limit) {
+        co_await flush_held(socket, held, ec);
         co_await answer_too_large(socket, head.get().base());
         co_return;
       }
       if (expects_continue(head.get().base())) {
+        co_await flush_held(socket, held, ec);
+        if (ec) co_return;
         co_await asio::async_write(socket,
                                    asio::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")),
                                    asio::redirect_error(asio::use_awaitable, ec));
@@ -289,6 +352,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
       parser.body_limit(options.body_limit);
       co_await read_body(socket, buffer, parser, ec);
       if (ec == bhttp::error::body_limit) {
+        co_await flush_held(socket, held, ec);
         co_await answer_too_large(socket, parser.get().base());
         co_return;
       }
@@ -298,7 +362,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
             ec != asio::error::operation_aborted) {
           auto res = make_response(400, "malformed HTTP request: " + ec.message(), "text/plain");
           res.keep_alive(false);
-          co_await write_response(socket, res, ec);
+          co_await write_response(socket, res, ec, held);
         }
         co_return;
       }
@@ -316,7 +380,14 @@ struct server::state : std::enable_shared_from_this<server::state> {
       if (stopped) co_return;
       res.version(req.version());
       res.keep_alive(keep_alive && res.keep_alive());
-      co_await write_response(socket, res, ec);
+      // The client pipelined its next request and reads this answer with that one's: one
+      // write, one wake-up of the client for both (docs/emulate.md).
+      if (res.keep_alive() && held.empty() && buffer.size() > 0 && callbacks.may_hold &&
+          callbacks.may_hold(req.base())) {
+        held = serialized(res);
+        continue;
+      }
+      co_await write_response(socket, res, ec, held);
       if (ec || !res.keep_alive()) co_return;
     }
   }

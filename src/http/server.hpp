@@ -71,6 +71,11 @@ struct handlers {
   /// Reads the request and writes the answer; returns whether the connection may serve
   /// another request. An exception closes the connection.
   std::function<boost::asio::awaitable<bool>(streamed_request&)> on_stream;
+  /// May be empty. True: the answer to this request may wait and go out in one write with
+  /// the answer to the next request on the connection. Only asked when the client has
+  /// already sent bytes of that next request (it pipelined it), so a client that waits for
+  /// this answer before it sends more still gets it at once. Sees the header only.
+  std::function<bool(const request_header&)> may_hold;
 };
 
 /// The value of header `name`, or empty when absent.

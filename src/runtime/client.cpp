@@ -10,6 +10,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_range.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/error.hpp>
@@ -19,8 +21,8 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
-#include <sys/socket.h>
 
+#include <array>
 #include <charconv>
 #include <utility>
 
@@ -196,35 +198,37 @@ void client::on_watchdog() {
   stream_.socket().cancel(ignored);
 }
 
-asio::awaitable<void> client::write_request(error_code& ec, bool more) {
+asio::awaitable<void> client::write_request(error_code& ec, std::string_view after) {
+  // The header as bytes, then header, body and `after` in one send: a result's POST and the
+  // GET /next behind it cost the runtime one system call.
   http::request_serializer<http::string_body> serializer(request_);
+  serializer.split(true);
+  header_bytes_.clear();
+  while (!ec && !serializer.is_header_done()) {
+    serializer.next(ec, [&](error_code&, const auto& buffers) {
+      for (const auto piece : beast::buffers_range_ref(buffers)) {
+        header_bytes_.append(static_cast<const char*>(piece.data()), piece.size());
+      }
+      serializer.consume(beast::buffer_bytes(buffers));
+    });
+  }
+  if (ec) co_return;
+  const std::array<asio::const_buffer, 3> pieces{asio::buffer(header_bytes_),
+                                                 asio::buffer(request_.body()),
+                                                 asio::const_buffer(after.data(), after.size())};
   auto& socket = stream_.socket();
   // Writes that would wait fail at once instead; what is left then goes asynchronously.
   if (!socket.non_blocking()) socket.non_blocking(true, ec);
-  bool blocked = false;
-  const asio::socket_base::message_flags flags = more ? MSG_MORE : 0;
-  while (!ec && !blocked && !serializer.is_done()) {
-    serializer.next(ec, [&](error_code& write_ec, const auto& buffers) {
-      const std::size_t n = socket.send(buffers, flags, write_ec);
-      if (write_ec == asio::error::would_block || write_ec == asio::error::try_again) {
-        write_ec = {};
-        blocked = true;
-      }
-      serializer.consume(n);
-    });
+  if (ec) co_return;
+  std::size_t sent = socket.send(pieces, 0, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec = {};
+    sent = 0;
   }
-  if (ec || serializer.is_done()) co_return;
-  co_await http::async_write(stream_, serializer, asio::redirect_error(asio::use_awaitable, ec));
-}
-
-asio::awaitable<void> client::write_bytes(std::string_view bytes, error_code& ec) {
-  auto& socket = stream_.socket();
-  const std::size_t n = socket.write_some(asio::buffer(bytes.data(), bytes.size()), ec);
-  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
-  if (ec || n == bytes.size()) co_return;
-  bytes.remove_prefix(n);
-  co_await asio::async_write(stream_, asio::buffer(bytes.data(), bytes.size()),
-                             asio::redirect_error(asio::use_awaitable, ec));
+  if (ec || sent == asio::buffer_size(pieces)) co_return;
+  beast::buffers_suffix<std::array<asio::const_buffer, 3>> rest(pieces);
+  rest.consume(sent);
+  co_await asio::async_write(stream_, rest, asio::redirect_error(asio::use_awaitable, ec));
 }
 
 void client::close() noexcept {
@@ -267,9 +271,9 @@ asio::awaitable<void> client::connect() {
   fail_connect(host_port_, last_error);
 }
 
-asio::awaitable<client::response_type> client::exchange(bool bounded, bool then_next) {
+asio::awaitable<client::response_type> client::exchange(bool bounded, bool then_next, mode how) {
   try {
-    co_return co_await exchange_once(bounded, then_next);
+    co_return co_await exchange_once(bounded, then_next, how);
   } catch (...) {
     // A failed call often ends the caller's loop: an armed watchdog would keep its event
     // loop running until it fires.
@@ -284,7 +288,8 @@ void client::stop_watchdog() noexcept {
   watchdog_.cancel();
 }
 
-asio::awaitable<client::response_type> client::exchange_once(bool bounded, bool then_next) {
+asio::awaitable<client::response_type> client::exchange_once(bool bounded, bool then_next,
+                                                             mode how) {
   for (bool resent = false;; resent = true) {
     const bool reused = stream_.socket().is_open();
     if (!reused) co_await connect();
@@ -293,20 +298,34 @@ asio::awaitable<client::response_type> client::exchange_once(bool bounded, bool 
     bool answered = false;
     timed_out_ = false;
     bound_until(std::chrono::steady_clock::now() + options_.io_timeout);
-    // A GET /next that went out with the last post is only waited for here.
-    const bool already_sent = std::exchange(next_sent_, false) && reused;
+    // A post written earlier (mode::write_only) or a GET /next that went out with the last
+    // post is only waited for here; once the connection broke, it is sent again.
+    bool already_sent = false;
+    if (how == mode::read_only) {
+      already_sent = reused && !resent;
+    } else {
+      already_sent = std::exchange(next_sent_, false) && reused;
+    }
     if (!already_sent) {
-      co_await write_request(ec, then_next);
-      if (!ec && then_next) co_await write_bytes(next_request_, ec);
+      const std::string_view after = then_next ? std::string_view(next_request_) : "";
+      co_await write_request(ec, after);
       if (!ec && then_next) next_sent_ = true;  // close() clears it when the connection ends
+    }
+    if (!ec && how == mode::write_only) {
+      bound_until({});
+      co_return response_type{};
     }
     if (!ec) {
       if (!bounded) bound_until({});
       http::response_parser<http::string_body> parser;
       parser.header_limit(max_header_bytes);
       parser.body_limit(max_body_bytes);
-      co_await http::async_read(stream_, buffer_, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
+      // An answer that came with the one before it (the event behind a held 202) is parsed
+      // from the buffer here: Beast's read would complete it through the event loop.
+      if (!parse_buffered(parser, ec)) {
+        co_await http::async_read(stream_, buffer_, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+      }
       answered = parser.got_some();
       if (!ec) {
         bound_until({});
@@ -326,11 +345,48 @@ asio::awaitable<client::response_type> client::exchange_once(bool bounded, bool 
   }
 }
 
+bool client::parse_buffered(http::response_parser<http::string_body>& parser, error_code& ec) {
+  parser.eager(true);
+  while (buffer_.size() > 0 && !parser.is_done()) {
+    const std::size_t used = parser.put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == http::error::need_more) {
+      ec = {};
+      return false;
+    }
+    if (ec) return true;  // malformed: the caller fails it as a read would
+    if (used == 0) return false;
+  }
+  return parser.is_done();
+}
+
+std::optional<client_error> client::take_refused_result() {
+  return std::exchange(refused_, std::nullopt);
+}
+
+asio::awaitable<void> client::finish_post() {
+  post_pending_ = false;
+  try {
+    // Not bounded: the server may hold this answer until the next event is ready.
+    co_await exchange(false, true, mode::read_only);
+  } catch (const client_error& e) {
+    std::string().swap(request_.body());
+    // A refused result does not end the runtime (run_handler's post_result).
+    if (e.code() != client_errc::http_status || e.http_status().value_or(500) >= 500) throw;
+    refused_ = e;
+    co_return;
+  }
+  std::string().swap(request_.body());
+}
+
 asio::awaitable<runtime_api::invocation> client::next() {
+  refused_.reset();
+  if (post_pending_) co_await finish_post();
   request_.method(http::verb::get);
   request_.target(to_beast(next_target_));
   request_.erase(http::field::content_type);
   request_.erase(to_beast(runtime_api::header::function_error_type));
+  request_.erase(to_beast(runtime_api::header::pipelining));
   request_.body().clear();
   request_.prepare_payload();
 
@@ -374,6 +430,21 @@ asio::awaitable<void> client::post(std::string target, std::string body,
   // An init error ends the runtime: no /next follows it.
   const bool then_next = pipelining_ && expect_next_ &&
                          target != runtime_api::route_path(runtime_api::route_kind::init_error);
+  if (then_next) {
+    // The GET /next goes behind it and next() reads both answers: the server may hold this
+    // one until the next event is ready, and write both at once (one wake-up of the runtime
+    // instead of two; docs/emulate.md). The body is kept until then, for a resend.
+    request_.set(to_beast(runtime_api::header::pipelining), "1");
+    try {
+      co_await exchange(true, true, mode::write_only);
+    } catch (...) {
+      std::string().swap(request_.body());
+      throw;
+    }
+    post_pending_ = true;
+    co_return;
+  }
+  request_.erase(to_beast(runtime_api::header::pipelining));
   try {
     co_await exchange(true, then_next);
   } catch (...) {
@@ -401,6 +472,7 @@ asio::awaitable<void> client::post_streaming_response(std::string_view request_i
       http::field::content_type,
       to_beast(content_type.empty() ? std::string_view("application/octet-stream") : content_type));
   request_.erase(to_beast(runtime_api::header::function_error_type));
+  request_.erase(to_beast(runtime_api::header::pipelining));
   request_.erase(http::field::content_length);
   request_.set(to_beast(runtime_api::header::response_mode), "streaming");
   request_.set(http::field::trailer,

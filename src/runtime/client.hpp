@@ -9,6 +9,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <chrono>
 #include <memory>
@@ -112,8 +113,15 @@ class client {
 
   /// Whether the runtime will call next() after the result it posts next: only then may the
   /// post carry the GET /next with it (when the server takes pipelined requests). Off at
-  /// first.
+  /// first. The post then returns once written, and next() reads its answer together with
+  /// the next event's (the server may hold the one until the other is ready): a post that
+  /// fails is thrown by next(), and one the Runtime API refused with a 4xx is told by
+  /// take_refused_result() after next() returned.
   void expect_next(bool on) noexcept { expect_next_ = on; }
+
+  /// After next(): the refusal (a 4xx) of the result posted before it, when that post's
+  /// answer was read by next() and refused; cleared by the call.
+  std::optional<client_error> take_refused_result();
 
   /// Disarms the client's one timer (it bounds posts lazily and stays armed between calls):
   /// for a caller that is done with the client, so that its event loop can run out of work.
@@ -130,17 +138,26 @@ class client {
   // `bounded` puts io_timeout on the whole exchange.
   // `then_next`: a GET /next goes out in the same write, right behind request_ (the server
   // said it takes pipelined requests), and next() then only reads its answer.
-  boost::asio::awaitable<response_type> exchange(bool bounded, bool then_next = false);
-  boost::asio::awaitable<response_type> exchange_once(bool bounded, bool then_next);
+  // `mode` write_only: returns after the write (the answer is read later, read_only, with
+  // request_ unchanged); read_only: request_ is already on the connection.
+  enum class mode { whole, write_only, read_only };
+  boost::asio::awaitable<response_type> exchange(bool bounded, bool then_next = false,
+                                                 mode how = mode::whole);
+  boost::asio::awaitable<response_type> exchange_once(bool bounded, bool then_next, mode how);
+  // Reads the answer of a post written with mode::write_only (next() does, first).
+  boost::asio::awaitable<void> finish_post();
   boost::asio::awaitable<void> connect();
   boost::asio::awaitable<void> post(std::string target, std::string body,
                                     std::string_view content_type, std::string_view error_type);
   void close() noexcept;
-  // Writes request_: at once when the socket takes it all, else asynchronously.
-  // With `more`, the kernel holds the bytes for what the next write adds (MSG_MORE).
-  boost::asio::awaitable<void> write_request(boost::system::error_code& ec, bool more = false);
-  // Writes `bytes` as write_request does.
-  boost::asio::awaitable<void> write_bytes(std::string_view bytes, boost::system::error_code& ec);
+  // Writes request_ and then `after`: at once when the socket takes it all (one send),
+  // else what is left asynchronously.
+  boost::asio::awaitable<void> write_request(boost::system::error_code& ec,
+                                             std::string_view after = {});
+  // Parses what buffer_ holds into `parser`: true when that finished the message (or ec
+  // says it is malformed), false when more must be read.
+  bool parse_buffered(boost::beast::http::response_parser<boost::beast::http::string_body>& parser,
+                      boost::system::error_code& ec);
   // Bounds the exchange in progress until `deadline` ({} for no bound). One timer for the
   // client's life, moved only when a bound comes earlier than the one it waits for: no timer
   // is set or cancelled per call (bench/README.md).
@@ -159,7 +176,8 @@ class client {
   std::optional<boost::asio::ip::tcp::endpoint> literal_;
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
-  request_type request_;  // reused so its header storage is allocated once
+  request_type request_;      // reused so its header storage is allocated once
+  std::string header_bytes_;  // request_'s header as sent, reused
   boost::asio::steady_timer watchdog_;
   std::chrono::steady_clock::time_point bound_{};  // of the exchange in progress; {} for none
   std::chrono::steady_clock::time_point armed_{};  // when the watchdog fires; {} when idle
@@ -170,6 +188,10 @@ class client {
   bool pipelining_ = false;
   std::string next_request_;  // the GET /next request, whole
   bool next_sent_ = false;    // a GET /next is on the connection, its answer not read yet
+  // A result's POST (request_, body included) went out with mode::write_only: next() reads
+  // its answer before the /next one's.
+  bool post_pending_ = false;
+  std::optional<client_error> refused_;  // of the post next() finished
   bool expect_next_ = false;
   // Lets the watchdog's handler find the client while it lives.
   std::shared_ptr<client*> anchor_;

@@ -186,6 +186,11 @@ asio::awaitable<void> serve(client& api, const handler_function& handler,
                             std::size_t max_invocations, invocation_hook hook) {
   for (std::size_t handled = 0; max_invocations == 0 || handled < max_invocations; ++handled) {
     runtime_api::invocation invocation = co_await api.next();
+    // A result posted with the GET /next behind it is answered with that /next: its refusal
+    // is told here, as post_result tells it otherwise.
+    if (auto refused = api.take_refused_result()) {
+      say(fmt::format("result not accepted: {}", refused->what()));
+    }
     const std::string request_id = invocation.context.request_id;
     std::optional<runtime_api::result> result;
     if (hook) result = co_await hook(invocation);

@@ -1,4 +1,5 @@
 #include "runtime_api/server.hpp"
+#include "runtime_api/handoff.hpp"
 #include "runtime_api/pipelining.hpp"
 
 #include "http/relay.hpp"
@@ -44,6 +45,14 @@ std::optional<route> route_of(const http::request_header& req) {
   }
 }
 
+// A result's POST whose client sent its next GET /next behind it and reads the two answers
+// together (runtime/client.cpp): its 202 may wait for the next event.
+bool holds_answer(const http::request_header& req) {
+  if (http::header_value(req, header::pipelining).empty()) return false;
+  const auto r = route_of(req);
+  return r && (r->kind == route_kind::response || r->kind == route_kind::error);
+}
+
 bool is_streaming(const http::request_header& req) {
   return boost::beast::iequals(http::header_value(req, header::response_mode), "streaming");
 }
@@ -85,7 +94,7 @@ const std::string& response_stream::error_body() const {
 struct server::state : std::enable_shared_from_this<server::state> {
   struct in_flight {
     std::string request_id;
-    std::shared_ptr<channel<result>> done;
+    std::shared_ptr<handoff<result>> done;
   };
 
   state(asio::any_io_executor ex, std::string relay)
@@ -95,7 +104,10 @@ struct server::state : std::enable_shared_from_this<server::state> {
   std::string relay_to;                             // the real Runtime API, when relaying
   std::weak_ptr<response_stream::state> streaming;  // the latest streamed response
   std::unique_ptr<http::server> http;
-  std::shared_ptr<channel<invocation>> waiting;  // the /next the runtime is blocked in
+  // The /next the runtime is blocked in. Handoffs, not channels: the event reaches the
+  // runtime's connection, and the result the invocation, inside the call that hands it over
+  // (runtime_api/handoff.hpp).
+  std::shared_ptr<handoff<invocation>> waiting;
   std::optional<in_flight> current;
   std::string last_request_id;
   std::optional<result> init_error;
@@ -107,7 +119,7 @@ struct server::state : std::enable_shared_from_this<server::state> {
     auto done = std::move(current->done);
     last_request_id = std::move(current->request_id);
     current.reset();
-    done->try_send(error_code{}, std::move(r));
+    done->give(std::move(r));
   }
 
   // Status for a POST naming `id` when no invocation with that id is in flight.
@@ -144,7 +156,8 @@ struct server::state : std::enable_shared_from_this<server::state> {
                                       : self->fail(r->request_id, req);
         // The invocation's waiter, woken by finish(), runs first: the caller's answer goes
         // out before this one, whose write may hand the CPU to the runtime (docs/emulate.md).
-        co_await asio::post(self->executor, asio::use_awaitable);
+        // Not needed when this answer waits for the next event (holds_answer).
+        if (!holds_answer(req)) co_await asio::post(self->executor, asio::use_awaitable);
         co_return accepted;
       }
       case route_kind::init_error:
@@ -165,14 +178,19 @@ struct server::state : std::enable_shared_from_this<server::state> {
     }
     // A runtime that re-polls (its earlier /next connection gave up) replaces the old one.
     if (waiting) waiting->close();
-    auto mine = std::make_shared<channel<invocation>>(executor, 1);
+    auto mine = std::make_shared<handoff<invocation>>(executor);
     waiting = mine;
     initialized = true;
     ready.try_send(error_code{});
 
-    error_code ec;
-    invocation inv = co_await mine->async_receive(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return api_error(500, "ServiceUnavailable", "the environment is closing");
+    std::optional<invocation> given;
+    try {
+      given = co_await mine->wait();
+    } catch (const boost::system::system_error&) {
+      // closed: by close(), or by a later /next that replaced this one
+    }
+    if (!given) co_return api_error(500, "ServiceUnavailable", "the environment is closing");
+    invocation inv = std::move(*given);
 
     std::string deadline;
     auto res = http::make_response(200, std::move(inv.payload), "application/json");
@@ -415,6 +433,10 @@ server::server(asio::any_io_executor executor, std::uint16_t port, std::string r
                           },
                           [weak](http::streamed_request& in) -> asio::awaitable<bool> {
                             return state::on_stream(weak.lock(), in);
+                          },
+                          [weak](const http::request_header& req) {
+                            auto self = weak.lock();
+                            return self && self->relay_to.empty() && holds_answer(req);
                           }};
   state_->http = std::make_unique<http::server>(
       executor, asio::ip::tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port),
@@ -448,11 +470,11 @@ asio::awaitable<result> server::invoke(invocation inv) {
   if (!self->waiting || self->current) {
     throw std::logic_error("runtime_api::server::invoke called while the runtime is not ready");
   }
-  auto done = std::make_shared<channel<result>>(self->executor, 1);
+  auto done = std::make_shared<handoff<result>>(self->executor);
   self->current = state::in_flight{inv.context.request_id, done};
   auto waiting = std::move(self->waiting);
-  waiting->try_send(error_code{}, std::move(inv));
-  co_return co_await done->async_receive(asio::use_awaitable);
+  waiting->give(std::move(inv));  // the runtime's connection writes the event meanwhile
+  co_return co_await done->wait();
 }
 
 void server::close() {

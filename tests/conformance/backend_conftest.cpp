@@ -412,6 +412,7 @@ TEST_P(BackendContract, TwoSessionsRunEachInvocationExactlyOnce) {
     constexpr int total = 40;
     int done = 0;
     std::map<std::string, kind> outcome_of;
+    std::vector<std::string> not_answered;  // why each one that was not answered was not
     for (int i = 0; i < total; ++i) {
       asio::co_spawn(
           io,
@@ -420,6 +421,8 @@ TEST_P(BackendContract, TwoSessionsRunEachInvocationExactlyOnce) {
             auto out = co_await f->forward(req, steady::now() + 20s);
             if (out.outcome == kind::answered) {
               EXPECT_EQ(out.answer.body, req.payload);
+            } else {
+              not_answered.push_back(out.error_type + ": " + out.message + out.reason);
             }
             outcome_of[req.id] = out.outcome;
             ++done;
@@ -442,7 +445,9 @@ TEST_P(BackendContract, TwoSessionsRunEachInvocationExactlyOnce) {
       }
     }
     for (const auto& [id, n] : runs) EXPECT_TRUE(outcome_of.contains(id)) << id;
-    EXPECT_EQ(answered, total) << "with two sessions serving, every invocation is forwarded";
+    EXPECT_EQ(answered, total) << "with two sessions serving, every invocation is forwarded; "
+                               << "the first not answered: "
+                               << (not_answered.empty() ? "" : not_answered.front());
     std::printf("[ figures  ] %s: %d invocations split %zu / %zu between two sessions\n",
                 name().c_str(), total, log_a->handled.size(), log_b->handled.size());
     co_await a->close();
@@ -790,7 +795,9 @@ TEST_P(BackendContract, BrokerTroubleMeansTheCloudAtABoundedCostAndForwardingRes
           worst = std::max(worst, ms_since(start));
           EXPECT_EQ(out.outcome, kind::not_taken) << out.error_type << ": " << out.message;
         }
-        EXPECT_LT(worst, 200.0) << "invocations paid for the broker again while backing off";
+        // Paying for the broker again would cost its command timeout (1 s) or more; the room
+        // below that is for a busy CI machine under ASan.
+        EXPECT_LT(worst, 600.0) << "invocations paid for the broker again while backing off";
         std::printf(
             "[ figures  ] %s: frozen broker: first invocation %.0f ms, then at most %.1f ms\n",
             name().c_str(), first_cost, worst);

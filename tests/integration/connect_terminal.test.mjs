@@ -68,6 +68,28 @@ export const handler = async (event) => {
   assert.equal(is, was, 'the file status flags (O_NONBLOCK) and termios settings of the terminal are unchanged');
 });
 
+test('Ctrl-C right after an invocation is answered: its line is still printed before funcie exits', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'funcie-term-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'handler.mjs'), `
+export const handler = async () => { console.log('printed just before the answer'); return { ok: true }; };
+`);
+  const { app, em } = await cloud(t);
+  const pty = connectInPty(t, ['--backend', redis.url, '--app', app, '--', process.execPath, ricBin, 'handler.handler'], { cwd: dir });
+  await pty.waitFor(/r reloads/);
+  const pid = await pty.pid();
+  const r = await em.invoke({});
+  assert.equal(r.headers.get('x-amz-function-error'), null, r.body);
+  assert.deepEqual(JSON.parse(r.body), { ok: true }, 'answered locally');
+  process.kill(pid, 'SIGINT');  // at once: the line waits for the runtime's output to settle
+  const [code] = await pty.exited;
+  assert.equal(code, 0, pty.screen().slice(-2000));
+  const plain = pty.screen().replace(/\u001b\[[0-9;?]*[A-Za-z]/g, '');
+  const id = plain.match(/\[t-\d+#1 ([0-9a-f]{8})\][^\n]*printed just before the answer/)?.[1];
+  assert.ok(id, `the handler's line carries its request id:\n${plain.slice(-2000)}`);
+  assert.match(plain, new RegExp(`\\d\\d:\\d\\d:\\d\\d\\.\\d{3} ${id} direct`), `the invocation's line:\n${plain.slice(-2000)}`);
+});
+
 test('a terminal that stops reading (Ctrl-S) holds the handler back, not the session: heartbeats go on, and every line arrives once it reads again', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'funcie-term-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -186,7 +186,9 @@ TEST_F(RedisPresence, NobodyConnectedCostsNoRedisCallAndAJoinIsSeenAtOnce) {
     const auto start = steady::now();
     out = co_await forwarder->forward(event_from("x"), steady::now() + 10s);
     EXPECT_EQ(out.outcome, kind::not_taken);
-    EXPECT_LT(ms_since(start), 500.0);
+    // Without the announcement it would wait for the departed session (the 3 s bound); the
+    // room is for a busy CI machine under ASan.
+    EXPECT_LT(ms_since(start), 1500.0);
     EXPECT_EQ(*ran, 1);
   });
 }

@@ -181,7 +181,9 @@ TEST_F(RedisCluster, AnAppOnANodeNotInTheUrlRunsInTheCloudAloneAndLocallyWhenCon
   const std::string url = cluster.url(seed);
   ASSERT_NE(static_cast<int>(seed), owner);
   run([&]() -> asio::awaitable<void> {
-    const auto o = options(app, url);
+    // The default 3 s heartbeat bound: 6 MB each way on one thread under ASan on a busy
+    // machine can keep the session's heartbeat from running for more than 600 ms.
+    const auto o = options(app, url, 3000ms);
     auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
     // Nobody connected: the cloud, at once.
     const auto start = steady::now();

@@ -106,7 +106,6 @@ std::optional<tunnel::forward_outcome> take_piece(answer_wait& w, const message&
 asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_state> s,
                                                       std::shared_ptr<answer_wait> w,
                                                       steady::time_point give_up_at) {
-  const settings& config = s->config();
   auto& inbox = w->reg.get();
   while (true) {
     if (auto ready = next_piece_in(*w)) {
@@ -116,29 +115,33 @@ asio::awaitable<tunnel::forward_outcome> await_answer(std::shared_ptr<forwarder_
       co_return std::move(*ready);
     }
     const auto now = steady::now();
-    // Any message of the owner's, for this request or another one, says it is alive.
+    // Any message of the owner's, for this request or another one, says it is alive; while
+    // the response queue is backlogged its messages may wait behind others', so its silence
+    // is given longer (silence_bound).
     w->last_heard = std::max(w->last_heard, s->last_heard_from(w->owner));
-    if (now - w->last_heard > config.heartbeat) {
+    const milliseconds bound = s->silence_bound();
+    if (now - w->last_heard > bound) {
       co_return tunnel::failed(
           "Funcie.ConsumerLost",
           fmt::format("the consumer (session {}) stopped answering on {} for more "
                       "than {} ms while running the request",
-                      w->owner.substr(0, 8), s->net.where, config.heartbeat.count()));
+                      w->owner.substr(0, 8), s->net.where, bound.count()));
     }
-    if (w->gap_since != steady::time_point{} && now - w->gap_since > config.heartbeat) {
+    if (w->gap_since != steady::time_point{} && now - w->gap_since > bound) {
       co_return tunnel::broker_lost(
           s->net.where, fmt::format("piece {} of the streamed response, which the consumer "
                                     "stored on the queue, did not come within {} ms",
-                                    w->next_piece, config.heartbeat.count()));
+                                    w->next_piece, bound.count()));
     }
     if (now >= give_up_at) {
       co_return tunnel::timed_out(w->owner,
                                   std::chrono::duration_cast<milliseconds>(now - w->started));
     }
     if (inbox.inbox.empty()) {
-      auto until = std::min(give_up_at, w->last_heard + config.heartbeat + 1ms);
+      // A backlog that clears wakes this wait (state::saw_receive).
+      auto until = std::min(give_up_at, w->last_heard + bound + 1ms);
       if (w->gap_since != steady::time_point{}) {
-        until = std::min(until, w->gap_since + config.heartbeat + 1ms);
+        until = std::min(until, w->gap_since + bound + 1ms);
       }
       co_await inbox.wake.wait_until(until);
       continue;

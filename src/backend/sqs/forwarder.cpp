@@ -225,7 +225,7 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
     proto.claim_by_ms = claim_by_ms;
     pieces = split(proto, tunnel::encode(request), limit);
     maybe_stored = true;
-    co_await s->net.client->send_message(config.request_queue, s->net.body_of(pieces.front()));
+    co_await s->net.send(config.request_queue, s->net.body_of(pieces.front()));
   }());
   if (!offered) {
     const std::string& error = offered.error;

@@ -61,6 +61,31 @@ struct sqs_forwarder_backend::state {
     const auto it = session_heard.find(session);
     return it == session_heard.end() ? steady::time_point{} : it->second;
   }
+  /// Since when every receive of the response queue came back full (as many messages as it
+  /// asked for): the queue holds more than this instance reads at once, and a session's
+  /// messages may wait behind others' (a flood of claims nobody takes, on a server that
+  /// hands out the oldest first). Zero: the last receive came back with room to spare.
+  /// While it lasts, a session's silence is no sign that it died (see silence_bound).
+  steady::time_point backlog_since{};
+  bool backlogged() const { return backlog_since != steady::time_point{}; }
+  /// A receive brought `got` of the `asked` messages it asked for. A receive of one that
+  /// got one says nothing either way (on a server that holds batched receives, the short
+  /// poll of 10 after it tells).
+  void saw_receive(std::size_t got, int asked) {
+    if (asked == 1 && got == 1) return;
+    if (asked > 1 && got >= static_cast<std::size_t>(asked)) {
+      if (!backlogged()) backlog_since = steady::now();
+      return;
+    }
+    if (!backlogged()) return;
+    backlog_since = {};
+    // The waiters whose owners were given longer while it lasted look again.
+    for (auto& [id, w] : waiters) w->wake.notify();
+  }
+  /// How long a committed request's session may stay silent before it is reported lost:
+  /// the heartbeat, or detail::backlog_heartbeats of them while the response queue is
+  /// backlogged (docs/sqs.md, "Nothing starves").
+  milliseconds silence_bound() const;
   /// Receives of the response queue running: one while anybody waits, up to max_pollers
   /// one per 2 waiting.
   std::size_t polling = 0;
@@ -181,6 +206,10 @@ struct sqs_forwarder_backend::state {
     }
   }
 };
+
+inline milliseconds sqs_forwarder_backend::state::silence_bound() const {
+  return backlogged() ? config().heartbeat * detail::backlog_heartbeats : config().heartbeat;
+}
 
 namespace detail {
 

@@ -89,6 +89,11 @@ inline constexpr std::int64_t max_claim_window_ms = 60000;
 /// a flood of others' messages one receive at a time (one message each, on a server that
 /// holds batched receives) would fall behind.
 inline constexpr std::size_t max_pollers = 4;
+/// While every receive of the response queue comes back full (a backlog: others' messages
+/// ahead of a session's), a forwarder gives a committed request's session this many
+/// heartbeats of silence before it reports it lost, rather than one: its `alive` may wait
+/// behind the backlog (docs/sqs.md, "Nothing starves").
+inline constexpr int backlog_heartbeats = 3;
 /// Receives a consumer runs at once on the request queue while it finds a backlog (a storm
 /// of foreign messages ahead of the offers and commits): its long poll and short polls.
 inline constexpr int consumer_receivers = 4;
@@ -321,19 +326,69 @@ struct link {
     const int seconds = at_once ? 0
                                 : static_cast<int>(std::clamp<std::int64_t>(
                                       (age_ms - release_fresh_ms) / 1000, 0, max_release_seconds));
-    asio::co_spawn(
-        executor,
-        [c = client, queue, receipt = received.receipt_handle, seconds,
-         took = release_took]() -> asio::awaitable<void> {
-          try {
-            const auto started = steady::now();
-            co_await c->change_message_visibility(queue, receipt, seconds);
-            *took = std::chrono::duration_cast<milliseconds>(steady::now() - started);
-          } catch (const std::exception& e) {
-            spdlog::debug("could not release a message on {}: {}", queue, e.what());
-          }
-        },
-        asio::detached);
+    // Releases asked for in one turn of the event loop (one receive's messages) go out
+    // together, up to 10 per ChangeMessageVisibilityBatch.
+    auto& pending = releases[queue];
+    pending.emplace_back(received.receipt_handle, seconds);
+    if (pending.size() > 1) return;  // a flush is already on its way
+    asio::post(executor, [this, alive = std::weak_ptr<bool>(token), queue] {
+      if (alive.expired()) return;
+      auto all = std::move(releases[queue]);
+      releases.erase(queue);
+      for (std::size_t at = 0; at < all.size(); at += max_batch_entries) {
+        std::vector<std::string> handles;
+        std::vector<int> hidden;
+        for (std::size_t i = at; i < std::min(all.size(), at + max_batch_entries); ++i) {
+          handles.push_back(std::move(all[i].first));
+          hidden.push_back(all[i].second);
+        }
+        asio::co_spawn(
+            executor,
+            [c = client, queue, handles = std::move(handles), hidden = std::move(hidden),
+             took = release_took]() -> asio::awaitable<void> {
+              try {
+                const auto started = steady::now();
+                if (handles.size() == 1) {
+                  co_await c->change_message_visibility(queue, handles.front(), hidden.front());
+                } else {
+                  const auto failed =
+                      co_await c->change_message_visibility_batch(queue, handles, hidden);
+                  for (const auto& why : failed) {
+                    if (!why.empty())
+                      spdlog::debug("could not release a message on {}: {}", queue, why);
+                  }
+                }
+                *took = std::chrono::duration_cast<milliseconds>(steady::now() - started);
+              } catch (const std::exception& e) {
+                spdlog::debug("could not release messages on {}: {}", queue, e.what());
+              }
+            },
+            asio::detached);
+      }
+    });
+  }
+
+  /// Sends one body. Sends asked for in one turn of the event loop (the claims for one
+  /// receive's offers, the commits for one receive's claims, the offers of invocations that
+  /// start together) go out together, up to 10 per SendMessageBatch; one alone goes out as
+  /// a SendMessage in the same turn, with no wait added. Throws as SendMessage does: the
+  /// batch call's own failure (whose fate the caller judges as for one message), or, for an
+  /// entry the batch refused, the failure of sending it again alone.
+  asio::awaitable<void> send(const std::string& queue, std::string body) {
+    auto entry = std::make_shared<pending_send>(executor);
+    entry->body = std::move(body);
+    auto& pending = sends[queue];
+    pending.push_back(entry);
+    if (pending.size() == 1) {
+      asio::post(executor, [this, alive = std::weak_ptr<bool>(token), queue] {
+        if (!alive.expired()) flush_sends(queue);
+      });
+    }
+    while (!entry->done) co_await entry->wake.wait_until(steady::time_point::max());
+    if (entry->error) std::rethrow_exception(entry->error);
+    if (entry->refused.empty()) co_return;
+    spdlog::debug("SendMessageBatch refused an entry ({}); sending it alone", entry->refused);
+    co_await client->send_message(queue, entry->body);
   }
 
   /// Sends every body: up to 10 per SendMessageBatch (together at most the queue's size
@@ -342,7 +397,7 @@ struct link {
   asio::awaitable<void> send_all(std::string queue, std::vector<std::string> bodies) {
     if (bodies.empty()) co_return;
     if (bodies.size() == 1) {
-      co_await client->send_message(queue, bodies.front());
+      co_await send(queue, std::move(bodies.front()));
       co_return;
     }
     const auto known = limits.find(queue);
@@ -432,6 +487,66 @@ struct link {
         config.service.endpoint, asked, wait_seconds, *held);
   }
   bool batch_held = false;
+
+  /// A body waiting for its turn in a SendMessageBatch (see send).
+  struct pending_send {
+    explicit pending_send(asio::any_io_executor ex) : wake(std::move(ex)) {}
+    std::string body;
+    bool done = false;
+    std::exception_ptr error;  ///< The call failed as a whole
+    std::string refused;       ///< The batch refused this entry: why
+    wakeup wake;
+  };
+  /// Sends every body asked for on `queue` since the last flush: up to 10 per call, and
+  /// together at most the queue's size limit (SQS's limit of a batch too).
+  void flush_sends(const std::string& queue) {
+    auto all = std::move(sends[queue]);
+    sends.erase(queue);
+    const auto known = limits.find(queue);
+    const std::size_t batch_bytes = known != limits.end() ? known->second : fallback_message_bytes;
+    std::vector<std::vector<std::shared_ptr<pending_send>>> batches;
+    std::size_t bytes = 0;
+    for (auto& entry : all) {
+      if (batches.empty() || batches.back().size() == max_batch_entries ||
+          bytes + entry->body.size() > batch_bytes) {
+        batches.emplace_back();
+        bytes = 0;
+      }
+      bytes += entry->body.size();
+      batches.back().push_back(std::move(entry));
+    }
+    for (auto& entries : batches) {
+      auto batch = std::make_shared<std::vector<std::shared_ptr<pending_send>>>(std::move(entries));
+      asio::co_spawn(
+          executor,
+          [c = client, queue, batch]() -> asio::awaitable<void> {
+            if (batch->size() == 1) {
+              co_await c->send_message(queue, batch->front()->body);
+              co_return;
+            }
+            // The bodies lent to the call, and given back for an entry sent again alone.
+            std::vector<std::string> bodies;
+            for (auto& entry : *batch) bodies.push_back(std::move(entry->body));
+            auto failed = co_await c->send_message_batch(queue, bodies);
+            for (std::size_t i = 0; i < batch->size(); ++i) {
+              if (i < failed.size() && !failed[i].empty()) {
+                (*batch)[i]->refused = std::move(failed[i]);
+                (*batch)[i]->body = std::move(bodies[i]);
+              }
+            }
+          },
+          [batch](std::exception_ptr error) {
+            for (auto& entry : *batch) {
+              entry->done = true;
+              entry->error = error;
+              entry->wake.notify();
+            }
+          });
+    }
+  }
+  std::map<std::string, std::vector<std::shared_ptr<pending_send>>> sends;  ///< queue -> waiting
+  /// queue -> receipts to release and for how many seconds
+  std::map<std::string, std::vector<std::pair<std::string, int>>> releases;
   /// How long the last release took (one round trip to SQS).
   std::shared_ptr<milliseconds> release_took = std::make_shared<milliseconds>(20);
   std::map<std::string, std::vector<std::string>> deletes;     ///< queue -> receipts to delete

@@ -65,6 +65,7 @@ asio::awaitable<void> poll_responses(std::shared_ptr<forwarder_state> s) {
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
       continue;
     }
+    s->saw_receive(got.size(), asked);
     for (auto& received : got) on_response_message(s, std::move(received));
   }
   --s->polling;

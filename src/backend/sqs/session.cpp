@@ -305,13 +305,18 @@ asio::awaitable<void> sqs_consumer_session::respond(const tunnel::response& answ
   if (it != s->held.end()) {
     expires = it->second.expires_ms;
     ff = it->second.ff;
-    if (more) {
-      key = it->second.key;
-    } else {
-      key = std::move(it->second.key);
-      s->held.erase(it);
-    }
+    key = it->second.key;
   }
+  // Held (and said alive every heartbeat/3) until the answer is stored: a big one takes
+  // a while to upload, and the forwarder hears nothing else from us meanwhile.
+  struct forget_when_sent {
+    std::shared_ptr<state> s;
+    std::string id;
+    bool now;
+    ~forget_when_sent() {
+      if (now) s->held.erase(id);
+    }
+  } forget{s, answer.id, !more};
   if (ff || s->config().response_queue.empty()) {
     spdlog::debug("request {} was fire-and-forget: its answer is dropped", answer.id);
     co_return;

@@ -196,7 +196,7 @@ asio::awaitable<void> take_offer(std::shared_ptr<session_state> s,
   claim.session = s->session_id;
   claim.expires_ms = claim_by + claim_lifetime_ms;
   try {
-    co_await s->net.client->send_message(s->config().response_queue, s->net.body_of(claim, key));
+    co_await s->net.send(s->config().response_queue, s->net.body_of(claim, key));
   } catch (const std::exception& e) {
     spdlog::warn("could not claim request {}: {}; it runs in the cloud", m.id, e.what());
     if (auto it = s->held.find(m.id); it != s->held.end() && !it->second.committed) {
@@ -286,7 +286,7 @@ asio::awaitable<void> answer_ping(std::shared_ptr<session_state> s, message m, s
   card.routes = s->route_texts;
   pong.data = tunnel::encode_consumer_card(card);
   try {
-    co_await s->net.client->send_message(s->config().response_queue, s->net.body_of(pong, key));
+    co_await s->net.send(s->config().response_queue, s->net.body_of(pong, key));
   } catch (const std::exception& e) {
     spdlog::debug("could not answer a ping: {}", e.what());
   }

@@ -11,6 +11,10 @@ import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { echoBin, funcieBin, startEmulate } from './harness.mjs';
 
+// How long a test waits for what should come (only a failure waits it out): a sanitized build
+// on two busy cores (CI) can take several times the release build's time.
+const defaultWaitMs = process.env.ASAN_OPTIONS ? 30000 : 10000;
+
 const execFileP = promisify(execFile);
 
 /** A free TCP port on 127.0.0.1 (bound, then released). */
@@ -138,7 +142,7 @@ function watch(child) {
   return {
     out,
     /** Resolves the match of `re` in output written after `from` (default: all of it). */
-    waitFor(re, { ms = 10000, from = 0 } = {}) {
+    waitFor(re, { ms = defaultWaitMs, from = 0 } = {}) {
       return new Promise((resolve, reject) => {
         const w = { re, from, resolve, reject };
         w.timer = setTimeout(() => {
@@ -217,7 +221,7 @@ export async function where(em) {
 }
 
 /** Polls `fn` until it resolves truthy; throws after `ms`. */
-export async function eventually(fn, { ms = 10000, every = 50, what = 'condition' } = {}) {
+export async function eventually(fn, { ms = defaultWaitMs, every = 50, what = 'condition' } = {}) {
   for (const until = Date.now() + ms; ;) {
     const v = await fn().catch(() => undefined);
     if (v) return v;
