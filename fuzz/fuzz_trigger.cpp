@@ -3,7 +3,11 @@
 // pretty_payload) and error (summarize_error, error_trace), the lines cut and wrapped
 // to a width (shorten_middle, wrap_words), the handler's output (strip_escape_sequences,
 // printable). None may crash, throw, or let through anything a terminal would obey.
+// guess_trigger and response_status keep only what they read of the JSON: they must answer
+// exactly as from the whole parsed document (console/trigger_reference.hpp).
 #include "console/trigger.hpp"
+
+#include "console/trigger_reference.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -49,9 +53,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_printable("trigger source", t.source);
   check_printable("trigger detail", t.detail);
   if (con::display_width(t.detail) > con::max_detail_chars) fail("detail too long", t.detail);
+  if (t != con::reference::guess_trigger(bytes))
+    fail("trigger differs from the whole parse", bytes);
 
   const int status = con::response_status(bytes);
   if (status != 0 && (status < 100 || status > 599)) fail("status out of range", bytes);
+  if (status != con::reference::response_status(bytes))
+    fail("status differs from the whole parse", bytes);
 
   const con::error_summary e = con::summarize_error(bytes);
   check_printable("error type", e.type);

@@ -1,5 +1,8 @@
 #include "console/trigger.hpp"
 
+#include "console/json_prune.hpp"
+#include "console/trigger_reference.hpp"
+
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -120,13 +123,18 @@ std::string fit_detail(std::string_view head, std::string_view tail = {}) {
 // ---------------------------------------------------------------------------------------
 // JSON
 
-/// Parses `bytes` as one JSON value; nullopt when it is not JSON. The depth limit bounds the
-/// recursion of the pretty printer; anything deeper is treated as not JSON.
-std::optional<json::value> parse_json(std::string_view bytes, json::storage_ptr storage) {
+/// The depth limit bounds the recursion of the pretty printer; anything deeper is treated as
+/// not JSON.
+json::parse_options json_options() {
   json::parse_options options;
   options.max_depth = 256;
+  return options;
+}
+
+/// Parses `bytes` as one JSON value; nullopt when it is not JSON.
+std::optional<json::value> parse_json(std::string_view bytes, json::storage_ptr storage) {
   json::error_code ec;
-  json::value value = json::parse(bytes, ec, std::move(storage), options);
+  json::value value = json::parse(bytes, ec, std::move(storage), json_options());
   if (ec) return std::nullopt;
   return value;
 }
@@ -364,7 +372,8 @@ std::optional<trigger> logs_trigger(const json::object& event) {
   return make("CloudWatch Logs", "");
 }
 
-trigger direct_value(const json::value& value) {
+/// `array_size`: the number of elements when `value` is an array.
+trigger direct_value(const json::value& value, std::size_t array_size) {
   switch (value.kind()) {
     case json::kind::string:
       return make("direct", "string");
@@ -376,33 +385,17 @@ trigger direct_value(const json::value& value) {
       return make("direct", "boolean");
     case json::kind::null:
       return make("direct", "null");
-    case json::kind::array: {
-      const std::size_t n = value.get_array().size();
-      return make("direct", n == 0 ? "empty array" : "array of " + std::to_string(n));
-    }
+    case json::kind::array:
+      return make("direct", array_size == 0 ? "empty array"
+                                            : "array of " + std::to_string(array_size));
     case json::kind::object:
       break;
   }
   return make("direct", "");
 }
 
-trigger guess(std::string_view event) {
-  json::monotonic_resource memory;
-  const auto value = parse_json(event, &memory);
-  if (!value) {
-    return make("direct", event.empty() ? "empty" : count_text(event.size(), "byte", "bytes"));
-  }
-  if (!value->is_object()) return direct_value(*value);
-  const json::object& object = value->get_object();
-  for (auto* guesser :
-       {records_trigger, http_trigger, eventbridge_trigger, step_functions_trigger, logs_trigger}) {
-    if (auto found = guesser(object)) return std::move(*found);
-  }
-  return make("direct", "");
-}
-
 // ---------------------------------------------------------------------------------------
-// Responses and errors
+// Responses, and what the guesses read
 
 int status_of(const json::value& code) {
   std::int64_t n = 0;
@@ -421,6 +414,78 @@ int status_of(const json::value& code) {
     if (ec != std::errc() || end != text.data() + text.size()) return 0;
   }
   return n >= 100 && n <= 599 ? static_cast<int>(n) : 0;
+}
+
+/// The trigger of an event that is not JSON.
+trigger not_json(std::string_view event) {
+  return make("direct", event.empty() ? "empty" : count_text(event.size(), "byte", "bytes"));
+}
+
+/// The trigger of a parsed event; `root_size` is the number of elements of a root array.
+trigger guess(const json::value& value, std::size_t root_size) {
+  if (!value.is_object()) return direct_value(value, root_size);
+  const json::object& object = value.get_object();
+  for (auto* guesser :
+       {records_trigger, http_trigger, eventbridge_trigger, step_functions_trigger, logs_trigger}) {
+    if (auto found = guesser(object)) return std::move(*found);
+  }
+  return make("direct", "");
+}
+
+// What the guessers above read of an event, and nothing else: a 6 MB event is mostly a body
+// no guesser looks at. Every member a guesser reads must be here, or it reads as missing
+// (tests/unit/trigger_test.cpp and fuzz_trigger compare with the whole parse).
+constexpr keep_rule text_of(std::string_view key) {
+  return {.key = key, .text = true};
+}
+constexpr keep_rule kind_of(std::string_view key) {
+  return {.key = key};
+}
+constexpr std::array bucket_rules{text_of("name")};
+constexpr std::array s3_object_rules{text_of("key")};
+constexpr std::array s3_rules{keep_rule{.key = "bucket", .members = bucket_rules},
+                              keep_rule{.key = "object", .members = s3_object_rules}};
+constexpr std::array sns_rules{text_of("Subject"), text_of("TopicArn")};
+constexpr std::array record_members{text_of("eventSource"), text_of("EventSource"),
+                                    text_of("eventName"), keep_rule{.key = "s3", .members = s3_rules},
+                                    keep_rule{.key = "Sns", .members = sns_rules}};
+constexpr keep_rule record_rule{.key = "", .members = record_members};
+constexpr std::array http_rules{text_of("method"), text_of("path")};
+constexpr std::array context_rules{keep_rule{.key = "http", .members = http_rules},
+                                   text_of("domainName"),
+                                   kind_of("elb"),
+                                   text_of("eventType"),
+                                   kind_of("connectionId"),
+                                   text_of("routeKey")};
+constexpr std::array name_or_id_rules{text_of("Name"), kind_of("Id")};
+constexpr std::array awslogs_rules{kind_of("data")};
+constexpr std::array event_members{
+    keep_rule{.key = "Records", .elements = &record_rule},
+    keep_rule{.key = "requestContext", .members = context_rules},
+    text_of("rawPath"),
+    text_of("httpMethod"),
+    text_of("path"),
+    text_of("resource"),
+    text_of("detail-type"),
+    text_of("source"),
+    kind_of("detail"),
+    keep_rule{.key = "Execution", .members = name_or_id_rules},
+    keep_rule{.key = "StateMachine", .members = name_or_id_rules},
+    keep_rule{.key = "State", .members = name_or_id_rules},
+    kind_of("TaskToken"),
+    kind_of("taskToken"),
+    keep_rule{.key = "awslogs", .members = awslogs_rules}};
+constexpr keep_rule event_rule{.key = "", .members = event_members};
+
+// What response_status reads of a response.
+constexpr std::array response_members{text_of("statusCode")};
+constexpr keep_rule response_rule{.key = "", .members = response_members};
+
+/// The status of a parsed response.
+int status_of_response(const json::value& value) {
+  if (!value.is_object()) return 0;
+  const json::value* code = value.get_object().if_contains("statusCode");
+  return code != nullptr ? status_of(*code) : 0;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -591,7 +656,9 @@ std::string cut(std::string text, std::size_t max_bytes) {
 
 trigger guess_trigger(std::string_view event) noexcept {
   try {
-    return guess(event);
+    json::monotonic_resource memory;
+    const auto pruned = parse_pruned(event, event_rule, &memory, json_options());
+    return pruned ? guess(pruned->value, pruned->root_size) : not_json(event);
   } catch (...) {  // std::bad_alloc: say nothing rather than fail an invocation's line
     try {
       return make("direct", "");
@@ -604,14 +671,29 @@ trigger guess_trigger(std::string_view event) noexcept {
 int response_status(std::string_view body) noexcept {
   try {
     json::monotonic_resource memory;
-    const auto value = parse_json(body, &memory);
-    if (!value || !value->is_object()) return 0;
-    const json::value* code = value->get_object().if_contains("statusCode");
-    return code != nullptr ? status_of(*code) : 0;
+    const auto pruned = parse_pruned(body, response_rule, &memory, json_options());
+    return pruned ? status_of_response(pruned->value) : 0;
   } catch (...) {
     return 0;
   }
 }
+
+namespace reference {
+
+trigger guess_trigger(std::string_view event) {
+  json::monotonic_resource memory;
+  const auto value = parse_json(event, &memory);
+  if (!value) return not_json(event);
+  return guess(*value, value->is_array() ? value->get_array().size() : 0);
+}
+
+int response_status(std::string_view body) {
+  json::monotonic_resource memory;
+  const auto value = parse_json(body, &memory);
+  return value ? status_of_response(*value) : 0;
+}
+
+}  // namespace reference
 
 error_summary summarize_error(std::string_view body) noexcept {
   try {

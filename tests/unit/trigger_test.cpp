@@ -1,7 +1,13 @@
 #include "console/trigger.hpp"
 
+#include "console/trigger_reference.hpp"
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <string>
 #include <utility>
 #include <vector>
@@ -780,4 +786,284 @@ TEST(Shorten, CutsByCharacters) {
   EXPECT_EQ(shorten("abc", 0), "");
   EXPECT_EQ(display_width("日本語"), 3u);
   EXPECT_EQ(display_width("a\xff"), 2u);
+}
+
+// ---------------------------------------------------------------------------------------
+// Large events: guess_trigger and response_status keep only what they read of the JSON
+// (console/json_prune.hpp) and must answer exactly as from the whole parsed document.
+
+namespace {
+
+constexpr std::size_t six_mb = 6 * 1024 * 1024;
+
+struct sample {
+  const char* name;
+  std::string_view event;
+};
+
+const std::vector<sample>& samples() {
+  static const std::vector<sample> all = {
+      {"API Gateway v1", rest_api_event},
+      {"API Gateway v2", http_api_event},
+      {"Function URL", function_url_event},
+      {"ALB", alb_event},
+      {"API Gateway WebSocket", websocket_event},
+      {"S3", s3_event},
+      {"SQS", sqs_event},
+      {"SNS", sns_event},
+      {"DynamoDB", dynamodb_event},
+      {"Kinesis", kinesis_event},
+      {"EventBridge", eventbridge_event},
+      {"EventBridge schedule", scheduled_event},
+      {"Step Functions context", step_functions_context_event},
+      {"Step Functions token", step_functions_token_event},
+      {"CloudWatch Logs", cloudwatch_logs_event},
+  };
+  return all;
+}
+
+/// `"name": {...}` of about `bytes` bytes that no guess reads: a long string with escapes
+/// and text beyond ASCII, then an array of nested values, some shaped like the members the
+/// guesses do read (a wrong pruner would find them).
+std::string padding_member(std::string_view name, std::size_t bytes) {
+  std::string s = "\"" + std::string(name) + R"(": {"blob": ")";
+  while (s.size() < bytes / 2) s += R"(lorem \"ipsum\" \\ \u00e9 \ud83d\ude00 é 日本 \n\t )";
+  s += R"(", "list": [)";
+  while (s.size() < bytes) {
+    s += R"({"Records": [{"eventSource": "aws:sqs"}], "httpMethod": "PUT", "n": [1, -2.5e3, )"
+         R"(18446744073709551615, true, false, null, "x", {}, []]}, )";
+  }
+  s += R"("end"]})";
+  return s;
+}
+
+/// `event` with `member` added as the first member of its top-level object and, when it has
+/// records, another one of `record_bytes` in its first record.
+std::string enlarged(std::string_view event, std::size_t bytes, std::size_t record_bytes) {
+  std::string big(event);
+  if (const auto records = big.find("\"Records\""); records != std::string::npos) {
+    const auto first = big.find('{', records);
+    big.insert(first + 1, padding_member("bigRecordPad", record_bytes) + ",");
+    bytes -= std::min(bytes, record_bytes);
+  }
+  big.insert(big.find('{') + 1, padding_member("bigPad", bytes) + ",");
+  return big;
+}
+
+/// A 6 MB API Gateway v2 event and its response, as the tunnel benchmark's "big" case
+/// forwards: one long body string.
+std::string big_body() {
+  std::string body;
+  body.reserve(six_mb);
+  std::uint32_t x = 12345;
+  constexpr std::string_view alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  while (body.size() < six_mb - 2048) {
+    x = x * 1103515245u + 12345u;
+    body.push_back(alphabet[(x >> 16) & 63]);
+  }
+  return body;
+}
+
+}  // namespace
+
+TEST(TriggerLarge, SixMegabyteEventsGiveTheSameTriggerAsSmallOnes) {
+  for (const auto& [name, event] : samples()) {
+    const trigger small = guess_trigger(event);
+    EXPECT_EQ(small.source, std::string_view(name).substr(0, small.source.size())) << name;
+    const std::string big = enlarged(event, six_mb, 1024 * 1024);
+    ASSERT_GE(big.size(), six_mb) << name;
+    EXPECT_EQ(guess_trigger(big), small) << name;
+    EXPECT_EQ(reference::guess_trigger(big), small) << name;
+  }
+}
+
+TEST(TriggerLarge, SixMegabytesOfSqsRecordsAreCounted) {
+  std::string event = R"({"Records": [)";
+  const std::string body(600 * 1024, 'b');
+  for (int i = 0; i < 10; ++i) {
+    if (i != 0) event += ",";
+    event += R"({"messageId": ")" + std::to_string(i) + R"(", "body": ")" + body +
+             R"(", "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"})";
+  }
+  event += "]}";
+  EXPECT_EQ(guess_trigger(event), t("SQS", "10 records"));
+  EXPECT_EQ(reference::guess_trigger(event), t("SQS", "10 records"));
+}
+
+TEST(TriggerLarge, HugeValuesTheGuessReadsAreStillRead) {
+  // A 6 MB path is read (and cut), as before.
+  const std::string path = "/" + std::string(six_mb, 'p');
+  const std::string event =
+      R"({"rawPath":")" + path + R"(","requestContext":{"http":{"method":"GET"}}})";
+  const trigger got = guess_trigger(event);
+  EXPECT_EQ(got, reference::guess_trigger(event));
+  EXPECT_EQ(got.source, "API Gateway v2");
+  EXPECT_EQ(display_width(got.detail), max_detail_chars);
+
+  // A 6 MB array at the top level is counted.
+  std::string array = "[";
+  while (array.size() < six_mb) array += "1,\"x\",{\"a\":[]},";
+  array += "null]";
+  EXPECT_EQ(guess_trigger(array), reference::guess_trigger(array));
+  EXPECT_TRUE(guess_trigger(array).detail.starts_with("array of ")) << guess_trigger(array).detail;
+}
+
+TEST(TriggerLarge, MalformedAnywhereInASixMegabyteEventIsNotJson) {
+  static_assert(noexcept(guess_trigger(""))&& noexcept(response_status("")));
+  const std::string good = enlarged(http_api_event, six_mb, 0);
+  ASSERT_EQ(guess_trigger(good).source, "API Gateway v2");
+  const std::string not_json = std::to_string(good.size()) + " bytes";
+
+  // Cut short, something after the value, invalid UTF-8 or a raw control character deep in
+  // a string no guess reads: the whole parse refuses these, and so must the pruned one.
+  std::vector<std::string> broken;
+  broken.push_back(good.substr(0, good.size() - 1));
+  broken.push_back(good.substr(0, good.size() - 1) + "]");
+  broken.push_back(good);
+  broken.back()[good.size() / 3] = '\xff';
+  broken.push_back(good);
+  broken.back()[good.size() / 3] = '\x01';
+  broken.push_back(good);
+  broken.back()[good.size() * 3 / 4] = '}';
+  for (const std::string& bad : broken) {
+    const trigger got = guess_trigger(bad);
+    EXPECT_EQ(got, reference::guess_trigger(bad));
+    EXPECT_EQ(got.source, "direct");
+    EXPECT_EQ(got.detail, std::to_string(bad.size()) + " bytes");
+    EXPECT_EQ(response_status(bad), 0);
+  }
+  std::string with_tail = good + " x";
+  EXPECT_EQ(guess_trigger(with_tail), t("direct", std::to_string(with_tail.size()) + " bytes"));
+
+  // Deep: 6 MB of brackets, and nesting at the parser's limit (256) and one past it.
+  const std::string deep = std::string(six_mb / 2, '[') + std::string(six_mb / 2, ']');
+  EXPECT_EQ(guess_trigger(deep), t("direct", std::to_string(six_mb) + " bytes"));
+  EXPECT_EQ(response_status(deep), 0);
+  for (const std::size_t depth : {255, 256, 257}) {
+    const std::string nested = R"({"statusCode": 200, "requestContext": )" +
+                               std::string(depth - 1, '[') + std::string(depth - 1, ']') + "}";
+    EXPECT_EQ(guess_trigger(nested), reference::guess_trigger(nested)) << depth;
+    EXPECT_EQ(response_status(nested), reference::response_status(nested)) << depth;
+  }
+}
+
+TEST(TriggerLarge, SameAnswersAsTheWholeParseOnOddShapes) {
+  const std::vector<std::string> odd = {
+      // Duplicate members: whichever the whole parse keeps.
+      R"({"httpMethod": "GET", "httpMethod": "POST", "path": "/a", "requestContext": {}})",
+      R"({"requestContext": 1, "requestContext": {"http": {"method": "GET"}}})",
+      R"({"requestContext": {"http": {"method": "GET"}}, "requestContext": 1})",
+      R"({"Records": [{"eventSource": "aws:sqs"}], "Records": "x"})",
+      R"({"statusCode": 200, "statusCode": "404"})",
+      // Member names written with escapes, or longer than any rule's.
+      R"({"\u0072awPath": "/esc", "requestContext": {"h\u0074tp": {"method": "GET"}}})",
+      R"({")" + std::string(100, 'k') + R"(": 1, "statusCode": 201})",
+      // Wanted names at the wrong depth, wanted values of the wrong kind.
+      R"({"a": {"httpMethod": "GET", "path": "/", "requestContext": {}}})",
+      R"({"Records": [{"eventSource": ["aws:sqs"]}, {"eventSource": "aws:sqs"}]})",
+      R"({"Records": [{"eventSource": "aws:dynamodb", "eventName": {"x": 1}},)"
+      R"({"eventName": "INSERT"}, 7, {"eventName": "REMOVE"}]})",
+      R"({"Execution": {"Name": 1, "Id": "x"}, "State": {"Name": "S"}})",
+      R"({"statusCode": {"statusCode": 200}})",
+      R"({"statusCode": [200]})",
+      "[]",
+      "[[], {}, [1, [2, [3]]]]",
+      R"("\ud800")",
+      "  {}  ",
+      "1e400",
+      "-0",
+  };
+  for (const std::string& text : odd) {
+    EXPECT_EQ(guess_trigger(text), reference::guess_trigger(text)) << text;
+    EXPECT_EQ(response_status(text), reference::response_status(text)) << text;
+  }
+}
+
+TEST(TriggerLarge, SameAnswersAsTheWholeParseOnMutatedEvents) {
+  // Each sample changed a few bytes at a time: structure characters, escapes and bytes
+  // beyond ASCII put in, taken out, or doubled. A fixed seed, so a failure repeats.
+  constexpr std::string_view pieces[] = {"{",
+                                         "}",
+                                         "[",
+                                         "]",
+                                         "\"",
+                                         ",",
+                                         ":",
+                                         "\\",
+                                         " ",
+                                         "0",
+                                         "\xff",
+                                         "\xc3",
+                                         "\"statusCode\":200,",
+                                         "\"Records\":[",
+                                         "{\"eventSource\":\"aws:s3\"}"};
+  std::uint64_t state = 0x9e3779b97f4a7c15u;
+  const auto next = [&] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  std::size_t compared = 0;
+  for (const auto& [name, event] : samples()) {
+    for (int round = 0; round < 300; ++round) {
+      std::string text(event);
+      for (int edits = 1 + static_cast<int>(next() % 3); edits > 0 && !text.empty(); --edits) {
+        const std::size_t at = next() % text.size();
+        switch (next() % 3) {
+          case 0:
+            text.erase(at, 1 + next() % 4);
+            break;
+          case 1:
+            text.insert(at, pieces[next() % std::size(pieces)]);
+            break;
+          default:
+            text.insert(at, text.substr(next() % text.size(), next() % 40));
+        }
+      }
+      ASSERT_EQ(guess_trigger(text), reference::guess_trigger(text)) << name << ": " << text;
+      ASSERT_EQ(response_status(text), reference::response_status(text)) << name << ": " << text;
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, samples().size() * 300);
+}
+
+TEST(TriggerLarge, SixMegabyteRoundTripFigures) {
+  const std::string body = big_body();
+  std::string request(http_api_event);
+  request.insert(request.rfind('}'), R"(, "body": ")" + body + R"(")");
+  const std::string response =
+      R"({"statusCode": 201, "headers": {"content-type": "application/json"}, "body": ")" + body +
+      R"(", "isBase64Encoded": true})";
+  ASSERT_EQ(guess_trigger(request), t("API Gateway v2", "GET /orders/7"));
+  ASSERT_EQ(response_status(response), 201);
+
+  // Milliseconds for one trigger and one status, the median of a few; the first call of each
+  // way separately (fresh memory: the whole parse allocates 6 MB for the body each time).
+  using clock = std::chrono::steady_clock;
+  const auto time = [&](auto&& guess, auto&& status) {
+    std::vector<double> ms;
+    for (int i = 0; i < 7; ++i) {
+      const auto start = clock::now();
+      const trigger got = guess(request);
+      const int code = status(response);
+      ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - start).count());
+      EXPECT_EQ(got.source, "API Gateway v2");
+      EXPECT_EQ(code, 201);
+    }
+    const double first = ms.front();
+    std::sort(ms.begin(), ms.end());
+    return std::pair{first, ms[ms.size() / 2]};
+  };
+  const auto pruned = time([](std::string_view e) { return guess_trigger(e); },
+                           [](std::string_view b) { return response_status(b); });
+  const auto whole = time([](std::string_view e) { return reference::guess_trigger(e); },
+                          [](std::string_view b) { return reference::response_status(b); });
+  std::printf(
+      "[ figures ] 6 MB API Gateway v2 event + response, guess_trigger + response_status: "
+      "%.2f ms median (first %.2f ms); parsing the whole JSON: %.2f ms median (first "
+      "%.2f ms)\n",
+      pruned.second, pruned.first, whole.second, whole.first);
 }
