@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { funcieBin, repoRoot, ricBin } from './lib/harness.mjs';
 import { startRecordingRuntimeApi } from './lib/recording_runtime_api.mjs';
@@ -53,6 +54,14 @@ async function record(command, { handler, events, posts = events.length, answerE
     if (child.exitCode === null && child.signalCode === null) await exited;
     clearTimeout(timer);
     try { process.kill(-child.pid, 'SIGKILL'); } catch { /* the group is gone */ }
+    // Until every process of the group is gone (a curl of the bash runtime may outlive bash
+    // for a moment), then a moment for what they sent to be read: a GET /next still on its
+    // way would otherwise take the next recording's event (seen in CI under load).
+    for (let i = 0; i < 250; ++i) {
+      try { process.kill(-child.pid, 0); } catch { break; }
+      await sleep(20);
+    }
+    await sleep(100);
   }
   return { posts: fake.posts().slice(), output };
 }

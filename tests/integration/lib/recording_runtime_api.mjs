@@ -176,7 +176,9 @@ export async function startRecordingRuntimeApi() {
       events = [...newEvents];
       answerEarlyOver = options.answerEarlyOver ?? Infinity;
       posts = [];
-      for (const socket of parked) socket.destroy();
+      // Every connection of the last recording goes: its runtime is gone, and a /next it sent
+      // must not take this recording's event.
+      for (const socket of sockets) socket.destroy();
       parked.clear();
     },
     posts: () => posts,
