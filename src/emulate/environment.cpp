@@ -180,6 +180,9 @@ asio::awaitable<outcome> environment::run(runtime_api::invocation invocation,
     log_->active = false;
     throw;
   }
+  // The runtime logs, then posts its response: what it wrote before is in the pipes, but
+  // the readers may not have had their turn yet. Lambda's tail has it; so does this one.
+  if (process_) process_->collect();
   log_->active = false;
   result.log = std::move(log_->text);
   log_->text.clear();

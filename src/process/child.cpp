@@ -388,6 +388,19 @@ child::~child() {
   }
 }
 
+void child::collect() {
+  if (!output_) return;
+  auto keep = output_;  // a call may destroy this child
+  auto& out = *keep;
+  if (out.stopped || out.delivering) return;
+  out.delivering = true;
+  for (auto& s : out.streams) {
+    if (s.ended || !s.pipe) continue;
+    if (!pump(out, s, 1024 * 1024)) break;  // EOF, or a call destroyed the child
+  }
+  out.delivering = false;
+}
+
 int child::pid() const {
   return state_->pid;
 }

@@ -70,6 +70,12 @@ class child {
   bool exited() const;
   /// Sends `sig` to the whole process group (a runtime such as npx has children).
   void signal(int sig);
+  /// With on_line: delivers now what the pipes already hold (up to 1 MiB each), without
+  /// waiting for the readers' turn on the event loop or for before_read. For a caller that
+  /// learns through another channel that the child has written something (a runtime posts
+  /// its response after logging): the lines written before that are delivered before the
+  /// caller goes on. An unfinished last line stays pending.
+  void collect();
 
   struct state;
   struct output;

@@ -306,3 +306,28 @@ TEST(ChildOutput, InheritsNoDescriptorOfTheParentBut0To2) {
   for (const auto& l : lines) fds.push_back(l.text);
   EXPECT_EQ(fds, (std::vector<std::string>{"0", "1", "2"}));
 }
+
+// A runtime logs, then tells funcie through another channel (its Runtime API response) that
+// the invocation is done: collect() delivers what it wrote before, even if the event loop has
+// not yet given the pipe readers their turn (LogType Tail lost such lines in CI).
+TEST(ChildOutput, CollectDeliversWhatThePipesHoldBeforeTheReadersRun) {
+  asio::io_context io;
+  auto marker = testing::TempDir() + "child_output_collect.done";
+  std::remove(marker.c_str());
+  std::vector<line> lines;
+  child c(io.get_executor(),
+          {"sh", "-c", "echo first; echo second >&2; printf unfinished; : > " + marker + "; sleep 60"},
+          env(), capture(lines));
+  // The event loop does not run: the readers cannot have read anything.
+  for (int i = 0; i < 1000 && !std::filesystem::exists(marker); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(std::filesystem::exists(marker)) << "the child did not write within 10 s";
+  EXPECT_TRUE(lines.empty());
+  c.collect();
+  EXPECT_EQ(lines, (std::vector<line>{{1, "first"}, {2, "second"}}))
+      << "whole lines now; the unfinished one waits for its newline";
+  io.run_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(lines.size(), 2u) << "nothing delivered twice by the readers";
+  std::remove(marker.c_str());
+}
