@@ -19,12 +19,14 @@ dirs=(src include examples tests bench fuzz)
 patterns=('*.cpp' '*.hpp' '*.cc' '*.h')
 files=()
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  # Quoted pathspecs: git's own glob, where '*' crosses '/' (src/*.cpp is every .cpp under
+  # src/). Left to the shell, they matched only the files directly in each folder.
+  pathspecs=()
+  for d in "${dirs[@]}"; do for p in "${patterns[@]}"; do pathspecs+=("$d/$p"); done; done
   # Tracked and new files alike, never what .gitignore leaves out (node_modules, build trees).
   while IFS= read -r f; do
     [[ -f $f ]] && files+=("$f")
-  done < <(git ls-files --cached --others --exclude-standard -- \
-             $(for d in "${dirs[@]}"; do for p in "${patterns[@]}"; do printf '%s/%s ' "$d" "$p"; done; done) |
-           sort -u)
+  done < <(git ls-files --cached --others --exclude-standard -- "${pathspecs[@]}" | sort -u)
 else
   while IFS= read -r f; do files+=("$f"); done < <(
     find "${dirs[@]}" -type d -name node_modules -prune -o -type f \

@@ -33,8 +33,8 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 
 namespace funcie::cli {
@@ -477,8 +477,8 @@ command add_connect(CLI::App& app) {
 
   return {sub, [=]() -> int {
             return run_guarded("connect", [&]() -> int {
-              given_options g{concurrency->count() > 0, heartbeat->count() > 0,
-                              hold->count() > 0, forward->count() > 0};
+              given_options g{concurrency->count() > 0, heartbeat->count() > 0, hold->count() > 0,
+                              forward->count() > 0};
               // A bad flag, project file, backend URL or environment: one line, exit 2.
               auto usage = [](const std::exception& e) {
                 fmt::print(stderr, "funcie connect: {}\n", e.what());

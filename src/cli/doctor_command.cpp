@@ -73,9 +73,9 @@ std::vector<target> targets_for(const doctor_options& o, doctor::report& out) {
     return {};
   }
   if (project_path) {
-    out.add(doctor::level::info, "project file",
-            fmt::format("{}: {} function(s)", fs::absolute(*project_path, ec).string(),
-                        specs.size()));
+    out.add(
+        doctor::level::info, "project file",
+        fmt::format("{}: {} function(s)", fs::absolute(*project_path, ec).string(), specs.size()));
   }
   std::vector<target> targets;
   for (const auto& spec : specs) {
@@ -94,7 +94,7 @@ std::vector<target> targets_for(const doctor_options& o, doctor::report& out) {
 
 /// The developer's side: URL, app, secret, the broker, who is connected.
 asio::awaitable<void> check_configuration(asio::any_io_executor executor, target t,
-                                   std::chrono::milliseconds timeout, doctor::report& out) {
+                                          std::chrono::milliseconds timeout, doctor::report& out) {
   auto url = doctor::check_backend_url(t.backend.url);
   const bool url_ok = url.severity != doctor::level::failed;
   out.add(std::move(url));
@@ -202,70 +202,68 @@ command add_doctor(CLI::App& app) {
                   "Bound of each attempt to reach the broker (100-60000)")
       ->capture_default_str();
 
-  return {sub, [=]() -> int {
-            return run_guarded("doctor", [&]() -> int {
-              auto usage = [](const std::string& message) {
-                fmt::print(stderr, "funcie doctor: {}\n", message);
-                return exit_usage;
-              };
-              if (o->timeout_ms < 100 || o->timeout_ms > 60000) {
-                return usage("--timeout-ms must be between 100 and 60000 (default 3000)");
-              }
-              const bool from_function = o->function_env || !o->env_file.empty();
-              const auto& t = o->target;
-              if (from_function && (!t.backend.empty() || !t.config.empty() || !t.only.empty() ||
-                                    !t.request_queue.empty() || !t.response_queue.empty())) {
-                return usage(
-                    "--function-env checks the function's own variables: give them in "
-                    "--env-file (FUNCIE_BACKEND, FUNCIE_REQUEST_QUEUE_URL...), not as flags");
-              }
-              const std::chrono::milliseconds timeout(o->timeout_ms);
+  return {
+      sub, [=]() -> int {
+        return run_guarded("doctor", [&]() -> int {
+          auto usage = [](const std::string& message) {
+            fmt::print(stderr, "funcie doctor: {}\n", message);
+            return exit_usage;
+          };
+          if (o->timeout_ms < 100 || o->timeout_ms > 60000) {
+            return usage("--timeout-ms must be between 100 and 60000 (default 3000)");
+          }
+          const bool from_function = o->function_env || !o->env_file.empty();
+          const auto& t = o->target;
+          if (from_function && (!t.backend.empty() || !t.config.empty() || !t.only.empty() ||
+                                !t.request_queue.empty() || !t.response_queue.empty())) {
+            return usage(
+                "--function-env checks the function's own variables: give them in "
+                "--env-file (FUNCIE_BACKEND, FUNCIE_REQUEST_QUEUE_URL...), not as flags");
+          }
+          const std::chrono::milliseconds timeout(o->timeout_ms);
 
-              doctor::report out;
-              out.on_finding = [](const doctor::finding& f) {
-                fmt::print("{}", doctor::format_finding(f));
-                std::fflush(stdout);
-              };
-              asio::io_context io;
-              std::exception_ptr failure;
-              std::vector<target> targets;
-              try {
-                if (from_function) {
-                  doctor::environment env;
-                  if (!o->env_file.empty()) {
-                    env = doctor::parse_environment(read_file(o->env_file, "--env-file"),
-                                                    o->env_file);
-                    fmt::print("checking the function environment in {}\n", o->env_file);
-                  } else {
-                    env = current_environment();
-                    fmt::print("checking this process's environment as a function's\n");
-                  }
-                  asio::co_spawn(io,
-                                 check_function(io.get_executor(), std::move(env), t, timeout,
-                                                out),
-                                 [&](std::exception_ptr e) { failure = e; });
-                } else {
-                  targets = targets_for(*o, out);
-                  const bool several = targets.size() > 1;
-                  asio::co_spawn(
-                      io,
-                      [&, several]() -> asio::awaitable<void> {
-                        for (const auto& each : targets) {
-                          if (several || !each.title.empty()) fmt::print("{}\n", each.title);
-                          co_await check_configuration(io.get_executor(), each, timeout, out);
-                        }
-                      },
-                      [&](std::exception_ptr e) { failure = e; });
-                }
-              } catch (const util::user_error& e) {
-                return usage(e.what());
+          doctor::report out;
+          out.on_finding = [](const doctor::finding& f) {
+            fmt::print("{}", doctor::format_finding(f));
+            std::fflush(stdout);
+          };
+          asio::io_context io;
+          std::exception_ptr failure;
+          std::vector<target> targets;
+          try {
+            if (from_function) {
+              doctor::environment env;
+              if (!o->env_file.empty()) {
+                env = doctor::parse_environment(read_file(o->env_file, "--env-file"), o->env_file);
+                fmt::print("checking the function environment in {}\n", o->env_file);
+              } else {
+                env = current_environment();
+                fmt::print("checking this process's environment as a function's\n");
               }
-              io.run();
-              if (failure) std::rethrow_exception(failure);
-              fmt::print("{}\n", doctor::summary(out));
-              return out.failed() ? exit_failure : exit_ok;
-            });
-          }};
+              asio::co_spawn(io, check_function(io.get_executor(), std::move(env), t, timeout, out),
+                             [&](std::exception_ptr e) { failure = e; });
+            } else {
+              targets = targets_for(*o, out);
+              const bool several = targets.size() > 1;
+              asio::co_spawn(
+                  io,
+                  [&, several]() -> asio::awaitable<void> {
+                    for (const auto& each : targets) {
+                      if (several || !each.title.empty()) fmt::print("{}\n", each.title);
+                      co_await check_configuration(io.get_executor(), each, timeout, out);
+                    }
+                  },
+                  [&](std::exception_ptr e) { failure = e; });
+            }
+          } catch (const util::user_error& e) {
+            return usage(e.what());
+          }
+          io.run();
+          if (failure) std::rethrow_exception(failure);
+          fmt::print("{}\n", doctor::summary(out));
+          return out.failed() ? exit_failure : exit_ok;
+        });
+      }};
 }
 
 }  // namespace funcie::cli

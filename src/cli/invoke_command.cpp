@@ -108,8 +108,9 @@ std::string read_event(const invoke_options& o, history::store* store) {
   } else {
     std::ifstream in(o.event, std::ios::binary);
     if (!in) {
-      throw usage_error(fmt::format("--event: cannot read '{}': {} (give a JSON file, or - for stdin)",
-                                    o.event, std::strerror(errno)));
+      throw usage_error(
+          fmt::format("--event: cannot read '{}': {} (give a JSON file, or - for stdin)", o.event,
+                      std::strerror(errno)));
     }
     text << in.rdbuf();
   }

@@ -41,7 +41,8 @@ command add_package(CLI::App& app) {
                   "package, default the one next to this funcie)");
   cmd->add_option("-o,--output", s->options.output,
                   "The zip to write (default BINARY-NAME.zip, funcie-layer.zip, funcie-proxy.zip)");
-  auto* layer = cmd->add_flag("--layer", s->layer, "The layer: funcie-cloud as /opt/funcie-wrapper");
+  auto* layer =
+      cmd->add_flag("--layer", s->layer, "The layer: funcie-cloud as /opt/funcie-wrapper");
   cmd->add_flag("--proxy", s->proxy, "The proxy-only function: funcie-cloud as /var/task/bootstrap")
       ->excludes(layer);
   cmd->add_option("--library", s->options.libraries,

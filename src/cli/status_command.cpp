@@ -60,7 +60,8 @@ void print_table(const std::string& app, const std::vector<tunnel::consumer_info
     const auto heartbeat =
         fmt::format("{:.1f}s ago", static_cast<double>(c.heartbeat_age_ms) / 1000.0);
     // Several routes are alternatives (docs/routing.md); "-": takes what no route wants.
-    const auto route = c.routes.empty() ? std::string("-") : fmt::format("{}", fmt::join(c.routes, " OR "));
+    const auto route =
+        c.routes.empty() ? std::string("-") : fmt::format("{}", fmt::join(c.routes, " OR "));
     fmt::print("{:<8}  {:<{}}  {:>7}  {:<32}  {:>9}  {:<14}  {}\n", c.session.substr(0, 8), c.host,
                host_width, c.pid, since, c.in_flight, heartbeat, route);
   }
@@ -108,9 +109,8 @@ command add_status(CLI::App& app) {
   return {sub, [o]() -> int {
             return run_guarded("status", [&]() -> int {
               std::error_code ec;
-              const auto specs =
-                  resolve_targets(o->target, project_for(o->target, fs::current_path(ec).string()),
-                                  process_getenv);
+              const auto specs = resolve_targets(
+                  o->target, project_for(o->target, fs::current_path(ec).string()), process_getenv);
               std::vector<tunnel::backend_options> backends;
               for (const auto& spec : specs) backends.push_back(check_target(spec, process_getenv));
 

@@ -43,9 +43,11 @@ const std::string& or_shared(const std::string& own, const std::string& shared) 
 
 std::string_view sqs_help(std::string_view variable) {
   if (variable == "FUNCIE_SQS_CLAIM_MS") return "how long an offer waits for a claim, ms";
-  if (variable == "FUNCIE_SQS_ABSENT_MS") return "without ListQueueTags, how long nobody is assumed connected, ms";
+  if (variable == "FUNCIE_SQS_ABSENT_MS")
+    return "without ListQueueTags, how long nobody is assumed connected, ms";
   if (variable == "FUNCIE_SQS_PRESENCE_MS") return "how often the presence tag is refreshed, ms";
-  if (variable == "FUNCIE_SQS_PRESENCE_IDLE_MS") return "the longest pause between presence reads, ms";
+  if (variable == "FUNCIE_SQS_PRESENCE_IDLE_MS")
+    return "the longest pause between presence reads, ms";
   if (variable == "FUNCIE_SQS_RECEIVE_BATCH") return "messages per long poll, 1..10";
   return "message size limit in bytes (0: ask the queue)";
 }
@@ -70,8 +72,9 @@ void add_target_flags(CLI::App* sub, target_flags& flags, const target_help& hel
                   "sqs://: the response queue's URL (default: the project's response_queue, "
                   "else FUNCIE_RESPONSE_QUEUE_URL)");
   sub->add_option("--app", flags.app,
-                  or_shared(help.app, "The app (tunnel) name the function forwards to (default: "
-                                      "FUNCIE_APP); without it, the project's functions"));
+                  or_shared(help.app,
+                            "The app (tunnel) name the function forwards to (default: "
+                            "FUNCIE_APP); without it, the project's functions"));
   sub->add_option("--ca-file", flags.ca_file, "TLS: a CA bundle (PEM) to trust for rediss://");
   sub->add_flag("--tls-insecure", flags.tls_insecure,
                 "TLS: do not verify the broker's certificate (tests only)");
@@ -83,8 +86,9 @@ void add_target_flags(CLI::App* sub, target_flags& flags, const target_help& hel
   sub->add_flag("--no-encrypt", flags.no_encrypt,
                 "With a secret: sign messages without encrypting them (readable on the broker)");
   sub->add_option("--config,-c", flags.config,
-                  or_shared(help.config, "The project file (default: funcie.toml here or above "
-                                         "when --app is not given)"));
+                  or_shared(help.config,
+                            "The project file (default: funcie.toml here or above "
+                            "when --app is not given)"));
   sub->add_option("--only", flags.only,
                   or_shared(help.only, "Only this function of the project (repeatable)"))
       ->allow_extra_args(false);
@@ -153,8 +157,8 @@ std::vector<project::function_spec> resolve_targets(const target_flags& flags,
                        [&](const project::function_spec& f) { return f.name == name; })) {
         std::string names;
         for (const auto& f : file.functions) names += (names.empty() ? "" : ", ") + f.name;
-        throw usage_error(fmt::format("--only {}: {} has no such function (it has {})", name,
-                                      file.path, names));
+        throw usage_error(
+            fmt::format("--only {}: {} has no such function (it has {})", name, file.path, names));
       }
     }
     for (auto& spec : file.functions) {
@@ -180,8 +184,8 @@ std::vector<project::function_spec> resolve_targets(const target_flags& flags,
       try {
         tunnel::set_sqs_option(spec.sqs, name, variable(getenv, std::string(name).c_str()));
       } catch (const tunnel::backend_config_error& e) {
-        throw usage_error(fmt::format("{} (fix or unset the variable, or give --{})", e.what(),
-                                      flag_of(name)));
+        throw usage_error(
+            fmt::format("{} (fix or unset the variable, or give --{})", e.what(), flag_of(name)));
       }
     }
   }
@@ -199,8 +203,7 @@ tunnel::backend_options backend_options_for(const project::function_spec& spec,
   return backend;
 }
 
-tunnel::backend_options check_target(const project::function_spec& spec,
-                                     const getenv_fn& getenv) {
+tunnel::backend_options check_target(const project::function_spec& spec, const getenv_fn& getenv) {
   if (spec.backend.empty()) {
     throw usage_error(
         "no broker: give --backend URL (or FUNCIE_BACKEND), e.g. --backend "
@@ -221,6 +224,8 @@ tunnel::backend_options check_target(const project::function_spec& spec,
   return backend;
 }
 
-const char* process_getenv(const char* name) { return std::getenv(name); }
+const char* process_getenv(const char* name) {
+  return std::getenv(name);
+}
 
 }  // namespace funcie::cli

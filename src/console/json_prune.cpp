@@ -176,7 +176,7 @@ class pruning_handler {
   const keep_rule* root_;
   json::value_stack stack_;
   std::vector<frame> frames_;
-  std::size_t skipping_ = 0;  // containers open inside a left-out value
+  std::size_t skipping_ = 0;         // containers open inside a left-out value
   const keep_rule* next_ = nullptr;  // the rule of the value after the last key
   std::string key_;
   bool key_too_long_ = false;

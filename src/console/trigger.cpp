@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstdint>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -386,8 +386,8 @@ trigger direct_value(const json::value& value, std::size_t array_size) {
     case json::kind::null:
       return make("direct", "null");
     case json::kind::array:
-      return make("direct", array_size == 0 ? "empty array"
-                                            : "array of " + std::to_string(array_size));
+      return make("direct",
+                  array_size == 0 ? "empty array" : "array of " + std::to_string(array_size));
     case json::kind::object:
       break;
   }
@@ -446,9 +446,9 @@ constexpr std::array s3_object_rules{text_of("key")};
 constexpr std::array s3_rules{keep_rule{.key = "bucket", .members = bucket_rules},
                               keep_rule{.key = "object", .members = s3_object_rules}};
 constexpr std::array sns_rules{text_of("Subject"), text_of("TopicArn")};
-constexpr std::array record_members{text_of("eventSource"), text_of("EventSource"),
-                                    text_of("eventName"), keep_rule{.key = "s3", .members = s3_rules},
-                                    keep_rule{.key = "Sns", .members = sns_rules}};
+constexpr std::array record_members{
+    text_of("eventSource"), text_of("EventSource"), text_of("eventName"),
+    keep_rule{.key = "s3", .members = s3_rules}, keep_rule{.key = "Sns", .members = sns_rules}};
 constexpr keep_rule record_rule{.key = "", .members = record_members};
 constexpr std::array http_rules{text_of("method"), text_of("path")};
 constexpr std::array context_rules{keep_rule{.key = "http", .members = http_rules},
@@ -459,22 +459,21 @@ constexpr std::array context_rules{keep_rule{.key = "http", .members = http_rule
                                    text_of("routeKey")};
 constexpr std::array name_or_id_rules{text_of("Name"), kind_of("Id")};
 constexpr std::array awslogs_rules{kind_of("data")};
-constexpr std::array event_members{
-    keep_rule{.key = "Records", .elements = &record_rule},
-    keep_rule{.key = "requestContext", .members = context_rules},
-    text_of("rawPath"),
-    text_of("httpMethod"),
-    text_of("path"),
-    text_of("resource"),
-    text_of("detail-type"),
-    text_of("source"),
-    kind_of("detail"),
-    keep_rule{.key = "Execution", .members = name_or_id_rules},
-    keep_rule{.key = "StateMachine", .members = name_or_id_rules},
-    keep_rule{.key = "State", .members = name_or_id_rules},
-    kind_of("TaskToken"),
-    kind_of("taskToken"),
-    keep_rule{.key = "awslogs", .members = awslogs_rules}};
+constexpr std::array event_members{keep_rule{.key = "Records", .elements = &record_rule},
+                                   keep_rule{.key = "requestContext", .members = context_rules},
+                                   text_of("rawPath"),
+                                   text_of("httpMethod"),
+                                   text_of("path"),
+                                   text_of("resource"),
+                                   text_of("detail-type"),
+                                   text_of("source"),
+                                   kind_of("detail"),
+                                   keep_rule{.key = "Execution", .members = name_or_id_rules},
+                                   keep_rule{.key = "StateMachine", .members = name_or_id_rules},
+                                   keep_rule{.key = "State", .members = name_or_id_rules},
+                                   kind_of("TaskToken"),
+                                   kind_of("taskToken"),
+                                   keep_rule{.key = "awslogs", .members = awslogs_rules}};
 constexpr keep_rule event_rule{.key = "", .members = event_members};
 
 // What response_status reads of a response.

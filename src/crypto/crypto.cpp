@@ -97,17 +97,15 @@ struct aes_256_gcm::state {
 };
 
 aes_256_gcm::aes_256_gcm(const std::array<unsigned char, key_bytes>& key,
-                         const unsigned char* nonce, bool encrypt,
-                         std::string_view additional_data)
+                         const unsigned char* nonce, bool encrypt, std::string_view additional_data)
     : state_(std::make_unique<state>()) {
   state_->encrypt = encrypt;
   mbedtls_gcm_init(&state_->ctx);
   const char* what = encrypt ? "sealing failed inside mbedTLS (AES-256-GCM)"
                              : "opening failed inside mbedTLS (AES-256-GCM)";
   if (mbedtls_gcm_setkey(&state_->ctx, MBEDTLS_CIPHER_ID_AES, key.data(), 256) != 0 ||
-      mbedtls_gcm_starts(&state_->ctx, encrypt ? MBEDTLS_GCM_ENCRYPT : MBEDTLS_GCM_DECRYPT,
-                         nonce, nonce_bytes, bytes_of(additional_data),
-                         additional_data.size()) != 0) {
+      mbedtls_gcm_starts(&state_->ctx, encrypt ? MBEDTLS_GCM_ENCRYPT : MBEDTLS_GCM_DECRYPT, nonce,
+                         nonce_bytes, bytes_of(additional_data), additional_data.size()) != 0) {
     mbedtls_gcm_free(&state_->ctx);
     throw crypto_error(what);
   }

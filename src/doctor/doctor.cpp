@@ -704,9 +704,8 @@ asio::awaitable<bool> check_sqs(asio::any_io_executor executor,
     std::size_t present = 0;
     try {
       const auto tags = co_await client->list_queue_tags(settings.request_queue);
-      present =
-          sqs_backend::read_presence(tags, settings.app, util::unix_ms_now(), settings.keys)
-              .until_ms != 0;
+      present = sqs_backend::read_presence(tags, settings.app, util::unix_ms_now(), settings.keys)
+                    .until_ms != 0;
     } catch (const aws::sqs_error& e) {
       failure = e.what();
     }

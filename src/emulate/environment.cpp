@@ -297,7 +297,8 @@ asio::awaitable<outcome> environment::run_invocation(runtime_api::invocation inv
       reset();
       co_return ended;
     }
-    if (w->why == interruption::timed_out) co_return co_await timed_out(request_id, forwarded_deadline);
+    if (w->why == interruption::timed_out)
+      co_return co_await timed_out(request_id, forwarded_deadline);
     std::rethrow_exception(failure);
   };
   runtime_api::result r;

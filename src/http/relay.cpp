@@ -90,8 +90,8 @@ asio::awaitable<void> copy_request(streamed_request& in, upstream_connection& up
   }
   if (answered) co_return;  // an early answer went first; both are through now
   // A channel nobody sends on: a wait that only cancellation ends, without arming a timer.
-  asio::experimental::channel<void(error_code)> until_answered(
-      co_await asio::this_coro::executor, 0);
+  asio::experimental::channel<void(error_code)> until_answered(co_await asio::this_coro::executor,
+                                                               0);
   error_code ignored;
   co_await until_answered.async_receive(asio::redirect_error(asio::use_awaitable, ignored));
 }

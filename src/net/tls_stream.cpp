@@ -66,7 +66,8 @@ int random_for_mbedtls(void*, unsigned char* out, std::size_t size) {
 
 /// Whether `cert` names `address` (4 or 16 bytes) among its iPAddress subject alternative
 /// names. Walks the raw extensions: mbedTLS 2.28 keeps DNS names only.
-bool certificate_has_address(const mbedtls_x509_crt& cert, const std::vector<unsigned char>& address) {
+bool certificate_has_address(const mbedtls_x509_crt& cert,
+                             const std::vector<unsigned char>& address) {
   unsigned char* p = cert.v3_ext.p;
   if (p == nullptr) return false;
   const unsigned char* end = p + cert.v3_ext.len;
@@ -86,7 +87,8 @@ bool certificate_has_address(const mbedtls_x509_crt& cert, const std::vector<uns
   const std::string_view san_oid(MBEDTLS_OID_SUBJECT_ALT_NAME,
                                  sizeof(MBEDTLS_OID_SUBJECT_ALT_NAME) - 1);
   while (p < end) {
-    if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0) {
+    if (mbedtls_asn1_get_tag(&p, end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) !=
+        0) {
       return false;
     }
     const unsigned char* ext_end = p + len;
@@ -103,8 +105,8 @@ bool certificate_has_address(const mbedtls_x509_crt& cert, const std::vector<uns
       return false;
     }
     if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_OCTET_STRING) != 0) return false;
-    if (mbedtls_asn1_get_tag(&p, ext_end, &len,
-                             MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0) {
+    if (mbedtls_asn1_get_tag(&p, ext_end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) !=
+        0) {
       return false;
     }
     const unsigned char* names_end = p + len;
@@ -160,8 +162,8 @@ struct tls_config::impl {
 tls_config::tls_config(const std::string& ca_file, bool verify)
     : impl_(std::make_unique<impl>()), verify_(verify) {
   mbedtls_ssl_config& conf = impl_->conf;
-  if (int r = mbedtls_ssl_config_defaults(&conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
-                                          MBEDTLS_SSL_PRESET_DEFAULT);
+  if (int r = mbedtls_ssl_config_defaults(&conf, MBEDTLS_SSL_IS_CLIENT,
+                                          MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
       r != 0) {
     throw tls_config_error(mbedtls_text(r));
   }
@@ -299,8 +301,8 @@ asio::awaitable<error_code> tls_stream::handshake() {
     if (r == 0) co_return error_code{};
     if (r == MBEDTLS_ERR_SSL_CONN_EOF) co_return asio::error::eof;
     if (r != MBEDTLS_ERR_SSL_WANT_READ) co_return to_error(r);
-    const std::size_t n =
-        co_await socket_.async_read_some(input_space(), asio::redirect_error(asio::use_awaitable, ec));
+    const std::size_t n = co_await socket_.async_read_some(
+        input_space(), asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::eof) {
       input_ended();
     } else if (ec) {
@@ -390,8 +392,8 @@ void tls_stream::stage(const void* data, std::size_t size) {
 void tls_stream::encrypt_staged(error_code& ec) {
   std::size_t done = 0;
   while (done < impl_->staged.size()) {
-    const int r = mbedtls_ssl_write(&impl_->ssl, impl_->staged.data() + done,
-                                    impl_->staged.size() - done);
+    const int r =
+        mbedtls_ssl_write(&impl_->ssl, impl_->staged.data() + done, impl_->staged.size() - done);
     if (r < 0) {
       ec = to_error(r);
       break;

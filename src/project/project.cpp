@@ -71,12 +71,25 @@ constexpr std::string_view file_name = "funcie.toml";
 constexpr std::array<std::string_view, 5> function_only_keys = {"app", "command", "dir", "watch",
                                                                 "env"};
 /// All the keys of a level, for suggestions: the defaults are allowed in both.
-constexpr std::array<std::string_view, 19> top_level_keys = {
-    "backend",        "concurrency",     "hold",          "forward_credentials",
-    "heartbeat_ms",   "ca_file",         "tls_verify",    "request_queue",
-    "response_queue", "secret_file",     "encrypt",       "route",
-    "functions",      "sqs_claim_ms",    "sqs_absent_ms", "sqs_presence_ms",
-    "sqs_presence_idle_ms", "sqs_receive_batch", "sqs_max_message_bytes"};
+constexpr std::array<std::string_view, 19> top_level_keys = {"backend",
+                                                             "concurrency",
+                                                             "hold",
+                                                             "forward_credentials",
+                                                             "heartbeat_ms",
+                                                             "ca_file",
+                                                             "tls_verify",
+                                                             "request_queue",
+                                                             "response_queue",
+                                                             "secret_file",
+                                                             "encrypt",
+                                                             "route",
+                                                             "functions",
+                                                             "sqs_claim_ms",
+                                                             "sqs_absent_ms",
+                                                             "sqs_presence_ms",
+                                                             "sqs_presence_idle_ms",
+                                                             "sqs_receive_batch",
+                                                             "sqs_max_message_bytes"};
 constexpr std::array<std::string_view, 23> function_keys = {"app",
                                                             "command",
                                                             "dir",
@@ -367,8 +380,9 @@ std::vector<std::string> read_routes(const source_file& file, const toml::node& 
   for (const auto* item : items) {
     const auto* text = item->as_string();
     if (text == nullptr) {
-      fail(file, item->source(),
-           "'route' must be a string (or an array of strings), e.g. route = \"/headers/x-dev=ada\"");
+      fail(
+          file, item->source(),
+          "'route' must be a string (or an array of strings), e.g. route = \"/headers/x-dev=ada\"");
     }
     try {
       tunnel::parse_route(text->get());

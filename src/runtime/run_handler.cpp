@@ -16,9 +16,9 @@
 #include <utility>
 
 #include "funcie/runtime/runtime.hpp"
-#include "runtime_api/protocol.hpp"
 #include "runtime/client.hpp"
 #include "runtime/loop.hpp"
+#include "runtime_api/protocol.hpp"
 
 namespace funcie::runtime {
 
@@ -37,8 +37,7 @@ invocation_response invocation_response::success(std::string payload, std::strin
   return response;
 }
 
-invocation_response invocation_response::failure(std::string error_message,
-                                                 std::string error_type,
+invocation_response invocation_response::failure(std::string error_message, std::string error_type,
                                                  std::vector<std::string> stack_trace) {
   invocation_response response;
   response.error_message_ = std::move(error_message);

@@ -123,8 +123,8 @@ bool is_other_next_header(std::string_view name, std::string_view value) {
   };
   for (std::string_view known :
        {header::request_id, header::deadline_ms, header::function_arn, header::trace_id,
-        header::client_context, header::cognito_identity, header::tenant_id,
-        header::pipelining, std::string_view("Content-Length"), std::string_view("Transfer-Encoding"),
+        header::client_context, header::cognito_identity, header::tenant_id, header::pipelining,
+        std::string_view("Content-Length"), std::string_view("Transfer-Encoding"),
         std::string_view("Connection"), std::string_view("Keep-Alive")}) {
     if (is(known)) return false;
   }

@@ -467,9 +467,9 @@ std::string keyring::open(std::string_view frame, std::string* key_id) const {
   auto* data = reinterpret_cast<unsigned char*>(out.data());
 
   gcm<seal_error> c(k->bytes, nonce.data(), false, line->line,
-                    encrypted(line->kind) ? std::nullopt
-                                          : std::optional<std::string_view>(
-                                                std::string_view(out.data(), size)));
+                    encrypted(line->kind)
+                        ? std::nullopt
+                        : std::optional<std::string_view>(std::string_view(out.data(), size)));
   if (encrypted(line->kind)) c.update(data, data, size);  // in place
   if (!c.open_final(data + size)) {
     crypto::wipe(data, size);

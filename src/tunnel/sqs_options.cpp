@@ -29,8 +29,7 @@ constexpr option_spec specs[] = {
     {"FUNCIE_SQS_PRESENCE_MS", 1000, hour_ms, "milliseconds"},
     {"FUNCIE_SQS_PRESENCE_IDLE_MS", 1000, 24 * hour_ms, "milliseconds"},
     {"FUNCIE_SQS_RECEIVE_BATCH", 1, 10, "messages"},
-    {"FUNCIE_SQS_MAX_MESSAGE_BYTES", 0, static_cast<std::int64_t>(sqs_max_message_bytes),
-     "bytes"},
+    {"FUNCIE_SQS_MAX_MESSAGE_BYTES", 0, static_cast<std::int64_t>(sqs_max_message_bytes), "bytes"},
 };
 
 std::string shown(std::string_view text) {
@@ -53,8 +52,9 @@ void set_sqs_option(sqs_options& options, std::string_view name, std::string_vie
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || value < spec->min ||
       value > spec->max) {
-    throw backend_config_error(fmt::format("{} must be a whole number of {} from {} to {}, not '{}'",
-                                           name, spec->unit, spec->min, spec->max, shown(text)));
+    throw backend_config_error(
+        fmt::format("{} must be a whole number of {} from {} to {}, not '{}'", name, spec->unit,
+                    spec->min, spec->max, shown(text)));
   }
   using std::chrono::milliseconds;
   if (name == "FUNCIE_SQS_CLAIM_MS") {

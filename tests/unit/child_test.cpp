@@ -315,9 +315,10 @@ TEST(ChildOutput, CollectDeliversWhatThePipesHoldBeforeTheReadersRun) {
   auto marker = testing::TempDir() + "child_output_collect.done";
   std::remove(marker.c_str());
   std::vector<line> lines;
-  child c(io.get_executor(),
-          {"sh", "-c", "echo first; echo second >&2; printf unfinished; : > " + marker + "; sleep 60"},
-          env(), capture(lines));
+  child c(
+      io.get_executor(),
+      {"sh", "-c", "echo first; echo second >&2; printf unfinished; : > " + marker + "; sleep 60"},
+      env(), capture(lines));
   // The event loop does not run: the readers cannot have read anything.
   for (int i = 0; i < 1000 && !std::filesystem::exists(marker); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -7,8 +7,8 @@
 #include "backend/redis/settings.hpp"
 #include "tunnel/core.hpp"
 #include "tunnel/route.hpp"
-#include "util/clock.hpp"
 #include "tunnel/try_await.hpp"
+#include "util/clock.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -94,7 +94,8 @@ struct redis_forwarder_backend::state {
     // announcement up to a heartbeat/6 ago (on the boot clock: a thawed forwarder's is older)
     // and none since the view was read; and never past the heartbeat bound since the read.
     return watcher_live && view_epoch == presence_epoch && confirmed_at != 0 &&
-           now - confirmed_at < short_bound() && now - view_read_at < options.timing.heartbeat.count();
+           now - confirmed_at < short_bound() &&
+           now - view_read_at < options.timing.heartbeat.count();
   }
 
   void stop_watching() noexcept {
@@ -289,14 +290,15 @@ class redis_pieces final : public tunnel::response_pieces {
 /// Reads the presence view: every live session with its (sealed) info. A session whose info
 /// does not open with our keys, is about another session, or has a route that does not parse
 /// is left out (logged once): a broker cannot divert invocations by rewriting a route.
-asio::awaitable<void> read_view(const std::shared_ptr<forwarder_state>& s, redis::connection& conn) {
+asio::awaitable<void> read_view(const std::shared_ptr<forwarder_state>& s,
+                                redis::connection& conn) {
   const std::string consumers_key = s->keys.consumers();
   const std::string prefix = s->keys.consumer("");
   std::vector<std::string_view> keys{consumers_key};
   std::vector<std::string_view> args{prefix, "256"};
   const std::int64_t epoch = s->watcher_live ? s->presence_epoch : -1;
-  const redis::reply listed =
-      co_await run_script(conn, all_scripts().sessions, keys, args, s->options.timing.command_timeout);
+  const redis::reply listed = co_await run_script(conn, all_scripts().sessions, keys, args,
+                                                  s->options.timing.command_timeout);
   std::vector<forwarder_state::present_session> view;
   for (std::size_t i = 0; i + 1 < listed.elements.size(); i += 2) {
     const std::string& id = listed.elements[i].str;
@@ -380,9 +382,10 @@ asio::awaitable<void> watch_presence(std::shared_ptr<forwarder_state> s) {
       if (s->watcher) s->watcher->close();
       if (!refused_logged) {
         refused_logged = true;
-        spdlog::info("presence subscription on {} failed ({}); each invocation reads presence "
-                     "instead",
-                     s->broker, opened.error);
+        spdlog::info(
+            "presence subscription on {} failed ({}); each invocation reads presence "
+            "instead",
+            s->broker, opened.error);
       }
       pause = backoff;
       backoff = std::min(backoff * 2, milliseconds(5000));
@@ -586,7 +589,8 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
       s->pool->drop_connections();
       s->backoff.enter(offered.error);
       if (round > 0) {
-        co_return tunnel::not_taken(fmt::format("{}; broker trouble: {}", withdrawal, offered.error));
+        co_return tunnel::not_taken(
+            fmt::format("{}; broker trouble: {}", withdrawal, offered.error));
       }
       co_return tunnel::not_taken(fmt::format("broker trouble: {}", offered.error));
     }
@@ -617,11 +621,11 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
       withdrawn_from.push_back(*w->owner);
       continue;
     }
-    if (outcome.outcome == tunnel::forward_outcome::kind::answered &&
-        outcome.answer.is_piece() && outcome.answer.more) {
+    if (outcome.outcome == tunnel::forward_outcome::kind::answered && outcome.answer.is_piece() &&
+        outcome.answer.more) {
       outcome.pieces = std::make_shared<redis_pieces>(s, std::move(w));
     }
-  co_return outcome;
+    co_return outcome;
   }
 }
 

@@ -14,12 +14,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <deque>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <deque>
 #include <optional>
 #include <unordered_map>
 #include <utility>
@@ -170,9 +170,10 @@ asio::awaitable<void> announce(std::shared_ptr<session_state> s, std::string_vie
     co_await conn->execute_checked(ping, s->options.timing.command_timeout);
   }());
   if (!sent) {
-    spdlog::warn("could not announce session {} on {} ({}); forwarders will see it within the "
-                 "heartbeat bound instead of at once",
-                 s->session_id, s->broker, sent.error);
+    spdlog::warn(
+        "could not announce session {} on {} ({}); forwarders will see it within the "
+        "heartbeat bound instead of at once",
+        s->session_id, s->broker, sent.error);
   }
 }
 
@@ -260,7 +261,7 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
 /// What one wait on this session's inbox brought.
 struct popped_item {
   std::optional<std::string> item;  ///< nullopt: the wait ended with nothing
-  bool late = false;  ///< it came back later than a stopped session's key would live
+  bool late = false;                ///< it came back later than a stopped session's key would live
 };
 
 /// Pops the next item of this session's inbox, waiting up to a heartbeat/6 (so that a silently
@@ -283,7 +284,7 @@ asio::awaitable<popped_item> pop(std::shared_ptr<session_state> s) {
   const std::string count = std::to_string(max_batch_pop);
   redis::reply popped;
   if (s->batch_pop) {
-    std::vector<std::string_view> blmpop{"BLMPOP", wait_text, "1",    s->inbox_key,
+    std::vector<std::string_view> blmpop{"BLMPOP", wait_text, "1",  s->inbox_key,
                                          "LEFT",   "COUNT",   count};
     popped = co_await conn->execute(blmpop, wait + timing.command_timeout);
     if (popped.is_error()) {
@@ -388,9 +389,10 @@ asio::awaitable<tunnel::request> redis_consumer_session::next() {
     const std::size_t newline = item.find('\n');
     const std::string expected_id = item.substr(0, std::min(newline, item.size()));
     if (newline == std::string::npos || !tunnel::is_valid_id(expected_id)) {
-      spdlog::warn("dropped an item of this session's inbox on {}: it does not start with a "
-                   "request id",
-                   s->broker);
+      spdlog::warn(
+          "dropped an item of this session's inbox on {}: it does not start with a "
+          "request id",
+          s->broker);
       continue;
     }
     item.erase(0, newline + 1);

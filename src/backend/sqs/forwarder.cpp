@@ -155,10 +155,9 @@ asio::awaitable<tunnel::forward_outcome> sqs_forwarder_backend::forward(
   // nobody; what a read of nobody said is only ever refreshed in the background.
   // (After a failed read, not before its pause is over.)
   const bool failing = s->presence_backoff > 0ms && steady::now() < s->next_presence_read;
-  const bool stale =
-      s->saw_session && !failing &&
-      (steady::now() - s->presence_read_at > s->config().presence_every * 3 ||
-       s->seen.until_ms <= util::unix_ms_now());
+  const bool stale = s->saw_session && !failing &&
+                     (steady::now() - s->presence_read_at > s->config().presence_every * 3 ||
+                      s->seen.until_ms <= util::unix_ms_now());
   if (s->tags_usable && (!s->presence_known || stale) && !s->presence_reading) {
     // A cold start: one ListQueueTags, the only SQS call in the latency of an invocation
     // nobody debugs.

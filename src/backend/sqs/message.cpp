@@ -35,15 +35,15 @@ constexpr std::int64_t max_ms = std::numeric_limits<std::int64_t>::max();
 
 // Which header fields a kind carries (docs/sqs.md, "Messages").
 struct fields {
-  bool session = false;   ///< session
-  bool addressed = false;  ///< session, optional: the one session meant (docs/sqs.md, "Routes")
-  bool pieces = false;    ///< part, count
-  bool claim_by = false;  ///< claim_by_ms
-  bool sent = false;      ///< sent_ms
+  bool session = false;       ///< session
+  bool addressed = false;     ///< session, optional: the one session meant (docs/sqs.md, "Routes")
+  bool pieces = false;        ///< part, count
+  bool claim_by = false;      ///< claim_by_ms
+  bool sent = false;          ///< sent_ms
   bool stream_piece = false;  ///< piece
   bool stored = false;        ///< sent (optional)
-  bool expires = false;   ///< expires_ms
-  bool data = false;      ///< enc and data after the header
+  bool expires = false;       ///< expires_ms
+  bool data = false;          ///< enc and data after the header
 };
 
 fields fields_of(message_kind kind) {
@@ -71,9 +71,9 @@ fields fields_of(message_kind kind) {
   return {};
 }
 
-constexpr std::array all_kinds{message_kind::offer,    message_kind::part,  message_kind::ff,
+constexpr std::array all_kinds{message_kind::offer,    message_kind::part,   message_kind::ff,
                                message_kind::claim,    message_kind::commit, message_kind::alive,
-                               message_kind::response, message_kind::piece, message_kind::ping,
+                               message_kind::response, message_kind::piece,  message_kind::ping,
                                message_kind::pong};
 
 // --- SQS text ---------------------------------------------------------------------------
@@ -340,7 +340,8 @@ message decode(std::string_view body) {
   }
   if (f.claim_by) m.claim_by_ms = get_int(h, "claim_by_ms", 0, max_ms);
   if (f.sent) m.sent_ms = get_int(h, "sent_ms", 0, max_ms);
-  if (f.stream_piece) m.piece = static_cast<std::uint32_t>(get_int(h, "piece", 0, max_stream_piece));
+  if (f.stream_piece)
+    m.piece = static_cast<std::uint32_t>(get_int(h, "piece", 0, max_stream_piece));
   if (f.stored && h.contains("sent")) {
     m.sent = static_cast<std::uint32_t>(get_int(h, "sent", 0, max_stream_piece));
   }
@@ -499,14 +500,13 @@ std::string routes_text(std::string_view key, std::string_view session_id,
   for (const auto& r : routes) list.emplace_back(r);
   const std::string array = json::serialize(list);
   if (!keys.enabled()) return util::to_base64(array);
-  return frame_to_tag_value(keys.seal_text(std::string(key) + " " + std::string(session_id) +
-                                           "\n" + array));
+  return frame_to_tag_value(
+      keys.seal_text(std::string(key) + " " + std::string(session_id) + "\n" + array));
 }
 
 /// The routes in a session's route tags joined, or nullopt (with `why`) when they do not
 /// open or are not a JSON array of strings.
-std::optional<std::vector<std::string>> routes_of(std::string_view key,
-                                                  std::string_view session_id,
+std::optional<std::vector<std::string>> routes_of(std::string_view key, std::string_view session_id,
                                                   std::string_view joined,
                                                   const tunnel::keyring& keys, std::string& why) {
   std::string array;

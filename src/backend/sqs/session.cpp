@@ -50,8 +50,8 @@ asio::awaitable<void> receive_loop(std::shared_ptr<session_state> s) {
   while (!s->over()) {
     const auto [asked, wait] = s->net.next_receive(last_got, consumer_wait_seconds);
     const std::int64_t started_ms = util::unix_ms_now();
-    auto polled = co_await tunnel::try_await(s->net.client->receive_message(
-        s->config().request_queue, asked, wait, visibility_seconds));
+    auto polled = co_await tunnel::try_await(
+        s->net.client->receive_message(s->config().request_queue, asked, wait, visibility_seconds));
     std::vector<aws::sqs_json::received_message> got;
     if (polled) got = std::move(*polled.value);
     last_got = got.size();
@@ -324,8 +324,8 @@ asio::awaitable<void> sqs_consumer_session::respond(const tunnel::response& answ
   co_await send_response(s, answer, expires, std::move(key));
   if (!more) co_return;
   if (const auto held = s->held.find(answer.id); held != s->held.end()) {
-    held->second.pieces_sent = std::max(held->second.pieces_sent,
-                                        static_cast<std::uint32_t>(answer.piece + 1));
+    held->second.pieces_sent =
+        std::max(held->second.pieces_sent, static_cast<std::uint32_t>(answer.piece + 1));
   }
 }
 

@@ -92,9 +92,9 @@ settings resolve_settings(const tunnel::backend_options& options, const aws::get
   out.max_message_bytes = tuning.max_message_bytes;
   if (out.max_message_bytes != 0 &&
       (out.max_message_bytes < min_message_bytes || out.max_message_bytes > max_message_bytes)) {
-    throw tunnel::backend_config_error(fmt::format(
-        "FUNCIE_SQS_MAX_MESSAGE_BYTES must be 0 or from {} to {}", min_message_bytes,
-        max_message_bytes));
+    throw tunnel::backend_config_error(
+        fmt::format("FUNCIE_SQS_MAX_MESSAGE_BYTES must be 0 or from {} to {}", min_message_bytes,
+                    max_message_bytes));
   }
   return out;
 }
