@@ -327,10 +327,14 @@ TEST_F(RedisBackend, RedisDownMeansTheCloudFastThenNoCostUntilTheBackoffEndsThen
 }
 
 TEST_F(RedisBackend, AConnectionThatDiedWhileFrozenIsReopenedOnceAndTheRequestForwarded) {
+  // The default 3 s heartbeat bound: the redis-cli calls below block this thread, and under
+  // ASan on a busy machine they kept the session's heartbeat from running for more than the
+  // fixture's 600 ms (CI: "no consumer"). What this tests is the forwarder's reconnection.
+  const auto opts = options(3000ms);
   run([&]() -> asio::awaitable<void> {
-    auto session = co_await open_session(options());
+    auto session = co_await open_session(opts);
     auto log = start_serving(*session, answer_mode::echo);
-    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), opts);
     auto warm = co_await forwarder->forward(make_request("warm"), steady::now() + 10s);
     EXPECT_EQ(warm.outcome, kind::answered);
     // What a Lambda freeze does to idle sockets: the server side is gone, ours looks open.
@@ -558,10 +562,11 @@ TEST_F(RedisBackend, ASessionWhosePresenceLapsedIsOverAndSaysSo) {
 }
 
 TEST_F(RedisBackend, ScriptsSurviveAFlushedScriptCache) {
+  const auto opts = options(3000ms);  // redis-cli blocks this thread (see above)
   run([&]() -> asio::awaitable<void> {
-    auto session = co_await open_session(options());
+    auto session = co_await open_session(opts);
     auto log = start_serving(*session, answer_mode::echo);
-    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), options());
+    auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), opts);
     server.cli({"SCRIPT", "FLUSH"});
     auto out = co_await forwarder->forward(make_request("x"), steady::now() + 10s);
     EXPECT_EQ(out.outcome, kind::answered) << out.reason << out.message;
