@@ -102,8 +102,10 @@ struct served_function::state {
   std::map<asio::steady_timer*, held> holds;
   bool countdown_running = false;
   bool stopping = false;
-  // Console lines waiting for their invocation's output to settle; stop() lets them print.
+  // Console lines waiting for their invocation's output to settle; stop() lets them print,
+  // waiting on `lines_printed`, which the last of them cancels.
   int pending_lines = 0;
+  asio::steady_timer lines_printed{executor};
   bool warned_credentials = false;
   std::string session;       // the tunnel session, for the history
   std::string secret_state;  // the start block's "secret" line
@@ -377,7 +379,9 @@ void finish_line(const state_ptr& s, const tunnel::request& req, const console::
        block = std::move(block), entry = std::move(entry)]() mutable -> asio::awaitable<void> {
         struct done {
           served_function::state* state;
-          ~done() { --state->pending_lines; }
+          ~done() {
+            if (--state->pending_lines == 0) state->lines_printed.cancel();
+          }
         } counted{s.get()};
         co_await s->output_settled(line.request_id);
         if (entry) s->record(std::move(*entry));
@@ -650,11 +654,11 @@ asio::awaitable<void> served_function::stop() {
   co_await s->pool.shut_down(milliseconds(2000));
   // An invocation answered just before Ctrl-C still gets its line (its output is read now);
   // a terminal that stopped reading does not keep funcie from exiting.
-  asio::steady_timer tick(s->executor);
-  for (int i = 0; s->pending_lines > 0 && i < 50; ++i) {
-    tick.expires_after(milliseconds(10));
+  const auto until = steady_clock::now() + milliseconds(500);
+  while (s->pending_lines > 0 && steady_clock::now() < until) {
+    s->lines_printed.expires_at(until);
     boost::system::error_code ec;
-    co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await s->lines_printed.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
 }
 

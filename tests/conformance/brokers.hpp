@@ -14,6 +14,7 @@
 #pragma once
 
 #include "../support/env.hpp"
+#include "../support/sqs_fixture.hpp"
 #include "aws/credentials.hpp"
 #include "aws/sqs_client.hpp"
 #include "backend/redis/keys.hpp"
@@ -128,7 +129,7 @@ class recorder_process {
 /// reads (the AWS client's settings), set for the test's time.
 struct test_scope {
   tunnel::backend_options options;
-  std::vector<std::unique_ptr<scoped_env>> env;
+  std::unique_ptr<aws_test_env> env;  ///< SQS only
 };
 
 /// What clients sent the broker since it was made.
@@ -317,31 +318,11 @@ class sqs_broker final : public broker {
 
   std::unique_ptr<test_scope> new_scope(std::chrono::milliseconds heartbeat) override {
     auto scope = std::make_unique<test_scope>();
-    auto& o = scope->options;
-    o.url = "sqs://";
-    o.app = next_app();
+    const std::string app = next_app();
     if (apps_ > queue_pairs) throw std::runtime_error("sqs_broker: more tests than queue pairs");
-    o.timing.heartbeat = heartbeat;
-    o.sqs.request_queue_url = server_.url("req" + std::to_string(apps_));
-    o.sqs.response_queue_url = server_.url("resp" + std::to_string(apps_));
-    // Presence read every second rather than 10 s, so that a warm forwarder notices a session
-    // that comes or goes in the suite's time.
-    o.sqs_tuning.presence_every = std::chrono::milliseconds(1000);
-    // local-aws-sqs holds a batched receive for its whole wait; funcie finds that out by itself
-    // at the first one (tests/sqs: HeldBatchedReceivesAreDetected); the suite skips it.
-    if (server_.which() == sqs_server::kind::local) o.sqs_tuning.receive_batch = 1;
-    // The AWS client's own settings, as a function's environment gives them.
-    const std::vector<std::pair<const char*, const char*>> env{
-        {"AWS_ACCESS_KEY_ID", "AKIDFUNCIETEST"},
-        {"AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"},
-        {"AWS_SESSION_TOKEN", nullptr},
-        {"AWS_PROFILE", nullptr},
-        {"AWS_REGION", "us-east-1"},
-        {"AWS_ENDPOINT_URL_SQS", server_.endpoint().c_str()},
-        {"AWS_EC2_METADATA_DISABLED", "true"}};
-    for (const auto& [name, value] : env) {
-      scope->env.push_back(std::make_unique<scoped_env>(name, value));
-    }
+    scope->options = sqs_options(server_, app, heartbeat, "req" + std::to_string(apps_),
+                                 "resp" + std::to_string(apps_));
+    scope->env = std::make_unique<aws_test_env>(server_.endpoint());
     return scope;
   }
 
@@ -393,14 +374,8 @@ class sqs_broker final : public broker {
   }
 
   boost::asio::awaitable<void> send(const std::string& queue_url, const std::string& body) {
-    auto ex = co_await boost::asio::this_coro::executor;
-    aws::sqs_client_options o;
-    o.region = "us-east-1";
-    o.endpoint = server_.endpoint();
-    auto credentials = std::make_shared<aws::credential_provider>(
-        ex, [](const char* name) { return std::getenv(name); });
-    aws::sqs_client client(ex, o, credentials);
-    co_await client.send_message(queue_url, body);
+    auto client = raw_sqs_client(co_await boost::asio::this_coro::executor, server_);
+    co_await client->send_message(queue_url, body);
   }
 
   sqs_server server_;

@@ -4,6 +4,7 @@
 // forwarder whose event loop did not run (a frozen Lambda environment) reads presence again;
 // a session gone before it took its request lets the forwarder pick another session.
 #include "../support/async.hpp"
+#include "../support/redis_session.hpp"
 #include "../support/request.hpp"
 #include "backend/redis/keys.hpp"
 #include "redis/connection.hpp"
@@ -98,13 +99,6 @@ class RedisPresence : public ::testing::Test {
     co_return session;
   }
 
-  asio::awaitable<std::shared_ptr<redis::connection>> raw_connection() {
-    redis::connect_options c;
-    c.server = redis::parse_url(server.url());
-    co_return std::shared_ptr<redis::connection>(
-        co_await redis::connection::connect(io.get_executor(), c));
-  }
-
   /// How many scripts and commands the server has run so far (INFO's total_commands_processed
   /// counts this query too, and redis-cli's own connection).
   long long scripts_run() const {
@@ -117,32 +111,11 @@ class RedisPresence : public ::testing::Test {
     return total;
   }
 
-  /// A session made by hand: present with `routes`, its key living `key_ms`, subscribed to its
-  /// own channel (so an assignment reaches it) but never popping its inbox: one that was
-  /// picked and then died or stopped before it took the request.
-  asio::awaitable<std::pair<std::string, std::shared_ptr<redis::connection>>> never_popping(
-      std::vector<std::string> routes, std::string key_ms) {
-    const redis_backend::app_keys keys(app);
-    const std::string id = util::random_hex(32);
-    auto sub = co_await raw_connection();
-    co_await sub->subscribe(keys.channel(id));
-    auto cmd = co_await raw_connection();
-    const std::string expiry =
-        std::to_string(std::chrono::duration_cast<milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch() + 60s)
-                           .count());
-    const std::string consumers = keys.consumers();
-    std::vector<std::string_view> zadd{"ZADD", consumers, expiry, id};
-    co_await cmd->execute_checked(zadd);
-    tunnel::consumer_card card;
-    card.session = id;
-    card.routes = std::move(routes);
-    const std::string info = tunnel::encode_consumer_card(card);
-    const std::string key = keys.consumer(id);
-    std::vector<std::string_view> set{"SET", key, info, "PX", key_ms};
-    co_await cmd->execute_checked(set);
-    cmd->close();
-    co_return std::make_pair(id, sub);
+  /// A session made by hand, never popping its inbox (test::never_popping_session).
+  asio::awaitable<test::hand_made_session> never_popping(std::vector<std::string> routes,
+                                                         std::string key_ms) {
+    return test::never_popping_session(io.get_executor(), server.url(), std::string(app),
+                                       std::move(routes), std::move(key_ms));
   }
 };
 
@@ -248,8 +221,8 @@ TEST_F(RedisPresence, ASessionGoneBeforeItTookItsRequestLetsTheForwarderPickAnot
     // Ada's session is picked (its route holds) and dies before popping: its key expires
     // after 400 ms. Another session without a route is connected.
     auto made = co_await never_popping(ada_route(), "400");
-    const std::string dying = made.first;
-    auto dying_sub = made.second;
+    const std::string dying = made.id;
+    auto dying_sub = made.subscription;
     auto ran = std::make_shared<int>(0);
     auto rest = co_await open_serving(o, ran);
     auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
@@ -279,8 +252,8 @@ TEST_F(RedisPresence, AStoppedSessionsRequestGoesToAnotherAfterTheBoundAndNeverT
     const auto o = options(600ms);
     // Stopped but connected: subscribed, its key alive for a minute, never popping.
     auto made = co_await never_popping(ada_route(), "60000");
-    const std::string stopped = made.first;
-    auto stopped_sub = made.second;
+    const std::string stopped = made.id;
+    auto stopped_sub = made.subscription;
     auto ran = std::make_shared<int>(0);
     auto rest = co_await open_serving(o, ran);
     auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);

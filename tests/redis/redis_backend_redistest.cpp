@@ -3,6 +3,7 @@
 // withdrawals, broker trouble, garbage in its keys. What every backend keeps is checked once
 // for all of them in tests/conformance.
 #include "../support/async.hpp"
+#include "../support/redis_session.hpp"
 #include "backend/redis/keys.hpp"
 #include "backend/redis/scripts.hpp"
 #include "consumer/consumer.hpp"
@@ -128,10 +129,14 @@ class RedisBackend : public ::testing::Test {
   }
 
   asio::awaitable<std::shared_ptr<redis::connection>> raw_connection() {
-    redis::connect_options c;
-    c.server = redis::parse_url(server.url());
-    auto conn = co_await redis::connection::connect(io.get_executor(), c);
-    co_return std::shared_ptr<redis::connection>(std::move(conn));
+    return test::raw_redis_connection(io.get_executor(), server.url());
+  }
+
+  /// A session made by hand, without routes, never popping its inbox
+  /// (test::never_popping_session).
+  asio::awaitable<test::hand_made_session> never_popping(std::string key_ms) {
+    return test::never_popping_session(io.get_executor(), server.url(), std::string(app), {},
+                                       std::move(key_ms));
   }
 };
 
@@ -199,23 +204,10 @@ TEST_F(RedisBackend, AStoppedButSubscribedConsumerLetsTheOfferRunInTheCloudAfter
     const auto o = options(600ms);
     const redis_backend::app_keys keys(app);
     // A consumer frozen right after it joined: subscribed, present, never pops its inbox.
-    const std::string frozen = util::random_hex(32);
-    auto sub = co_await raw_connection();
-    co_await sub->subscribe(keys.channel(frozen));
+    auto made = co_await never_popping("60000");
+    const std::string frozen = made.id;
+    auto sub = made.subscription;
     auto cmd = co_await raw_connection();
-    const std::string expiry =
-        std::to_string(std::chrono::duration_cast<milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch() + 60s)
-                           .count());
-    const std::string consumers = keys.consumers();
-    const std::string consumer_key = keys.consumer(frozen);
-    std::vector<std::string_view> zadd{"ZADD", consumers, expiry, frozen};
-    co_await cmd->execute_checked(zadd);
-    tunnel::consumer_card card;
-    card.session = frozen;
-    const std::string info = tunnel::encode_consumer_card(card);
-    std::vector<std::string_view> set{"SET", consumer_key, info, "PX", "60000"};
-    co_await cmd->execute_checked(set);
 
     auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
     const auto req = make_request("frozen");
@@ -248,23 +240,10 @@ TEST_F(RedisBackend, ARequestItsSessionNeverPoppedIsWithdrawnWhenTheSessionGoesA
     const redis_backend::app_keys keys(app);
     // A session that was picked and then died before popping its inbox: subscribed (so the
     // assignment reaches it), its key about to expire, nobody popping.
-    const std::string dying = util::random_hex(32);
-    auto sub = co_await raw_connection();
-    co_await sub->subscribe(keys.channel(dying));
+    auto made = co_await never_popping("400");
+    const std::string dying = made.id;
+    auto sub = made.subscription;
     auto cmd = co_await raw_connection();
-    const std::string expiry =
-        std::to_string(std::chrono::duration_cast<milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch() + 60s)
-                           .count());
-    const std::string consumers = keys.consumers();
-    const std::string consumer_key = keys.consumer(dying);
-    std::vector<std::string_view> zadd{"ZADD", consumers, expiry, dying};
-    co_await cmd->execute_checked(zadd);
-    tunnel::consumer_card card;
-    card.session = dying;
-    const std::string info = tunnel::encode_consumer_card(card);
-    std::vector<std::string_view> set{"SET", consumer_key, info, "PX", "400"};
-    co_await cmd->execute_checked(set);
 
     auto forwarder = tunnel::make_forwarder_backend(io.get_executor(), o);
     const auto req = make_request("never popped");

@@ -2,6 +2,7 @@
 // session gets only the invocations its route holds for, a session without a route takes
 // the rest, nobody wanted means the cloud, and a route rewritten on the broker is refused.
 #include "../support/async.hpp"
+#include "../support/redis_session.hpp"
 #include "../support/request.hpp"
 #include "backend/redis/keys.hpp"
 #include "redis/connection.hpp"
@@ -142,10 +143,7 @@ class RedisRoutes : public ::testing::Test {
   }
 
   asio::awaitable<std::shared_ptr<redis::connection>> raw_connection() {
-    redis::connect_options c;
-    c.server = redis::parse_url(server.url());
-    co_return std::shared_ptr<redis::connection>(
-        co_await redis::connection::connect(io.get_executor(), c));
+    return test::raw_redis_connection(io.get_executor(), server.url());
   }
 };
 

@@ -3,8 +3,8 @@
 // never committed; a routed session never claims what its routes do not hold for; routes
 // travel in the request queue's tags, sealed with the secret.
 #include "../support/async.hpp"
-#include "../support/env.hpp"
 #include "../support/request.hpp"
+#include "../support/sqs_fixture.hpp"
 #include "aws/credentials.hpp"
 #include "aws/sqs_client.hpp"
 #include "backend/sqs/message.hpp"
@@ -33,7 +33,6 @@ using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 using kind = tunnel::forward_outcome::kind;
 using funcie::test::run_async;
-using funcie::test::scoped_env;
 using funcie::test::serve;
 using funcie::test::serving;
 using funcie::test::sleep_for;
@@ -47,38 +46,15 @@ tunnel::request for_dev(const std::string& dev) {
   return req;
 }
 
-class SqsRoutes : public ::testing::TestWithParam<sqs_server::kind> {
+class SqsRoutes : public ::testing::TestWithParam<sqs_server::kind>, protected test::sqs_fixture {
  protected:
-  sqs_server server{GetParam(), {{"req"}, {"resp"}}};
-  scoped_env key{"AWS_ACCESS_KEY_ID", "AKIDFUNCIETEST"};
-  scoped_env secret{"AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"};
-  scoped_env token{"AWS_SESSION_TOKEN", nullptr};
-  scoped_env profile{"AWS_PROFILE", nullptr};
-  scoped_env region{"AWS_REGION", "us-east-1"};
-  scoped_env endpoint{"AWS_ENDPOINT_URL_SQS", server.endpoint().c_str()};
-  scoped_env metadata{"AWS_EC2_METADATA_DISABLED", "true"};
+  SqsRoutes() : sqs_fixture(GetParam(), {{"req"}, {"resp"}}) {}
 
   tunnel::backend_options options(std::vector<std::string> routes = {}) const {
-    tunnel::backend_options o;
-    o.sqs_tuning.presence_every = 1000ms;
+    auto o = test::sqs_options(server, app, 3000ms);
     o.sqs_tuning.claim_window = 1000ms;
-    if (GetParam() == sqs_server::kind::local) o.sqs_tuning.receive_batch = 1;
-    o.url = "sqs://";
-    o.app = std::string(app);
-    o.timing.heartbeat = 3000ms;
-    o.sqs.request_queue_url = server.url("req");
-    o.sqs.response_queue_url = server.url("resp");
     o.routes = std::move(routes);
     return o;
-  }
-
-  std::unique_ptr<aws::sqs_client> raw_client(asio::io_context& ctx) const {
-    aws::sqs_client_options o;
-    o.region = "us-east-1";
-    o.endpoint = server.endpoint();
-    auto credentials = std::make_shared<aws::credential_provider>(
-        ctx.get_executor(), [](const char* name) { return std::getenv(name); });
-    return std::make_unique<aws::sqs_client>(ctx.get_executor(), o, credentials);
   }
 };
 
@@ -280,10 +256,7 @@ TEST_P(SqsRoutes, AnotherSessionLeavingSendsNoneOfOnesOwnToTheCloud) {
 
 INSTANTIATE_TEST_SUITE_P(BothServers, SqsRoutes,
                          ::testing::Values(sqs_server::kind::faux, sqs_server::kind::local),
-                         [](const ::testing::TestParamInfo<sqs_server::kind>& param) {
-                           return param.param == sqs_server::kind::faux ? std::string("fauxqs")
-                                                                        : std::string("local");
-                         });
+                         test::sqs_server_name);
 
 }  // namespace
 }  // namespace funcie

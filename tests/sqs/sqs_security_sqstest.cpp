@@ -2,8 +2,8 @@
 // without the secret diverts nothing. (Sealed bodies, forged, tampered and replayed messages:
 // tests/conformance, on every backend.)
 #include "../support/async.hpp"
-#include "../support/env.hpp"
 #include "../support/request.hpp"
+#include "../support/sqs_fixture.hpp"
 #include "aws/credentials.hpp"
 #include "aws/sqs_client.hpp"
 #include "backend/sqs/message.hpp"
@@ -32,7 +32,6 @@ using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 using kind = tunnel::forward_outcome::kind;
 using funcie::test::run_async;
-using funcie::test::scoped_env;
 using funcie::test::sleep_for;
 using funcie::test::sqs_server;
 
@@ -47,37 +46,17 @@ tunnel::request fresh_request(std::string payload) {
   return test::fresh_request(app, std::move(payload));
 }
 
-class SqsSealed : public ::testing::Test {
+class SqsSealed : public ::testing::Test, protected test::sqs_fixture {
  protected:
-  sqs_server server{sqs_server::kind::faux, {{"req"}, {"resp"}}};
-  // The backend reads the AWS settings the AWS way, from the environment.
-  scoped_env key{"AWS_ACCESS_KEY_ID", "AKIDFUNCIETEST"};
-  scoped_env secret{"AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"};
-  scoped_env token{"AWS_SESSION_TOKEN", nullptr};
-  scoped_env profile{"AWS_PROFILE", nullptr};
-  scoped_env region{"AWS_REGION", "us-east-1"};
-  scoped_env endpoint{"AWS_ENDPOINT_URL_SQS", server.endpoint().c_str()};
-  scoped_env metadata{"AWS_EC2_METADATA_DISABLED", "true"};
+  // The backend reads the AWS settings the AWS way, from the environment (the fixture's).
+  SqsSealed() : sqs_fixture(sqs_server::kind::faux, {{"req"}, {"resp"}}) {}
 
   tunnel::backend_options options(const tunnel::keyring& keys = our_keys()) const {
-    tunnel::backend_options o;
+    auto o = test::sqs_options(server, app, 1500ms);
+    o.sqs_tuning.presence_every = tunnel::sqs_options{}.presence_every;  // the default
     o.sqs_tuning.claim_window = std::chrono::milliseconds(1000);
-    o.url = "sqs://";
-    o.app = std::string(app);
-    o.timing.heartbeat = 1500ms;
-    o.sqs.request_queue_url = server.url("req");
-    o.sqs.response_queue_url = server.url("resp");
     o.keys = keys;
     return o;
-  }
-
-  std::unique_ptr<aws::sqs_client> raw_client(asio::io_context& ctx) const {
-    aws::sqs_client_options o;
-    o.region = "us-east-1";
-    o.endpoint = server.endpoint();
-    auto credentials = std::make_shared<aws::credential_provider>(
-        ctx.get_executor(), [](const char* name) { return std::getenv(name); });
-    return std::make_unique<aws::sqs_client>(ctx.get_executor(), o, credentials);
   }
 };
 

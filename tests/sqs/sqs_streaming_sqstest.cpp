@@ -4,8 +4,8 @@
 // delivers twice are passed on once, in order; a piece the consumer says it stored that never
 // comes ends the stream within the heartbeat bound; a whole stream leaves nothing on the queues.
 #include "../support/async.hpp"
-#include "../support/env.hpp"
 #include "../support/request.hpp"
+#include "../support/sqs_fixture.hpp"
 #include "aws/credentials.hpp"
 #include "aws/sqs_client.hpp"
 #include "backend/sqs/message.hpp"
@@ -32,7 +32,6 @@ using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
 using kind = tunnel::forward_outcome::kind;
 using funcie::test::run_async;
-using funcie::test::scoped_env;
 using funcie::test::sleep_for;
 using funcie::test::sqs_server;
 namespace sq = sqs_backend;
@@ -40,37 +39,12 @@ namespace sq = sqs_backend;
 constexpr std::string_view app = "stream-app";
 constexpr int queue_limit = 256 * 1024;
 
-class SqsStreaming : public ::testing::TestWithParam<sqs_server::kind> {
+class SqsStreaming : public ::testing::TestWithParam<sqs_server::kind>,
+                     protected test::sqs_fixture {
  protected:
-  sqs_server server{GetParam(), {{"req", queue_limit}, {"resp", queue_limit}}};
-  scoped_env key{"AWS_ACCESS_KEY_ID", "AKIDFUNCIETEST"};
-  scoped_env secret{"AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"};
-  scoped_env token{"AWS_SESSION_TOKEN", nullptr};
-  scoped_env profile{"AWS_PROFILE", nullptr};
-  scoped_env region{"AWS_REGION", "us-east-1"};
-  scoped_env endpoint{"AWS_ENDPOINT_URL_SQS", server.endpoint().c_str()};
-  scoped_env metadata{"AWS_EC2_METADATA_DISABLED", "true"};
+  SqsStreaming() : sqs_fixture(GetParam(), {{"req", queue_limit}, {"resp", queue_limit}}) {}
 
-  tunnel::backend_options options() const {
-    tunnel::backend_options o;
-    o.sqs_tuning.presence_every = 1000ms;
-    if (GetParam() == sqs_server::kind::local) o.sqs_tuning.receive_batch = 1;
-    o.url = "sqs://";
-    o.app = std::string(app);
-    o.timing.heartbeat = 1500ms;
-    o.sqs.request_queue_url = server.url("req");
-    o.sqs.response_queue_url = server.url("resp");
-    return o;
-  }
-
-  std::unique_ptr<aws::sqs_client> raw_client(asio::io_context& ctx) const {
-    aws::sqs_client_options o;
-    o.region = "us-east-1";
-    o.endpoint = server.endpoint();
-    auto credentials = std::make_shared<aws::credential_provider>(
-        ctx.get_executor(), [](const char* name) { return std::getenv(name); });
-    return std::make_unique<aws::sqs_client>(ctx.get_executor(), o, credentials);
-  }
+  tunnel::backend_options options() const { return test::sqs_options(server, app, 1500ms); }
 
   /// Messages on both queues, visible or not, once that is 0 or `bound` has passed.
   asio::awaitable<int> left_after(aws::sqs_client& raw, std::chrono::milliseconds bound) const {
@@ -282,10 +256,7 @@ TEST_P(SqsStreaming, ReorderedAndRepeatedPiecesPassOnceInOrderAndALostOneEndsThe
 
 INSTANTIATE_TEST_SUITE_P(Servers, SqsStreaming,
                          ::testing::Values(sqs_server::kind::faux, sqs_server::kind::local),
-                         [](const ::testing::TestParamInfo<sqs_server::kind>& param) {
-                           return param.param == sqs_server::kind::faux ? std::string("fauxqs")
-                                                                        : std::string("local");
-                         });
+                         test::sqs_server_name);
 
 }  // namespace
 }  // namespace funcie

@@ -3,8 +3,8 @@
 // traffic and other instances' claims; every message expires and the queues empty; presence
 // from the request queue's tags, so that a function nobody debugs makes one SQS request.
 #include "../support/async.hpp"
-#include "../support/env.hpp"
 #include "../support/request.hpp"
+#include "../support/sqs_fixture.hpp"
 #include "aws/credentials.hpp"
 #include "aws/sqs_client.hpp"
 #include "backend/sqs/message.hpp"
@@ -64,40 +64,14 @@ tunnel::request fresh_request(std::string payload) {
   return test::fresh_request(app, std::move(payload));
 }
 
-class SqsTunnel : public ::testing::TestWithParam<sqs_server::kind> {
+class SqsTunnel : public ::testing::TestWithParam<sqs_server::kind>, protected test::sqs_fixture {
  protected:
-  sqs_server server{GetParam(), {{"req"}, {"resp"}}};
-  scoped_env key{"AWS_ACCESS_KEY_ID", "AKIDFUNCIETEST"};
-  scoped_env secret{"AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"};
-  scoped_env token{"AWS_SESSION_TOKEN", nullptr};
-  scoped_env profile{"AWS_PROFILE", nullptr};
-  scoped_env region{"AWS_REGION", "us-east-1"};
-  scoped_env endpoint{"AWS_ENDPOINT_URL_SQS", server.endpoint().c_str()};
-  scoped_env metadata{"AWS_EC2_METADATA_DISABLED", "true"};
+  SqsTunnel() : sqs_fixture(GetParam(), {{"req"}, {"resp"}}) {}
   // local-aws-sqs holds a batched receive for its whole wait; funcie finds out by itself
   // (HeldBatchedReceivesAreDetected), these tests skip that first slow receive (receive_batch
   // 1 there, below).
 
-  tunnel::backend_options options() const {
-    tunnel::backend_options o;
-    o.sqs_tuning.presence_every = 1000ms;
-    if (GetParam() == sqs_server::kind::local) o.sqs_tuning.receive_batch = 1;
-    o.url = "sqs://";
-    o.app = std::string(app);
-    o.timing.heartbeat = 3000ms;
-    o.sqs.request_queue_url = server.url("req");
-    o.sqs.response_queue_url = server.url("resp");
-    return o;
-  }
-
-  std::unique_ptr<aws::sqs_client> raw_client(asio::io_context& ctx) const {
-    aws::sqs_client_options o;
-    o.region = "us-east-1";
-    o.endpoint = server.endpoint();
-    auto credentials = std::make_shared<aws::credential_provider>(
-        ctx.get_executor(), [](const char* name) { return std::getenv(name); });
-    return std::make_unique<aws::sqs_client>(ctx.get_executor(), o, credentials);
-  }
+  tunnel::backend_options options() const { return test::sqs_options(server, app, 3000ms); }
 
   /// Messages on `queue`, visible or not.
   static asio::awaitable<int> depth(aws::sqs_client& raw, const std::string& queue) {
@@ -428,22 +402,13 @@ TEST_P(SqsTunnel, ARestartedConsumerGetsItsFirstInvocation) {
 
 INSTANTIATE_TEST_SUITE_P(Servers, SqsTunnel,
                          ::testing::Values(sqs_server::kind::faux, sqs_server::kind::local),
-                         [](const ::testing::TestParamInfo<sqs_server::kind>& param) {
-                           return param.param == sqs_server::kind::faux ? std::string("fauxqs")
-                                                                        : std::string("local");
-                         });
+                         test::sqs_server_name);
 
 /// local-aws-sqs holds a receive of more than one message for its whole wait: funcie notices
 /// at the first such receive and then asks for one at a time.
 TEST(SqsHeldReceive, HeldBatchedReceivesAreDetectedAndInvocationsForwardedAfterwards) {
   sqs_server server(sqs_server::kind::local, {{"req"}, {"resp"}});
-  scoped_env key{"AWS_ACCESS_KEY_ID", "AKIDFUNCIETEST"};
-  scoped_env secret{"AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"};
-  scoped_env token{"AWS_SESSION_TOKEN", nullptr};
-  scoped_env profile{"AWS_PROFILE", nullptr};
-  scoped_env region{"AWS_REGION", "us-east-1"};
-  scoped_env endpoint{"AWS_ENDPOINT_URL_SQS", server.endpoint().c_str()};
-  scoped_env metadata{"AWS_EC2_METADATA_DISABLED", "true"};
+  test::aws_test_env env(server.endpoint());
   tunnel::backend_options o;
   o.url = "sqs://";
   o.app = std::string(app);
