@@ -361,7 +361,9 @@ asio::awaitable<void> run(figures& f) {
     connect_argv.push_back(history_file);
   }
   connect_argv.emplace_back("--");
-  connect_argv.emplace_back(FUNCIE_BENCH_ECHO);
+  // FUNCIE_BENCH_ECHO_PATH: another echo runtime (before/after comparisons of src/runtime).
+  const char* echo = std::getenv("FUNCIE_BENCH_ECHO_PATH");
+  connect_argv.emplace_back(echo != nullptr ? echo : FUNCIE_BENCH_ECHO);
   auto consumer_process = spawn_quiet(ex, connect_argv, env);
   auto& consumer = *consumer_process;
   co_await wait_for_consumer(*r, "bench");
