@@ -181,8 +181,10 @@ test('queued beyond --concurrency, a request the cloud stopped waiting for never
   const { em } = await tunnel(t, { cloudTimeout: 4, connect: { command: ric(), cwd: p.src, args: ['--concurrency', '1'] } });
   await em.invoke({ n: 0 });  // warm
   // The one environment is busy past both callers' limits (deadline minus the 500 ms margin),
-  // even when a busy machine makes the second caller 2 s late.
-  const first = em.invoke({ n: 1, sleep: 6000 });
+  // even when a busy machine makes the second caller 2 s late (6 s under ASan, where CI saw it
+  // made 3.3 s after the first began).
+  const busyMs = sanitized ? 10000 : 6000;
+  const first = em.invoke({ n: 1, sleep: busyMs });
   // The first is running before the second is made (no fixed pause: a loaded machine may
   // take longer than any to hand it over).
   await eventually(async () => p.runs().length === 2, { what: 'the first invocation running' });
@@ -191,7 +193,7 @@ test('queued beyond --concurrency, a request the cloud stopped waiting for never
   assert.equal(parse(second).body.errorType, 'Sandbox.Timedout', second.body);
   assert.match(parse(second).body.errorMessage, /waited for a free execution environment .*all 1 busy; more with --concurrency/);
   assert.equal(parse(await first).body.errorType, 'Funcie.Timeout');
-  await sleep(4000);  // the environment is free again by now (6 s after the first began)
+  await sleep(busyMs - 2000);  // the environment is free again by now (busyMs after the first began)
   const runs = p.runs();
   assert.equal(runs.length, 2, `warm + first only: ${runs}`);
   assert.ok(!runs.includes(second.headers.get('x-amzn-requestid')), 'the queued request never ran after its caller was answered');

@@ -214,9 +214,11 @@ describe('SQS tunnel, many instances and failures (fauxqs)', () => {
 
   test('four function instances at once share the queues; every response reaches its own caller', async (t) => {
     const q = await queuePair(s.sqs);
-    // A 10 s claim window: on a busy machine under ASan, 20 offers at once to one consumer may
-    // take longer than the default 2 s to be claimed (they would run in the cloud instead).
-    const clouds = await Promise.all([0, 1, 2, 3].map(() => startSqsCloud(s, q, { env: { FUNCIE_SQS_ABSENT_MS: '0', FUNCIE_SQS_CLAIM_MS: '10000' } })));
+    // A long claim window: on a busy machine, 20 offers at once to one consumer may take
+    // longer than the default 2 s to be claimed (they would run in the cloud instead). Under
+    // ASan at load 8, starting the local runtime took 11 s and two offers waited out 10 s.
+    const claimMs = process.env.ASAN_OPTIONS ? '40000' : '10000';
+    const clouds = await Promise.all([0, 1, 2, 3].map(() => startSqsCloud(s, q, { env: { FUNCIE_SQS_ABSENT_MS: '0', FUNCIE_SQS_CLAIM_MS: claimMs } })));
     t.after(() => Promise.all(clouds.map((em) => em.stop())));
     const local = await startSqsConnect(s, q, { args: ['--concurrency', '8'] });
     t.after(() => local.stop('SIGKILL'));
