@@ -172,6 +172,7 @@ class terminal {
       ::close(fd);
       return;
     }
+    raw_mode_ = raw;
     raw_ = true;
     input_ = std::make_shared<asio::posix::stream_descriptor>(io, fd);
     asio::co_spawn(
@@ -201,6 +202,16 @@ class terminal {
   /// Whether keys are read.
   bool active() const { return raw_; }
 
+  /// After a stop (Ctrl-Z) and `fg`: the shell gave the terminal back in its own line mode
+  /// (it restores its settings when a job stops), so single keys are set again, if funcie
+  /// is in the terminal's foreground (`bg` leaves the terminal to the shell).
+  void resumed() {
+    if (!raw_ || !input_) return;
+    const int fd = input_->native_handle();
+    if (::tcgetpgrp(fd) != ::getpgrp()) return;
+    ::tcsetattr(fd, TCSANOW, &raw_mode_);
+  }
+
   void restore() {
     if (input_) {
       if (raw_) ::tcsetattr(input_->native_handle(), TCSANOW, &saved_);
@@ -219,6 +230,7 @@ class terminal {
 
  private:
   termios saved_{};
+  termios raw_mode_{};
   bool raw_ = false;
   int status_flags_[3] = {-1, -1, -1};
   std::shared_ptr<asio::posix::stream_descriptor> input_;
@@ -357,8 +369,10 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
 
   // Ctrl-C is handled before anything starts; a second one exits at once. SIGHUP (the
   // terminal closed) leaves as Ctrl-C does; SIGUSR1 reloads.
-  // Under nohup (SIGHUP ignored from the start) a hangup is left ignored.
+  // Under nohup (SIGHUP ignored from the start) a hangup is left ignored. SIGCONT (`fg`
+  // after Ctrl-Z) sets the terminal's single keys again.
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGUSR1);
+  signals.add(SIGCONT);
   struct sigaction hangup {};
   if (::sigaction(SIGHUP, nullptr, &hangup) != 0 || hangup.sa_handler != SIG_IGN) {
     signals.add(SIGHUP);
@@ -369,6 +383,10 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
     signals.async_wait(on_signal);
     if (sig == SIGUSR1) {
       if (!leaving) reload_all("SIGUSR1");
+      return;
+    }
+    if (sig == SIGCONT) {
+      if (!leaving) term.resumed();
       return;
     }
     if (leaving) {
