@@ -1,0 +1,29 @@
+// What a new user sees when a command line is wrong (brief rule 9, docs/errors.md item 6):
+// one clear line that names what was wrong and what to do, and exit status 2, before
+// anything starts. Runs the real binary; nothing else is needed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { funcieBin } from './lib/harness.mjs';
+
+function funcie(...args) {
+  const r = spawnSync(funcieBin, args, { encoding: 'utf8', timeout: 20000, stdio: ['ignore', 'pipe', 'pipe'] });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('a mistyped command is named, with the nearest command and the list, exit 2', () => {
+  const r = funcie('conect', '--app', 'orders');
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /unknown command 'conect' \(did you mean 'connect'\?\); the commands are /);
+  assert.match(r.stderr, /emulate, wrap, proxy, connect, status/);
+
+  const far = funcie('--log-level', 'debug', 'deploy');
+  assert.equal(far.code, 2, far.stderr);
+  assert.match(far.stderr, /unknown command 'deploy'; the commands are /);
+  assert.doesNotMatch(far.stderr, /did you mean/);
+
+  // A real command still parses as before (here: its own missing flag).
+  const known = funcie('--log-level', 'debug', 'emulate');
+  assert.equal(known.code, 2);
+  assert.match(known.stderr, /--function is required/);
+});
