@@ -27,3 +27,18 @@ test('a mistyped command is named, with the nearest command and the list, exit 2
   assert.equal(known.code, 2);
   assert.match(known.stderr, /--function is required/);
 });
+
+test('emulate --host that is not an IP address is a usage error naming the flag, exit 2', () => {
+  const r = funcie('emulate', '--function', 'fn', '--port', '0', '--host', 'localhost', '--', 'true');
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /--host must be an IP address, such as 127\.0\.0\.1 .* \(got 'localhost'\)/);
+  assert.doesNotMatch(r.stderr, /another process using the port/);
+});
+
+test('emulate --host with an address this machine does not have says so, exit 2', () => {
+  // 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine.
+  const r = funcie('emulate', '--function', 'fn', '--port', '0', '--host', '192.0.2.1', '--', 'true');
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /cannot listen on 192\.0\.2\.1:\d+: .*no interface of this machine has the address 192\.0\.2\.1; give --host 127\.0\.0\.1/);
+  assert.doesNotMatch(r.stderr, /another process using the port/);
+});
