@@ -98,6 +98,31 @@ void check_spec(const project::function_spec& spec) {
   check_target(spec, process_getenv);  // broker, app, CA file, secret, URL and options
 }
 
+/// Where `program` (the runtime command's first word) would be found: a path with a '/' is
+/// taken from `directory` (the runtime's working directory), a bare name from PATH. Empty
+/// when it is not there or not executable.
+std::string find_program(const std::string& program, const std::string& directory) {
+  std::error_code ec;
+  const auto executable = [&](const fs::path& p) {
+    return fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
+  };
+  if (program.find('/') != std::string::npos) {
+    fs::path p(program);
+    if (p.is_relative() && !directory.empty()) p = fs::path(directory) / p;
+    return executable(p) ? p.string() : std::string();
+  }
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  while (true) {
+    const auto colon = dirs.find(':');
+    const std::string dir(dirs.substr(0, colon));
+    const fs::path p = fs::path(dir.empty() ? "." : dir) / program;
+    if (executable(p)) return p.string();
+    if (colon == std::string_view::npos) return {};
+    dirs.remove_prefix(colon + 1);
+  }
+}
+
 /// The functions to serve: the one on the command line, or the project's.
 std::vector<project::function_spec> specs_for(const connect_options& o, const given_options& g) {
   emulate::function_config env_check;
@@ -291,6 +316,26 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
                "--forward-credentials: requests that carry the function's AWS credentials run "
                "as the function's role on this machine, with everything that role may do");
     }
+  }
+
+  // A runtime command that is not there (a typo, a binary not built yet) fails every
+  // invocation with Runtime.InvalidEntrypoint: said now, not at the first invocation.
+  for (const auto& spec : specs) {
+    if (spec.command.empty() || !find_program(spec.command.front(), spec.directory).empty()) {
+      continue;
+    }
+    const auto& program = spec.command.front();
+    out.warn(several ? spec.name : std::string(),
+             program.find('/') != std::string::npos
+                 ? fmt::format("the runtime command '{}' is not an executable file{}: each "
+                               "invocation fails (Runtime.InvalidEntrypoint) until it is",
+                               program,
+                               spec.directory.empty() ? std::string()
+                                                      : fmt::format(" in {}", spec.directory))
+                 : fmt::format("the runtime command '{}' is not found on PATH: each invocation "
+                               "fails (Runtime.InvalidEntrypoint) until it is; check the "
+                               "command after '--'",
+                               program));
   }
 
   // One writer (a thread of its own) for every function served.

@@ -42,3 +42,37 @@ test('emulate --host with an address this machine does not have says so, exit 2'
   assert.match(r.stderr, /cannot listen on 192\.0\.2\.1:\d+: .*no interface of this machine has the address 192\.0\.2\.1; give --host 127\.0\.0\.1/);
   assert.doesNotMatch(r.stderr, /another process using the port/);
 });
+
+test('connect with a runtime command that is not there says so at start, not at the first invocation', async () => {
+  const { spawn } = await import('node:child_process');
+  const { once } = await import('node:events');
+  // No broker is needed to see it: port 1 refuses, and connect keeps trying meanwhile.
+  const child = spawn(funcieBin, ['connect', '--backend', 'redis://127.0.0.1:1', '--app', 'typo', '--no-history',
+    '--', 'npx-aws-lambda-ric-typo', 'index.handler'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  child.stderr.on('data', (d) => { output += d; });
+  const exited = once(child, 'exit');
+  const deadline = Date.now() + 15000;
+  while (!/not found on PATH/.test(output) && Date.now() < deadline && child.exitCode === null) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  child.kill('SIGINT');
+  await exited;
+  assert.match(output, /the runtime command 'npx-aws-lambda-ric-typo' is not found on PATH: each invocation fails \(Runtime\.InvalidEntrypoint\)/);
+
+  // A command that is there gets no such line.
+  const ok = spawn(funcieBin, ['connect', '--backend', 'redis://127.0.0.1:1', '--app', 'fine', '--no-history',
+    '--', 'true'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let okOutput = '';
+  ok.stderr.on('data', (d) => { okOutput += d; });
+  const okExited = once(ok, 'exit');
+  const okDeadline = Date.now() + 15000;
+  while (!/waiting for Redis/.test(okOutput) && ok.exitCode === null && Date.now() < okDeadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.match(okOutput, /waiting for Redis/, 'it started');
+  ok.kill('SIGINT');
+  await okExited;
+  assert.doesNotMatch(okOutput, /runtime command/);
+});
