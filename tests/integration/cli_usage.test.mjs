@@ -76,3 +76,21 @@ test('connect with a runtime command that is not there says so at start, not at 
   await okExited;
   assert.doesNotMatch(okOutput, /runtime command/);
 });
+
+test('invoke with an event that is not JSON refuses it before the handler runs, as Lambda does, exit 2', async () => {
+  const { mkdtempSync, writeFileSync, existsSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'funcie-usage-'));
+  try {
+    writeFileSync(path.join(dir, 'bad.json'), '{"name": "Ada",');
+    // The handler would leave a file behind if it were started.
+    const r = spawnSync(funcieBin, ['invoke', '--no-history', '--event', 'bad.json', '--', 'sh', '-c', 'touch ran'],
+      { cwd: dir, encoding: 'utf8', timeout: 20000 });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /--event: 'bad\.json' is not one valid JSON value, and Lambda refuses such a payload before the function runs \(InvalidRequestContentException\): fix the JSON/);
+    assert.equal(existsSync(path.join(dir, 'ran')), false, 'the handler was not started');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
