@@ -9,6 +9,7 @@
 #include "emulate/config.hpp"
 #include "project/project.hpp"
 #include "tunnel/backend.hpp"
+#include "tunnel/heartbeat_bounds.hpp"
 #include "tunnel/route.hpp"
 #include "ui/console_page.hpp"
 
@@ -81,8 +82,11 @@ void check_spec(const project::function_spec& spec) {
   if (spec.concurrency < 1 || spec.concurrency > 1000) {
     throw usage_error("--concurrency must be between 1 and 1000");
   }
-  if (spec.heartbeat.count() < 300 || spec.heartbeat.count() > 300000) {
-    throw usage_error("--heartbeat-ms must be between 300 and 300000 (default 3000)");
+  if (spec.heartbeat.count() < tunnel::heartbeat_min_ms ||
+      spec.heartbeat.count() > tunnel::heartbeat_max_ms) {
+    throw usage_error(fmt::format("--heartbeat-ms must be between {} and {} (default {})",
+                                  tunnel::heartbeat_min_ms, tunnel::heartbeat_max_ms,
+                                  tunnel::heartbeat_default_ms));
   }
   if (spec.routes.size() > tunnel::max_routes_per_session) {
     throw usage_error(fmt::format("at most {} --route flags (alternatives) per session",
