@@ -1,7 +1,7 @@
 // A backend URL the broker refuses (a wrong password, a database number it does not have)
-// is said at start of `funcie connect`, with what to do, exit 2 and no password in it,
-// instead of "waiting for Redis" without end (docs/local.md). Real binaries, a real
-// redis-server with an ACL user and 4 databases.
+// is said at start of `funcie connect` (and by `funcie status`), with what to do, exit 2 and
+// no password in it, instead of "waiting for Redis" without end (docs/local.md). Real
+// binaries, a real redis-server with an ACL user and 4 databases.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -46,4 +46,15 @@ test('a database number the server does not have: connect says so at start and e
   assert.match(r.stderr, /check the user, password and database number in the backend URL/);
   assert.doesNotMatch(r.stderr, /waiting for/);
   assert.doesNotMatch(r.stderr, new RegExp(password));
+});
+
+test('funcie status with a wrong password: the server\'s reason, what to check, exit 2 (the user can fix it)', async () => {
+  const args = ['status', '--backend', `redis://ada:wrong-pass-5e2a@127.0.0.1:${redis.port}`, '--app', `refused-${process.pid}`];
+  const r = await execFileP(funcieBin, args, { timeout: 30000 }).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (e) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }));
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /refused the credentials for user ada/);
+  assert.match(r.stderr, /check the user, password and database number in the backend URL/);
+  assert.doesNotMatch(r.stderr, /wrong-pass-5e2a/);
 });

@@ -3,6 +3,7 @@
 // still listens, a command connection for responses and the heartbeat (docs/routing.md).
 #include "backend/redis/keys.hpp"
 #include "backend/redis/redis_backend.hpp"
+#include "backend/redis/refused.hpp"
 #include "backend/redis/settings.hpp"
 #include "tunnel/consumer_info.hpp"
 #include "tunnel/core.hpp"
@@ -342,19 +343,6 @@ void redis_consumer_session::set_in_flight(std::int64_t count) {
   state_->in_flight = count;
 }
 
-namespace {
-/// AUTH or SELECT was refused: the URL is wrong, not the broker away.
-bool refused_by_server(const std::exception_ptr& e) {
-  try {
-    if (e) std::rethrow_exception(e);
-  } catch (const redis::error& error) {
-    return error.code() == redis::errc::auth_failed;
-  } catch (...) {
-  }
-  return false;
-}
-}  // namespace
-
 asio::awaitable<void> redis_consumer_session::open() {
   const std::shared_ptr<state> s = state_;
   s->begin_open();
@@ -373,9 +361,7 @@ asio::awaitable<void> redis_consumer_session::open() {
     auto message = fmt::format("cannot join the tunnel on {}: {}", s->broker,
                                joined ? std::string("the session was closed") : joined.error);
     if (!joined && refused_by_server(joined.exception)) {
-      throw tunnel::backend_refused_error(
-          message + "; check the user, password and database number in the backend URL " +
-          "(redis://user:password@host:port/db)");
+      throw tunnel::backend_refused_error(message + refused_hint);
     }
     throw tunnel::backend_error(message);
   }
