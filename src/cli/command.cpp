@@ -9,10 +9,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -58,6 +61,61 @@ bool runs_as_wrapper(int argc, const char* const* argv) {
   return argc >= 1 && argv[0] != nullptr && base_name(argv[0]) == "funcie-wrapper";
 }
 
+// The first word that is not an option of funcie itself: what the user meant as the command
+// (--log-level takes a value).
+std::optional<std::string_view> first_word(int argc, const char* const* argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg(argv[i]);
+    if (arg == "--log-level") {
+      ++i;
+      continue;
+    }
+    if (arg == "--") return std::nullopt;
+    if (!arg.starts_with('-')) return arg;
+  }
+  return std::nullopt;
+}
+
+// Edits (insert, delete, replace, swap of neighbours) from a to b: for "did you mean".
+std::size_t edits(std::string_view a, std::string_view b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min(
+          {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// `funcie conect`: CLI11 would say only "A subcommand is required". Names the word, the
+// nearest command if one is close, and the commands there are.
+std::optional<std::string> unknown_command(const CLI::App& app, int argc, const char* const* argv) {
+  const auto word = first_word(argc, argv);
+  if (!word) return std::nullopt;
+  std::string names;
+  std::string nearest;
+  std::size_t best = 3;  // at most 2 edits away
+  for (const auto* sub : app.get_subcommands({})) {
+    if (sub->get_name() == *word) return std::nullopt;
+    names += names.empty() ? sub->get_name() : ", " + sub->get_name();
+    const auto e = edits(*word, sub->get_name());
+    if (e < best) {
+      best = e;
+      nearest = sub->get_name();
+    }
+  }
+  return fmt::format(
+      "funcie: unknown command '{}'{}; the commands are {} (funcie --help "
+      "says what each does)",
+      *word, nearest.empty() ? "" : fmt::format(" (did you mean '{}'?)", nearest), names);
+}
+
 void setup_logging(const std::string& level) {
   // Colours as the console has them: only on a terminal, never with NO_COLOR.
   auto logger = spdlog::stderr_color_mt("funcie", funcie::console::wants_colour(stderr)
@@ -101,6 +159,10 @@ int run_main(int argc, char** argv, const char* description,
     as_wrap.push_back(nullptr);
     argc = static_cast<int>(as_wrap.size()) - 1;
     args = as_wrap.data();
+  }
+  if (const auto unknown = unknown_command(app, argc, args)) {
+    fmt::print(stderr, "{}\n", *unknown);
+    return exit_usage;
   }
   try {
     app.parse(argc, args);

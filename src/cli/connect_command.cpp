@@ -9,6 +9,7 @@
 #include "emulate/config.hpp"
 #include "project/project.hpp"
 #include "tunnel/backend.hpp"
+#include "tunnel/heartbeat_bounds.hpp"
 #include "tunnel/route.hpp"
 #include "ui/console_page.hpp"
 
@@ -81,8 +82,11 @@ void check_spec(const project::function_spec& spec) {
   if (spec.concurrency < 1 || spec.concurrency > 1000) {
     throw usage_error("--concurrency must be between 1 and 1000");
   }
-  if (spec.heartbeat.count() < 300 || spec.heartbeat.count() > 300000) {
-    throw usage_error("--heartbeat-ms must be between 300 and 300000 (default 3000)");
+  if (spec.heartbeat.count() < tunnel::heartbeat_min_ms ||
+      spec.heartbeat.count() > tunnel::heartbeat_max_ms) {
+    throw usage_error(fmt::format("--heartbeat-ms must be between {} and {} (default {})",
+                                  tunnel::heartbeat_min_ms, tunnel::heartbeat_max_ms,
+                                  tunnel::heartbeat_default_ms));
   }
   if (spec.routes.size() > tunnel::max_routes_per_session) {
     throw usage_error(fmt::format("at most {} --route flags (alternatives) per session",
@@ -96,6 +100,31 @@ void check_spec(const project::function_spec& spec) {
     }
   }
   check_target(spec, process_getenv);  // broker, app, CA file, secret, URL and options
+}
+
+/// Where `program` (the runtime command's first word) would be found: a path with a '/' is
+/// taken from `directory` (the runtime's working directory), a bare name from PATH. Empty
+/// when it is not there or not executable.
+std::string find_program(const std::string& program, const std::string& directory) {
+  std::error_code ec;
+  const auto executable = [&](const fs::path& p) {
+    return fs::is_regular_file(p, ec) && ::access(p.c_str(), X_OK) == 0;
+  };
+  if (program.find('/') != std::string::npos) {
+    fs::path p(program);
+    if (p.is_relative() && !directory.empty()) p = fs::path(directory) / p;
+    return executable(p) ? p.string() : std::string();
+  }
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  while (true) {
+    const auto colon = dirs.find(':');
+    const std::string dir(dirs.substr(0, colon));
+    const fs::path p = fs::path(dir.empty() ? "." : dir) / program;
+    if (executable(p)) return p.string();
+    if (colon == std::string_view::npos) return {};
+    dirs.remove_prefix(colon + 1);
+  }
 }
 
 /// The functions to serve: the one on the command line, or the project's.
@@ -172,6 +201,7 @@ class terminal {
       ::close(fd);
       return;
     }
+    raw_mode_ = raw;
     raw_ = true;
     input_ = std::make_shared<asio::posix::stream_descriptor>(io, fd);
     asio::co_spawn(
@@ -201,6 +231,16 @@ class terminal {
   /// Whether keys are read.
   bool active() const { return raw_; }
 
+  /// After a stop (Ctrl-Z) and `fg`: the shell gave the terminal back in its own line mode
+  /// (it restores its settings when a job stops), so single keys are set again, if funcie
+  /// is in the terminal's foreground (`bg` leaves the terminal to the shell).
+  void resumed() {
+    if (!raw_ || !input_) return;
+    const int fd = input_->native_handle();
+    if (::tcgetpgrp(fd) != ::getpgrp()) return;
+    ::tcsetattr(fd, TCSANOW, &raw_mode_);
+  }
+
   void restore() {
     if (input_) {
       if (raw_) ::tcsetattr(input_->native_handle(), TCSANOW, &saved_);
@@ -219,6 +259,7 @@ class terminal {
 
  private:
   termios saved_{};
+  termios raw_mode_{};
   bool raw_ = false;
   int status_flags_[3] = {-1, -1, -1};
   std::shared_ptr<asio::posix::stream_descriptor> input_;
@@ -279,6 +320,26 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
                "--forward-credentials: requests that carry the function's AWS credentials run "
                "as the function's role on this machine, with everything that role may do");
     }
+  }
+
+  // A runtime command that is not there (a typo, a binary not built yet) fails every
+  // invocation with Runtime.InvalidEntrypoint: said now, not at the first invocation.
+  for (const auto& spec : specs) {
+    if (spec.command.empty() || !find_program(spec.command.front(), spec.directory).empty()) {
+      continue;
+    }
+    const auto& program = spec.command.front();
+    out.warn(several ? spec.name : std::string(),
+             program.find('/') != std::string::npos
+                 ? fmt::format("the runtime command '{}' is not an executable file{}: each "
+                               "invocation fails (Runtime.InvalidEntrypoint) until it is",
+                               program,
+                               spec.directory.empty() ? std::string()
+                                                      : fmt::format(" in {}", spec.directory))
+                 : fmt::format("the runtime command '{}' is not found on PATH: each invocation "
+                               "fails (Runtime.InvalidEntrypoint) until it is; check the "
+                               "command after '--'",
+                               program));
   }
 
   // One writer (a thread of its own) for every function served.
@@ -357,8 +418,10 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
 
   // Ctrl-C is handled before anything starts; a second one exits at once. SIGHUP (the
   // terminal closed) leaves as Ctrl-C does; SIGUSR1 reloads.
-  // Under nohup (SIGHUP ignored from the start) a hangup is left ignored.
+  // Under nohup (SIGHUP ignored from the start) a hangup is left ignored. SIGCONT (`fg`
+  // after Ctrl-Z) sets the terminal's single keys again.
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGUSR1);
+  signals.add(SIGCONT);
   struct sigaction hangup {};
   if (::sigaction(SIGHUP, nullptr, &hangup) != 0 || hangup.sa_handler != SIG_IGN) {
     signals.add(SIGHUP);
@@ -369,6 +432,10 @@ int run_connect(std::vector<project::function_spec> specs, bool verbose, bool re
     signals.async_wait(on_signal);
     if (sig == SIGUSR1) {
       if (!leaving) reload_all("SIGUSR1");
+      return;
+    }
+    if (sig == SIGCONT) {
+      if (!leaving) term.resumed();
       return;
     }
     if (leaving) {

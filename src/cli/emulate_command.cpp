@@ -11,6 +11,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
 
 #include <csignal>
@@ -20,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <system_error>
 
 namespace funcie::cli {
 
@@ -68,11 +70,22 @@ int run_emulate(funcie::emulate::function_config config, const std::string& host
   try {
     api = std::make_unique<invoke_api>(io.get_executor(), emu,
                                        asio::ip::tcp::endpoint(asio::ip::make_address(host), port));
-  } catch (const std::exception& e) {
+  } catch (const std::system_error& e) {
+    // The server's message names the address and port ("cannot listen on H:P: why").
+    if (e.code() == std::errc::address_not_available) {
+      fmt::print(stderr,
+                 "funcie emulate: {}: no interface of this machine has the address {}; give "
+                 "--host 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)\n",
+                 e.what(), host);
+      return exit_usage;
+    }
     fmt::print(stderr,
-               "funcie emulate: {}; is another process using the port? Pick another "
-               "with --port (0 picks a free one).\n",
+               "funcie emulate: {}; is another process using the port? Pick another with "
+               "--port (0 picks a free one).\n",
                e.what());
+    return exit_failure;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "funcie emulate: cannot serve the Invoke API: {}\n", e.what());
     return exit_failure;
   }
   // Ctrl-C is handled before anyone is told where we listen, so that a stop sent right
@@ -157,6 +170,14 @@ command add_emulate(CLI::App& app) {
                     "--timeout must be between 1 and 900 seconds, as on Lambda");
               }
               fn.timeout = std::chrono::milliseconds(static_cast<long>(o->timeout_seconds * 1000));
+              boost::system::error_code bad_host;
+              asio::ip::make_address(o->host, bad_host);
+              if (bad_host) {
+                throw funcie::emulate::config_error(fmt::format(
+                    "--host must be an IP address, such as 127.0.0.1 (this machine only) or "
+                    "0.0.0.0 (every interface), not a name (got '{}')",
+                    o->host));
+              }
               for (const auto& assignment : o->env_assignments) {
                 funcie::emulate::add_environment(fn, assignment);
               }

@@ -4,6 +4,7 @@
 #include "cli/command.hpp"
 #include "cli/history_flags.hpp"
 #include "emulate/config.hpp"
+#include "emulate/invoke_protocol.hpp"
 #include "history/local_run.hpp"
 #include "project/project.hpp"
 
@@ -117,6 +118,14 @@ std::string read_event(const invoke_options& o, history::store* store) {
   auto event = text.str();
   if (event.size() > 6 * 1024 * 1024) {
     throw usage_error("--event: the event is over Lambda's 6 MB limit for a synchronous invoke");
+  }
+  // As Lambda: no payload is "{}", and one that is not JSON never reaches the function.
+  if (event.empty()) return "{}";
+  if (!emulate::is_json(event)) {
+    throw usage_error(fmt::format(
+        "--event: {} is not one valid JSON value, and Lambda refuses such a payload before the "
+        "function runs (InvalidRequestContentException): fix the JSON",
+        o.event == "-" ? std::string("what came on stdin") : fmt::format("'{}'", o.event)));
   }
   return event;
 }

@@ -127,12 +127,15 @@ command add_status(CLI::App& app) {
                                });
                 io.run();
                 // A user_error or a malformed URL or endpoint (exit 2), or the backend's
-                // message, which names the broker without its password (exit 1).
+                // message, which names the broker without its password (exit 1; exit 2 when it
+                // refused the URL's credentials or database).
                 if (failure) {
                   try {
                     std::rethrow_exception(failure);
                   } catch (const std::invalid_argument& e) {
                     throw usage_error(e.what());
+                  } catch (const tunnel::backend_refused_error& e) {
+                    throw usage_error(e.what());  // a wrong password or database in the URL
                   }
                 }
                 if (o->json) {

@@ -410,6 +410,10 @@ asio::awaitable<void> consumer::run() {
       }
     } catch (const tunnel::backend_config_error&) {
       throw;
+    } catch (const tunnel::backend_refused_error& e) {
+      // At start the URL is wrong (exit 2); once served, the broker may come back to it.
+      if (first) throw tunnel::backend_config_error(e.what());
+      error = e.what();
     } catch (const std::exception& e) {
       error = e.what();
     }

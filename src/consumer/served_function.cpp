@@ -17,6 +17,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <vector>
 
 #include <unistd.h>
 
@@ -73,6 +74,9 @@ struct environments_seen {
   struct seen {
     std::string request_id;
     std::uint64_t lines = 0;
+    /// Timers of output_settled waiting on this environment: cancelled when it takes its
+    /// next invocation, since what it prints from then on is labelled with the next one.
+    std::vector<asio::steady_timer*> settling;
   };
   std::map<unsigned, seen> by_index;
   std::map<std::string, unsigned, std::less<>> index_of;  // request id -> environment
@@ -146,6 +150,8 @@ struct served_function::state {
     if (o.out != nullptr) p.output_room = [out = o.out]() { return out->room(); };
     p.on_invoke = [seen](unsigned environment, std::string_view request_id) {
       auto& env = seen->by_index[environment];
+      // The previous invocation's line is printed now, before the next one's output.
+      for (auto* timer : env.settling) timer->cancel();
       if (!env.request_id.empty()) seen->index_of.erase(env.request_id);
       env.request_id = std::string(request_id);
       seen->index_of[env.request_id] = environment;
@@ -164,21 +170,36 @@ struct served_function::state {
   /// goes on until the console has room again. A runtime that prints without end while the
   /// terminal keeps up gets its line after 5 s of it. Only the console line and the history
   /// wait for this; the answer went back already.
+  /// The wait also ends when the environment takes its next invocation (back-to-back
+  /// invocations) and nothing more was read since the wait began: each line then comes
+  /// right after its own invocation's output, in order, not once the runtime falls quiet
+  /// (which, invoked in a loop, it may not for seconds).
   asio::awaitable<void> output_settled(const std::string& request_id) {
     const auto found = seen->index_of.find(request_id);
     if (found == seen->index_of.end()) co_return;
     const unsigned index = found->second;
     asio::steady_timer timer(executor);
+    auto& env = seen->by_index[index];
+    env.settling.push_back(&timer);
+    struct unlisted {
+      std::vector<asio::steady_timer*>& list;
+      asio::steady_timer* timer;
+      ~unlisted() { std::erase(list, timer); }
+    } listed{env.settling, &timer};
+    const auto moved_on = [&] { return env.request_id != request_id; };
     constexpr auto quiet = milliseconds(50);
     // Once leaving, the runtime is being stopped: what it printed is read, so no more wait.
     for (int busy = 0; busy < 100 && !stopping;) {
       co_await out().room();
-      const auto before = seen->by_index[index].lines;
+      const auto before = env.lines;
       timer.expires_after(quiet);
       boost::system::error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       if (out().behind()) continue;
-      if (seen->by_index[index].lines == before) break;
+      // Moved on with nothing new read meanwhile: all it printed is shown. A runtime whose
+      // output still flows (it answered before its stdout drained) waits for quiet as before.
+      if (moved_on() && env.lines == before) break;
+      if (env.lines == before) break;
       ++busy;
     }
   }

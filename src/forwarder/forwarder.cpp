@@ -1,5 +1,6 @@
 #include "forwarder/forwarder.hpp"
 
+#include "tunnel/heartbeat_bounds.hpp"
 #include "tunnel/secrets.hpp"
 
 #include "util/clock.hpp"
@@ -230,7 +231,8 @@ forwarder_config config_from_environment(const getenv_function& getenv, std::str
   }
 
   backend.timing.heartbeat =
-      milliseconds(integer(getenv, "FUNCIE_HEARTBEAT_MS", 3000, 300, 60'000, "milliseconds"));
+      milliseconds(integer(getenv, "FUNCIE_HEARTBEAT_MS", tunnel::heartbeat_default_ms,
+                           tunnel::heartbeat_min_ms, tunnel::heartbeat_max_ms, "milliseconds"));
   backend.timing.connect_timeout =
       milliseconds(integer(getenv, "FUNCIE_CONNECT_TIMEOUT_MS", 200, 10, 10'000, "milliseconds"));
   config.deadline_margin =

@@ -37,6 +37,7 @@
 
 #include "emulate/config.hpp"
 #include "tunnel/backend.hpp"
+#include "tunnel/heartbeat_bounds.hpp"
 #include "tunnel/secrets.hpp"
 
 #include "tunnel/envelope.hpp"
@@ -428,7 +429,8 @@ bool read_default(const source_file& file, std::string_view key, const toml::nod
   } else if (key == "forward_credentials") {
     spec.forward_credentials = read_bool(file, key, node);
   } else if (key == "heartbeat_ms") {
-    spec.heartbeat = std::chrono::milliseconds(read_integer(file, key, node, 300, 300000));
+    spec.heartbeat = std::chrono::milliseconds(
+        read_integer(file, key, node, tunnel::heartbeat_min_ms, tunnel::heartbeat_max_ms));
   } else if (key == "tls_verify") {
     spec.tls_verify = read_bool(file, key, node);
   } else if (key == "encrypt") {

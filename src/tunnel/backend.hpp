@@ -32,6 +32,14 @@ class backend_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// The broker refused what the URL asks (a wrong user or password, a database number it does
+/// not have): trying again will not help until the URL is changed. `funcie connect` stops at
+/// start with it (exit 2); once serving, it retries it like any broker trouble (docs/local.md).
+class backend_refused_error : public backend_error {
+ public:
+  using backend_error::backend_error;
+};
+
 /// A backend URL or option is malformed; thrown at construction, before any I/O.
 class backend_config_error : public util::user_error {
  public:

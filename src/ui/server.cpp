@@ -209,6 +209,17 @@ struct server::state : std::enable_shared_from_this<server::state> {
       }
       if (event.size() > 6 * 1024 * 1024)
         co_return error(413, "the event is over Lambda's 6 MB", v);
+      // As Lambda: no payload is "{}", and one that is not JSON never reaches the function
+      // (nor a fixture, which funcie invoke would refuse).
+      if (event.empty()) event = "{}";
+      boost::system::error_code not_json;
+      json::parse(event, not_json);
+      if (not_json) {
+        co_return error(400,
+                        "the event is not valid JSON: fix it (Lambda refuses such a payload "
+                        "before the function runs)",
+                        v);
+      }
       if (t.path == "/api/fixtures") co_return save_fixture(body, event, v);
       std::string app = source ? source->app : std::string();
       if (const auto* a = body.if_contains("app"); a != nullptr && a->is_string()) {

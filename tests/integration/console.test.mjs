@@ -153,6 +153,17 @@ test('Replay runs the recorded (or edited) event against the local handler as a 
   assert.match(replayed.logs, /handling [0-9a-f-]+: \{"order":9\}/);
   const edited = await api('/api/replay', { method: 'POST', body: { id: row.id, event: '{"order":10}' } });
   assert.deepEqual(JSON.parse(edited.response), { answer: { order: 10 }, by: 'local' });
+  // An edit that broke the JSON is refused, as Lambda refuses such a payload: the handler
+  // never gets it and no entry is added.
+  for (const target of ['/api/replay', '/api/fixtures']) {
+    const broken = await request(connect.page.port, {
+      method: 'POST', target, headers: { 'X-Funcie-Token': connect.page.token, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ id: row.id, event: '{"order":', name: 'broken' }),
+    });
+    assert.equal(broken.status, 400, `${target}: ${broken.body}`);
+    assert.match(broken.body, /not valid JSON/);
+  }
+  assert.equal(existsSync(path.join(dir, 'events', 'broken.json')), false);
   const { invocations } = await api('/api/invocations?limit=5');
   assert.ok(invocations.some((e) => e.id === edited.id && e.source === 'replay'));
 });

@@ -188,7 +188,9 @@ TEST_F(ProjectFile, WrongTypeNamesLineColumnAndValue) {
   EXPECT_EQ(error_of("concurrency = 0\n"),
             at(1, 15) + "'concurrency' must be an integer from 1 to 1000 (got 0)");
   EXPECT_EQ(error_of("heartbeat_ms = 299\n"),
-            at(1, 16) + "'heartbeat_ms' must be an integer from 300 to 300000 (got 299)");
+            at(1, 16) + "'heartbeat_ms' must be an integer from 300 to 60000 (got 299)");
+  EXPECT_EQ(error_of("heartbeat_ms = 60001\n"),
+            at(1, 16) + "'heartbeat_ms' must be an integer from 300 to 60000 (got 60001)");
   EXPECT_EQ(error_of("hold = \"yes\"\n"), at(1, 8) + "'hold' must be true or false (got \"yes\")");
   EXPECT_EQ(error_of("tls_verify = 1\n"), at(1, 14) + "'tls_verify' must be true or false (got 1)");
   EXPECT_EQ(error_of(std::string(backend_line) + "[functions.a]\ncommand = [\"node\", 5]\n"),

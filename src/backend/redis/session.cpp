@@ -3,6 +3,7 @@
 // still listens, a command connection for responses and the heartbeat (docs/routing.md).
 #include "backend/redis/keys.hpp"
 #include "backend/redis/redis_backend.hpp"
+#include "backend/redis/refused.hpp"
 #include "backend/redis/settings.hpp"
 #include "tunnel/consumer_info.hpp"
 #include "tunnel/core.hpp"
@@ -357,9 +358,12 @@ asio::awaitable<void> redis_consumer_session::open() {
     if (s->subscriber) s->subscriber->close();
     if (s->command) s->command->close();
     if (s->inbox) s->inbox->close();
-    throw tunnel::backend_error(
-        fmt::format("cannot join the tunnel on {}: {}", s->broker,
-                    joined ? std::string("the session was closed") : joined.error));
+    auto message = fmt::format("cannot join the tunnel on {}: {}", s->broker,
+                               joined ? std::string("the session was closed") : joined.error);
+    if (!joined && refused_by_server(joined.exception)) {
+      throw tunnel::backend_refused_error(message + refused_hint);
+    }
+    throw tunnel::backend_error(message);
   }
   s->opened = true;
   spdlog::debug("consumer session {} joined app {} on {}", s->session_id, s->options.app,

@@ -1,6 +1,7 @@
 // `funcie status` on Redis: the sessions in the app's presence set, each with its info.
 #include "backend/redis/keys.hpp"
 #include "backend/redis/redis_backend.hpp"
+#include "backend/redis/refused.hpp"
 #include "backend/redis/settings.hpp"
 #include "tunnel/consumer_info.hpp"
 #include "tunnel/try_await.hpp"
@@ -81,8 +82,12 @@ asio::awaitable<std::vector<tunnel::consumer_info>> list_consumers(
       }());
   if (conn) conn->close();
   if (!listed) {
-    throw tunnel::backend_error(
-        fmt::format("cannot list the consumers on {}: {}", broker_name(options), listed.error));
+    auto message =
+        fmt::format("cannot list the consumers on {}: {}", broker_name(options), listed.error);
+    if (refused_by_server(listed.exception)) {
+      throw tunnel::backend_refused_error(message + refused_hint);
+    }
+    throw tunnel::backend_error(message);
   }
   co_return std::move(*listed.value);
 }
