@@ -186,7 +186,6 @@ struct served_function::state {
       asio::steady_timer* timer;
       ~unlisted() { std::erase(list, timer); }
     } listed{env.settling, &timer};
-    const auto moved_on = [&] { return env.request_id != request_id; };
     constexpr auto quiet = milliseconds(50);
     // Once leaving, the runtime is being stopped: what it printed is read, so no more wait.
     for (int busy = 0; busy < 100 && !stopping;) {
@@ -196,9 +195,9 @@ struct served_function::state {
       boost::system::error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       if (out().behind()) continue;
-      // Moved on with nothing new read meanwhile: all it printed is shown. A runtime whose
-      // output still flows (it answered before its stdout drained) waits for quiet as before.
-      if (moved_on() && env.lines == before) break;
+      // Quiet for 50 ms, or moved on (the timer was cancelled) with nothing new read
+      // meanwhile: all it printed is shown. A runtime whose output still flows (it answered
+      // before its stdout drained) waits for quiet as before.
       if (env.lines == before) break;
       ++busy;
     }
