@@ -241,7 +241,8 @@ struct connection::impl : std::enable_shared_from_this<impl> {
 
   /// enqueue() with each argument given as pieces sent one after the other as one bulk
   /// string: a large piece is a buffer of its own pointing at the caller's bytes, so an
-  /// argument of a small header and a 6 MB body is never joined in memory.
+  /// argument of a small header and a 6 MB body is never joined in memory. For commands
+  /// that store or push (not for (un)subscribing: no confirmation is counted).
   request_ptr enqueue_pieces(const std::vector<std::vector<std::string_view>>& args) {
     if (args.empty() || args[0].empty()) {
       throw std::invalid_argument("redis::connection::execute: no command");
@@ -255,8 +256,8 @@ struct connection::impl : std::enable_shared_from_this<impl> {
       for (auto p : a) frame_size += p.size() <= inline_argument_limit ? p.size() : 0;
     }
     r->frame.reserve(frame_size);
-    // Offsets into `frame` until it is complete (it does not move after the reserve, but
-    // buffers are made last to be safe).
+    // (caller's bytes, or nullptr: `frame`) and (offset, size): the buffers are made once
+    // `frame` is complete.
     std::vector<std::pair<const char*, std::pair<std::size_t, std::size_t>>> pieces;
     std::size_t start = 0;
     r->frame += '*';
