@@ -239,6 +239,62 @@ struct connection::impl : std::enable_shared_from_this<impl> {
     return r;
   }
 
+  /// enqueue() with each argument given as pieces sent one after the other as one bulk
+  /// string: a large piece is a buffer of its own pointing at the caller's bytes, so an
+  /// argument of a small header and a 6 MB body is never joined in memory. For commands
+  /// that store or push (not for (un)subscribing: no confirmation is counted).
+  request_ptr enqueue_pieces(const std::vector<std::vector<std::string_view>>& args) {
+    if (args.empty() || args[0].empty()) {
+      throw std::invalid_argument("redis::connection::execute: no command");
+    }
+    if (!open) throw closed_error();
+    auto r = std::make_shared<request>(executor);
+    r->command = upper(args[0][0]);
+    std::size_t frame_size = 16;
+    for (const auto& a : args) {
+      frame_size += 32;
+      for (auto p : a) frame_size += p.size() <= inline_argument_limit ? p.size() : 0;
+    }
+    r->frame.reserve(frame_size);
+    // (caller's bytes, or nullptr: `frame`) and (offset, size): the buffers are made once
+    // `frame` is complete.
+    std::vector<std::pair<const char*, std::pair<std::size_t, std::size_t>>> pieces;
+    std::size_t start = 0;
+    r->frame += '*';
+    r->frame += std::to_string(args.size());
+    r->frame += "\r\n";
+    for (const auto& a : args) {
+      std::size_t total = 0;
+      for (auto p : a) total += p.size();
+      r->frame += '$';
+      r->frame += std::to_string(total);
+      r->frame += "\r\n";
+      for (auto p : a) {
+        if (p.size() <= inline_argument_limit) {
+          r->frame += p;
+          continue;
+        }
+        pieces.push_back({nullptr, {start, r->frame.size() - start}});
+        pieces.push_back({p.data(), {0, p.size()}});
+        start = r->frame.size();
+      }
+      r->frame += "\r\n";
+    }
+    pieces.push_back({nullptr, {start, r->frame.size() - start}});
+    for (const auto& [data, span] : pieces) {
+      if (span.second == 0) continue;
+      r->buffers.push_back(data != nullptr
+                               ? asio::buffer(data, span.second)
+                               : asio::buffer(r->frame.data() + span.first, span.second));
+    }
+    write_queue.push_back(r);
+    if (!writer_active) {
+      writer_active = true;
+      asio::co_spawn(executor, write_loop(shared_from_this()), asio::detached);
+    }
+    return r;
+  }
+
   /// The caller stopped waiting for `r` (its coroutine was cancelled).
   void abandon(const request_ptr& r) {
     switch (r->st) {
@@ -933,6 +989,30 @@ asio::awaitable<reply> connection::execute_checked(
   reply result = co_await execute(std::move(args), timeout);
   if (result.is_error()) {
     throw error(errc::server, self->prefix() + command + " failed: " + result.str);
+  }
+  co_return result;
+}
+
+asio::awaitable<reply> connection::execute_pieces_checked(
+    std::vector<std::vector<std::string_view>> args,
+    std::optional<std::chrono::milliseconds> timeout) {
+  auto self = impl_;
+  if (route_) {
+    // A redirection sends the command again: joined, through execute_checked().
+    std::vector<std::string> joined;
+    joined.reserve(args.size());
+    for (const auto& a : args) {
+      std::string whole;
+      for (auto p : a) whole += p;
+      joined.push_back(std::move(whole));
+    }
+    co_return co_await execute_checked(std::vector<std::string_view>(joined.begin(), joined.end()),
+                                       timeout);
+  }
+  request_ptr r = self->enqueue_pieces(args);
+  reply result = co_await impl::await_reply(self, r, timeout);
+  if (result.is_error()) {
+    throw error(errc::server, self->prefix() + r->command + " failed: " + result.str);
   }
   co_return result;
 }

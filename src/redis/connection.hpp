@@ -87,6 +87,14 @@ class connection {
   boost::asio::awaitable<reply> execute_checked(
       std::vector<std::string_view> args, std::optional<std::chrono::milliseconds> timeout = {});
 
+  /// execute_checked() with each argument given as pieces of the caller's memory, sent one
+  /// after the other as one bulk string: a 6 MB envelope as its header and its body is never
+  /// joined in memory. On a Redis Cluster the pieces are joined first (a redirection sends
+  /// the command again).
+  boost::asio::awaitable<reply> execute_pieces_checked(
+      std::vector<std::vector<std::string_view>> args,
+      std::optional<std::chrono::milliseconds> timeout = {});
+
   /// SUBSCRIBE channel (SSUBSCRIBE on a cluster with sharded pub/sub); returns when the
   /// server confirmed. A sharded subscription ends when the channel's slot moves to another
   /// node: receive() then throws errc::io. From then on the connection is

@@ -38,19 +38,23 @@ std::string text(const std::string& s) {
   return runtime_api::valid_utf8(s);
 }
 
-std::string assemble(message_kind kind, const json::object& header, std::string_view body) {
+encoded_parts assemble_parts(message_kind kind, const json::object& header, std::string_view body) {
   const std::string head = json::serialize(header);
-  std::string out;
-  out.reserve(magic.size() + 12 + head.size() + 1 + body.size());
-  out.append(magic);
-  out.append(std::to_string(protocol_version));
-  out.push_back(' ');
-  out.append(kind_name(kind));
-  out.push_back('\n');
-  out.append(head);
-  out.push_back('\n');
-  out.append(body);
+  encoded_parts out;
+  out.head.reserve(magic.size() + 12 + head.size() + 1);
+  out.head.append(magic);
+  out.head.append(std::to_string(protocol_version));
+  out.head.push_back(' ');
+  out.head.append(kind_name(kind));
+  out.head.push_back('\n');
+  out.head.append(head);
+  out.head.push_back('\n');
+  out.body = body;
   return out;
+}
+
+std::string assemble(message_kind kind, const json::object& header, std::string_view body) {
+  return assemble_parts(kind, header, body).joined();
 }
 
 struct parts {
@@ -161,7 +165,7 @@ bool is_valid_id(std::string_view id) {
   return true;
 }
 
-std::string encode(const request& m) {
+encoded_parts encode_parts(const request& m) {
   const auto& c = m.context;
   json::object context{
       {"request_id", text(c.request_id)},
@@ -195,10 +199,14 @@ std::string encode(const request& m) {
     header["credentials"] = std::move(credentials);
   }
   if (m.stream) header["stream"] = true;
-  return assemble(message_kind::request, header, m.payload);
+  return assemble_parts(message_kind::request, header, m.payload);
 }
 
-std::string encode(const response& m) {
+std::string encode(const request& m) {
+  return encode_parts(m).joined();
+}
+
+encoded_parts encode_parts(const response& m) {
   json::object header{
       {"id", text(m.id)},
       {"app", text(m.app)},
@@ -211,12 +219,24 @@ std::string encode(const response& m) {
     header["piece"] = m.piece;
     header["more"] = m.more;
   }
-  return assemble(message_kind::response, header, m.body);
+  return assemble_parts(message_kind::response, header, m.body);
+}
+
+std::string encode(const response& m) {
+  return encode_parts(m).joined();
 }
 
 std::string encode(const notice& m) {
   json::object header{{"id", text(m.id)}, {"app", text(m.app)}};
   return assemble(message_kind::notice, header, {});
+}
+
+std::string encoded_parts::joined() const {
+  std::string out;
+  out.reserve(head.size() + body.size());
+  out.append(head);
+  out.append(body);
+  return out;
 }
 
 message_kind peek_kind(std::string_view bytes) {

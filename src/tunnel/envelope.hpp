@@ -111,6 +111,18 @@ enum class message_kind { request, response, notice };
 
 std::string encode(const request& message);
 std::string encode(const response& message);
+
+/// An envelope as two pieces, for a writer that sends them one after the other without
+/// joining them (no copy of a 6 MB body): `head` + `body` are the bytes encode() returns.
+/// `body` is a view of the message's own payload or body, which must outlive it.
+struct encoded_parts {
+  std::string head;  ///< The first line and the header line, each ending in '\n'.
+  std::string_view body;
+  std::size_t size() const { return head.size() + body.size(); }
+  std::string joined() const;
+};
+encoded_parts encode_parts(const request& message);
+encoded_parts encode_parts(const response& message);
 std::string encode(const notice& message);
 
 /// The kind named in the first line; throws runtime_api::protocol_error when the bytes do

@@ -155,6 +155,43 @@ TEST(RedisConnectionReal, SixMegabyteBinaryValueRoundTripsIntact) {
   });
 }
 
+// An argument given in pieces (a small header and a 6 MB body, not joined in memory) is stored
+// as their concatenation, next to small pieces, small arguments and an empty piece.
+TEST(RedisConnectionReal, ArgumentsInPiecesAreStoredJoined) {
+  redis_server server;
+  run([&](asio::io_context&) -> asio::awaitable<void> {
+    auto c = co_await connect(options_for(server));
+    const std::string head = "funcie/1 request\n{\"id\":\"x\"}\n";
+    const std::string body = binary_value(6 * 1024 * 1024);
+    std::vector<std::vector<std::string_view>> set{
+        {"SET"}, {"big"}, {head, "", body}, {"PX"}, {"60000"}};
+    rd::reply ok = co_await c->execute_pieces_checked(std::move(set));
+    EXPECT_EQ(ok.str, "OK");
+    rd::reply got = co_await cmd(*c, "GET", "big");
+    EXPECT_EQ(got.str.size(), head.size() + body.size());
+    EXPECT_TRUE(got.str == head + body) << "bytes differ";
+    rd::reply ttl = co_await cmd(*c, "PTTL", "big");
+    EXPECT_GT(ttl.integer, 0);
+
+    std::vector<std::vector<std::string_view>> push{{"RPUSH"}, {"list"}, {"a", "b", "c"}};
+    co_await c->execute_pieces_checked(std::move(push));
+    rd::reply popped = co_await cmd(*c, "LPOP", "list");
+    EXPECT_EQ(popped.str, "abc");
+
+    // An error reply is thrown, naming the command; the connection stays usable.
+    std::vector<std::vector<std::string_view>> wrong{{"RPUSH"}, {"big"}, {body}};
+    auto failure = co_await error_of(c->execute_pieces_checked(std::move(wrong)));
+    EXPECT_TRUE(failure.has_value());
+    if (failure) {
+      EXPECT_EQ(failure->code(), rd::errc::server);
+      EXPECT_NE(std::string(failure->what()).find("RPUSH failed: WRONGTYPE"), std::string::npos)
+          << failure->what();
+    }
+    rd::reply after = co_await cmd(*c, "STRLEN", "big");
+    EXPECT_EQ(after.integer, static_cast<long long>(head.size() + body.size()));
+  });
+}
+
 TEST(RedisConnectionReal, ThousandConcurrentExecutesAnswerInOrder) {
   redis_server server;
   run([&](asio::io_context& ctx) -> asio::awaitable<void> {

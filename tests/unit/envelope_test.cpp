@@ -62,6 +62,26 @@ TEST(Envelope, PayloadIsCarriedRawNotReencoded) {
   EXPECT_EQ(tn::decode_request(bytes).payload, r.payload);
 }
 
+TEST(Envelope, PartsAreTheEncodedBytesWithTheBodyNotCopied) {
+  auto r = full_request();
+  r.payload = binary_payload(rt::max_payload_bytes);
+  const auto parts = tn::encode_parts(r);
+  // A writer sends head then body: Redis stores exactly what encode() makes.
+  EXPECT_EQ(parts.head + std::string(parts.body), tn::encode(r));
+  EXPECT_EQ(parts.joined(), tn::encode(r));
+  EXPECT_EQ(parts.size(), tn::encode(r).size());
+  EXPECT_EQ(parts.body.data(), r.payload.data());  // a view of the request's own payload
+  EXPECT_TRUE(parts.head.ends_with("\n"));
+
+  tn::response answer{
+      id, "orders-api",         consumer, tn::response::outcome::success, "text/plain",
+      "", binary_payload(70000)};
+  const auto response_parts = tn::encode_parts(answer);
+  EXPECT_EQ(response_parts.joined(), tn::encode(answer));
+  EXPECT_EQ(response_parts.body.data(), answer.body.data());
+  EXPECT_EQ(tn::decode_response(response_parts.joined()), answer);
+}
+
 TEST(Envelope, ResponsesRoundTripSuccessAndError) {
   tn::response ok{id, "orders-api",        consumer, tn::response::outcome::success, "text/plain",
                   "", binary_payload(1000)};

@@ -2,6 +2,7 @@
 // BLPOP in slices for the answer; between slices, see whether the session popped it and still
 // lives, and withdraw it when it did not (docs/routing.md, "Assignment").
 #include "backend/redis/keys.hpp"
+#include "backend/redis/outgoing.hpp"
 #include "backend/redis/pool.hpp"
 #include "backend/redis/redis_backend.hpp"
 #include "backend/redis/settings.hpp"
@@ -441,7 +442,7 @@ std::optional<std::string> choose(const std::shared_ptr<forwarder_state>& s,
 /// receivers of the wake-up (0: nobody is present; -1: the session is gone); `session` becomes
 /// the owner named by an earlier assignment of the same request (a retry). Throws redis::error.
 asio::awaitable<long long> offer(const std::shared_ptr<forwarder_state>& s, redis::connection& conn,
-                                 const std::string& envelope, const std::string& item,
+                                 const outgoing_envelope& envelope, const std::string& item,
                                  const std::string& id, const std::string& req_ttl,
                                  std::string& session, bool after_withdrawal) {
   const auto& timing = s->options.timing;
@@ -474,8 +475,9 @@ asio::awaitable<long long> offer(const std::shared_ptr<forwarder_state>& s, redi
       co_await run_script(conn, code.offer, presence_keys, presence_args, timing.command_timeout);
   if (present.integer == 0) co_return 0;
   // Big: a plain SET (no copy through Lua), then assign the reference.
-  std::vector<std::string_view> set{"SET", req_key, envelope, "PX", req_ttl};
-  co_await conn.execute_checked(set, offer_timeout);
+  std::vector<std::vector<std::string_view>> set{
+      {"SET"}, {req_key}, envelope.pieces(), {"PX"}, {req_ttl}};
+  co_await conn.execute_pieces_checked(std::move(set), offer_timeout);
   co_return result(co_await run_script(conn, code.offer, keys, args, timing.command_timeout));
 }
 
@@ -490,8 +492,8 @@ struct offered_to {
 /// (the view is read again when none is left), a few times at most. Throws redis::error.
 asio::awaitable<offered_to> offer_to_chosen(const std::shared_ptr<forwarder_state>& s,
                                             redis::connection& conn, const tunnel::request& req,
-                                            const std::string& envelope, const std::string& item,
-                                            const std::string& req_ttl,
+                                            const outgoing_envelope& envelope,
+                                            const std::string& item, const std::string& req_ttl,
                                             const std::vector<std::string>& withdrawn_from) {
   // Chosen for this request and found gone, or withdrawn from before.
   std::vector<std::string> gone = withdrawn_from;
@@ -551,10 +553,10 @@ asio::awaitable<tunnel::forward_outcome> redis_forwarder_backend::forward(
 
   // 1. Assign.
   const tunnel::labelled_request request(req, s->options.app);
-  const std::string envelope = s->options.keys.seal_owned(tunnel::encode(request.get()));
+  const outgoing_envelope envelope(s->options.keys, request.get(), presence_first_bytes);
   // "<id>\n<envelope>"; "<id>\n" refers to req:<id> for a big one (docs/routing.md).
   std::string item = req.id + "\n";
-  if (envelope.size() <= presence_first_bytes) item += envelope;
+  if (envelope.size() <= presence_first_bytes) item += envelope.whole();
   const std::string req_ttl = std::to_string(left.count());
 
   // A session that is gone before it took the request (withdrawn) lets the forwarder pick

@@ -2,6 +2,7 @@
 // session (BLPOP), a subscriber connection whose subscription tells forwarders the session
 // still listens, a command connection for responses and the heartbeat (docs/routing.md).
 #include "backend/redis/keys.hpp"
+#include "backend/redis/outgoing.hpp"
 #include "backend/redis/redis_backend.hpp"
 #include "backend/redis/refused.hpp"
 #include "backend/redis/settings.hpp"
@@ -235,21 +236,20 @@ asio::awaitable<void> send_response(std::shared_ptr<session_state> s,
       s->reply_keys.erase(it);
     }
   }
-  const std::string envelope =
-      s->options.keys.seal_owned(tunnel::encode(labelled.get()), reply_key);
+  const outgoing_envelope envelope(s->options.keys, labelled.get(), big_envelope_bytes, reply_key);
   const std::string key = s->keys.resp(answer.id);
   const milliseconds timeout =
       timeout_for(s->options.timing.command_timeout, envelope.size(), 1024);
   auto sent = co_await tunnel::try_await<redis::error>([&]() -> asio::awaitable<void> {
     if (envelope.size() > big_envelope_bytes) {
       // Big: plain commands (Lua would copy it twice); the expiry follows at once.
-      std::vector<std::string_view> rpush{"RPUSH", key, envelope};
-      co_await conn->execute_checked(rpush, timeout);
+      std::vector<std::vector<std::string_view>> rpush{{"RPUSH"}, {key}, envelope.pieces()};
+      co_await conn->execute_pieces_checked(std::move(rpush), timeout);
       std::vector<std::string_view> pexpire{"PEXPIRE", key, response_ttl_ms};
       co_await conn->execute_checked(pexpire, s->options.timing.command_timeout);
     } else {
       std::vector<std::string_view> keys{key};
-      std::vector<std::string_view> args{envelope, response_ttl_ms};
+      std::vector<std::string_view> args{envelope.whole(), response_ttl_ms};
       co_await run_script(*conn, all_scripts().respond, keys, args, timeout);
     }
   }());
@@ -319,10 +319,10 @@ asio::awaitable<std::optional<std::string>> fetch(std::shared_ptr<session_state>
                                                   std::string_view id) {
   const std::string req_key = s->keys.req(id);
   std::vector<std::string_view> getdel{"GETDEL", req_key};
-  const redis::reply got =
+  redis::reply got =
       co_await s->command->execute_checked(getdel, s->options.timing.command_timeout + 6000ms);
   if (got.type != redis::reply::kind::string) co_return std::nullopt;
-  co_return got.str;
+  co_return std::move(got.str);
 }
 
 }  // namespace
