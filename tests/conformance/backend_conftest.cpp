@@ -543,6 +543,7 @@ TEST_P(BackendContract, TheBrokerSeesOnlySealedBytes) {
       auto out = co_await f->forward(open_req, steady::now() + 10s);
       EXPECT_EQ(out.outcome, kind::answered) << out.error_type << ": " << out.message << out.reason;
       co_await plain->close();
+      recorded->settle();
       EXPECT_TRUE(readable(recorded->text(), "plaintextmarker0123456789"))
           << "the recording did not see an unsealed event";
     }
@@ -559,6 +560,7 @@ TEST_P(BackendContract, TheBrokerSeesOnlySealedBytes) {
     EXPECT_EQ(out.outcome, kind::answered) << out.error_type << ": " << out.message << out.reason;
     EXPECT_EQ(out.answer.body, req.payload);
     co_await sealed->close();
+    recorded->settle();
     const std::string seen = recorded->text();
     EXPECT_FALSE(readable(seen, "4111222233334444")) << "the event is readable on the broker";
     EXPECT_FALSE(readable(seen, "secretcvc987")) << "the event is readable on the broker";

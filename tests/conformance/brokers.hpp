@@ -137,6 +137,9 @@ class recording {
  public:
   virtual ~recording() = default;
   virtual std::string text() const = 0;
+  /// Returns once everything clients sent before the call is in text() (a recorder that
+  /// prints asynchronously, such as MONITOR through redis-cli, may still be behind).
+  virtual void settle() const {}
 };
 
 /// A running broker, shared by the tests of one process (each in its own test_scope).
@@ -183,7 +186,7 @@ class broker {
 /// MONITOR on each node, through redis-cli.
 class redis_recording final : public recording {
  public:
-  explicit redis_recording(const std::vector<const redis_server*>& nodes) {
+  explicit redis_recording(const std::vector<const redis_server*>& nodes) : nodes_(nodes) {
     for (const auto* node : nodes) {
       monitors_.push_back(std::make_unique<recorder_process>(
           std::vector<std::string>{"/usr/bin/redis-cli", "-h", node->host(), "-p",
@@ -205,9 +208,26 @@ class redis_recording final : public recording {
     for (const auto& m : monitors_) all += m->output();
     return all;
   }
+  /// MONITOR prints commands in the order each node ran them: once a marker sent now is
+  /// printed by every monitor, so is everything before it.
+  void settle() const override {
+    const std::string marker = "funcie-recording-settled-" + std::to_string(++settles_);
+    for (const auto* node : nodes_) node->cli({"ECHO", marker});
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (const auto& m : monitors_) {
+      while (m->output().find(marker) == std::string::npos) {
+        if (std::chrono::steady_clock::now() > until) {
+          throw std::runtime_error("redis-cli monitor did not print " + marker + " within 20 s");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+  }
 
  private:
+  std::vector<const redis_server*> nodes_;
   std::vector<std::unique_ptr<recorder_process>> monitors_;
+  mutable int settles_ = 0;
 };
 
 /// What Redis brokers share: the scope, MONITOR recording and the forger, for the nodes given.
