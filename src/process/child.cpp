@@ -388,7 +388,7 @@ child::~child() {
   }
 }
 
-void child::collect() {
+void child::collect(bool end_lines) {
   if (!output_) return;
   auto keep = output_;  // a call may destroy this child
   auto& out = *keep;
@@ -396,7 +396,16 @@ void child::collect() {
   out.delivering = true;
   for (auto& s : out.streams) {
     if (s.ended || !s.pipe) continue;
-    if (!pump(out, s, 1024 * 1024)) break;  // EOF, or a call destroyed the child
+    if (!pump(out, s, 1024 * 1024)) {  // EOF (its last line delivered), or the child is gone
+      if (out.stopped) break;
+      continue;
+    }
+    if (end_lines && !s.pending.empty()) {
+      std::string line = std::move(s.pending);
+      s.pending.clear();
+      deliver(out, s, line);
+      if (out.stopped) break;
+    }
   }
   out.delivering = false;
 }
