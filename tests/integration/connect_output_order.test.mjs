@@ -60,3 +60,42 @@ export const handler = async (event) => {
     }
   }
 });
+
+test('output without a final newline is shown with its own invocation, not glued to the next one\'s', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'funcie-order-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'handler.mjs'), `
+export const handler = async (event) => {
+  process.stdout.write('unfinished output of ' + event.n);
+  return { n: event.n };
+};
+`);
+  const app = `unfinished-${process.pid}`;
+  const em = await startCloud({ url: redis.url, app, args: ['--timeout', '30'] });
+  t.after(() => em.stop());
+  const pty = connectInPty(t, ['--backend', redis.url, '--app', app, '--no-history', '--', process.execPath, ricBin, 'handler.handler'], { cwd: dir });
+  await pty.waitFor(/serving app/);
+  const pid = await pty.pid();
+
+  const count = 3;
+  const ids = [];
+  for (let n = 0; n < count; ++n) {
+    const r = await em.invoke({ n });
+    assert.equal(JSON.parse(r.body).n, n, 'answered by the local handler');
+    ids.push(r.headers.get('x-amzn-requestid').slice(0, 8));
+  }
+  await pty.waitFor(new RegExp(`${ids[count - 1]}\\S* +direct +\\d+ms`));
+  process.kill(pid, 'SIGINT');
+  await pty.exited;
+
+  const lines = pty.screen()
+    .replace(/\u001b\[[0-9;?]*[A-Za-z]/g, '')
+    .split(/\r\n|\n|\r/);
+  const shown = lines.filter((l) => /unfinished|^\d\d:\d\d:\d\d\.\d{3} [0-9a-f]{8} /.test(l)).join('\n');
+  for (let n = 0; n < count; ++n) {
+    const own = lines.findIndex((l) => new RegExp(`unfinished output of ${n}$`).test(l));
+    const at = lines.findIndex((l) => new RegExp(`^\\d\\d:\\d\\d:\\d\\d\\.\\d{3} ${ids[n]} .* ok`).test(l));
+    assert.ok(own >= 0, `invocation ${n}'s output on a line of its own:\n${shown}`);
+    assert.ok(at > own, `invocation ${n}: its line after its own output:\n${shown}`);
+  }
+});
