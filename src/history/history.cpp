@@ -227,6 +227,11 @@ store::store(const std::string& path, std::int64_t bound) : path_(path), bound_(
   try {
     // Several writers wait for each other rather than fail; readers never block writers.
     sqlite3_busy_timeout(db_, 5000);
+    // Pages freed by dropping the oldest go back to the file system (incremental_vacuum after
+    // each drop), so the file follows --history-size instead of keeping its largest size.
+    // Takes effect only in a new file (set before its first table); an older file keeps
+    // reusing its free pages, as before.
+    exec(db_, "PRAGMA auto_vacuum=INCREMENTAL", path_);
     exec(db_, "PRAGMA journal_mode=WAL", path_);
     exec(db_, "PRAGMA synchronous=NORMAL", path_);
     exec(db_, "PRAGMA journal_size_limit=16777216", path_);
@@ -272,6 +277,7 @@ std::int64_t store::record(entry e) {
     }
   }
   // Oldest first, a batch at a time, never the row just written.
+  bool dropped = false;
   while (total > bound_) {
     std::int64_t last = 0;
     std::int64_t freed = 0;
@@ -292,6 +298,12 @@ std::int64_t store::record(entry e) {
     sub.bind(1, freed);
     sub.step();
     total -= freed;
+    dropped = true;
+  }
+  if (dropped) {
+    statement vacuum(db_, "PRAGMA incremental_vacuum", path_);
+    while (vacuum.step()) {
+    }
   }
   t.commit();
   return e.id;
