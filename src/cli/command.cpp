@@ -126,6 +126,35 @@ void setup_logging(const std::string& level) {
   spdlog::set_level(spdlog::level::from_str(level));
 }
 
+// CLI11 says "Could not convert: --port = abc": say what the flag wants, and where to read
+// more, as every other usage error does.
+std::string conversion_message(const CLI::App& app, const std::string& said) {
+  constexpr std::string_view lead = "Could not convert: ";
+  const auto eq = said.find(" = ");
+  if (said.rfind(lead, 0) != 0 || eq == std::string::npos) return said;
+  const std::string name = said.substr(lead.size(), eq - lead.size());
+  const std::string value = said.substr(eq + 3);
+  const CLI::Option* option = nullptr;
+  std::string where = "funcie";
+  for (const auto* sub : app.get_subcommands()) {  // the one parsed
+    option = sub->get_option_no_throw(name);
+    if (option != nullptr) {
+      where += " " + sub->get_name();
+      break;
+    }
+  }
+  if (option == nullptr) option = app.get_option_no_throw(name);
+  if (option == nullptr) return said;
+  const std::string type = option->get_type_name();
+  const std::string wanted = type.find("UINT") != std::string::npos    ? "a whole number, 0 or more"
+                             : type.find("INT") != std::string::npos   ? "a whole number"
+                             : type.find("FLOAT") != std::string::npos ? "a number"
+                                                                       : "a value of type " + type;
+  std::string text = fmt::format("{}: '{}' is not {}.", name, value, wanted);
+  if (!option->get_description().empty()) text += " " + option->get_description() + ".";
+  return text + fmt::format(" See '{} --help'.", where);
+}
+
 }  // namespace
 
 int run_main(int argc, char** argv, const char* description,
@@ -166,6 +195,9 @@ int run_main(int argc, char** argv, const char* description,
   }
   try {
     app.parse(argc, args);
+  } catch (const CLI::ConversionError& e) {
+    fmt::print(stderr, "{}\n", conversion_message(app, e.what()));
+    return exit_usage;
   } catch (const CLI::ParseError& e) {
     // --help and --version print and exit 0; every other parse error (an unknown option, a
     // bad value) is the user's to fix: CLI11's message, then exit 2 as for any usage error.

@@ -94,3 +94,13 @@ test('invoke with an event that is not JSON refuses it before the handler runs, 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a flag given a value of the wrong type says what it wants and where to read more, exit 2', () => {
+  const port = funcie('emulate', '--function', 'fn', '--port', 'abc', '--', 'true');
+  assert.equal(port.code, 2, port.stderr);
+  assert.match(port.stderr, /^--port: 'abc' is not a whole number, 0 or more\. Port of the Invoke API .* See 'funcie emulate --help'\.\n$/);
+  const beat = funcie('connect', '--app', 'orders', '--heartbeat-ms', '1.5', '--', 'true');
+  assert.equal(beat.code, 2, beat.stderr);
+  assert.match(beat.stderr, /^--heartbeat-ms: '1\.5' is not a whole number\. .* See 'funcie connect --help'\.\n$/);
+  assert.doesNotMatch(beat.stderr, /Could not convert/);
+});
