@@ -182,9 +182,7 @@ asio::awaitable<outcome> environment::run(runtime_api::invocation invocation,
   }
   // The runtime logs, then posts its response: what it wrote before is in the pipes, but
   // the readers may not have had their turn yet. Lambda's tail has it; so does this one.
-  // An unfinished last line (process.stdout.write without '\n') is this invocation's too,
-  // not the start of the next one's first line.
-  if (process_) process_->collect(/*end_lines=*/true);
+  if (process_) process_->collect();
   log_->active = false;
   result.log = std::move(log_->text);
   log_->text.clear();

@@ -388,7 +388,7 @@ child::~child() {
   }
 }
 
-void child::collect(bool end_lines) {
+void child::collect() {
   if (!output_) return;
   auto keep = output_;  // a call may destroy this child
   auto& out = *keep;
@@ -396,16 +396,7 @@ void child::collect(bool end_lines) {
   out.delivering = true;
   for (auto& s : out.streams) {
     if (s.ended || !s.pipe) continue;
-    if (!pump(out, s, 1024 * 1024)) {  // EOF (its last line delivered), or the child is gone
-      if (out.stopped) break;
-      continue;
-    }
-    if (end_lines && !s.pending.empty()) {
-      std::string line = std::move(s.pending);
-      s.pending.clear();
-      deliver(out, s, line);
-      if (out.stopped) break;
-    }
+    if (!pump(out, s, 1024 * 1024)) break;  // EOF, or a call destroyed the child
   }
   out.delivering = false;
 }

@@ -74,9 +74,8 @@ class child {
   /// waiting for the readers' turn on the event loop or for before_read. For a caller that
   /// learns through another channel that the child has written something (a runtime posts
   /// its response after logging): the lines written before that are delivered before the
-  /// caller goes on. With `end_lines`, an unfinished last line is delivered as a line too
-  /// (what follows starts a new one): one invocation's output is not glued to the next's.
-  void collect(bool end_lines = false);
+  /// caller goes on. An unfinished last line stays pending.
+  void collect();
 
   struct state;
   struct output;

@@ -194,17 +194,6 @@ test('a function that does not stream answers InvokeWithResponseStream in one ch
   assert.equal(quiet.LogResult, undefined, 'no log unless asked');
 });
 
-test('output without a final newline stays in its own invocation: each tail has its own, none glued to the next', async () => {
-  const { lambda } = await emulateWith('streaming.unterminated');
-  for (const n of [1, 2, 3]) {
-    const res = await lambda.send(new InvokeCommand({ FunctionName: name, Payload: bytes(JSON.stringify({ n })), LogType: 'Tail' }));
-    assert.deepEqual(JSON.parse(Buffer.from(res.Payload).toString()), { n });
-    const log = Buffer.from(res.LogResult, 'base64').toString();
-    assert.match(log, new RegExp(`\\nunfinished output of ${n}\\nEND RequestId: `), log);
-    if (n > 1) assert.doesNotMatch(log, new RegExp(`unfinished output of ${n - 1}\\b`), `the previous invocation's output: ${log}`);
-  }
-});
-
 test('GetFunction, GetFunctionConfiguration and ListFunctions give the configuration emulate runs', async () => {
   const { em, lambda } = await emulateWith('streaming.buffered',
     ['--runtime', 'nodejs22.x', '--memory', '256', '--timeout', '7', '--env', 'STAGE=dev', '--env', 'WITH_EQUALS=a=b']);

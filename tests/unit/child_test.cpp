@@ -332,32 +332,3 @@ TEST(ChildOutput, CollectDeliversWhatThePipesHoldBeforeTheReadersRun) {
   EXPECT_EQ(lines.size(), 2u) << "nothing delivered twice by the readers";
   std::remove(marker.c_str());
 }
-
-// An invocation that ends with process.stdout.write('...') and no newline: with end_lines its
-// unfinished line is delivered at once, and what the child writes next starts a line of its
-// own (the next invocation's output is not glued to it).
-TEST(ChildOutput, CollectWithEndLinesDeliversTheUnfinishedLineAndStartsAfreshAfter) {
-  asio::io_context io;
-  auto marker = testing::TempDir() + "child_output_end_lines.done";
-  auto go_on = testing::TempDir() + "child_output_end_lines.go";
-  std::remove(marker.c_str());
-  std::remove(go_on.c_str());
-  std::vector<line> lines;
-  child c(io.get_executor(),
-          {"sh", "-c",
-           "printf 'first invocation, unfinished'; : > " + marker + "; while [ ! -e " + go_on +
-               " ]; do sleep 0.01; done; echo 'second invocation'; sleep 60"},
-          env(), capture(lines));
-  for (int i = 0; i < 1000 && !std::filesystem::exists(marker); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_TRUE(std::filesystem::exists(marker)) << "the child did not write within 10 s";
-  c.collect(/*end_lines=*/true);
-  EXPECT_EQ(lines, (std::vector<line>{{1, "first invocation, unfinished"}}));
-  { std::ofstream(go_on) << ""; }
-  for (int i = 0; i < 1000 && lines.size() < 2; ++i) io.run_for(std::chrono::milliseconds(10));
-  EXPECT_EQ(lines,
-            (std::vector<line>{{1, "first invocation, unfinished"}, {1, "second invocation"}}));
-  std::remove(marker.c_str());
-  std::remove(go_on.c_str());
-}
